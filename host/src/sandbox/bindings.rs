@@ -1,0 +1,46 @@
+//! Host bindings for the `weft:step` worlds, generated from `wit/`.
+
+#![allow(missing_docs, clippy::all)]
+
+use super::outcome::{LogLevel, LogSource};
+use super::state::StepState;
+
+/// Bindings of the `compute-step` world (and the shared `types` and `log`).
+pub mod compute {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "compute-step",
+        exports: { default: async },
+    });
+}
+
+/// Bindings of the `effect-step` world.
+pub mod effect {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "effect-step",
+        exports: { default: async },
+        with: {
+            "weft:step/types": super::compute::weft::step::types,
+            "weft:step/log": super::compute::weft::step::log,
+        },
+    });
+}
+
+pub use compute::weft::step::types::{ActionKind, StepContext, StepError, StepOutput};
+
+impl compute::weft::step::log::Host for StepState {
+    fn log(&mut self, level: compute::weft::step::log::Level, message: String) {
+        use compute::weft::step::log::Level;
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        StepState::log(self, level, LogSource::Log, message);
+    }
+}
+
+impl compute::weft::step::types::Host for StepState {}

@@ -1,0 +1,132 @@
+//! The wasmtime engine: one per host, with fuel, epochs and the pooling allocator.
+
+use super::SandboxConfig;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How instances get their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Pre-reserved slots, reused with copy-on-write images.
+    Pooling,
+    /// mmap per instance; used when the pool could not be reserved.
+    OnDemand,
+}
+
+/// Builds the engine configuration shared by every component.
+fn base_config(cfg: &SandboxConfig) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(cfg.max_wasm_stack)
+        // Room for host calls (WASI) on top of the guest's own stack.
+        .async_stack_size(cfg.max_wasm_stack + (1 << 20))
+        .parallel_compilation(true);
+    c
+}
+
+fn pooling_config(cfg: &SandboxConfig) -> PoolingAllocationConfig {
+    let n = cfg.max_instances.max(1);
+    let mut p = PoolingAllocationConfig::new();
+    // A Rust wasip2 component holds a handful of core instances; leave room.
+    p.total_component_instances(n)
+        .total_core_instances(n * 8)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .total_stacks(n)
+        .max_memory_size(usize::try_from(cfg.max_memory_bytes).unwrap_or(usize::MAX))
+        .max_memories_per_module(1)
+        .max_tables_per_module(1)
+        // Keep the first pages resident: cheaper than re-faulting them per attempt.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10)
+        .async_stack_keep_resident(16 << 10);
+    p
+}
+
+/// Creates the engine, preferring the pooling allocator. Returns the allocator
+/// actually used; the fallback is logged with the reason.
+pub fn build_engine(cfg: &SandboxConfig) -> wasmtime::Result<(Engine, Allocator)> {
+    if cfg.pooling {
+        let mut c = base_config(cfg);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(cfg)));
+        match Engine::new(&c) {
+            Ok(engine) => return Ok((engine, Allocator::Pooling)),
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                max_instances = cfg.max_instances,
+                "could not reserve the pooling allocator's address space; falling back to on-demand \
+                 allocation (slower instantiation). Lower max_instances or max_memory_bytes, or raise \
+                 the process's address-space limit (ulimit -v), to get pooling back"
+            ),
+        }
+    }
+    let mut c = base_config(cfg);
+    c.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    Ok((Engine::new(&c)?, Allocator::OnDemand))
+}
+
+/// One thread that advances the engine's epoch every tick while any attempt
+/// is running, and sleeps otherwise.
+pub struct Ticker {
+    shared: Arc<TickerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct TickerShared {
+    active: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// Keeps the ticker running while held; one per running attempt.
+pub struct TickerGuard<'a> {
+    ticker: &'a Ticker,
+}
+
+impl Drop for TickerGuard<'_> {
+    fn drop(&mut self) {
+        self.ticker.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Ticker {
+    /// Starts the ticker thread for `engine`.
+    pub fn start(engine: Engine, tick: std::time::Duration) -> std::io::Result<Self> {
+        let shared = Arc::new(TickerShared { active: AtomicUsize::new(0), stop: AtomicBool::new(false) });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new().name("weft-epoch".into()).spawn(move || {
+            while !s.stop.load(Ordering::Acquire) {
+                if s.active.load(Ordering::Acquire) == 0 {
+                    std::thread::park();
+                    continue;
+                }
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Self { shared, thread: Some(thread) })
+    }
+
+    /// Marks one attempt as running until the guard drops.
+    pub fn enter(&self) -> TickerGuard<'_> {
+        if self.shared.active.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = &self.thread
+        {
+            t.thread().unpark();
+        }
+        TickerGuard { ticker: self }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
