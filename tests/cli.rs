@@ -1,1 +1,202 @@
+//! End-to-end tests of the `weft` binary: real components, real processes.
 
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::plugin;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn weft(args: &[&str]) -> Output {
+    let cache = common::root().join("target/test-cache/cli");
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .env("WEFT_CACHE_DIR", cache)
+        .env_remove("WEFT_LOG")
+        .output()
+        .expect("run weft")
+}
+
+fn call(name: &str, extra: &[&str]) -> (i32, Value, String) {
+    let path = plugin(name);
+    let mut args = vec!["plugin", "call", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = weft(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
+    (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn call_prints_the_outcome_and_exits_zero_on_success() {
+    let (code, json, _) = call(
+        "price_cart",
+        &["--input", r#"{"items":[{"sku":"A","qty":3,"unit_price_cents":1000}],"tax_rate_bps":1000}"#],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(json["status"], "succeeded");
+    assert_eq!(json["output"]["total_cents"], 3300);
+    assert!(json["stats"]["fuel_consumed"].as_u64().unwrap() > 0);
+    assert!(json["stats"]["peak_memory_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn call_reads_input_from_a_file() {
+    let dir = common::temp_cache("cli-input");
+    let file = dir.join("input.json");
+    std::fs::write(&file, r#"{"hello": "file"}"#).unwrap();
+    let at = format!("@{}", file.display());
+    let (code, json, _) = call("echo", &["--input", &at]);
+    assert_eq!(code, 0);
+    assert_eq!(json["output"]["hello"], "file");
+}
+
+#[test]
+fn every_hostile_plugin_gets_its_kind_and_exit_code() {
+    let cases: &[(&str, &[&str], &str, i32)] = &[
+        ("infinite_loop", &["--fuel", "10000000000000", "--timeout-ms", "300"], "timeout", 10),
+        ("infinite_loop", &["--fuel", "100000000"], "out_of_fuel", 11),
+        ("cpu_burn", &["--fuel", "100000000"], "out_of_fuel", 11),
+        ("memory_bomb", &["--memory-mb", "32"], "memory_limit", 12),
+        ("stack_overflow", &[], "trap", 13),
+        ("panic", &[], "trap", 13),
+        ("huge_output", &["--fuel", "100000000000", "--memory-mb", "256"], "invalid_output", 15),
+        ("invalid_json", &[], "invalid_output", 15),
+        ("flaky", &["--input", r#"{"fail_until_attempt": 5, "error": "fatal"}"#], "plugin_error", 14),
+        ("wrong_world", &[], "component_invalid", 16),
+    ];
+    for (name, args, kind, code) in cases {
+        let (got_code, json, stderr) = call(name, args);
+        assert_eq!(json["status"], "failed", "{name}: {json}");
+        assert_eq!(json["failure"]["kind"], *kind, "{name}: {json}");
+        assert_eq!(got_code, *code, "{name}: exit code");
+        assert!(stderr.contains(kind), "{name}: stderr names the failure: {stderr}");
+    }
+}
+
+#[test]
+fn stack_overflow_is_flagged_in_the_json() {
+    let (_, json, _) = call("stack_overflow", &[]);
+    assert_eq!(json["failure"]["stack_overflow"], true);
+}
+
+#[test]
+fn escape_runs_to_completion_with_every_door_shut() {
+    let (code, json, _) = call("escape", &[]);
+    assert_eq!(code, 0, "{json}");
+    assert!(json["output"]["passwd"]["err"].is_string(), "{json}");
+    assert!(json["output"]["tcp_connect"]["err"].is_string(), "{json}");
+    assert_eq!(json["output"]["env_count"], 0);
+}
+
+#[test]
+fn an_effect_step_runs_and_compensates_through_the_cli() {
+    let input = r#"{"order_id":"o-1","amount_cents":500,"currency":"EUR","account":"a-1"}"#;
+    let (code, json, _) = call("charge_payment", &["--effect", "--input", input, "--idempotency-key", "r1/charge"]);
+    assert_eq!(code, 0, "{json}");
+    let receipt = json["output"].to_string();
+    let (code, json, _) =
+        call("charge_payment", &["--compensate", &receipt, "--input", input, "--idempotency-key", "r1/charge"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["output"], Value::Null);
+    assert!(json["logs"].as_array().unwrap().iter().any(|l| l["message"].as_str().unwrap().contains("refunded")));
+    // A compute step called as an effect is refused with the reason.
+    let (code, json, _) = call("echo", &["--effect"]);
+    assert_eq!(code, 16);
+    assert!(json["failure"]["reason"].as_str().unwrap().contains("weft:step/effect"), "{json}");
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = common::temp_cache("cli-files");
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn malformed_files_are_component_invalid_with_a_reason() {
+    let cases = [
+        ("core.wasm", common::core_module_bytes(), "core WebAssembly module"),
+        ("random.wasm", common::random_bytes(), "not a WebAssembly binary"),
+        ("empty.wasm", Vec::new(), "empty"),
+        ("truncated.wasm", common::truncated_component_bytes(), "not a valid WebAssembly component"),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = write_temp(name, &bytes);
+        let out = weft(&["plugin", "call", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(16), "{name}");
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["failure"]["kind"], "component_invalid");
+        let reason = json["failure"]["reason"].as_str().unwrap();
+        assert!(reason.contains(needle), "{name}: {reason}");
+
+        let out = weft(&["plugin", "inspect", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(16), "{name}: inspect");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("world:   neither"), "{name}: {text}");
+        assert!(text.contains(needle), "{name}: {text}");
+    }
+}
+
+#[test]
+fn inspect_shows_digest_world_and_wit() {
+    let path = plugin("validate_order");
+    let out = weft(&["plugin", "inspect", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(text.contains(&weft::sandbox::digest(&bytes)), "{text}");
+    assert!(text.contains(&format!("{} bytes", bytes.len())), "{text}");
+    assert!(text.contains("world:   compute"), "{text}");
+    assert!(text.contains("fits compute-step"), "{text}");
+    assert!(text.contains("does not fit effect-step"), "{text}");
+    assert!(text.contains("export weft:step/compute@0.1.0;"), "{text}");
+    assert!(text.contains("import weft:step/log@0.1.0;"), "{text}");
+
+    let effect = plugin("charge_payment");
+    let out = weft(&["plugin", "inspect", "--json", effect.to_str().unwrap()]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["world"], "effect");
+    assert_eq!(json["effect"]["fits"], true);
+    assert_eq!(json["format"], "component");
+}
+
+#[test]
+fn inspect_explains_a_wrong_world() {
+    let out = weft(&["plugin", "inspect", plugin("wrong_world").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(16));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("world:   neither"), "{text}");
+    assert!(text.contains("unexpected import `evil:plugin/secrets@1.0.0`"), "{text}");
+    assert!(text.contains("missing export `weft:step/effect@0.1.0`"), "{text}");
+    assert!(text.contains("export evil:plugin/greeter@1.0.0;"), "{text}");
+}
+
+#[test]
+fn bad_arguments_get_a_clear_error_and_exit_2() {
+    let echo = plugin("echo");
+    let e = echo.to_str().unwrap();
+    let out = weft(&["plugin", "call", e, "--input", "{\"a\": "]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--input") && err.contains("line 1"), "{err}");
+
+    let out = weft(&["plugin", "call", e, "--input", "[1, 2]"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("must be a JSON object (a step's input is always an object), not an array")
+    );
+
+    let out = weft(&["plugin", "call", "/nonexistent/step.wasm"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read component /nonexistent/step.wasm"), "{err}");
+
+    let out = weft(&["plugin", "call", e, "--input", "@/nonexistent/input.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/input.json"));
+    assert!(Path::new(e).exists());
+}

@@ -17,7 +17,7 @@ mod outcome;
 mod state;
 mod world;
 
-pub use cache::{Origin, digest};
+pub use cache::{ComponentCache, Origin, digest};
 pub use engine::Allocator;
 pub use limits::{Limits, SandboxConfig, default_cache_dir};
 pub use outcome::{
@@ -29,7 +29,6 @@ pub use world::StepWorld;
 
 use bindings::compute::ComputeStepPre;
 use bindings::effect::EffectStepPre;
-use cache::ComponentCache;
 use engine::Ticker;
 use rand::SeedableRng;
 use serde::Serialize;
