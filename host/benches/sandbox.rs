@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft::sandbox::{ComponentCache, Limits, Sandbox, SandboxConfig, StepCall, StepWorld};
 
@@ -52,6 +52,17 @@ fn raw_engine(fuel: bool, epoch: bool, pooling: bool) -> Engine {
     if pooling {
         c.allocation_strategy(InstanceAllocationStrategy::pooling());
     }
+    Engine::new(&c).unwrap()
+}
+
+fn tuned_engine(keep_resident: usize, pagemap: bool) -> Engine {
+    let mut p = PoolingAllocationConfig::new();
+    p.linear_memory_keep_resident(keep_resident).table_keep_resident(keep_resident.min(64 << 10));
+    if pagemap {
+        p.pagemap_scan(Enabled::Yes);
+    }
+    let mut c = Config::new();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     Engine::new(&c).unwrap()
 }
 
@@ -151,6 +162,29 @@ fn instantiate_and_call(c: &mut Criterion) {
             inst.weft_step_compute().call_run(&mut store, &ctx(), &input_text).await.unwrap().unwrap()
         })
     });
+    g.finish();
+
+    // Where the floor's time goes: page faults on a reused pool slot. With
+    // `keep_resident`, pages stay mapped and are reset by memset; with
+    // PAGEMAP_SCAN (Linux 6.7+) only the pages the guest dirtied are reset.
+    let mut g = c.benchmark_group("pool tuning: instantiate + call");
+    for (label, keep, pagemap) in [
+        ("default pool", 0, false),
+        ("keep_resident 64 KiB", 64 << 10, false),
+        ("keep_resident 2 MiB", 2 << 20, false),
+        ("keep_resident 2 MiB + pagemap_scan", 2 << 20, true),
+        ("keep_resident 16 MiB + pagemap_scan", 16 << 20, true),
+    ] {
+        let engine = tuned_engine(keep, pagemap);
+        let pre = raw_pre(&engine, "echo");
+        g.bench_function(label, |b| {
+            b.to_async(&rt).iter(|| async {
+                let mut store = raw_store(&engine, false, false);
+                let inst = pre.instantiate_async(&mut store).await.unwrap();
+                inst.weft_step_compute().call_run(&mut store, &ctx(), &input_text).await.unwrap().unwrap()
+            })
+        });
+    }
     g.finish();
 }
 

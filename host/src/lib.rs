@@ -11,7 +11,8 @@
 //!
 //! let sandbox = Sandbox::new(SandboxConfig::default())?;
 //! let component = sandbox.load_file("plugins/dist/price_cart.wasm".as_ref(), Some(StepWorld::Compute))?;
-//! let call = StepCall::run(r#"{"items": []}"#);
+//! let input = serde_json::json!({"items": []});
+//! let call = StepCall::run(input.as_object().cloned().unwrap_or_default());
 //! let report = sandbox.execute(&component, &call, &Limits::default()).await;
 //! println!("{}", serde_json::to_string_pretty(&report)?);
 //! # Ok(()) }
