@@ -184,6 +184,14 @@ fn instantiate_and_call(c: &mut Criterion) {
                 inst.weft_step_compute().call_run(&mut store, &ctx(), &input_text).await.unwrap().unwrap()
             })
         });
+        if pagemap && keep == 2 << 20 {
+            g.bench_function(format!("{label}: store + instantiate (no call)"), |b| {
+                b.to_async(&rt).iter(|| async {
+                    let mut store = raw_store(&engine, false, false);
+                    pre.instantiate_async(&mut store).await.unwrap();
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -4,7 +4,7 @@ use super::SandboxConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How instances get their memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +40,18 @@ fn pooling_config(cfg: &SandboxConfig) -> PoolingAllocationConfig {
         .max_memory_size(usize::try_from(cfg.max_memory_bytes).unwrap_or(usize::MAX))
         .max_memories_per_module(1)
         .max_tables_per_module(1)
-        // Keep the first pages resident: cheaper than re-faulting them per attempt.
-        .linear_memory_keep_resident(64 << 10)
         .table_keep_resident(16 << 10)
         .async_stack_keep_resident(16 << 10);
+    // A reused slot's pages stay mapped and are reset in place instead of being
+    // dropped and faulted in again by the next attempt (most of a fresh
+    // attempt's cost; see BENCHMARKS.md). With PAGEMAP_SCAN (Linux 6.7+) only
+    // the pages the guest dirtied are reset, so a large resident window is
+    // cheap; without it, every resident byte is memset, so keep it small.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        p.pagemap_scan(Enabled::Yes).linear_memory_keep_resident(2 << 20);
+    } else {
+        p.linear_memory_keep_resident(64 << 10);
+    }
     p
 }
 
