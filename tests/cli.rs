@@ -200,3 +200,27 @@ fn bad_arguments_get_a_clear_error_and_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/input.json"));
     assert!(Path::new(e).exists());
 }
+
+#[test]
+fn pooling_falls_back_to_on_demand_when_the_address_space_is_short() {
+    // 8 GB of address space cannot hold the pool's reservation (several 4 GiB
+    // slots), but can hold one on-demand instance.
+    let echo = plugin("echo");
+    let script = format!(
+        "ulimit -v 8000000 && exec '{}' plugin call '{}' --input '{{\"a\": 1}}' --compact",
+        env!("CARGO_BIN_EXE_weft"),
+        echo.display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
+        .env_remove("WEFT_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("falling back to on-demand allocation"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["output"]["a"], 1);
+}
