@@ -336,8 +336,17 @@ async fn a_100_mb_output_is_refused() {
     let r = run("huge_output", json!({}), &l).await;
     match failure(&r) {
         StepFailure::InvalidOutput { reason } => {
-            assert!(reason.contains("100000002 bytes"), "{reason}");
-            assert!(reason.contains("1048576"), "{reason}");
+            assert!(reason.contains("in one call"), "{reason}");
+            assert!(reason.contains("the output limit is 1048576 bytes"), "{reason}");
+        }
+        other => panic!("wrong failure {other:?}"),
+    }
+    // Just over the limit but within one transfer: refused by the size check.
+    let l2 = Limits { max_output_bytes: 500_000, ..l.clone() };
+    let r = run("huge_output", json!({"mb": 0.51}), &l2).await;
+    match failure(&r) {
+        StepFailure::InvalidOutput { reason } => {
+            assert!(reason.contains("the limit is 500000 bytes"), "{reason}");
         }
         other => panic!("wrong failure {other:?}"),
     }
@@ -398,11 +407,50 @@ async fn logs_are_bounded_and_dropping_is_reported() {
     assert!(host.iter().any(|l| l.message.contains("log line(s) dropped")), "{host:?}");
     assert!(host.iter().any(|l| l.message.contains("of stdout dropped")), "{host:?}");
 
+    // Empty lines are not free: a flood of them is cut at the line cap.
+    let flood = run("chatty", json!({"lines": 200_000, "empty": true}), &limits()).await;
+    assert_eq!(output(&flood)["written"], 200_000);
+    assert!(flood.logs.len() <= 1001, "{} lines kept", flood.logs.len());
+    assert!(flood.logs.iter().any(|l| l.source == LogSource::Host && l.message.contains("dropped")));
+
     let small = run("chatty", json!({"lines": 5}), &limits()).await;
     let sources: Vec<_> = small.logs.iter().map(|l| l.source).collect();
     assert_eq!(sources.iter().filter(|s| **s == LogSource::Log).count(), 5);
     assert_eq!(sources.iter().filter(|s| **s == LogSource::Stdout).count(), 5);
     assert_eq!(sources.iter().filter(|s| **s == LogSource::Stderr).count(), 5);
+}
+
+#[tokio::test]
+async fn actions_are_checked_against_the_contract() {
+    let ok = run("emitter", json!({"count": 2, "target": "next", "payload": {"k": 1}}), &limits()).await;
+    let actions = &ok.outcome.as_ref().unwrap().actions;
+    assert_eq!(actions.len(), 2);
+    assert_eq!(actions[1].target_node, "next");
+    assert_eq!(actions[1].payload, json!({"k": 1}));
+
+    let cases = [
+        (json!({"count": 101, "target": "next", "payload": {}}), "at most 100 are allowed"),
+        (json!({"count": 1, "target": " ", "payload": {}}), "empty target node"),
+        (json!({"count": 1, "target": "next", "payload": [1, 2]}), "not a JSON object"),
+    ];
+    for (input, needle) in cases {
+        let r = run("emitter", input, &limits()).await;
+        match failure(&r) {
+            StepFailure::InvalidOutput { reason } => assert!(reason.contains(needle), "{reason}"),
+            other => panic!("wrong failure {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn compensate_on_a_compute_component_is_refused() {
+    let c = load("echo", StepWorld::Compute);
+    let call = StepCall::compensate(Map::new(), json!({}));
+    let r = sandbox().execute(&c, &call, &limits()).await;
+    match failure(&r) {
+        StepFailure::ComponentInvalid { reason } => assert!(reason.contains("only effect-step components"), "{reason}"),
+        other => panic!("wrong failure {other:?}"),
+    }
 }
 
 // ----------------------------------------------------- invalid components
@@ -492,13 +540,21 @@ async fn the_host_survives_every_hostile_plugin_at_once_and_then_runs_a_good_one
         let (i, r) = done.expect("no task panicked");
         reports[i] = Some(r);
     }
-    for (name, r) in hostile.iter().zip(&reports) {
+    let expected = [
+        "timeout|out_of_fuel",
+        "out_of_fuel",
+        "memory_limit",
+        "trap",
+        "trap",
+        // 100 MB built in a 32 MiB memory: the memory limit comes first.
+        "memory_limit",
+        "invalid_output",
+        "ok",
+    ];
+    for ((name, r), want) in hostile.iter().zip(&reports).zip(expected) {
         let r = r.as_ref().expect("every run reported");
-        if *name == "escape" {
-            assert!(r.outcome.is_ok(), "escape completes");
-        } else {
-            assert!(r.failure().is_some(), "{name} must fail");
-        }
+        let got = r.failure().map_or("ok", StepFailure::kind);
+        assert!(want.split('|').any(|w| w == got), "{name}: expected {want}, got {got}: {:?}", r.outcome);
     }
     let r = run("price_cart", json!({"items": [{"sku": "A", "qty": 1, "unit_price_cents": 100}]}), &limits()).await;
     assert_eq!(output(&r)["total_cents"], 100);

@@ -19,3 +19,4 @@
 //! ```
 
 pub mod sandbox;
+pub mod workflow;

@@ -107,6 +107,22 @@ impl HostArgs {
     }
 }
 
+/// A mistake in the command's arguments or inputs (exit code 2).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.into()))
+}
+
 /// Exit code for each failure kind (0 is success).
 fn exit_code(f: &StepFailure) -> u8 {
     match f {
@@ -124,23 +140,24 @@ fn exit_code(f: &StepFailure) -> u8 {
 fn read_json_arg(flag: &str, arg: &str) -> anyhow::Result<Value> {
     let (text, origin) = if let Some(path) = arg.strip_prefix('@') {
         let text = if path == "-" {
-            std::io::read_to_string(std::io::stdin()).context("could not read stdin")?
+            std::io::read_to_string(std::io::stdin())
+                .map_err(|e| usage(format!("{flag}: could not read stdin: {e}")))?
         } else {
-            std::fs::read_to_string(path).with_context(|| format!("{flag}: cannot read {path}"))?
+            std::fs::read_to_string(path).map_err(|e| usage(format!("{flag}: cannot read {path}: {e}")))?
         };
         (text, path.to_string())
     } else {
         (arg.to_string(), "the command line".to_string())
     };
     serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!("{flag}: the JSON from {origin} does not parse: {e} (line {}, column {})", e.line(), e.column())
+        usage(format!("{flag}: the JSON from {origin} does not parse: {e} (line {}, column {})", e.line(), e.column()))
     })
 }
 
 fn input_object(arg: &str) -> anyhow::Result<Map<String, Value>> {
     match read_json_arg("--input", arg)? {
         Value::Object(m) => Ok(m),
-        other => bail!(
+        other => Err(usage(format!(
             "--input must be a JSON object (a step's input is always an object), not {}",
             match other {
                 Value::Array(_) => "an array",
@@ -149,12 +166,12 @@ fn input_object(arg: &str) -> anyhow::Result<Map<String, Value>> {
                 Value::Bool(_) => "a boolean",
                 _ => "null",
             }
-        ),
+        ))),
     }
 }
 
 fn inspect(file: &Path, json: bool, host: &HostArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = std::fs::read(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
     let sandbox = host.sandbox()?;
     let report = sandbox.inspect(&bytes);
     if json {
@@ -225,7 +242,7 @@ async fn call(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         limits.max_output_bytes = k.saturating_mul(1 << 10);
     }
     if attempt == 0 {
-        bail!("--attempt starts at 1");
+        return Err(usage("--attempt starts at 1"));
     }
     let sandbox = host.sandbox()?;
     let mut ctx = StepContext::adhoc(&step_id);
@@ -236,7 +253,9 @@ async fn call(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     let call = StepCall { ctx, input, kind };
     let report = match sandbox.load_file(&file, Some(world)) {
         Ok(component) => sandbox.execute(&component, &call, &limits).await,
-        Err(weft::sandbox::LoadError::Io { path, source }) => bail!("cannot read component {path}: {source}"),
+        Err(weft::sandbox::LoadError::Io { path, source }) => {
+            return Err(usage(format!("cannot read component {path}: {source}")));
+        }
         Err(e) => {
             weft::sandbox::AttemptReport { outcome: Err(e.to_failure()), stats: Default::default(), logs: Vec::new() }
         }
@@ -279,7 +298,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("weft: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(if e.is::<Usage>() { 2 } else { 1 })
         }
     }
 }

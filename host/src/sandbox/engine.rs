@@ -1,6 +1,7 @@
 //! The wasmtime engine: one per host, with fuel, epochs and the pooling allocator.
 
 use super::SandboxConfig;
+use super::state::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -23,25 +24,31 @@ fn base_config(cfg: &SandboxConfig) -> Config {
         .epoch_interruption(true)
         .max_wasm_stack(cfg.max_wasm_stack)
         // Room for host calls (WASI) on top of the guest's own stack.
-        .async_stack_size(cfg.max_wasm_stack + (1 << 20))
+        .async_stack_size(cfg.max_wasm_stack + (3 << 19))
         .parallel_compilation(true);
     c
 }
 
 fn pooling_config(cfg: &SandboxConfig) -> PoolingAllocationConfig {
-    let n = cfg.max_instances.max(1);
+    let n = cfg.max_instances.clamp(1, 10_000);
+    let per = |x: usize| n.saturating_mul(x as u32);
     let mut p = PoolingAllocationConfig::new();
-    // A Rust wasip2 component holds a handful of core instances; leave room.
+    // Per-component caps (a component over them fails to load) sized so that
+    // `max_instances` components can never exhaust the pool's totals: one
+    // tenant cannot starve the others of slots.
     p.total_component_instances(n)
-        .total_core_instances(n * 8)
-        .total_memories(n * 2)
-        .total_tables(n * 4)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
+        .max_memories_per_component(MAX_MEMORIES as u32)
+        .max_tables_per_component(MAX_TABLES as u32)
+        .total_core_instances(per(MAX_CORE_INSTANCES))
+        .total_memories(per(MAX_MEMORIES))
+        .total_tables(per(MAX_TABLES))
+        .table_elements(MAX_TABLE_ELEMENTS)
         .total_stacks(n)
         .max_memory_size(usize::try_from(cfg.max_memory_bytes).unwrap_or(usize::MAX))
         .max_memories_per_module(1)
         .max_tables_per_module(1)
-        .table_keep_resident(16 << 10)
-        .async_stack_keep_resident(16 << 10);
+        .table_keep_resident(16 << 10);
     // A reused slot's pages stay mapped and are reset in place instead of being
     // dropped and faulted in again by the next attempt (most of a fresh
     // attempt's cost; see BENCHMARKS.md). With PAGEMAP_SCAN (Linux 6.7+) only

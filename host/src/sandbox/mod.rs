@@ -270,9 +270,11 @@ impl Sandbox {
     pub fn load_bytes(&self, bytes: &[u8], world: Option<StepWorld>) -> Result<Arc<LoadedComponent>, LoadError> {
         check_format(bytes, self.config.max_component_bytes).map_err(LoadError::Invalid)?;
         let digest = cache::digest(bytes);
-        if let Some(w) = world
-            && let Some(hit) = self.lookup(&digest, w)
-        {
+        let candidates: &[StepWorld] = match &world {
+            Some(w) => std::slice::from_ref(w),
+            None => &[StepWorld::Compute, StepWorld::Effect],
+        };
+        if let Some(hit) = candidates.iter().find_map(|w| self.lookup(&digest, *w)) {
             return Ok(hit);
         }
         let (component, origin) = self.compile(&digest, bytes).map_err(LoadError::Invalid)?;
@@ -395,12 +397,29 @@ impl Sandbox {
     }
 
     /// Runs one attempt of `call` on `component` under `limits`, in a fresh
-    /// store. Never panics and never hangs on guest behaviour: every way the
-    /// guest can fail is a [`StepFailure`].
+    /// store. Guest behaviour never makes it panic or hang: every way the
+    /// guest can fail is a [`StepFailure`]. Must be called inside a tokio
+    /// runtime with timers enabled.
     pub async fn execute(&self, component: &LoadedComponent, call: &StepCall, limits: &Limits) -> AttemptReport {
+        if matches!(call.kind, CallKind::Compensate { .. }) && component.world != StepWorld::Effect {
+            return AttemptReport {
+                outcome: Err(StepFailure::ComponentInvalid {
+                    reason: format!(
+                        "`compensate` was called on a {} component; only effect-step components export it",
+                        component.world
+                    ),
+                }),
+                stats: AttemptStats::default(),
+                logs: Vec::new(),
+            };
+        }
+        let mut limits = limits.clone();
+        limits.timeout = limits.timeout.min(MAX_TIMEOUT);
+        limits.memory_bytes = limits.memory_bytes.min(self.config.max_memory_bytes);
+        let limits = &limits;
         // Wait for an instance slot so that the pool is never exhausted.
         let _slot = self.slots.acquire().await.ok();
-        let memory_limit = limits.memory_bytes.min(self.config.max_memory_bytes);
+        let memory_limit = limits.memory_bytes;
         let stdout = CapturePipe::new(limits.max_log_bytes);
         let stderr = CapturePipe::new(limits.max_log_bytes);
         let wasi = wasi_context(component.world, &call.ctx, &stdout, &stderr);
@@ -408,6 +427,9 @@ impl Sandbox {
             LogTags { run_id: call.ctx.run_id.clone(), step_id: call.ctx.step_id.clone(), attempt: call.ctx.attempt };
         let mut store = Store::new(&self.engine, StepState::new(wasi, memory_limit, limits.max_log_bytes, tags));
         store.limiter(|s| &mut s.limiter);
+        // Bound what one guest-to-host transfer (a log line, or the call's
+        // result) may make the host allocate.
+        store.set_hostcall_fuel(hostcall_budget(limits));
         // Fuel is injected in slices: compiled code writes its fuel count back
         // to the store only at calls and at the end of each slice, so slicing
         // keeps `fuel_consumed` exact to within one slice even when the epoch
@@ -522,6 +544,15 @@ impl Sandbox {
     }
 }
 
+/// Longest wall-time limit accepted; longer ones are cut to this.
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Bytes one guest-to-host transfer may carry: the output limit plus room for
+/// the action records, never less than 64 KiB.
+fn hostcall_budget(limits: &Limits) -> usize {
+    limits.max_output_bytes.saturating_add(limits.max_actions.saturating_mul(64)).saturating_add(16 << 10).max(64 << 10)
+}
+
 /// Fuel injected at a time (about a millisecond of guest work); see `execute`.
 const FUEL_SLICE: u64 = 10_000_000;
 
@@ -626,6 +657,19 @@ fn classify(e: &wasmtime::Error, store: &Store<StepState>, limits: &Limits, stde
     }
     if let Some(requested) = store.data().limiter.refused {
         return StepFailure::MemoryLimit { limit_bytes: limits.memory_bytes, requested_bytes: requested };
+    }
+    // wasmtime's error for a transfer over the hostcall budget is private; its
+    // message is the only way to recognise it.
+    if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        return StepFailure::InvalidOutput {
+            reason: format!(
+                "the step tried to pass more than {} bytes to the host in one call (its output or a log line); \
+                 the output limit is {} bytes (raise max_output_bytes, or return a reference to the data instead \
+                 of the data)",
+                hostcall_budget(limits),
+                limits.max_output_bytes
+            ),
+        };
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => StepFailure::OutOfFuel { budget: limits.fuel },

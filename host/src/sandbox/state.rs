@@ -32,6 +32,8 @@ pub struct DeadlineExceeded;
 pub struct Limiter {
     limit: u64,
     total: u64,
+    /// The last grant, undone if the grow then fails.
+    last_grant: Option<(u64, u64)>,
     /// Largest total memory granted.
     pub peak: u64,
     /// The request that was refused, if one was.
@@ -40,12 +42,24 @@ pub struct Limiter {
 
 impl Limiter {
     fn new(limit: u64) -> Self {
-        Self { limit, total: 0, peak: 0, refused: None }
+        Self { limit, total: 0, last_grant: None, peak: 0, refused: None }
     }
 }
 
 /// Most table elements per table; a table bomb fails its `table.grow`.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+/// Most core instances one component may create.
+pub const MAX_CORE_INSTANCES: usize = 16;
+/// Most linear memories one component may create.
+pub const MAX_MEMORIES: usize = 2;
+/// Most tables one component may create.
+pub const MAX_TABLES: usize = 8;
+/// Most resources (streams, pollables, ...) one attempt may hold at once.
+pub const MAX_RESOURCES: usize = 4096;
+/// Most log lines kept per attempt, whatever their size.
+pub const MAX_LOG_LINES: usize = 1000;
+/// What each kept line costs against the byte budget beyond its text.
+const LINE_OVERHEAD: usize = 32;
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -54,9 +68,33 @@ impl ResourceLimiter for Limiter {
             self.refused = Some(new_total);
             return Err(wasmtime::Error::new(MemoryLimitExceeded { limit: self.limit, requested: new_total }));
         }
+        self.last_grant = Some((self.total, new_total));
         self.total = new_total;
         self.peak = self.peak.max(new_total);
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The grow was granted here but failed later (past the memory's own
+        // maximum, or mmap failed): the memory did not grow, so undo the grant.
+        if let Some((before, after)) = self.last_grant.take()
+            && self.total == after
+        {
+            self.total = before;
+        }
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -80,6 +118,11 @@ impl LogSink {
 
     /// Adds a line, or counts it as dropped when over budget.
     pub fn push(&mut self, level: LogLevel, source: LogSource, mut message: String) -> Option<&LogLine> {
+        let is_host = source == LogSource::Host;
+        if !is_host && (self.used + LINE_OVERHEAD > self.budget || self.lines.len() >= MAX_LOG_LINES) {
+            self.dropped += 1;
+            return None;
+        }
         if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
             while !message.is_char_boundary(cut) {
@@ -89,12 +132,12 @@ impl LogSink {
             message.push_str(" [line truncated]");
         }
         // The host's own notes (lines dropped, ...) are never dropped themselves.
-        if source != LogSource::Host && self.used + message.len() > self.budget {
+        if !is_host && self.used + message.len() + LINE_OVERHEAD > self.budget {
             self.dropped += 1;
             return None;
         }
-        if source != LogSource::Host {
-            self.used += message.len();
+        if !is_host {
+            self.used += message.len() + LINE_OVERHEAD;
         }
         self.lines.push(LogLine { level, source, message });
         self.lines.last()
@@ -107,7 +150,7 @@ impl LogSink {
                 level: LogLevel::Warn,
                 source: LogSource::Host,
                 message: format!(
-                    "{} log line(s) dropped: the attempt's log budget is {} bytes",
+                    "{} log line(s) dropped: an attempt keeps at most {MAX_LOG_LINES} lines and {} bytes",
                     self.dropped, self.budget
                 ),
             });
@@ -257,22 +300,20 @@ pub struct StepState {
 impl StepState {
     /// State for one attempt.
     pub fn new(wasi: WasiCtx, memory_limit: u64, log_budget: usize, tags: LogTags) -> Self {
-        Self {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter::new(memory_limit),
-            logs: LogSink::new(log_budget),
-            tags,
-        }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        Self { wasi, table, limiter: Limiter::new(memory_limit), logs: LogSink::new(log_budget), tags }
     }
 
     /// Records a guest log line and forwards it to `tracing`.
     pub fn log(&mut self, level: LogLevel, source: LogSource, message: String) {
-        let tags = self.tags.clone();
         let Some(line) = self.logs.push(level, source, message) else {
             return;
         };
-        let (run_id, step_id, attempt, msg) = (&tags.run_id, &tags.step_id, tags.attempt, &line.message);
+        let tags = &self.tags;
+        // Escape control characters so that a guest cannot forge log records.
+        let msg = line.message.escape_debug().to_string();
+        let (run_id, step_id, attempt) = (&tags.run_id, &tags.step_id, tags.attempt);
         let src = match source {
             LogSource::Log => "log",
             LogSource::Stdout => "stdout",

@@ -1,0 +1,315 @@
+//! The validated workflow: what the engine runs.
+
+use super::expr::Expr;
+use super::yaml::Pos;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// What a node runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeType {
+    /// A pure step (world `compute-step`).
+    Compute,
+    /// A pure aggregation step (world `compute-step`).
+    Reducer,
+    /// A step with side effects (world `effect-step`).
+    Effect,
+}
+
+impl NodeType {
+    /// True for effect nodes (which may be compensated).
+    pub fn is_effect(self) -> bool {
+        self == Self::Effect
+    }
+}
+
+/// How the scheduler runs the graph (the seed's `EnumExecutionMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionMode {
+    /// One step at a time, in topological order.
+    #[default]
+    Sequential,
+    /// Ready steps run together, up to `max_parallel_steps`.
+    Parallel,
+    /// One step at a time; `when` conditions pick the branches.
+    Conditional,
+    /// Not supported yet.
+    Batch,
+    /// Not supported yet.
+    Streaming,
+}
+
+impl ExecutionMode {
+    /// All names, for messages.
+    pub const NAMES: &'static [&'static str] = &["sequential", "parallel", "conditional", "batch", "streaming"];
+
+    /// Parses a mode name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sequential" => Self::Sequential,
+            "parallel" => Self::Parallel,
+            "conditional" => Self::Conditional,
+            "batch" => Self::Batch,
+            "streaming" => Self::Streaming,
+            _ => return None,
+        })
+    }
+}
+
+/// What happens when a step fails for good (the seed's failure strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureStrategy {
+    /// Stop at the first failed step; interrupt the others.
+    #[default]
+    FailFast,
+    /// Skip the failed step's dependents; run every independent branch.
+    ContinueOnError,
+    /// Give a failed step `coordination_rules.max_retries` more rounds of its
+    /// retry policy, then fail fast.
+    Retry,
+    /// Stop, then undo every completed effect step in reverse completion order.
+    Compensate,
+}
+
+impl FailureStrategy {
+    /// All names, for messages.
+    pub const NAMES: &'static [&'static str] = &["fail_fast", "continue_on_error", "retry", "compensate"];
+
+    /// Parses a strategy name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "fail_fast" => Self::FailFast,
+            "continue_on_error" => Self::ContinueOnError,
+            "retry" => Self::Retry,
+            "compensate" => Self::Compensate,
+            _ => return None,
+        })
+    }
+}
+
+/// The seed's workflow types, with their default global timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowType {
+    /// Multi-stage data processing.
+    #[default]
+    DataPipeline,
+    /// Bulk operations.
+    BatchProcessing,
+    /// Conditional branching on events.
+    EventDriven,
+    /// Distributed transaction with compensation.
+    Saga,
+    /// Extract-transform-load.
+    Etl,
+    /// Multi-step approval with gates.
+    Approval,
+    /// Notification dispatch.
+    Notification,
+    /// System health validation.
+    HealthCheck,
+}
+
+impl WorkflowType {
+    /// All names, for messages.
+    pub const NAMES: &'static [&'static str] = &[
+        "data_pipeline",
+        "batch_processing",
+        "event_driven",
+        "saga",
+        "etl",
+        "approval",
+        "notification",
+        "health_check",
+    ];
+
+    /// Parses a type name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "data_pipeline" => Self::DataPipeline,
+            "batch_processing" => Self::BatchProcessing,
+            "event_driven" => Self::EventDriven,
+            "saga" => Self::Saga,
+            "etl" => Self::Etl,
+            "approval" => Self::Approval,
+            "notification" => Self::Notification,
+            "health_check" => Self::HealthCheck,
+            _ => return None,
+        })
+    }
+
+    /// The seed's default timeout for this type, in milliseconds.
+    pub fn default_timeout_ms(self) -> u64 {
+        match self {
+            Self::DataPipeline => 600_000,
+            Self::BatchProcessing => 1_800_000,
+            Self::EventDriven => 60_000,
+            Self::Saga => 300_000,
+            Self::Etl => 3_600_000,
+            Self::Approval => 86_400_000,
+            Self::Notification => 30_000,
+            Self::HealthCheck => 10_000,
+        }
+    }
+
+    /// Saga workflows require compensation on their effect steps.
+    pub fn requires_compensation(self) -> bool {
+        self == Self::Saga
+    }
+}
+
+/// When and how a step is retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first (retry_count + 1).
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds.
+    pub initial_delay_ms: u64,
+    /// Each further delay is the previous one times this.
+    pub multiplier: f64,
+    /// Cap on any one delay, in milliseconds.
+    pub max_delay_ms: u64,
+    /// Random spread: a delay d becomes a value in [d·(1−jitter), d].
+    pub jitter: f64,
+    /// Failure kinds that are retried (sandbox kinds; `plugin_error` means
+    /// retryable plugin errors only).
+    pub retry_on: Vec<String>,
+}
+
+/// The failure kinds a retry policy can name.
+pub const RETRYABLE_KINDS: &[&str] = &["timeout", "out_of_fuel", "memory_limit", "trap", "plugin_error"];
+
+impl RetryPolicy {
+    /// The seed's `RetryConfig` defaults with `retries` retries.
+    pub fn with_retries(retries: u32) -> Self {
+        Self {
+            max_attempts: retries + 1,
+            initial_delay_ms: 1000,
+            multiplier: 2.0,
+            max_delay_ms: 30_000,
+            jitter: 0.0,
+            retry_on: RETRYABLE_KINDS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The delay before retry number `n` (1-based), before jitter.
+    pub fn base_delay_ms(&self, n: u32) -> u64 {
+        let exp = self.multiplier.powi(n.saturating_sub(1).min(64) as i32);
+        let d = (self.initial_delay_ms as f64) * exp;
+        (d.min(self.max_delay_ms as f64)).max(0.0) as u64
+    }
+}
+
+/// Where a node's input comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputMapping {
+    /// Not given: the run's context for a root node, the output of the only
+    /// dependency, or a map from dependency id to output.
+    Default,
+    /// One expression that must give an object.
+    Whole(Expr),
+    /// Key by key.
+    Fields(Vec<(String, Expr)>),
+}
+
+/// One node of the graph.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Unique id.
+    pub id: String,
+    /// What it runs as.
+    pub node_type: NodeType,
+    /// Free text.
+    pub description: String,
+    /// Per-attempt wall-time limit.
+    pub timeout_ms: u64,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Ids of the nodes it waits for.
+    pub depends_on: Vec<String>,
+    /// A failure of this node does not fail the workflow.
+    pub continue_on_error: bool,
+    /// The component file, resolved.
+    pub component: PathBuf,
+    /// Fuel budget per attempt (None: the host default).
+    pub fuel: Option<u64>,
+    /// Memory limit per attempt in MiB (None: the host default).
+    pub memory_mb: Option<u64>,
+    /// Input mapping.
+    pub input: InputMapping,
+    /// Run only when this is true.
+    pub when: Option<Expr>,
+    /// Effect nodes: undo with `compensate` when the run is compensated.
+    pub compensate: bool,
+    /// Run only when some action targets this node.
+    pub requires_action: bool,
+    /// Run even when a dependency was skipped.
+    pub run_if_dependency_skipped: bool,
+    /// Where the node starts in the file.
+    pub pos: Pos,
+}
+
+/// The seed's `coordination_rules`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoordinationRules {
+    /// Whether parallel execution is allowed at all.
+    pub parallel_execution_allowed: bool,
+    /// The default failure strategy.
+    pub failure_recovery_strategy: FailureStrategy,
+    /// Default retries for nodes without `retry_count` or `retry`.
+    pub max_retries: u32,
+    /// Default global timeout.
+    pub timeout_ms: u64,
+    /// Per-component circuit breakers (recorded; enforced by the durable store).
+    pub circuit_breaker_enabled: bool,
+    /// Dead-letter queue for failed runs (recorded; enforced by the durable store).
+    pub dead_letter_queue_enabled: bool,
+}
+
+impl Default for CoordinationRules {
+    fn default() -> Self {
+        Self {
+            parallel_execution_allowed: true,
+            failure_recovery_strategy: FailureStrategy::FailFast,
+            max_retries: 3,
+            timeout_ms: 300_000,
+            circuit_breaker_enabled: false,
+            dead_letter_queue_enabled: false,
+        }
+    }
+}
+
+/// A parsed, validated workflow.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// `metadata.name`.
+    pub name: String,
+    /// `workflow_metadata.workflow_name`.
+    pub workflow_name: String,
+    /// `major.minor.patch`.
+    pub version: String,
+    /// Free text.
+    pub description: String,
+    /// The default execution mode.
+    pub execution_mode: ExecutionMode,
+    /// The default workflow type.
+    pub workflow_type: WorkflowType,
+    /// The nodes, in file order.
+    pub nodes: Vec<NodeSpec>,
+    /// Coordination rules.
+    pub rules: CoordinationRules,
+    /// Node indices in a topological order (ties in file order).
+    pub topo_order: Vec<usize>,
+    /// For each node, the indices of the nodes that depend on it.
+    pub dependents: Vec<Vec<usize>>,
+    /// For each node, the indices of its dependencies.
+    pub dependencies: Vec<Vec<usize>>,
+    /// node id -> index.
+    pub index: HashMap<String, usize>,
+    /// The file it came from (None when built in memory).
+    pub source: Option<PathBuf>,
+}
