@@ -18,5 +18,6 @@
 //! # Ok(()) }
 //! ```
 
+pub mod engine;
 pub mod sandbox;
 pub mod workflow;

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use weft::engine::{Engine, Environment, ExecutionStatus, RunEvent, RunInput, RunOptions, SandboxExecutor};
 use weft::sandbox::{CallKind, Limits, Sandbox, SandboxConfig, StepCall, StepContext, StepFailure, StepWorld};
 
 /// Weft runs workflows whose steps are sandboxed WebAssembly components.
@@ -21,6 +22,51 @@ enum Command {
     /// Work with step components (plugins).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run a workflow and print its output contract as JSON on stdout.
+    ///
+    /// Progress goes to stderr, one line per transition. Ctrl-C cancels the
+    /// run (in-flight steps are interrupted, compensation runs if the strategy
+    /// says so). Exit codes: 0 completed, 3 failed, 4 cancelled, 2 invalid
+    /// workflow or input, 1 host error.
+    Run {
+        /// The workflow file.
+        workflow: PathBuf,
+        /// The run input (the seed's input subcontract) as JSON: a file, or - for stdin.
+        #[arg(long)]
+        input: Option<String>,
+        /// `pretty` (indented) or `json` (one line).
+        #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
+        output: String,
+        /// Environment profile for defaults: development, staging or production.
+        #[arg(long, default_value = "development")]
+        env: String,
+        /// Seed for retry jitter, for reproducible delays.
+        #[arg(long)]
+        jitter_seed: Option<u64>,
+        /// No progress lines on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Check a workflow file and its components; report every problem at once.
+    Validate {
+        /// The workflow file.
+        workflow: PathBuf,
+        /// Do not load the components (syntax, graph and expressions only).
+        #[arg(long)]
+        skip_components: bool,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Print the workflow's graph as Mermaid or Graphviz dot.
+    Graph {
+        /// The workflow file.
+        workflow: PathBuf,
+        /// `mermaid` or `dot`.
+        #[arg(long, default_value = "mermaid", value_parser = ["mermaid", "dot"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +149,17 @@ impl HostArgs {
         }
         // One CLI call runs one attempt: a small pool reserves less address space.
         config.max_instances = 4;
+        Sandbox::new(config).context("could not start the wasm sandbox")
+    }
+
+    fn sandbox_sized(&self, instances: u32) -> anyhow::Result<Sandbox> {
+        let mut config = SandboxConfig::default();
+        if self.no_cache {
+            config.cache_dir = None;
+        } else if let Some(d) = &self.cache_dir {
+            config.cache_dir = Some(d.clone());
+        }
+        config.max_instances = instances;
         Sandbox::new(config).context("could not start the wasm sandbox")
     }
 }
@@ -271,6 +328,153 @@ async fn call(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Loads a workflow, checking components with `checker` when given.
+fn load_workflow(
+    path: &Path,
+    checker: Option<&dyn weft::workflow::ComponentCheck>,
+) -> anyhow::Result<weft::workflow::Workflow> {
+    weft::workflow::load_file(path, checker).map_err(|e| usage(e.to_string().trim_end().to_string()))
+}
+
+fn validate(path: &Path, skip_components: bool, host: &HostArgs) -> anyhow::Result<ExitCode> {
+    let executor;
+    let checker: Option<&dyn weft::workflow::ComponentCheck> = if skip_components {
+        None
+    } else {
+        executor = SandboxExecutor::new(std::sync::Arc::new(host.sandbox()?));
+        Some(&executor)
+    };
+    let wf = load_workflow(path, checker)?;
+    let edges: usize = wf.dependencies.iter().map(Vec::len).sum();
+    println!(
+        "{}: ok: workflow `{}` v{}, {} nodes, {} dependencies, execution_mode {:?}",
+        path.display(),
+        wf.name,
+        wf.version,
+        wf.nodes.len(),
+        edges,
+        wf.execution_mode
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn graph(path: &Path, format: &str) -> anyhow::Result<ExitCode> {
+    let wf = load_workflow(path, None)?;
+    let mut out = String::new();
+    let quote = |s: &str| s.replace('"', "'");
+    if format == "dot" {
+        out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n", quote(&wf.name)));
+        for n in &wf.nodes {
+            let shape = if n.node_type.is_effect() { "box" } else { "ellipse" };
+            out.push_str(&format!("  \"{}\" [shape={shape}, label=\"{}\\n({:?})\"];\n", n.id, n.id, n.node_type));
+        }
+        for (i, deps) in wf.dependencies.iter().enumerate() {
+            for &d in deps {
+                out.push_str(&format!("  \"{}\" -> \"{}\";\n", wf.nodes[d].id, wf.nodes[i].id));
+            }
+        }
+        out.push_str("}\n");
+    } else {
+        out.push_str("flowchart LR\n");
+        for (k, n) in wf.nodes.iter().enumerate() {
+            let label = format!("{} ({:?})", n.id, n.node_type).to_lowercase().replace('"', "'");
+            if n.node_type.is_effect() {
+                out.push_str(&format!("  n{k}[\"{label}\"]\n"));
+            } else {
+                out.push_str(&format!("  n{k}(\"{label}\")\n"));
+            }
+        }
+        for (i, deps) in wf.dependencies.iter().enumerate() {
+            for &d in deps {
+                let cond = wf.nodes[i]
+                    .when
+                    .as_ref()
+                    .map(|w| format!("|\"{}\"|", w.source().replace('"', "'")))
+                    .unwrap_or_default();
+                out.push_str(&format!("  n{d} -->{cond} n{i}\n"));
+            }
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    path: &Path,
+    input: Option<&str>,
+    output: &str,
+    env: &str,
+    jitter_seed: Option<u64>,
+    quiet: bool,
+    host: &HostArgs,
+) -> anyhow::Result<ExitCode> {
+    let environment = Environment::parse(env)
+        .ok_or_else(|| usage(format!("--env `{env}` is not one of development, staging, production")))?;
+    let run_input: RunInput = match input {
+        None => RunInput::default(),
+        Some(arg) => {
+            let text = if arg == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| usage(format!("--input: cannot read stdin: {e}")))?
+            } else {
+                std::fs::read_to_string(arg).map_err(|e| usage(format!("--input: cannot read {arg}: {e}")))?
+            };
+            serde_json::from_str(&text).map_err(|e| {
+                usage(format!("--input {arg}: not a valid run input: {e} (line {}, column {})", e.line(), e.column()))
+            })?
+        }
+    };
+    let sandbox = std::sync::Arc::new(host.sandbox_sized(64)?);
+    let executor = std::sync::Arc::new(SandboxExecutor::new(sandbox));
+    let wf = std::sync::Arc::new(load_workflow(path, Some(executor.as_ref()))?);
+    let engine = Engine::new(executor);
+    let opts = RunOptions { environment, jitter_seed, ..RunOptions::default() };
+    let mut handle = engine.start(wf, &run_input, opts).map_err(|e| usage(e.to_string()))?;
+    let cancel = handle.cancel_token();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("weft: cancelling (Ctrl-C)");
+            cancel.cancel();
+        }
+    });
+    let started = std::time::Instant::now();
+    while let Some(event) = handle.events.recv().await {
+        if !quiet {
+            eprintln!("[{:>8.3}s] {}", started.elapsed().as_secs_f64(), describe_event(&event));
+        }
+    }
+    let out = handle.wait().await;
+    let text = if output == "json" { serde_json::to_string(&out)? } else { serde_json::to_string_pretty(&out)? };
+    println!("{text}");
+    Ok(ExitCode::from(match out.execution_status {
+        ExecutionStatus::Completed => 0,
+        ExecutionStatus::Cancelled => 4,
+        _ => 3,
+    }))
+}
+
+fn describe_event(e: &RunEvent) -> String {
+    match e {
+        RunEvent::RunStarted { run_id, workflow } => format!("run {run_id} of `{workflow}` started"),
+        RunEvent::AttemptStarted { step_id, attempt } => format!("{step_id}: attempt {attempt} started"),
+        RunEvent::Retrying { step_id, attempt, error_type, delay_ms } => {
+            format!("{step_id}: attempt {attempt} failed ({error_type}); retrying in {delay_ms} ms")
+        }
+        RunEvent::StepCompleted { step_id, attempts } => format!("{step_id}: completed after {attempts} attempt(s)"),
+        RunEvent::StepFailed { step_id, error_type, message, tolerated } => {
+            let t = if *tolerated { " (tolerated: continue_on_error)" } else { "" };
+            format!("{step_id}: FAILED{t}: {error_type}: {message}")
+        }
+        RunEvent::StepSkipped { step_id, reason } => format!("{step_id}: skipped: {reason}"),
+        RunEvent::Compensating { step_id } => format!("{step_id}: compensating"),
+        RunEvent::Compensated { step_id, ok } => {
+            format!("{step_id}: {}", if *ok { "compensated" } else { "COMPENSATION FAILED" })
+        }
+        RunEvent::RunFinished { status } => format!("run finished: {status:?}"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -292,6 +496,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Plugin(PluginCommand::Inspect { file, json, host }) => inspect(&file, json, &host),
             Command::Plugin(cmd @ PluginCommand::Call { .. }) => call(cmd).await,
+            Command::Run { workflow, input, output, env, jitter_seed, quiet, host } => {
+                run(&workflow, input.as_deref(), &output, &env, jitter_seed, quiet, &host).await
+            }
+            Command::Validate { workflow, skip_components, host } => validate(&workflow, skip_components, &host),
+            Command::Graph { workflow, format } => graph(&workflow, &format),
         }
     });
     match result {

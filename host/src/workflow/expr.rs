@@ -57,8 +57,7 @@ impl Expr {
             ("run", &scope.run),
             ("metadata", &scope.metadata),
         ] {
-            let v = cel::to_value(value).map_err(|e| format!("cannot pass `{name}` to CEL: {e}"))?;
-            ctx.add_variable_from_value(name, v);
+            ctx.add_variable_from_value(name, to_cel(value));
         }
         let out = program.execute(&ctx).map_err(|e| e.to_string())?;
         out.json().map_err(|e| format!("the result cannot be turned into JSON: {e:?}"))
@@ -69,6 +68,27 @@ impl Expr {
         match self.eval(scope)? {
             Value::Bool(b) => Ok(b),
             other => Err(format!("the condition gave {other}, not a boolean")),
+        }
+    }
+}
+
+/// JSON to CEL, with whole numbers as CEL `int` (so `steps.a.n + 1` works)
+/// and only those beyond `i64` as `uint`.
+fn to_cel(v: &Value) -> cel::Value {
+    match v {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => cel::Value::String(std::sync::Arc::new(s.clone())),
+        Value::Array(items) => cel::Value::List(std::sync::Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(m) => {
+            let map: std::collections::HashMap<String, cel::Value> =
+                m.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            cel::Value::from(map)
         }
     }
 }
@@ -87,6 +107,8 @@ mod tests {
         };
         let e = Expr::parse("steps.price.total_cents > context.limit").expect("parses");
         assert!(e.eval_bool(&scope).expect("evaluates"));
+        let sum = Expr::parse("steps.price.total_cents + 1").expect("parses");
+        assert_eq!(sum.eval(&scope).expect("int arithmetic on JSON numbers"), json!(151));
         let m = Expr::parse("{'total': steps.price.total_cents, 'ok': true}").expect("parses");
         assert_eq!(m.eval(&scope).expect("evaluates"), json!({"total": 150, "ok": true}));
         assert!(Expr::parse("steps.price.total_cents >").is_err());

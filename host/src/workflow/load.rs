@@ -347,7 +347,7 @@ impl Walker {
             }
             if let Some((s, pos)) = self.string(r, "failure_recovery_strategy") {
                 match FailureStrategy::parse(&s) {
-                    Some(f) => rules.failure_recovery_strategy = f,
+                    Some(f) => rules.failure_recovery_strategy = Some(f),
                     None => self.problem(
                         pos,
                         format!(
@@ -357,12 +357,8 @@ impl Walker {
                     ),
                 }
             }
-            if let Some(n) = self.uint(r, "max_retries", 0, 10) {
-                rules.max_retries = n as u32;
-            }
-            if let Some(n) = self.uint(r, "timeout_ms", 1000, 3_600_000) {
-                rules.timeout_ms = n;
-            }
+            rules.max_retries = self.uint(r, "max_retries", 0, 10).map(|n| n as u32);
+            rules.timeout_ms = self.uint(r, "timeout_ms", 1000, 3_600_000);
             if let Some(b) = self.boolean(r, "circuit_breaker_enabled") {
                 rules.circuit_breaker_enabled = b;
             }
@@ -459,8 +455,9 @@ impl Walker {
         let description = self.string(e, "description").map(|s| s.0).unwrap_or_default();
         let timeout_ms = self.uint(e, "timeout_ms", 100, 300_000).unwrap_or(30_000);
         let retry_count = self.uint(e, "retry_count", 0, 10).map(|n| n as u32);
-        let mut retry = RetryPolicy::with_retries(retry_count.unwrap_or(rules.max_retries));
+        let mut retry = retry_count.map(RetryPolicy::with_retries);
         if let Some(r) = Self::get(e, "retry").and_then(|r| self.map(r, "retry")) {
+            let retry = retry.get_or_insert_with(|| RetryPolicy::with_retries(rules.max_retries.unwrap_or(3)));
             self.check_keys(r, RETRY_KEYS, "retry");
             if let Some(n) = self.uint(r, "max_attempts", 1, 11) {
                 retry.max_attempts = n as u32;

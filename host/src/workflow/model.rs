@@ -227,8 +227,9 @@ pub struct NodeSpec {
     pub description: String,
     /// Per-attempt wall-time limit.
     pub timeout_ms: u64,
-    /// Retry policy.
-    pub retry: RetryPolicy,
+    /// Retry policy given in the file (`retry`, or `retry_count` with the
+    /// seed's defaults); `None` takes the run's default.
+    pub retry: Option<RetryPolicy>,
     /// Ids of the nodes it waits for.
     pub depends_on: Vec<String>,
     /// A failure of this node does not fail the workflow.
@@ -258,12 +259,12 @@ pub struct NodeSpec {
 pub struct CoordinationRules {
     /// Whether parallel execution is allowed at all.
     pub parallel_execution_allowed: bool,
-    /// The default failure strategy.
-    pub failure_recovery_strategy: FailureStrategy,
-    /// Default retries for nodes without `retry_count` or `retry`.
-    pub max_retries: u32,
-    /// Default global timeout.
-    pub timeout_ms: u64,
+    /// The default failure strategy, when the file gives one.
+    pub failure_recovery_strategy: Option<FailureStrategy>,
+    /// Default retries for nodes without `retry_count` or `retry`, when given.
+    pub max_retries: Option<u32>,
+    /// Default global timeout, when given.
+    pub timeout_ms: Option<u64>,
     /// Per-component circuit breakers (recorded; enforced by the durable store).
     pub circuit_breaker_enabled: bool,
     /// Dead-letter queue for failed runs (recorded; enforced by the durable store).
@@ -274,9 +275,9 @@ impl Default for CoordinationRules {
     fn default() -> Self {
         Self {
             parallel_execution_allowed: true,
-            failure_recovery_strategy: FailureStrategy::FailFast,
-            max_retries: 3,
-            timeout_ms: 300_000,
+            failure_recovery_strategy: None,
+            max_retries: None,
+            timeout_ms: None,
             circuit_breaker_enabled: false,
             dead_letter_queue_enabled: false,
         }

@@ -1,0 +1,210 @@
+//! The run's input (the seed's input subcontract) and environment profiles.
+
+use crate::workflow::{ExecutionMode, FailureStrategy, RetryPolicy, Workflow, WorkflowType};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The run input, field for field as the seed's input subcontract. Every
+/// field is optional; missing ones take the workflow's and the environment's
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    /// Unique workflow (run) identifier; a fresh UUID when absent.
+    pub workflow_id: Option<Uuid>,
+    /// One of the seed's workflow types.
+    pub workflow_type: Option<String>,
+    /// For tracing across services; a fresh UUID when absent.
+    pub correlation_id: Option<Uuid>,
+    /// sequential, parallel, conditional (batch and streaming are not supported yet).
+    pub execution_mode: Option<String>,
+    /// 1..=100.
+    pub max_parallel_steps: Option<u32>,
+    /// 1000..=3600000.
+    pub global_timeout_ms: Option<u64>,
+    /// fail_fast, continue_on_error, retry, compensate.
+    pub failure_strategy: Option<String>,
+    /// Seed field: same as `failure_strategy: continue_on_error` when true.
+    pub continue_on_error: Option<bool>,
+    /// Seed field: dependencies are always resolved; `false` is refused.
+    pub dependency_resolution_enabled: Option<bool>,
+    /// Seed field: accepted, no effect on one host.
+    pub load_balancing_enabled: Option<bool>,
+    /// Seed field: the caller's creation time (ISO 8601); informational.
+    pub timestamp: Option<String>,
+    /// The workflow's input data, visible to expressions as `context`.
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    /// Free-form metadata, visible to expressions as `metadata`.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// The seed's environment profiles (`for_environment`): host defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// Fast feedback: 1 retry after 100 ms, 2 parallel steps, fail fast.
+    #[default]
+    Development,
+    /// 3 retries from 1 s, 5 parallel steps, continue on error.
+    Staging,
+    /// 5 retries from 500 ms, 10 parallel steps, retry.
+    Production,
+}
+
+impl Environment {
+    /// Parses a profile name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "development" | "dev" => Self::Development,
+            "staging" => Self::Staging,
+            "production" | "prod" => Self::Production,
+            _ => return None,
+        })
+    }
+
+    /// The profile's default retry policy.
+    pub fn retry_policy(self, retries: Option<u32>) -> RetryPolicy {
+        let mut p = RetryPolicy::with_retries(retries.unwrap_or(match self {
+            Self::Development => 1,
+            Self::Staging => 3,
+            Self::Production => 5,
+        }));
+        match self {
+            Self::Development => {
+                p.initial_delay_ms = 100;
+                p.multiplier = 1.0;
+            }
+            Self::Staging => p.initial_delay_ms = 1000,
+            Self::Production => p.initial_delay_ms = 500,
+        }
+        p
+    }
+
+    fn max_parallel_steps(self) -> u32 {
+        match self {
+            Self::Development => 2,
+            Self::Staging => 5,
+            Self::Production => 10,
+        }
+    }
+
+    fn failure_strategy(self) -> FailureStrategy {
+        match self {
+            Self::Development => FailureStrategy::FailFast,
+            Self::Staging => FailureStrategy::ContinueOnError,
+            Self::Production => FailureStrategy::Retry,
+        }
+    }
+}
+
+/// The run's settings after defaults and bounds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunConfig {
+    /// The run's id.
+    pub workflow_id: Uuid,
+    /// The workflow type.
+    pub workflow_type: WorkflowType,
+    /// Correlation id.
+    pub correlation_id: Uuid,
+    /// Scheduling mode.
+    pub execution_mode: ExecutionMode,
+    /// Concurrency bound (1 in sequential and conditional modes).
+    pub max_parallel_steps: u32,
+    /// Whole-run timeout.
+    pub global_timeout_ms: u64,
+    /// What to do on failure.
+    pub failure_strategy: FailureStrategy,
+    /// The environment profile in use.
+    pub environment: Environment,
+    /// The run's context.
+    pub context: Map<String, Value>,
+    /// The run's metadata.
+    pub metadata: Map<String, Value>,
+}
+
+impl RunInput {
+    /// Applies defaults (input, then the workflow file, then the environment
+    /// profile, then the seed) and checks bounds, reporting every problem.
+    pub fn resolve(&self, wf: &Workflow, env: Environment) -> Result<RunConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let workflow_type = match &self.workflow_type {
+            None => wf.workflow_type,
+            Some(s) => WorkflowType::parse(s).unwrap_or_else(|| {
+                problems.push(format!("workflow_type `{s}` is not one of {}", WorkflowType::NAMES.join(", ")));
+                wf.workflow_type
+            }),
+        };
+        let execution_mode = match &self.execution_mode {
+            None => wf.execution_mode,
+            Some(s) => ExecutionMode::parse(s).unwrap_or_else(|| {
+                problems.push(format!("execution_mode `{s}` is not one of {}", ExecutionMode::NAMES.join(", ")));
+                wf.execution_mode
+            }),
+        };
+        match execution_mode {
+            ExecutionMode::Batch | ExecutionMode::Streaming => problems.push(format!(
+                "execution_mode `{}` is not yet supported: use sequential, parallel or conditional",
+                if execution_mode == ExecutionMode::Batch { "batch" } else { "streaming" }
+            )),
+            ExecutionMode::Parallel if !wf.rules.parallel_execution_allowed => problems.push(
+                "execution_mode `parallel` is refused: the workflow's coordination_rules set \
+                 parallel_execution_allowed: false"
+                    .into(),
+            ),
+            _ => {}
+        }
+        let max_parallel_steps = self.max_parallel_steps.unwrap_or(env.max_parallel_steps());
+        if !(1..=100).contains(&max_parallel_steps) {
+            problems.push(format!("max_parallel_steps is {max_parallel_steps}; it must be between 1 and 100"));
+        }
+        let global_timeout_ms = self
+            .global_timeout_ms
+            .or(wf.rules.timeout_ms)
+            .unwrap_or_else(|| workflow_type.default_timeout_ms().min(3_600_000));
+        if !(1000..=3_600_000).contains(&global_timeout_ms) {
+            problems.push(format!("global_timeout_ms is {global_timeout_ms}; it must be between 1000 and 3600000"));
+        }
+        let mut failure_strategy = match &self.failure_strategy {
+            None => wf.rules.failure_recovery_strategy.unwrap_or(env.failure_strategy()),
+            Some(s) => FailureStrategy::parse(s).unwrap_or_else(|| {
+                problems.push(format!("failure_strategy `{s}` is not one of {}", FailureStrategy::NAMES.join(", ")));
+                FailureStrategy::FailFast
+            }),
+        };
+        if self.continue_on_error == Some(true) && self.failure_strategy.is_none() {
+            failure_strategy = FailureStrategy::ContinueOnError;
+        }
+        if self.dependency_resolution_enabled == Some(false) {
+            problems.push(
+                "dependency_resolution_enabled: false is not supported: Weft always runs the DAG in dependency order"
+                    .into(),
+            );
+        }
+        if workflow_type.requires_compensation()
+            && let Some(n) = wf.nodes.iter().find(|n| n.node_type.is_effect() && !n.compensate)
+        {
+            problems.push(format!(
+                "workflow_type saga requires compensation, but effect node `{}` has compensate: false",
+                n.id
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(RunConfig {
+            workflow_id: self.workflow_id.unwrap_or_else(Uuid::new_v4),
+            workflow_type,
+            correlation_id: self.correlation_id.unwrap_or_else(Uuid::new_v4),
+            execution_mode,
+            max_parallel_steps: if execution_mode == ExecutionMode::Parallel { max_parallel_steps } else { 1 },
+            global_timeout_ms,
+            failure_strategy,
+            environment: env,
+            context: self.context.clone(),
+            metadata: self.metadata.clone(),
+        })
+    }
+}
