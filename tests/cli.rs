@@ -224,3 +224,142 @@ fn pooling_falls_back_to_on_demand_when_the_address_space_is_short() {
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["output"]["a"], 1);
 }
+
+// ------------------------------------------------------------ weft run
+
+fn run_example(name: &str) -> (i32, Value, String) {
+    plugin("echo"); // builds the plugins the examples use
+    let root = common::root();
+    let wf = root.join("examples").join(name).join("workflow.yaml");
+    let input = root.join("examples").join(name).join("input.json");
+    let out = weft(&["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn the_seed_pipeline_example_runs_as_written() {
+    let (code, out, stderr) = run_example("seed-pipeline");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(out["execution_status"], "completed");
+    assert_eq!(
+        out["completed_steps"],
+        serde_json::json!(["validate_input", "fetch_data", "process_data", "persist_results", "notify_completion"])
+    );
+    assert_eq!(out["step_outputs"]["process_data"]["total_cents"], 8599);
+    assert_eq!(out["output_variables"]["run"]["workflow_id"], "550e8400-e29b-41d4-a716-446655440000");
+    assert!(stderr.contains("validate_input: completed after 1 attempt(s)"), "progress on stderr: {stderr}");
+    assert!(stderr.contains("run finished: Completed"), "{stderr}");
+}
+
+#[test]
+fn the_order_saga_example_compensates_in_reverse_order() {
+    let (code, out, _) = run_example("order-saga");
+    assert_eq!(code, 3, "a failed run exits 3");
+    assert_eq!(out["execution_status"], "failed");
+    assert_eq!(out["failed_steps"], serde_json::json!(["book_shipping"]));
+    let comp: Vec<&str> = out["output_variables"]["compensation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(comp, ["reserve_stock", "charge"]);
+}
+
+#[test]
+fn the_fan_out_example_runs_branches_in_parallel() {
+    let (code, out, _) = run_example("fan-out");
+    assert_eq!(code, 0);
+    assert_eq!(out["parallel_executions"], 2);
+    for k in ["by_region", "by_product", "by_channel"] {
+        assert!(out["final_result"][k]["groups"].is_array(), "{k}: {}", out["final_result"]);
+    }
+}
+
+#[test]
+fn the_approval_example_routes_by_condition_and_action() {
+    let (code, out, _) = run_example("approval");
+    assert_eq!(code, 0);
+    assert_eq!(out["skipped_steps"], serde_json::json!(["auto_approve"]));
+    assert_eq!(
+        out["completed_steps"],
+        serde_json::json!(["validate", "price_cart", "manager_review", "record_approval"])
+    );
+    assert_eq!(out["actions_emitted"].as_array().unwrap().len(), 2);
+    assert_eq!(out["actions_emitted"][1]["payload"]["by"], "m.hopper");
+}
+
+#[test]
+fn validate_reports_problems_with_file_line_and_column() {
+    let ok = common::root().join("examples/seed-pipeline/workflow.yaml");
+    plugin("echo");
+    let out = weft(&["validate", ok.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: workflow"));
+
+    let bad = write_temp(
+        "bad.yaml",
+        b"kind: WorkflowDefinition\nexecution_graph:\n  nodes:\n    - node_id: a\n      node_type: compute\n      component: nowhere.wasm\n      depends_on: [b]\n",
+    );
+    let out = weft(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:6:18: node `a`: component `nowhere.wasm` not found"), "{err}");
+    assert!(err.contains("bad.yaml:7:20: node `a`: depends on `b`"), "{err}");
+}
+
+#[test]
+fn graph_prints_mermaid_and_dot() {
+    let wf = common::root().join("examples/approval/workflow.yaml");
+    let out = weft(&["graph", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("flowchart LR"), "{text}");
+    assert!(text.contains("n1 -->|\"steps.price_cart.total_cents <= context.approval_limit_cents\"| n2"), "{text}");
+    let out = weft(&["graph", wf.to_str().unwrap(), "--format", "dot"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("digraph"), "{text}");
+    assert!(text.contains("\"validate\" -> \"price_cart\";"), "{text}");
+}
+
+#[test]
+fn ctrl_c_cancels_a_run() {
+    use std::io::{BufRead, BufReader};
+    let flaky = plugin("flaky");
+    let ledger = plugin("ledger");
+    let yaml = format!(
+        "kind: WorkflowDefinition\nexecution_graph:\n  nodes:\n    - {{node_id: pay, node_type: effect, component: '{}', input: \"{{'kind': 'pay'}}\"}}\n    - {{node_id: wait, node_type: compute, component: '{}', timeout_ms: 60000, depends_on: [pay], input: \"{{'sleep_ms': 30000}}\"}}\ncoordination_rules: {{failure_recovery_strategy: compensate}}\n",
+        ledger.display(),
+        flaky.display()
+    );
+    let wf = write_temp("cancel.yaml", yaml.as_bytes());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["run", wf.to_str().unwrap(), "--output", "json"])
+        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let started = line.contains("wait: attempt 1 started");
+        seen.push(line);
+        if started {
+            let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "cancelled runs exit 4: {seen:?} {rest:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["execution_status"], "cancelled");
+    assert_eq!(json["output_variables"]["compensation"][0]["step_id"], "pay");
+    assert!(rest.iter().any(|l| l.contains("pay: compensated")), "{rest:?}");
+}

@@ -92,7 +92,13 @@ pub fn load_str(
             message: format!("not valid YAML for a workflow: {message}"),
         }],
     })?;
-    let mut w = Walker { file: label.to_string(), problems: Vec::new(), node: None, seen_ids: Vec::new() };
+    let mut w = Walker {
+        file: label.to_string(),
+        problems: Vec::new(),
+        node: None,
+        seen_ids: Vec::new(),
+        dep_refs: Vec::new(),
+    };
     let wf = w.workflow(&doc, base_dir, checker);
     match wf {
         Some(wf) if w.problems.is_empty() => Ok(wf),
@@ -111,6 +117,7 @@ struct Walker {
     problems: Vec<Problem>,
     node: Option<String>,
     seen_ids: Vec<(String, Pos)>,
+    dep_refs: Vec<(String, Vec<(String, Pos)>)>,
 }
 
 const TOP_KEYS: &[&str] =
@@ -589,6 +596,9 @@ impl Walker {
         };
         let (id, id_pos) = id?;
         self.seen_ids.push((id.clone(), id_pos));
+        // Dependencies are checked for every node that has an id, even one
+        // with other problems.
+        self.dep_refs.push((id.clone(), depends_on.clone()));
         let spec = NodeSpec {
             id,
             node_type: node_type?,
@@ -632,24 +642,29 @@ impl Walker {
         let mut dependencies = vec![Vec::new(); parsed.len()];
         let mut dependents = vec![Vec::new(); parsed.len()];
         let mut problems = Vec::new();
-        for (i, n) in parsed.iter().enumerate() {
-            for (dep, pos) in &n.deps {
-                if dep == &n.spec.id {
-                    problems.push((n.spec.id.clone(), *pos, "a node cannot depend on itself".to_string()));
-                } else if let Some(&j) = index.get(dep) {
-                    if !dependencies[i].contains(&j) {
-                        dependencies[i].push(j);
-                        dependents[j].push(i);
-                    }
+        let all_ids: Vec<&str> = known.iter().copied().collect();
+        for (id, deps) in &self.dep_refs {
+            for (dep, pos) in deps {
+                if dep == id {
+                    problems.push((id.clone(), *pos, "a node cannot depend on itself".to_string()));
                 } else if !known.contains(dep.as_str()) {
-                    let hint = closest(dep, &index.keys().map(String::as_str).collect::<Vec<_>>())
-                        .map(|c| format!(" (did you mean `{c}`?)"))
-                        .unwrap_or_default();
+                    let hint = closest(dep, &all_ids).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
                     problems.push((
-                        n.spec.id.clone(),
+                        id.clone(),
                         *pos,
                         format!("depends on `{dep}`, which is not a node of this workflow{hint}"),
                     ));
+                }
+            }
+        }
+        for (i, n) in parsed.iter().enumerate() {
+            for (dep, _) in &n.deps {
+                if let Some(&j) = index.get(dep)
+                    && j != i
+                    && !dependencies[i].contains(&j)
+                {
+                    dependencies[i].push(j);
+                    dependents[j].push(i);
                 }
             }
         }

@@ -1,0 +1,50 @@
+//! Embedding Weft: load a workflow, start a run, watch its events, cancel it
+//! if it takes too long, and await its output.
+//!
+//! ```sh
+//! ./scripts/build-plugins
+//! cargo run -p weft --example embed -- examples/fan-out/workflow.yaml examples/fan-out/input.json
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+use weft::engine::{Engine, RunEvent, RunInput, RunOptions, SandboxExecutor};
+use weft::sandbox::{Sandbox, SandboxConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let workflow_path = args.next().unwrap_or_else(|| "examples/fan-out/workflow.yaml".into());
+    let input_path = args.next();
+
+    // One sandbox per host: the wasmtime engine, the compiled-component cache, the limits.
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default())?);
+    let executor = Arc::new(SandboxExecutor::new(sandbox));
+
+    // Validation reports every problem at once, and checks each component's world.
+    let workflow = weft::workflow::load_file(workflow_path.as_ref(), Some(executor.as_ref()))?;
+    let input: RunInput = match input_path {
+        Some(p) => serde_json::from_str(&std::fs::read_to_string(p)?)?,
+        None => RunInput::default(),
+    };
+
+    let engine = Engine::new(executor);
+    let mut run = engine.start(Arc::new(workflow), &input, RunOptions::default())?;
+    println!("started run {}", run.run_id);
+
+    // Cancel the run if it has not finished within a minute.
+    let cancel = run.cancel_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        cancel.cancel();
+    });
+
+    while let Some(event) = run.events.recv().await {
+        if let RunEvent::StepCompleted { step_id, attempts } = &event {
+            println!("  {step_id} completed ({attempts} attempt(s))");
+        }
+    }
+    let output = run.wait().await;
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
