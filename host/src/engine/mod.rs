@@ -59,6 +59,12 @@ impl SandboxExecutor {
     }
 
     fn load(&self, path: &Path, t: NodeType) -> Result<Arc<LoadedComponent>, String> {
+        let known = self.components.lock().unwrap_or_else(PoisonError::into_inner).get(path).cloned();
+        if let Some(c) = known
+            && c.world == Self::world(t)
+        {
+            return Ok(c);
+        }
         let c = self.sandbox.load_file(path, Some(Self::world(t))).map_err(|e| e.to_string())?;
         self.components.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_path_buf(), c.clone());
         Ok(c)
@@ -304,12 +310,62 @@ enum State {
 struct StepResult {
     index: usize,
     attempts: Vec<AttemptReport>,
-    input: Map<String, Value>,
 }
 
 impl StepResult {
     fn last(&self) -> Option<&AttemptReport> {
         self.attempts.last()
+    }
+}
+
+/// Steps in flight: spawned tasks when several run at once (so that they use
+/// every core), or one future polled in place when steps run one at a time
+/// (no hand-off between threads per step).
+enum InFlight {
+    Spawned(JoinSet<StepResult>),
+    Inline(Option<Pin<Box<dyn Future<Output = StepResult> + Send>>>),
+}
+
+impl InFlight {
+    fn push(&mut self, f: impl Future<Output = StepResult> + Send + 'static) {
+        match self {
+            Self::Spawned(set) => {
+                set.spawn(f);
+            }
+            Self::Inline(slot) => *slot = Some(Box::pin(f)),
+        }
+    }
+
+    /// The next finished step; `Err` when a spawned task panicked.
+    async fn next(&mut self) -> Option<Result<StepResult, String>> {
+        match self {
+            Self::Spawned(set) => set.join_next().await.map(|r| r.map_err(|e| e.to_string())),
+            Self::Inline(slot) => {
+                let f = slot.as_mut()?;
+                let r = f.as_mut().await;
+                *slot = None;
+                Some(Ok(r))
+            }
+        }
+    }
+
+    /// A step that has already finished, without waiting.
+    fn try_next(&mut self) -> Option<Result<StepResult, String>> {
+        match self {
+            Self::Spawned(set) => set.try_join_next().map(|r| r.map_err(|e| e.to_string())),
+            Self::Inline(_) => None,
+        }
+    }
+
+    /// Interrupts every step in flight.
+    async fn abort(&mut self) {
+        match self {
+            Self::Spawned(set) => {
+                set.abort_all();
+                while set.join_next().await.is_some() {}
+            }
+            Self::Inline(slot) => *slot = None,
+        }
     }
 }
 
@@ -340,6 +396,16 @@ struct Run {
     failed: Vec<usize>,
     parallel_executions: u64,
     compensation: Vec<Value>,
+    /// Each node's retry policy, resolved once.
+    policies: Vec<Arc<RetryPolicy>>,
+    /// Identity strings, formatted once.
+    ids: RunIds,
+}
+
+struct RunIds {
+    run_id: String,
+    correlation_id: String,
+    tenant: String,
 }
 
 enum Stop {
@@ -358,7 +424,17 @@ impl Run {
         cancel: CancellationToken,
     ) -> Self {
         let n = wf.nodes.len();
+        let default_policy = Arc::new(config.environment.retry_policy(wf.rules.max_retries));
+        let policies =
+            wf.nodes.iter().map(|nd| nd.retry.clone().map_or_else(|| default_policy.clone(), Arc::new)).collect();
+        let ids = RunIds {
+            run_id: config.workflow_id.to_string(),
+            correlation_id: config.correlation_id.to_string(),
+            tenant: config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string(),
+        };
         Self {
+            policies,
+            ids,
             wf,
             config,
             opts,
@@ -381,14 +457,16 @@ impl Run {
     }
 
     fn emit(&self, e: RunEvent) {
-        let _ = self.events.send(e);
+        if !self.events.is_closed() {
+            let _ = self.events.send(e);
+        }
     }
 
     fn run_json(&self) -> Value {
         json!({
-            "run_id": self.config.workflow_id.to_string(),
-            "workflow_id": self.config.workflow_id.to_string(),
-            "correlation_id": self.config.correlation_id.to_string(),
+            "run_id": self.ids.run_id,
+            "workflow_id": self.ids.run_id,
+            "correlation_id": self.ids.correlation_id,
             "workflow_type": self.config.workflow_type,
             "workflow": self.wf.name,
         })
@@ -452,8 +530,8 @@ impl Run {
         Ok(input)
     }
 
-    fn policy(&self, node: &NodeSpec) -> RetryPolicy {
-        node.retry.clone().unwrap_or_else(|| self.config.environment.retry_policy(self.wf.rules.max_retries))
+    fn policy(&self, i: usize) -> Arc<RetryPolicy> {
+        self.policies[i].clone()
     }
 
     fn limits(&self, node: &NodeSpec) -> Limits {
@@ -469,15 +547,14 @@ impl Run {
     }
 
     fn ctx(&self, node: &NodeSpec, attempt: u32) -> StepContext {
-        let run_id = self.config.workflow_id.to_string();
         StepContext {
-            idempotency_key: format!("{run_id}/{}", node.id),
-            run_id,
+            idempotency_key: format!("{}/{}", self.ids.run_id, node.id),
+            run_id: self.ids.run_id.clone(),
             workflow: self.wf.name.clone(),
             step_id: node.id.clone(),
             attempt,
-            correlation_id: self.config.correlation_id.to_string(),
-            tenant: self.config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string(),
+            correlation_id: self.ids.correlation_id.clone(),
+            tenant: self.ids.tenant.clone(),
         }
     }
 
@@ -511,51 +588,60 @@ impl Run {
         input: Map<String, Value>,
         rounds: u32,
     ) -> impl Future<Output = StepResult> + Send + 'static {
-        let node = self.wf.nodes[i].clone();
-        let policy = self.policy(&node);
-        let limits = self.limits(&node);
+        let wf = self.wf.clone();
+        let node = &wf.nodes[i];
+        let policy = self.policy(i);
+        let limits = self.limits(node);
         let executor = self.executor.clone();
         let events = self.events.clone();
         let max_attempts = policy.max_attempts.saturating_mul(rounds.max(1));
-        let ctxs: Vec<StepContext> = (1..=max_attempts).map(|a| self.ctx(&node, a)).collect();
-        let mut rng = match self.opts.jitter_seed {
-            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed ^ fnv(&node.id)),
-            None => rand::rngs::StdRng::from_rng(&mut rand::rng()),
-        };
+        let first_ctx = self.ctx(node, 1);
+        let jitter_seed = self.opts.jitter_seed;
         async move {
+            let node = &wf.nodes[i];
+            let mut rng: Option<rand::rngs::StdRng> = None;
             let mut attempts = Vec::new();
-            for ctx in ctxs {
-                let attempt = ctx.attempt;
-                let _ = events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
+            for attempt in 1..=max_attempts {
+                if !events.is_closed() {
+                    let _ = events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
+                }
+                let ctx = StepContext { attempt, ..first_ctx.clone() };
                 let call = StepCall { ctx, input: input.clone(), kind: CallKind::Run };
-                let report = executor.execute(&node, call, limits.clone()).await;
+                let report = executor.execute(node, call, limits.clone()).await;
                 let retry = match report.failure() {
                     None => false,
                     Some(f) => {
                         attempt < max_attempts && f.is_retryable() && policy.retry_on.iter().any(|k| k == f.kind())
                     }
                 };
-                if retry {
-                    // The n-th retry within a round waits the n-th delay.
-                    let n = (attempt - 1) % policy.max_attempts.max(1) + 1;
-                    let base = policy.base_delay_ms(n);
-                    let spread: f64 = if policy.jitter > 0.0 { rng.random::<f64>() * policy.jitter } else { 0.0 };
-                    let delay = ((base as f64) * (1.0 - spread)) as u64;
-                    let kind = report.failure().map(StepFailure::kind).unwrap_or_default().to_string();
-                    let _ = events.send(RunEvent::Retrying {
-                        step_id: node.id.clone(),
-                        attempt,
-                        error_type: kind,
-                        delay_ms: delay,
-                    });
+                if !retry {
                     attempts.push(report);
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
-                    continue;
+                    break;
                 }
+                // The n-th retry within a round waits the n-th delay.
+                let n = (attempt - 1) % policy.max_attempts.max(1) + 1;
+                let base = policy.base_delay_ms(n);
+                let spread: f64 = if policy.jitter > 0.0 {
+                    let rng = rng.get_or_insert_with(|| match jitter_seed {
+                        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed ^ fnv(&node.id)),
+                        None => rand::rngs::StdRng::from_rng(&mut rand::rng()),
+                    });
+                    rng.random::<f64>() * policy.jitter
+                } else {
+                    0.0
+                };
+                let delay = ((base as f64) * (1.0 - spread)) as u64;
+                let kind = report.failure().map(StepFailure::kind).unwrap_or_default().to_string();
+                let _ = events.send(RunEvent::Retrying {
+                    step_id: node.id.clone(),
+                    attempt,
+                    error_type: kind,
+                    delay_ms: delay,
+                });
                 attempts.push(report);
-                break;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
             }
-            StepResult { index: i, attempts, input }
+            StepResult { index: i, attempts }
         }
     }
 
@@ -572,10 +658,19 @@ impl Run {
         let mut waiting: Vec<usize> = self.wf.dependencies.iter().map(Vec::len).collect();
         let mut ready: BinaryHeap<std::cmp::Reverse<(usize, usize)>> =
             (0..n).filter(|&i| waiting[i] == 0).map(|i| std::cmp::Reverse((topo_pos[i], i))).collect();
-        let mut tasks: JoinSet<StepResult> = JoinSet::new();
         let mut running = 0usize;
         let limit = self.config.max_parallel_steps.max(1) as usize;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.global_timeout_ms);
+        let mut tasks = if self.config.max_parallel_steps <= 1 {
+            InFlight::Inline(None)
+        } else {
+            InFlight::Spawned(JoinSet::new())
+        };
+        // Both are created once: a fresh timer per loop turn costs as much as a step.
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(sleep);
+        let cancelled = self.cancel.clone().cancelled_owned();
+        tokio::pin!(cancelled);
         let rounds = if self.config.failure_strategy == FailureStrategy::Retry {
             1 + self.wf.rules.max_retries.unwrap_or(1)
         } else {
@@ -587,7 +682,10 @@ impl Run {
             let mut launched = 0;
             while running < limit && stop.is_none() {
                 let Some(std::cmp::Reverse((_, i))) = ready.pop() else { break };
-                let scope = self.scope(i);
+                // Expressions need the scope; nodes without any skip building it.
+                let node = &self.wf.nodes[i];
+                let needs_scope = node.when.is_some() || !matches!(node.input, InputMapping::Default);
+                let scope = if needs_scope { self.scope(i) } else { Scope::default() };
                 let decision = self.skip_reason(i, &scope).and_then(|skip| match skip {
                     Some(reason) => Ok(Err(reason)),
                     None => self.input_for(i, &scope).map(Ok),
@@ -595,8 +693,9 @@ impl Run {
                 let finished_now = match decision {
                     Ok(Ok(input)) => {
                         self.state[i] = State::Running;
-                        self.inputs[i] = Some(input.clone());
-                        tasks.spawn(self.step_task(i, input, rounds));
+                        let task = self.step_task(i, input.clone(), rounds);
+                        self.inputs[i] = Some(input);
+                        tasks.push(task);
                         running += 1;
                         launched += 1;
                         false
@@ -615,7 +714,8 @@ impl Run {
                     }
                 };
                 if finished_now {
-                    for &d in &self.wf.dependents[i].clone() {
+                    let wf = self.wf.clone();
+                    for &d in &wf.dependents[i] {
                         waiting[d] -= 1;
                         if waiting[d] == 0 {
                             ready.push(std::cmp::Reverse((topo_pos[d], d)));
@@ -634,27 +734,39 @@ impl Run {
             }
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled(), if stop.is_none() => { stop = Some(Stop::Cancelled); }
-                _ = tokio::time::sleep_until(deadline), if stop.is_none() => { stop = Some(Stop::TimedOut); }
-                joined = tasks.join_next() => {
-                    let Some(joined) = joined else { break 'outer };
-                    running -= 1;
-                    match joined {
-                        Ok(result) => {
-                            let i = result.index;
-                            if self.finish_step(result) {
-                                stop = Some(Stop::Failed);
-                            }
-                            for &d in &self.wf.dependents[i].clone() {
-                                waiting[d] -= 1;
-                                if waiting[d] == 0 {
-                                    ready.push(std::cmp::Reverse((topo_pos[d], d)));
+                _ = &mut cancelled, if stop.is_none() => { stop = Some(Stop::Cancelled); }
+                _ = &mut sleep, if stop.is_none() => { stop = Some(Stop::TimedOut); }
+                joined = tasks.next() => {
+                    let Some(first) = joined else { break 'outer };
+                    // Take every step that has finished, not just the first.
+                    let mut batch = vec![first];
+                    while let Some(more) = tasks.try_next() {
+                        batch.push(more);
+                    }
+                    for joined in batch {
+                        running -= 1;
+                        match joined {
+                            Ok(result) => {
+                                let i = result.index;
+                                if self.finish_step(result) {
+                                    stop = Some(Stop::Failed);
+                                }
+                                let wf = self.wf.clone();
+                                for &d in &wf.dependents[i] {
+                                    waiting[d] -= 1;
+                                    if waiting[d] == 0 {
+                                        ready.push(std::cmp::Reverse((topo_pos[d], d)));
+                                    }
                                 }
                             }
-                        }
-                        Err(e) => {
-                            self.errors.push(ErrorRecord { step_id: "workflow".into(), error_type: "internal".into(), message: format!("a step task ended abnormally: {e}") });
-                            stop = Some(Stop::Failed);
+                            Err(e) => {
+                                self.errors.push(ErrorRecord {
+                                    step_id: "workflow".into(),
+                                    error_type: "internal".into(),
+                                    message: format!("a step task ended abnormally: {e}"),
+                                });
+                                stop = Some(Stop::Failed);
+                            }
                         }
                     }
                 }
@@ -666,8 +778,7 @@ impl Run {
 
         // Interrupt whatever is still running.
         let interrupted: Vec<usize> = (0..n).filter(|&i| self.state[i] == State::Running).collect();
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+        tasks.abort().await;
         let status = match stop {
             Some(Stop::Cancelled) => {
                 for &i in &interrupted {
@@ -724,7 +835,8 @@ impl Run {
     /// Records a step's final result. Returns true when the run must stop.
     fn finish_step(&mut self, result: StepResult) -> bool {
         let i = result.index;
-        let node = self.wf.nodes[i].clone();
+        let wf = self.wf.clone();
+        let node = &wf.nodes[i];
         let t = &mut self.totals[i];
         for a in &result.attempts {
             t.fuel += a.stats.fuel_consumed;
@@ -733,7 +845,6 @@ impl Run {
             t.attempts += 1;
         }
         let attempts = t.attempts;
-        self.inputs[i] = Some(result.input.clone());
         match result.last().map(|r| &r.outcome) {
             Some(Ok(success)) => {
                 self.state[i] = State::Completed;
@@ -798,7 +909,7 @@ impl Run {
                 continue;
             }
             self.emit(RunEvent::Compensating { step_id: node.id.clone() });
-            let policy = self.policy(&node);
+            let policy = self.policy(i);
             let limits = self.limits(&node);
             let input = self.inputs[i].clone().unwrap_or_default();
             let output = self.outputs[i].clone().unwrap_or(Value::Null);
@@ -886,16 +997,22 @@ impl Run {
         metrics
             .insert("avg_step_time_ms".into(), if ran == 0 { 0.0 } else { total_wall_us as f64 / 1000.0 / ran as f64 });
         metrics.insert("total_fuel_consumed".into(), self.totals.iter().map(|t| t.fuel as f64).sum());
+        // Built as a list and collected once: inserting 4 keys per step one by
+        // one into a large map costs more than the step itself.
+        let mut per_step = Vec::with_capacity(self.totals.len() * 4);
         for (i, t) in self.totals.iter().enumerate() {
             if t.attempts == 0 {
                 continue;
             }
             let id = &self.wf.nodes[i].id;
-            metrics.insert(format!("step.{id}.attempts"), t.attempts as f64);
-            metrics.insert(format!("step.{id}.fuel_consumed"), t.fuel as f64);
-            metrics.insert(format!("step.{id}.wall_time_ms"), t.wall_us as f64 / 1000.0);
-            metrics.insert(format!("step.{id}.peak_memory_bytes"), t.peak as f64);
+            per_step.push((format!("step.{id}.attempts"), t.attempts as f64));
+            per_step.push((format!("step.{id}.fuel_consumed"), t.fuel as f64));
+            per_step.push((format!("step.{id}.wall_time_ms"), t.wall_us as f64 / 1000.0));
+            per_step.push((format!("step.{id}.peak_memory_bytes"), t.peak as f64));
         }
+        let mut all: BTreeMap<String, f64> = per_step.into_iter().collect();
+        all.append(&mut metrics);
+        let metrics = all;
         RunOutput {
             execution_status: status,
             execution_time_ms: started.elapsed().as_millis() as u64,

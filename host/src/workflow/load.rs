@@ -98,6 +98,7 @@ pub fn load_str(
         node: None,
         seen_ids: Vec::new(),
         dep_refs: Vec::new(),
+        resolved: HashMap::new(),
     };
     let wf = w.workflow(&doc, base_dir, checker);
     match wf {
@@ -118,6 +119,8 @@ struct Walker {
     node: Option<String>,
     seen_ids: Vec<(String, Pos)>,
     dep_refs: Vec<(String, Vec<(String, Pos)>)>,
+    /// Component names already resolved (large graphs reuse a few components).
+    resolved: HashMap<String, Result<PathBuf, String>>,
 }
 
 const TOP_KEYS: &[&str] =
@@ -578,20 +581,25 @@ impl Walker {
         let requires_action = self.boolean(e, "requires_action").unwrap_or(false);
         let run_if_dependency_skipped = self.boolean(e, "run_if_dependency_skipped").unwrap_or(false);
         let component = match self.required_string(e, "component", item.pos, "the node") {
-            Some((c, pos)) => match resolve_component(&c, base) {
-                Ok(path) => {
-                    if let (Some(checker), Some(t)) = (checker, node_type)
-                        && let Err(reason) = checker.check(&path, t)
-                    {
-                        self.problem(pos, format!("component `{c}` cannot run as a {} node: {reason}", type_name(t)));
+            Some((c, pos)) => {
+                match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
+                    Ok(path) => {
+                        if let (Some(checker), Some(t)) = (checker, node_type)
+                            && let Err(reason) = checker.check(&path, t)
+                        {
+                            self.problem(
+                                pos,
+                                format!("component `{c}` cannot run as a {} node: {reason}", type_name(t)),
+                            );
+                        }
+                        Some(path)
                     }
-                    Some(path)
+                    Err(msg) => {
+                        self.problem(pos, msg);
+                        None
+                    }
                 }
-                Err(msg) => {
-                    self.problem(pos, msg);
-                    None
-                }
-            },
+            }
             None => None,
         };
         let (id, id_pos) = id?;

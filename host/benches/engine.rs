@@ -1,0 +1,195 @@
+//! Engine benchmarks: validating and scheduling large DAGs, a 1,000-step chain
+//! of real sandboxed steps against the raw wasmtime floor, and a 1,000-step
+//! fan-out on both cores against the chain.
+//!
+//! Run with `scripts/bench` (builds the plugins first).
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Enabled, Engine as WasmEngine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use weft::engine::{AttemptFuture, Engine, ExecutionStatus, RunInput, RunOptions, SandboxExecutor, StepExecutor};
+use weft::sandbox::{AttemptReport, Limits, Sandbox, SandboxConfig, StepCall, StepSuccess};
+use weft::workflow::{NodeSpec, Workflow, load_str};
+
+mod raw {
+    wasmtime::component::bindgen!({ path: "../wit", world: "compute-step", exports: { default: async } });
+}
+
+struct Bare {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+impl WasiView for Bare {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+impl raw::weft::step::log::Host for Bare {
+    fn log(&mut self, _level: raw::weft::step::log::Level, _message: String) {}
+}
+impl raw::weft::step::types::Host for Bare {}
+
+fn dist() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    assert!(d.join("echo.wasm").is_file(), "run scripts/build-plugins first");
+    d
+}
+
+/// A layered DAG: node i depends on i-1 and, every third node, on i-7.
+fn dag_yaml(n: usize, mode: &str) -> String {
+    let mut s = format!(
+        "kind: WorkflowDefinition\nworkflow_metadata: {{workflow_name: bench, execution_mode: {mode}}}\nexecution_graph:\n  nodes:\n"
+    );
+    for i in 0..n {
+        let deps = match i {
+            0 => String::new(),
+            _ if i % 3 == 0 && i >= 7 => format!(", depends_on: [n{}, n{}]", i - 1, i - 7),
+            _ => format!(", depends_on: [n{}]", i - 1),
+        };
+        s.push_str(&format!("    - {{node_id: n{i}, node_type: compute, component: echo{deps}}}\n"));
+    }
+    s
+}
+
+/// A chain of `n` nodes.
+fn chain_yaml(n: usize) -> String {
+    let mut s = String::from(
+        "kind: WorkflowDefinition\nworkflow_metadata: {workflow_name: chain, execution_mode: sequential}\nexecution_graph:\n  nodes:\n",
+    );
+    for i in 0..n {
+        let deps = if i == 0 { String::new() } else { format!(", depends_on: [n{}]", i - 1) };
+        s.push_str(&format!("    - {{node_id: n{i}, node_type: compute, component: echo{deps}}}\n"));
+    }
+    s
+}
+
+/// `n` independent nodes.
+fn fan_yaml(n: usize) -> String {
+    let mut s = String::from(
+        "kind: WorkflowDefinition\nworkflow_metadata: {workflow_name: fan, execution_mode: parallel}\nexecution_graph:\n  nodes:\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!("    - {{node_id: n{i}, node_type: compute, component: echo}}\n"));
+    }
+    s
+}
+
+/// Succeeds at once: measures the engine's own bookkeeping.
+struct Noop;
+impl StepExecutor for Noop {
+    fn prepare(&self, _wf: &Workflow) -> Result<(), Vec<String>> {
+        Ok(())
+    }
+    fn execute(&self, _node: &NodeSpec, _call: StepCall, _limits: Limits) -> AttemptFuture {
+        Box::pin(async {
+            AttemptReport {
+                outcome: Ok(StepSuccess { output: json!({"ok": true}), actions: vec![] }),
+                stats: Default::default(),
+                logs: vec![],
+            }
+        })
+    }
+}
+
+fn load(yaml: &str) -> Arc<Workflow> {
+    Arc::new(load_str(yaml, &dist(), "bench.yaml", None).unwrap())
+}
+
+fn validate_and_schedule(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut g = c.benchmark_group("dag");
+    g.sample_size(10);
+    for n in [1_000usize, 10_000, 100_000] {
+        let text = dag_yaml(n, "sequential");
+        g.bench_with_input(BenchmarkId::new("validate (parse YAML + check + order)", n), &text, |b, t| {
+            b.iter(|| load_str(t, &dist(), "bench.yaml", None).unwrap())
+        });
+        let wf = load(&text);
+        let engine = Engine::new(Arc::new(Noop));
+        g.bench_with_input(BenchmarkId::new("schedule (run with a no-op executor)", n), &wf, |b, wf| {
+            b.to_async(&rt).iter(|| async {
+                let input = RunInput { global_timeout_ms: Some(3_600_000), ..RunInput::default() };
+                let out = engine.run(wf.clone(), &input, RunOptions::default()).await.unwrap();
+                assert_eq!(out.execution_status, ExecutionStatus::Completed);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn tuned_raw_engine() -> WasmEngine {
+    let mut p = PoolingAllocationConfig::new();
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        p.pagemap_scan(Enabled::Yes).linear_memory_keep_resident(2 << 20);
+    }
+    let mut c = Config::new();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    WasmEngine::new(&c).unwrap()
+}
+
+fn chain_and_fan_out(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut g = c.benchmark_group("1000 trivial steps");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+
+    // The floor: 1,000 raw instantiate + call of the same component, one after another.
+    let engine = tuned_raw_engine();
+    let component = Component::from_file(&engine, dist().join("echo.wasm")).unwrap();
+    let mut linker: Linker<Bare> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    raw::weft::step::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
+    let pre = raw::ComputeStepPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    let ctx = raw::weft::step::types::StepContext {
+        run_id: "r".into(),
+        workflow: "w".into(),
+        step_id: "s".into(),
+        attempt: 1,
+        idempotency_key: "r/s".into(),
+        correlation_id: "r".into(),
+        tenant: String::new(),
+    };
+    let input = String::from("{\"ok\":true}");
+    g.bench_function("floor: 1000 x raw instantiate + call (tuned pool)", |b| {
+        b.to_async(&rt).iter(|| async {
+            for _ in 0..1000 {
+                let mut store =
+                    Store::new(&engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+                let inst = pre.instantiate_async(&mut store).await.unwrap();
+                inst.weft_step_compute().call_run(&mut store, &ctx, &input).await.unwrap().unwrap();
+            }
+        })
+    });
+
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig { cache_dir: None, ..SandboxConfig::default() }).unwrap());
+    let executor = Arc::new(SandboxExecutor::new(sandbox));
+    let weft = Engine::new(executor);
+    // A plain chain: each echo passes its input on, so outputs stay the same size.
+    let chain = load(&chain_yaml(1000));
+    g.bench_function("weft: 1000-step chain (sequential, sandboxed)", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out = weft.run(chain.clone(), &RunInput::default(), RunOptions::default()).await.unwrap();
+            assert_eq!(out.execution_status, ExecutionStatus::Completed);
+        })
+    });
+    let fan = load(&fan_yaml(1000));
+    for width in [4u32, 16, 100] {
+        g.bench_function(format!("weft: 1000-step fan-out (parallel, 2 cores, max_parallel_steps {width})"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let input = RunInput { max_parallel_steps: Some(width), ..RunInput::default() };
+                let out = weft.run(fan.clone(), &input, RunOptions::default()).await.unwrap();
+                assert_eq!(out.execution_status, ExecutionStatus::Completed);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, validate_and_schedule, chain_and_fan_out);
+criterion_main!(benches);
