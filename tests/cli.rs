@@ -363,3 +363,25 @@ fn ctrl_c_cancels_a_run() {
     assert_eq!(json["output_variables"]["compensation"][0]["step_id"], "pay");
     assert!(rest.iter().any(|l| l.contains("pay: compensated")), "{rest:?}");
 }
+
+#[test]
+fn a_terminal_gets_a_live_view_of_step_states() {
+    // `script` gives the child a pseudo-terminal, as an interactive shell would.
+    plugin("echo");
+    let root = common::root();
+    let cmd = format!(
+        "'{}' run '{}' --input '{}' --output json > /dev/null",
+        env!("CARGO_BIN_EXE_weft"),
+        root.join("examples/fan-out/workflow.yaml").display(),
+        root.join("examples/fan-out/input.json").display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("WEFT_CACHE_DIR", root.join("target/test-cache/cli"))
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("steps: 4 completed, 0 failed, 0 skipped, 0 running, of 4"), "{screen}");
+    assert!(screen.contains("\u{1b}[2K"), "redrawn in place: {screen}");
+}

@@ -141,15 +141,8 @@ struct HostArgs {
 
 impl HostArgs {
     fn sandbox(&self) -> anyhow::Result<Sandbox> {
-        let mut config = SandboxConfig::default();
-        if self.no_cache {
-            config.cache_dir = None;
-        } else if let Some(d) = &self.cache_dir {
-            config.cache_dir = Some(d.clone());
-        }
         // One CLI call runs one attempt: a small pool reserves less address space.
-        config.max_instances = 4;
-        Sandbox::new(config).context("could not start the wasm sandbox")
+        self.sandbox_sized(4)
     }
 
     fn sandbox_sized(&self, instances: u32) -> anyhow::Result<Sandbox> {
@@ -428,6 +421,7 @@ async fn run(
     let sandbox = std::sync::Arc::new(host.sandbox_sized(64)?);
     let executor = std::sync::Arc::new(SandboxExecutor::new(sandbox));
     let wf = std::sync::Arc::new(load_workflow(path, Some(executor.as_ref()))?);
+    let total = wf.nodes.len();
     let engine = Engine::new(executor);
     let opts = RunOptions { environment, jitter_seed, ..RunOptions::default() };
     let mut handle = engine.start(wf, &run_input, opts).map_err(|e| usage(e.to_string()))?;
@@ -439,10 +433,16 @@ async fn run(
         }
     });
     let started = std::time::Instant::now();
+    let mut live = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| LiveView::new(total));
     while let Some(event) = handle.events.recv().await {
-        if !quiet {
-            eprintln!("[{:>8.3}s] {}", started.elapsed().as_secs_f64(), describe_event(&event));
+        match &mut live {
+            Some(view) => view.update(&event, started),
+            None if !quiet => eprintln!("[{:>8.3}s] {}", started.elapsed().as_secs_f64(), describe_event(&event)),
+            None => {}
         }
+    }
+    if let Some(view) = &mut live {
+        view.draw(true);
     }
     let out = handle.wait().await;
     let text = if output == "json" { serde_json::to_string(&out)? } else { serde_json::to_string_pretty(&out)? };
@@ -452,6 +452,103 @@ async fn run(
         ExecutionStatus::Cancelled => 4,
         _ => 3,
     }))
+}
+
+/// The live view of a run on a terminal: counts, the steps running now, and
+/// the latest transitions, redrawn in place (at most 20 times a second).
+struct LiveView {
+    total: usize,
+    completed: usize,
+    failed: usize,
+    skipped: usize,
+    running: std::collections::BTreeMap<String, u32>,
+    recent: std::collections::VecDeque<String>,
+    drawn: usize,
+    last_draw: Option<std::time::Instant>,
+}
+
+const LIVE_RUNNING_ROWS: usize = 8;
+const LIVE_RECENT_ROWS: usize = 6;
+
+impl LiveView {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            completed: 0,
+            failed: 0,
+            skipped: 0,
+            running: Default::default(),
+            recent: Default::default(),
+            drawn: 0,
+            last_draw: None,
+        }
+    }
+
+    fn update(&mut self, e: &RunEvent, started: std::time::Instant) {
+        match e {
+            RunEvent::AttemptStarted { step_id, attempt } => {
+                self.running.insert(step_id.clone(), *attempt);
+            }
+            RunEvent::StepCompleted { step_id, .. } => {
+                self.running.remove(step_id);
+                self.completed += 1;
+            }
+            RunEvent::StepFailed { step_id, .. } => {
+                self.running.remove(step_id);
+                self.failed += 1;
+            }
+            RunEvent::StepSkipped { .. } => self.skipped += 1,
+            _ => {}
+        }
+        if !matches!(e, RunEvent::AttemptStarted { .. }) {
+            self.recent.push_back(format!("[{:>8.3}s] {}", started.elapsed().as_secs_f64(), describe_event(e)));
+            while self.recent.len() > LIVE_RECENT_ROWS {
+                self.recent.pop_front();
+            }
+        }
+        self.draw(matches!(e, RunEvent::RunFinished { .. }));
+    }
+
+    fn draw(&mut self, force: bool) {
+        if !force && self.last_draw.is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(50)) {
+            return;
+        }
+        self.last_draw = Some(std::time::Instant::now());
+        let mut lines = vec![format!(
+            "steps: {} completed, {} failed, {} skipped, {} running, of {}",
+            self.completed,
+            self.failed,
+            self.skipped,
+            self.running.len(),
+            self.total
+        )];
+        for (step, attempt) in self.running.iter().take(LIVE_RUNNING_ROWS) {
+            lines.push(format!("  running  {step} (attempt {attempt})"));
+        }
+        if self.running.len() > LIVE_RUNNING_ROWS {
+            lines.push(format!("  ... and {} more running", self.running.len() - LIVE_RUNNING_ROWS));
+        }
+        lines.extend(self.recent.iter().cloned());
+        let mut out = String::new();
+        if self.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A", self.drawn));
+        }
+        for line in &lines {
+            out.push_str("\x1b[2K");
+            out.push_str(line);
+            out.push('\n');
+        }
+        // Clear rows left over from a taller previous frame.
+        for _ in lines.len()..self.drawn {
+            out.push_str("\x1b[2K\n");
+        }
+        let extra = self.drawn.saturating_sub(lines.len());
+        if extra > 0 {
+            out.push_str(&format!("\x1b[{extra}A"));
+        }
+        self.drawn = lines.len();
+        eprint!("{out}");
+    }
 }
 
 fn describe_event(e: &RunEvent) -> String {
