@@ -579,6 +579,16 @@ fn the_compiled_cache_is_used_and_survives_corruption() {
     assert_eq!(second.load_bytes(&bytes, Some(StepWorld::Compute)).unwrap().origin, Origin::Cache);
     drop(second);
 
+    // A cache directory others can write to is not trusted.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let shared = Sandbox::new(config.clone()).unwrap();
+        let c = shared.load_bytes(&bytes, Some(StepWorld::Compute)).unwrap();
+        assert_eq!(c.origin, Origin::Compiled, "a world-writable cache is not loaded from");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
     // Corrupt every entry: the next host recompiles instead of failing.
     for entry in std::fs::read_dir(&dir).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();

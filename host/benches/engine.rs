@@ -6,35 +6,20 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
+use common::{Bare, ctx, raw};
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine as WasmEngine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft::engine::{AttemptFuture, Engine, ExecutionStatus, RunInput, RunOptions, SandboxExecutor, StepExecutor};
 use weft::sandbox::{AttemptReport, Limits, Sandbox, SandboxConfig, StepCall, StepSuccess};
 use weft::workflow::{NodeSpec, Workflow, load_str};
-
-mod raw {
-    wasmtime::component::bindgen!({ path: "../wit", world: "compute-step", exports: { default: async } });
-}
-
-struct Bare {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-impl WasiView for Bare {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-impl raw::weft::step::log::Host for Bare {
-    fn log(&mut self, _level: raw::weft::step::log::Level, _message: String) {}
-}
-impl raw::weft::step::types::Host for Bare {}
 
 fn dist() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
@@ -146,21 +131,12 @@ fn chain_and_fan_out(c: &mut Criterion) {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     raw::weft::step::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
     let pre = raw::ComputeStepPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-    let ctx = raw::weft::step::types::StepContext {
-        run_id: "r".into(),
-        workflow: "w".into(),
-        step_id: "s".into(),
-        attempt: 1,
-        idempotency_key: "r/s".into(),
-        correlation_id: "r".into(),
-        tenant: String::new(),
-    };
+    let ctx = ctx();
     let input = String::from("{\"ok\":true}");
     g.bench_function("floor: 1000 x raw instantiate + call (tuned pool)", |b| {
         b.to_async(&rt).iter(|| async {
             for _ in 0..1000 {
-                let mut store =
-                    Store::new(&engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+                let mut store = Store::new(&engine, Bare::new());
                 let inst = pre.instantiate_async(&mut store).await.unwrap();
                 inst.weft_step_compute().call_run(&mut store, &ctx, &input).await.unwrap().unwrap();
             }

@@ -6,39 +6,17 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
+use common::{Bare, ctx, raw};
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft::sandbox::{ComponentCache, Limits, Sandbox, SandboxConfig, StepCall, StepWorld};
-
-mod raw {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "compute-step",
-        exports: { default: async },
-    });
-}
-
-/// The bare minimum store state a WASI component needs.
-struct Bare {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for Bare {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl raw::weft::step::log::Host for Bare {
-    fn log(&mut self, _level: raw::weft::step::log::Level, _message: String) {}
-}
-impl raw::weft::step::types::Host for Bare {}
 
 fn plugin(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist").join(format!("{name}.wasm"));
@@ -75,7 +53,7 @@ fn raw_pre(engine: &Engine, name: &str) -> raw::ComputeStepPre<Bare> {
 }
 
 fn raw_store(engine: &Engine, fuel: bool, epoch: bool) -> Store<Bare> {
-    let mut store = Store::new(engine, Bare { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+    let mut store = Store::new(engine, Bare::new());
     if fuel {
         store.set_fuel(u64::MAX / 4).unwrap();
     }
@@ -83,18 +61,6 @@ fn raw_store(engine: &Engine, fuel: bool, epoch: bool) -> Store<Bare> {
         store.set_epoch_deadline(u64::MAX / 4);
     }
     store
-}
-
-fn ctx() -> raw::weft::step::types::StepContext {
-    raw::weft::step::types::StepContext {
-        run_id: "r".into(),
-        workflow: "w".into(),
-        step_id: "s".into(),
-        attempt: 1,
-        idempotency_key: "r/s".into(),
-        correlation_id: "r".into(),
-        tenant: String::new(),
-    }
 }
 
 fn input() -> Map<String, Value> {

@@ -29,6 +29,9 @@ pub fn plugin(name: &str) -> PathBuf {
 pub fn temp_cache(tag: &str) -> PathBuf {
     let dir = root().join("target/test-cache").join(format!("{tag}-{}-{}", std::process::id(), uuid_like()));
     std::fs::create_dir_all(&dir).expect("create cache dir");
+    // Private, as the compiled-component cache requires (whatever the umask).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod cache dir");
     dir
 }
 

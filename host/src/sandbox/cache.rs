@@ -55,7 +55,7 @@ impl ComponentCache {
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, Origin)> {
         let path = self.path_for(digest);
-        if path.is_file() {
+        if path.is_file() && self.dir_is_private() {
             match load(engine, &path) {
                 Ok(c) => return Ok((c, Origin::Cache)),
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unusable cache entry"),
@@ -68,8 +68,28 @@ impl ComponentCache {
         Ok((component, Origin::Compiled))
     }
 
+    /// Artifacts are native code: they are loaded only from a directory that
+    /// no other user can write to.
+    fn dir_is_private(&self) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if m.permissions().mode() & 0o022 == 0 => true,
+            Ok(m) => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    mode = format!("{:o}", m.permissions().mode() & 0o777),
+                    "not loading compiled components from a cache directory that group or others can write; \
+                     run `chmod go-w` on it"
+                );
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     fn store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
         let artifact = component.serialize().map_err(anyhow::Error::from)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         tmp.write_all(&artifact)?;

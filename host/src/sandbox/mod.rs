@@ -705,14 +705,7 @@ fn plugin_error(e: bindings::StepError) -> StepFailure {
         bindings::StepError::Fatal(m) => (PluginErrorKind::Fatal, m),
         bindings::StepError::InvalidInput(m) => (PluginErrorKind::InvalidInput, m),
     };
-    if message.len() > MAX_LOG_LINE {
-        let mut cut = MAX_LOG_LINE;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push_str(" [truncated]");
-    }
+    state::truncate_marked(&mut message, MAX_LOG_LINE, " [truncated]");
     StepFailure::PluginError { error_kind, message }
 }
 

@@ -10,6 +10,19 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+/// Cuts `s` to at most `max` bytes (on a character boundary) and appends
+/// `marker` when anything was cut.
+pub fn truncate_marked(s: &mut String, max: usize, marker: &str) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str(marker);
+    }
+}
+
 /// Longest log line kept; longer lines are cut and marked.
 pub const MAX_LOG_LINE: usize = 4 << 10;
 
@@ -123,14 +136,7 @@ impl LogSink {
             self.dropped += 1;
             return None;
         }
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" [line truncated]");
-        }
+        truncate_marked(&mut message, MAX_LOG_LINE, " [line truncated]");
         // The host's own notes (lines dropped, ...) are never dropped themselves.
         if !is_host && self.used + message.len() + LINE_OVERHEAD > self.budget {
             self.dropped += 1;
