@@ -542,7 +542,8 @@ async fn the_host_survives_every_hostile_plugin_at_once_and_then_runs_a_good_one
     }
     let expected = [
         "timeout|out_of_fuel",
-        "out_of_fuel",
+        // 5·10^8 fuel is ~40 ms of work; on a loaded machine the timeout may come first.
+        "out_of_fuel|timeout",
         "memory_limit",
         "trap",
         "trap",

@@ -143,6 +143,27 @@ fn chain_and_fan_out(c: &mut Criterion) {
         })
     });
 
+    // What the hardware gives: the same 1,000 raw attempts split over two OS
+    // threads, each with its own single-threaded runtime, no coordination.
+    g.bench_function("floor: 2 threads x 500 raw instantiate + call (hardware parallelism)", |b| {
+        b.iter(|| {
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                        rt.block_on(async {
+                            for _ in 0..500 {
+                                let mut store = Store::new(&engine, Bare::new());
+                                let inst = pre.instantiate_async(&mut store).await.unwrap();
+                                inst.weft_step_compute().call_run(&mut store, &ctx, &input).await.unwrap().unwrap();
+                            }
+                        })
+                    });
+                }
+            })
+        })
+    });
+
     let sandbox = Arc::new(Sandbox::new(SandboxConfig { cache_dir: None, ..SandboxConfig::default() }).unwrap());
     let executor = Arc::new(SandboxExecutor::new(sandbox));
     let weft = Engine::new(executor);
