@@ -247,6 +247,22 @@ async fn fail_fast_stops_at_the_first_failure() {
 }
 
 #[tokio::test]
+async fn fail_fast_interrupts_steps_in_flight() {
+    let wf = workflow(&yaml(
+        "parallel",
+        "",
+        r#"
+    - {node_id: slow, node_type: compute, component: flaky, timeout_ms: 60000, input: "{'sleep_ms': 30000}"}
+    - {node_id: bad, node_type: compute, component: flaky, retry_count: 0, input: "{'fail_until_attempt': 9, 'error': 'fatal'}"}
+"#,
+    ));
+    let out = run(wf, json!({"max_parallel_steps": 2})).await;
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    assert_eq!(out.failed_steps, ["bad"]);
+    assert_eq!(out.skipped_steps, ["slow"], "the sleeping step is interrupted, not awaited");
+}
+
+#[tokio::test]
 async fn continue_on_error_runs_every_independent_branch() {
     let out =
         run(workflow(&yaml("sequential", "", FAILING_BRANCH)), json!({"failure_strategy": "continue_on_error"})).await;

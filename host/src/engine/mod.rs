@@ -771,7 +771,7 @@ impl Run {
                     }
                 }
             }
-            if matches!(stop, Some(Stop::Cancelled | Stop::TimedOut)) {
+            if stop.is_some() {
                 break;
             }
         }
@@ -809,7 +809,17 @@ impl Run {
                 });
                 ExecutionStatus::Failed
             }
-            Some(Stop::Failed) => ExecutionStatus::Failed,
+            Some(Stop::Failed) => {
+                for &i in &interrupted {
+                    self.state[i] = State::Skipped;
+                    self.skipped.push(i);
+                    self.emit(RunEvent::StepSkipped {
+                        step_id: self.wf.nodes[i].id.clone(),
+                        reason: "interrupted: another step failed and the strategy stops the run".into(),
+                    });
+                }
+                ExecutionStatus::Failed
+            }
             None if self.failed.is_empty() => ExecutionStatus::Completed,
             None => ExecutionStatus::Failed,
         };
