@@ -305,16 +305,28 @@ impl Sandbox {
         if let Some(hit) = self.lookup(&digest, world) {
             return Ok(hit);
         }
+        self.link(&component, digest, bytes.len(), world, origin)
+    }
+
+    /// Pre-links a compiled component for `world` and remembers it by digest.
+    fn link(
+        &self,
+        component: &Component,
+        digest: String,
+        size: usize,
+        world: StepWorld,
+        origin: Origin,
+    ) -> Result<Arc<LoadedComponent>, LoadError> {
         let instance_pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::Invalid(format!("the component's imports do not link: {e:#}")))?;
         let pre = match world {
             StepWorld::Compute => ComputeStepPre::new(instance_pre).map(Pre::Compute),
             StepWorld::Effect => EffectStepPre::new(instance_pre).map(Pre::Effect),
         }
         .map_err(|e| LoadError::Invalid(format!("the component's exports do not match the {world} world: {e:#}")))?;
-        let loaded = Arc::new(LoadedComponent { digest: digest.clone(), size: bytes.len(), world, origin, pre });
+        let loaded = Arc::new(LoadedComponent { digest: digest.clone(), size, world, origin, pre });
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert((digest, world), loaded.clone());
         Ok(loaded)
     }
@@ -365,8 +377,8 @@ impl Sandbox {
             out.effect.problems.push(e);
             return out;
         }
-        let component = match self.compile(&digest, bytes) {
-            Ok((c, _)) => c,
+        let (component, origin) = match self.compile(&digest, bytes) {
+            Ok(c) => c,
             Err(e) => {
                 out.error = Some(e.clone());
                 out.compute.problems.push(e.clone());
@@ -377,7 +389,8 @@ impl Sandbox {
         for (world, fit) in [(StepWorld::Compute, &mut out.compute), (StepWorld::Effect, &mut out.effect)] {
             let mut problems = world::misfits(&self.engine, &component, world);
             if problems.is_empty()
-                && let Err(e) = self.load_bytes(bytes, Some(world))
+                && self.lookup(&digest, world).is_none()
+                && let Err(e) = self.link(&component, digest.clone(), bytes.len(), world, origin)
             {
                 problems.push(e.to_string());
             }
