@@ -164,6 +164,39 @@ fn chain_and_fan_out(c: &mut Criterion) {
         })
     });
 
+    // The same, but each thread with its own engine and pool: shows whether the
+    // shared pool or the machine is what limits the second core.
+    let per_thread: Vec<_> = (0..2)
+        .map(|_| {
+            let engine = tuned_raw_engine();
+            let component = Component::from_file(&engine, dist().join("echo.wasm")).unwrap();
+            let mut linker: Linker<Bare> = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+            raw::weft::step::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
+            let pre = raw::ComputeStepPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+            (engine, pre)
+        })
+        .collect();
+    g.bench_function("floor: 2 threads x 500 raw instantiate + call, one engine per thread", |b| {
+        b.iter(|| {
+            std::thread::scope(|scope| {
+                for (engine, pre) in &per_thread {
+                    let (ctx, input) = (&ctx, &input);
+                    scope.spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                        rt.block_on(async {
+                            for _ in 0..500 {
+                                let mut store = Store::new(engine, Bare::new());
+                                let inst = pre.instantiate_async(&mut store).await.unwrap();
+                                inst.weft_step_compute().call_run(&mut store, ctx, input).await.unwrap().unwrap();
+                            }
+                        })
+                    });
+                }
+            })
+        })
+    });
+
     let sandbox = Arc::new(Sandbox::new(SandboxConfig { cache_dir: None, ..SandboxConfig::default() }).unwrap());
     let executor = Arc::new(SandboxExecutor::new(sandbox));
     let weft = Engine::new(executor);
