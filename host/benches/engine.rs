@@ -8,15 +8,14 @@
 
 mod common;
 
-use common::{Bare, ctx, raw};
+use common::{ctx, raw_attempts, raw_pre};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine as WasmEngine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Config, Enabled, Engine as WasmEngine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use weft::engine::{AttemptFuture, Engine, ExecutionStatus, RunInput, RunOptions, SandboxExecutor, StepExecutor};
 use weft::sandbox::{AttemptReport, Limits, Sandbox, SandboxConfig, StepCall, StepSuccess};
 use weft::workflow::{NodeSpec, Workflow, load_str};
@@ -126,21 +125,11 @@ fn chain_and_fan_out(c: &mut Criterion) {
 
     // The floor: 1,000 raw instantiate + call of the same component, one after another.
     let engine = tuned_raw_engine();
-    let component = Component::from_file(&engine, dist().join("echo.wasm")).unwrap();
-    let mut linker: Linker<Bare> = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    raw::weft::step::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
-    let pre = raw::ComputeStepPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    let pre = raw_pre(&engine, &dist().join("echo.wasm"));
     let ctx = ctx();
     let input = String::from("{\"ok\":true}");
     g.bench_function("floor: 1000 x raw instantiate + call (tuned pool)", |b| {
-        b.to_async(&rt).iter(|| async {
-            for _ in 0..1000 {
-                let mut store = Store::new(&engine, Bare::new());
-                let inst = pre.instantiate_async(&mut store).await.unwrap();
-                inst.weft_step_compute().call_run(&mut store, &ctx, &input).await.unwrap().unwrap();
-            }
-        })
+        b.to_async(&rt).iter(|| raw_attempts(&engine, &pre, &ctx, &input, 1000))
     });
 
     // What the hardware gives: the same 1,000 raw attempts split over two OS
@@ -151,13 +140,7 @@ fn chain_and_fan_out(c: &mut Criterion) {
                 for _ in 0..2 {
                     scope.spawn(|| {
                         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                        rt.block_on(async {
-                            for _ in 0..500 {
-                                let mut store = Store::new(&engine, Bare::new());
-                                let inst = pre.instantiate_async(&mut store).await.unwrap();
-                                inst.weft_step_compute().call_run(&mut store, &ctx, &input).await.unwrap().unwrap();
-                            }
-                        })
+                        rt.block_on(raw_attempts(&engine, &pre, &ctx, &input, 500))
                     });
                 }
             })
@@ -169,11 +152,7 @@ fn chain_and_fan_out(c: &mut Criterion) {
     let per_thread: Vec<_> = (0..2)
         .map(|_| {
             let engine = tuned_raw_engine();
-            let component = Component::from_file(&engine, dist().join("echo.wasm")).unwrap();
-            let mut linker: Linker<Bare> = Linker::new(&engine);
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-            raw::weft::step::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
-            let pre = raw::ComputeStepPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+            let pre = raw_pre(&engine, &dist().join("echo.wasm"));
             (engine, pre)
         })
         .collect();
@@ -184,13 +163,7 @@ fn chain_and_fan_out(c: &mut Criterion) {
                     let (ctx, input) = (&ctx, &input);
                     scope.spawn(move || {
                         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                        rt.block_on(async {
-                            for _ in 0..500 {
-                                let mut store = Store::new(engine, Bare::new());
-                                let inst = pre.instantiate_async(&mut store).await.unwrap();
-                                inst.weft_step_compute().call_run(&mut store, ctx, input).await.unwrap().unwrap();
-                            }
-                        })
+                        rt.block_on(raw_attempts(engine, pre, ctx, input, 500))
                     });
                 }
             })

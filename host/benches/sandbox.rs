@@ -14,7 +14,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use weft::sandbox::{ComponentCache, Limits, Sandbox, SandboxConfig, StepCall, StepWorld};
 
@@ -45,11 +44,7 @@ fn tuned_engine(keep_resident: usize, pagemap: bool) -> Engine {
 }
 
 fn raw_pre(engine: &Engine, name: &str) -> raw::ComputeStepPre<Bare> {
-    let component = Component::from_file(engine, plugin(name)).unwrap();
-    let mut linker: Linker<Bare> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    raw::weft::step::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
-    raw::ComputeStepPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+    common::raw_pre(engine, &plugin(name))
 }
 
 fn raw_store(engine: &Engine, fuel: bool, epoch: bool) -> Store<Bare> {

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
-use wasmtime::component::ResourceTable;
+use std::path::Path;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Bindings for the floor measurements (plain wasmtime, no Weft).
@@ -47,5 +49,29 @@ pub fn ctx() -> raw::weft::step::types::StepContext {
         idempotency_key: "r/s".into(),
         correlation_id: "r".into(),
         tenant: String::new(),
+    }
+}
+
+/// Compiles and pre-links a component with plain wasmtime (WASI + a no-op log).
+pub fn raw_pre(engine: &Engine, path: &Path) -> raw::ComputeStepPre<Bare> {
+    let component = Component::from_file(engine, path).unwrap();
+    let mut linker: Linker<Bare> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    raw::weft::step::log::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s).unwrap();
+    raw::ComputeStepPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
+}
+
+/// `n` raw attempts, one after another: fresh store, instantiate, call, drop.
+pub async fn raw_attempts(
+    engine: &Engine,
+    pre: &raw::ComputeStepPre<Bare>,
+    ctx: &raw::weft::step::types::StepContext,
+    input: &String,
+    n: usize,
+) {
+    for _ in 0..n {
+        let mut store = Store::new(engine, Bare::new());
+        let inst = pre.instantiate_async(&mut store).await.unwrap();
+        inst.weft_step_compute().call_run(&mut store, ctx, input).await.unwrap().unwrap();
     }
 }
