@@ -9,11 +9,17 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The run database of this test process (runs get fresh ids, so tests share it).
+fn test_db() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("weft-cli-test-{}.db", std::process::id()))
+}
+
 fn weft(args: &[&str]) -> Output {
     let cache = common::root().join("target/test-cache/cli");
     Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(args)
         .env("WEFT_CACHE_DIR", cache)
+        .env("WEFT_DB", test_db())
         .env_remove("WEFT_LOG")
         .output()
         .expect("run weft")
@@ -214,6 +220,7 @@ fn pooling_falls_back_to_on_demand_when_the_address_space_is_short() {
     let out = Command::new("bash")
         .args(["-c", &script])
         .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
+        .env("WEFT_DB", test_db())
         .env_remove("WEFT_LOG")
         .output()
         .unwrap();
@@ -248,7 +255,9 @@ fn the_seed_pipeline_example_runs_as_written() {
         serde_json::json!(["validate_input", "fetch_data", "process_data", "persist_results", "notify_completion"])
     );
     assert_eq!(out["step_outputs"]["process_data"]["total_cents"], 8599);
-    assert_eq!(out["output_variables"]["run"]["workflow_id"], "550e8400-e29b-41d4-a716-446655440000");
+    let id = out["output_variables"]["run"]["workflow_id"].as_str().unwrap_or_default();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "a fresh run id: {id}");
+    assert!(stderr.contains(&format!("weft runs resume {id}")), "how to resume is printed: {stderr}");
     assert!(stderr.contains("validate_input: completed after 1 attempt(s)"), "progress on stderr: {stderr}");
     assert!(stderr.contains("run finished: Completed"), "{stderr}");
 }
@@ -338,6 +347,7 @@ fn ctrl_c_cancels_a_run() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["run", wf.to_str().unwrap(), "--output", "json"])
         .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
+        .env("WEFT_DB", test_db())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -378,6 +388,7 @@ fn a_terminal_gets_a_live_view_of_step_states() {
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .env("WEFT_CACHE_DIR", root.join("target/test-cache/cli"))
+        .env("WEFT_DB", test_db())
         .output()
         .unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);

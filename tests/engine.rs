@@ -50,7 +50,7 @@ async fn run(wf: Arc<Workflow>, inp: Value) -> RunOutput {
 }
 
 async fn run_with_events(wf: Arc<Workflow>, inp: Value) -> (RunOutput, Vec<RunEvent>) {
-    let mut h = Engine::new(executor()).start(wf, &input(inp), opts()).unwrap();
+    let mut h = Engine::new(executor()).start(wf, &input(inp), opts()).await.unwrap();
     let mut events = Vec::new();
     while let Some(e) = h.events.recv().await {
         events.push(e);
@@ -211,13 +211,17 @@ async fn conditional_skips_branches_and_their_dependents() {
 async fn batch_and_streaming_are_refused_as_not_yet_supported() {
     let wf = workflow(&yaml("sequential", "", "    - {node_id: a, node_type: compute, component: echo}\n"));
     for mode in ["batch", "streaming"] {
-        let err =
-            Engine::new(executor()).start(wf.clone(), &input(json!({"execution_mode": mode})), opts()).err().unwrap();
+        let err = Engine::new(executor())
+            .start(wf.clone(), &input(json!({"execution_mode": mode})), opts())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, StartError::Input(_)));
         assert!(err.to_string().contains(&format!("`{mode}` is not yet supported")), "{err}");
     }
     let err = Engine::new(executor())
         .start(wf, &input(json!({"max_parallel_steps": 0, "global_timeout_ms": 5, "failure_strategy": "pray"})), opts())
+        .await
         .err()
         .unwrap()
         .to_string();
@@ -424,7 +428,8 @@ async fn cancel_interrupts_and_compensates() {
     - {node_id: ship, node_type: effect, component: ledger, depends_on: [wait], input: "{'kind': 'ship'}"}
 "#,
     ));
-    let mut h = Engine::new(executor()).start(wf, &input(json!({"failure_strategy": "compensate"})), opts()).unwrap();
+    let mut h =
+        Engine::new(executor()).start(wf, &input(json!({"failure_strategy": "compensate"})), opts()).await.unwrap();
     let mut events = Vec::new();
     while let Some(e) = h.events.recv().await {
         let started_wait = matches!(&e, RunEvent::AttemptStarted { step_id, .. } if step_id == "wait");

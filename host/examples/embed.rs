@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let engine = Engine::new(executor);
-    let mut run = engine.start(Arc::new(workflow), &input, RunOptions::default())?;
+    let mut run = engine.start(Arc::new(workflow), &input, RunOptions::default()).await?;
     println!("started run {}", run.run_id);
 
     // Cancel the run if it has not finished within a minute.

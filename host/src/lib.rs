@@ -20,4 +20,5 @@
 
 pub mod engine;
 pub mod sandbox;
+pub mod store;
 pub mod workflow;

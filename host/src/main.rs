@@ -9,6 +9,8 @@ use std::time::Duration;
 use weft::engine::{Engine, Environment, ExecutionStatus, RunEvent, RunInput, RunOptions, SandboxExecutor};
 use weft::sandbox::{CallKind, Limits, Sandbox, SandboxConfig, StepCall, StepContext, StepFailure, StepWorld};
 
+mod durable;
+
 /// Weft runs workflows whose steps are sandboxed WebAssembly components.
 #[derive(Parser)]
 #[command(name = "weft", version, about)]
@@ -46,6 +48,33 @@ enum Command {
         /// No progress lines on stderr.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        store: durable::StoreArgs,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Inspect, cancel and resume the runs kept in the run store.
+    #[command(subcommand)]
+    Runs(durable::RunsCommand),
+    /// Continue every interrupted run of the store (`weft runs resume ID` for one).
+    Resume {
+        /// Every run that is `running` and has no live owner.
+        #[arg(long, required = true)]
+        all: bool,
+        #[command(flatten)]
+        run: durable::DriveArgs,
+    },
+    /// The dead-letter queue: runs that failed for good.
+    #[command(subcommand)]
+    Dlq(durable::DlqCommand),
+    /// Health check: store reachable, sandbox up, components loadable, active runs.
+    ///
+    /// Exit code 0 when healthy, 1 when not.
+    Health {
+        /// Workflows whose components must load.
+        workflows: Vec<PathBuf>,
+        #[command(flatten)]
+        store: durable::StoreArgs,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -130,7 +159,7 @@ enum PluginCommand {
 }
 
 #[derive(Args)]
-struct HostArgs {
+pub(crate) struct HostArgs {
     /// Directory of the compiled-component cache (default: $WEFT_CACHE_DIR or ~/.cache/weft/components).
     #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
@@ -145,7 +174,7 @@ impl HostArgs {
         self.sandbox_sized(4)
     }
 
-    fn sandbox_sized(&self, instances: u32) -> anyhow::Result<Sandbox> {
+    pub(crate) fn sandbox_sized(&self, instances: u32) -> anyhow::Result<Sandbox> {
         let mut config = SandboxConfig::default();
         if self.no_cache {
             config.cache_dir = None;
@@ -169,7 +198,7 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
 }
 
@@ -183,6 +212,7 @@ fn exit_code(f: &StepFailure) -> u8 {
         StepFailure::PluginError { .. } => 14,
         StepFailure::InvalidOutput { .. } => 15,
         StepFailure::ComponentInvalid { .. } => 16,
+        StepFailure::CircuitOpen { .. } => 17,
     }
 }
 
@@ -400,6 +430,7 @@ async fn run(
     env: &str,
     jitter_seed: Option<u64>,
     quiet: bool,
+    store: &durable::StoreArgs,
     host: &HostArgs,
 ) -> anyhow::Result<ExitCode> {
     let environment = Environment::parse(env)
@@ -422,9 +453,26 @@ async fn run(
     let executor = std::sync::Arc::new(SandboxExecutor::new(sandbox));
     let wf = std::sync::Arc::new(load_workflow(path, Some(executor.as_ref()))?);
     let total = wf.nodes.len();
-    let engine = Engine::new(executor);
+    let engine = Engine::new(executor).with_store(store.open()?);
     let opts = RunOptions { environment, jitter_seed, ..RunOptions::default() };
-    let mut handle = engine.start(wf, &run_input, opts).map_err(|e| usage(e.to_string()))?;
+    let handle = engine.start(wf, &run_input, opts).await.map_err(|e| match e {
+        weft::engine::StartError::Store(weft::store::StoreError::Backend(_)) => anyhow::Error::new(e),
+        other => usage(other.to_string()),
+    })?;
+    if !quiet {
+        eprintln!("run {} (resume it after an interruption with `weft runs resume {}`)", handle.run_id, handle.run_id);
+    }
+    watch(handle, quiet, output, total).await
+}
+
+/// Shows a run's progress on stderr, prints its output on stdout, and maps
+/// its status to the exit code.
+pub(crate) async fn watch(
+    mut handle: weft::engine::RunHandle,
+    quiet: bool,
+    output: &str,
+    total: usize,
+) -> anyhow::Result<ExitCode> {
     let cancel = handle.cancel_token();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -514,13 +562,13 @@ impl LiveView {
             return;
         }
         self.last_draw = Some(std::time::Instant::now());
+        let of = if self.total > 0 { format!(", of {}", self.total) } else { String::new() };
         let mut lines = vec![format!(
-            "steps: {} completed, {} failed, {} skipped, {} running, of {}",
+            "steps: {} completed, {} failed, {} skipped, {} running{of}",
             self.completed,
             self.failed,
             self.skipped,
             self.running.len(),
-            self.total
         )];
         for (step, attempt) in self.running.iter().take(LIVE_RUNNING_ROWS) {
             lines.push(format!("  running  {step} (attempt {attempt})"));
@@ -593,9 +641,13 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Plugin(PluginCommand::Inspect { file, json, host }) => inspect(&file, json, &host),
             Command::Plugin(cmd @ PluginCommand::Call { .. }) => call(cmd).await,
-            Command::Run { workflow, input, output, env, jitter_seed, quiet, host } => {
-                run(&workflow, input.as_deref(), &output, &env, jitter_seed, quiet, &host).await
+            Command::Run { workflow, input, output, env, jitter_seed, quiet, store, host } => {
+                run(&workflow, input.as_deref(), &output, &env, jitter_seed, quiet, &store, &host).await
             }
+            Command::Runs(cmd) => durable::runs(cmd).await,
+            Command::Resume { all: _, run } => durable::resume_all(run).await,
+            Command::Dlq(cmd) => durable::dlq(cmd).await,
+            Command::Health { workflows, store, host } => durable::health(workflows, store, host).await,
             Command::Validate { workflow, skip_components, host } => validate(&workflow, skip_components, &host),
             Command::Graph { workflow, format } => graph(&workflow, &format),
         }

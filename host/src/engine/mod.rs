@@ -6,8 +6,11 @@
 //! global timeout, honours cancellation, compensates where asked, and ends
 //! with the seed's output contract.
 
+pub mod breaker;
 mod input;
 mod output;
+
+pub use breaker::{BreakerPolicy, Gate};
 
 pub use input::{Environment, RunConfig, RunInput};
 pub use output::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput};
@@ -15,17 +18,21 @@ pub use output::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput};
 use crate::sandbox::{
     AttemptReport, CallKind, Limits, LoadedComponent, Sandbox, StepCall, StepContext, StepFailure, StepWorld,
 };
+use crate::store::{
+    JournalEntry, MemoryStore, NewRun, PinnedComponent, RunRecord, RunStore, StoreError, now_ms, now_rfc3339,
+    owner_is_dead, process_owner,
+};
 use crate::workflow::expr::Scope;
 use crate::workflow::{ComponentCheck, FailureStrategy, InputMapping, NodeSpec, NodeType, RetryPolicy, Workflow};
 use rand::{RngExt, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +47,25 @@ pub trait StepExecutor: Send + Sync + 'static {
     fn prepare(&self, wf: &Workflow) -> Result<(), Vec<String>>;
     /// Runs one attempt.
     fn execute(&self, node: &NodeSpec, call: StepCall, limits: Limits) -> AttemptFuture;
+    /// Per node id, the component it runs and its digest (pinned by durable
+    /// runs). Call after [`StepExecutor::prepare`]. None by default.
+    fn pins(&self, _wf: &Workflow) -> BTreeMap<String, PinnedComponent> {
+        BTreeMap::new()
+    }
+    /// Whether the component at `path` can run as `node_type` (used when a
+    /// journaled workflow is loaded again). Accepts everything by default.
+    fn check_component(&self, _path: &Path, _node_type: NodeType) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Lets workflow validation ask a [`StepExecutor`] about components.
+struct CheckWith<'a>(&'a dyn StepExecutor);
+
+impl ComponentCheck for CheckWith<'_> {
+    fn check(&self, path: &Path, node_type: NodeType) -> Result<(), String> {
+        self.0.check_component(path, node_type)
+    }
 }
 
 /// Runs steps in a [`Sandbox`], one pre-linked component per file.
@@ -85,6 +111,24 @@ impl StepExecutor for SandboxExecutor {
             .filter_map(|n| self.load(&n.component, n.node_type).err().map(|e| format!("node `{}`: {e}", n.id)))
             .collect();
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    fn pins(&self, wf: &Workflow) -> BTreeMap<String, PinnedComponent> {
+        let known = self.components.lock().unwrap_or_else(PoisonError::into_inner);
+        wf.nodes
+            .iter()
+            .filter_map(|n| {
+                let c = known.get(&n.component)?;
+                Some((
+                    n.id.clone(),
+                    PinnedComponent { path: n.component.display().to_string(), digest: c.digest.clone() },
+                ))
+            })
+            .collect()
+    }
+
+    fn check_component(&self, path: &Path, node_type: NodeType) -> Result<(), String> {
+        self.load(path, node_type).map(|_| ())
     }
 
     fn execute(&self, node: &NodeSpec, call: StepCall, limits: Limits) -> AttemptFuture {
@@ -192,7 +236,28 @@ pub struct RunOptions {
     pub limits: Limits,
 }
 
-/// Why a run could not start.
+/// The part of [`RunOptions`] journaled with a run (limits come from the
+/// resuming process).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StoredOptions {
+    environment: Environment,
+    jitter_seed: Option<u64>,
+}
+
+/// How to resume a run.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// Run with components whose digest changed since the run started,
+    /// instead of refusing.
+    pub upgrade: bool,
+    /// Default per-attempt limits.
+    pub limits: Limits,
+    /// Start with the run already cancelled (to stop an orphaned run:
+    /// compensation runs if its strategy says so).
+    pub cancelled: bool,
+}
+
+/// Why a run could not start or resume.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The run input breaks the input contract.
@@ -201,6 +266,27 @@ pub enum StartError {
     /// A component could not be loaded.
     #[error("the workflow's components cannot be loaded:\n  - {}", .0.join("\n  - "))]
     Components(Vec<String>),
+    /// A component changed since the run started.
+    #[error(
+        "components changed since the run started (a run pins the digest of every component it uses):\n  - {}\n\
+         Resume with --upgrade to run the remaining steps on the new components.",
+        .0.join("\n  - ")
+    )]
+    ComponentChanged(Vec<String>),
+    /// The journaled workflow no longer loads.
+    #[error("the run's journaled workflow does not load any more:\n{0}")]
+    Workflow(String),
+    /// The run has already finished.
+    #[error("run `{run_id}` has already finished with status {status:?}; nothing to resume")]
+    Finished {
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        status: ExecutionStatus,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A running workflow: watch its events, cancel it, await its output.
@@ -258,43 +344,232 @@ fn internal_failure(message: &str) -> RunOutput {
     }
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+/// How long a process's lease on a run lasts without a heartbeat.
+pub const DEFAULT_LEASE_MS: u64 = 10_000;
+/// How often a driving process renews its lease and looks for a cancel request.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 
 /// The orchestrator.
 pub struct Engine {
     executor: Arc<dyn StepExecutor>,
+    store: Arc<dyn RunStore>,
+    owner: String,
+    lease_ms: u64,
 }
 
 impl Engine {
-    /// An engine that runs steps with `executor`.
+    /// An engine that runs steps with `executor`, journaling to an in-memory store.
     pub fn new(executor: Arc<dyn StepExecutor>) -> Self {
-        Self { executor }
+        Self { executor, store: Arc::new(MemoryStore::new()), owner: process_owner(), lease_ms: DEFAULT_LEASE_MS }
     }
 
-    /// Validates the input, loads the components and starts the run on the
-    /// current tokio runtime.
-    pub fn start(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<RunHandle, StartError> {
+    /// The same engine journaling to `store` (runs become resumable from it).
+    pub fn with_store(mut self, store: Arc<dyn RunStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The run store.
+    pub fn store(&self) -> &Arc<dyn RunStore> {
+        &self.store
+    }
+
+    /// Validates the input, loads the components, records the run in the
+    /// store and starts it on the current tokio runtime.
+    pub async fn start(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<RunHandle, StartError> {
         let config = input.resolve(&wf, opts.environment).map_err(StartError::Input)?;
         self.executor.prepare(&wf).map_err(StartError::Components)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let cancel = CancellationToken::new();
-        let run_id = config.workflow_id.to_string();
-        let run = Run::new(wf, config, opts, self.executor.clone(), tx, cancel.clone());
-        let task = tokio::spawn(run.drive());
-        Ok(RunHandle { run_id, events: rx, cancel, task })
+        // The journaled input carries the resolved ids so that a resume
+        // continues the same run.
+        let mut stored_input = input.clone();
+        stored_input.workflow_id = Some(config.workflow_id);
+        stored_input.correlation_id = Some(config.correlation_id);
+        let new = NewRun {
+            run_id: config.workflow_id.to_string(),
+            workflow: wf.name.clone(),
+            workflow_path: wf.source.as_ref().map(|p| p.display().to_string()),
+            definition: wf.definition.to_string(),
+            base_dir: wf.base_dir.display().to_string(),
+            input: serde_json::to_value(&stored_input).unwrap_or(Value::Null),
+            options: serde_json::to_value(StoredOptions {
+                environment: opts.environment,
+                jitter_seed: opts.jitter_seed,
+            })
+            .unwrap_or(Value::Null),
+            components: self.executor.pins(&wf),
+            replay_of: None,
+            owner: self.owner.clone(),
+            lease_ms: self.lease_ms,
+        };
+        self.store.create_run(&new, &[]).await?;
+        let mut run = Run::new(wf, config, opts, self.clone_parts());
+        run.started_ms = now_ms();
+        run.start_time = now_rfc3339();
+        Ok(self.spawn(run))
     }
 
     /// Starts a run and waits for its output, dropping the events.
     pub async fn run(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<RunOutput, StartError> {
-        let mut handle = self.start(wf, input, opts)?;
+        let mut handle = self.start(wf, input, opts).await?;
         handle.events.close();
         Ok(handle.wait().await)
     }
+
+    /// Continues an interrupted run from its journal: completed steps keep
+    /// their journaled outputs and are not run again; a step that was in
+    /// flight runs again with the next attempt number and the same
+    /// idempotency key.
+    pub async fn resume(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
+        let record = self.store.get_run(run_id).await?;
+        if record.status != ExecutionStatus::Running {
+            return Err(StartError::Finished { run_id: run_id.into(), status: record.status });
+        }
+        let steal = owner_is_dead(&record.run.owner).then_some(record.run.owner.as_str());
+        self.store.claim(run_id, &self.owner, self.lease_ms, now_ms(), steal).await?;
+        let run = self.rebuild(&record, opts).await?;
+        self.store.append(run_id, &self.owner, &[JournalEntry::RunResumed { owner: self.owner.clone() }]).await?;
+        Ok(self.spawn(run))
+    }
+
+    /// Every run of the store that is `running` and not owned by a live
+    /// process, resumed. Returns the handles and, per run that could not be
+    /// resumed, why.
+    pub async fn resume_all(
+        &self,
+        opts: ResumeOptions,
+    ) -> Result<(Vec<RunHandle>, Vec<(String, StartError)>), StoreError> {
+        let runs = self
+            .store
+            .list_runs(&crate::store::RunFilter { status: Some(ExecutionStatus::Running), ..Default::default() })
+            .await?;
+        let (mut ok, mut failed) = (Vec::new(), Vec::new());
+        for r in runs.into_iter().rev() {
+            match self.resume(&r.run_id, opts.clone()).await {
+                Ok(h) => ok.push(h),
+                Err(e) => failed.push((r.run_id, e)),
+            }
+        }
+        Ok((ok, failed))
+    }
+
+    /// Re-runs a run from the dead-letter queue as a new run: its completed
+    /// steps keep their journaled outputs, and the steps that failed run
+    /// again with their journaled inputs.
+    pub async fn replay(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
+        let record = self.store.get_run(run_id).await?;
+        let journal = self.store.journal(run_id).await?;
+        let mut completed = std::collections::HashSet::new();
+        let mut failed = std::collections::HashSet::new();
+        for j in &journal {
+            match &j.entry {
+                JournalEntry::StepCompleted { step_id, .. } => {
+                    completed.insert(step_id.clone());
+                }
+                JournalEntry::StepFailed { step_id, tolerated: false, .. } => {
+                    failed.insert(step_id.clone());
+                }
+                _ => {}
+            }
+        }
+        let mut first = Vec::new();
+        for j in journal {
+            let keep = match &j.entry {
+                JournalEntry::StepScheduled { step_id, .. } => completed.contains(step_id) || failed.contains(step_id),
+                JournalEntry::AttemptStarted { step_id, .. }
+                | JournalEntry::AttemptFinished { step_id, .. }
+                | JournalEntry::StepCompleted { step_id, .. } => completed.contains(step_id),
+                _ => false,
+            };
+            if keep {
+                first.push(j.entry);
+            }
+        }
+        let new_id = uuid::Uuid::new_v4();
+        let mut new = record.run.clone();
+        new.run_id = new_id.to_string();
+        new.replay_of = Some(run_id.to_string());
+        new.owner = self.owner.clone();
+        new.lease_ms = self.lease_ms;
+        if let Some(obj) = new.input.as_object_mut() {
+            obj.insert("workflow_id".into(), Value::String(new.run_id.clone()));
+        }
+        self.store.create_run(&new, &first).await?;
+        let record = self.store.get_run(&new.run_id).await?;
+        let run = self.rebuild(&record, opts).await?;
+        // Marked only once the replay is durable and about to run.
+        if let Err(e) = self.store.dlq_mark_replayed(run_id, &new.run_id).await {
+            tracing::warn!(run_id, error = %e, "the dead-letter entry could not be marked as replayed");
+        }
+        Ok(self.spawn(run))
+    }
+
+    /// Loads a stored run's workflow, checks its pins and folds its journal.
+    async fn rebuild(&self, record: &RunRecord, opts: ResumeOptions) -> Result<Run, StartError> {
+        let spec = &record.run;
+        let label = spec.workflow_path.clone().unwrap_or_else(|| format!("run {}", spec.run_id));
+        let checker = CheckWith(self.executor.as_ref());
+        let mut wf = crate::workflow::load_str(&spec.definition, Path::new(&spec.base_dir), &label, Some(&checker))
+            .map_err(|e| StartError::Workflow(e.to_string()))?;
+        wf.source = spec.workflow_path.as_ref().map(PathBuf::from);
+        let wf = Arc::new(wf);
+        self.executor.prepare(&wf).map_err(StartError::Components)?;
+        let now = self.executor.pins(&wf);
+        let mut changed = Vec::new();
+        for (node, pin) in &spec.components {
+            match now.get(node) {
+                Some(cur) if cur.digest == pin.digest => {}
+                Some(cur) => changed.push(format!(
+                    "node `{node}`: {} was {} when the run started and is {} now",
+                    cur.path, pin.digest, cur.digest
+                )),
+                None => changed.push(format!("node `{node}`: its component {} is gone", pin.path)),
+            }
+        }
+        if !changed.is_empty() {
+            if !opts.upgrade {
+                return Err(StartError::ComponentChanged(changed));
+            }
+            tracing::warn!(run_id = %spec.run_id, changed = ?changed, "resuming on upgraded components");
+        }
+        let input: RunInput = serde_json::from_value(spec.input.clone())
+            .map_err(|e| StartError::Input(vec![format!("the journaled run input cannot be read: {e}")]))?;
+        let stored: StoredOptions = serde_json::from_value(spec.options.clone()).unwrap_or_default();
+        let run_opts =
+            RunOptions { environment: stored.environment, jitter_seed: stored.jitter_seed, limits: opts.limits };
+        let config = input.resolve(&wf, run_opts.environment).map_err(StartError::Input)?;
+        let mut run = Run::new(wf, config, run_opts, self.clone_parts());
+        for j in self.store.journal(&spec.run_id).await? {
+            run.apply(&j.entry);
+        }
+        if opts.cancelled {
+            run.cancel.cancel();
+        }
+        Ok(run)
+    }
+
+    fn clone_parts(&self) -> Parts {
+        Parts { executor: self.executor.clone(), store: self.store.clone(), owner: self.owner.clone() }
+    }
+
+    fn spawn(&self, mut run: Run) -> RunHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        run.events = tx;
+        run.lease_ms = self.lease_ms;
+        let cancel = run.cancel.clone();
+        let run_id = run.ids.run_id.clone();
+        let task = tokio::spawn(run.drive());
+        RunHandle { run_id, events: rx, cancel, task }
+    }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// What a run shares with its engine.
+struct Parts {
+    executor: Arc<dyn StepExecutor>,
+    store: Arc<dyn RunStore>,
+    owner: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     Pending,
     Running,
@@ -306,16 +581,20 @@ enum State {
     Skipped,
 }
 
+impl State {
+    fn is_final(self) -> bool {
+        !matches!(self, State::Pending | State::Running)
+    }
+}
+
 /// What a step task reports back.
 struct StepResult {
     index: usize,
+    /// The number of the first attempt in `attempts`.
+    first_attempt: u32,
     attempts: Vec<AttemptReport>,
-}
-
-impl StepResult {
-    fn last(&self) -> Option<&AttemptReport> {
-        self.attempts.last()
-    }
+    /// The journal (or breaker store) failed: the run must stop.
+    store_error: Option<String>,
 }
 
 /// Steps in flight: spawned tasks when several run at once (so that they use
@@ -382,12 +661,17 @@ struct Run {
     config: RunConfig,
     opts: RunOptions,
     executor: Arc<dyn StepExecutor>,
+    store: Arc<dyn RunStore>,
+    owner: String,
+    lease_ms: u64,
     events: mpsc::UnboundedSender<RunEvent>,
     cancel: CancellationToken,
     state: Vec<State>,
     outputs: Vec<Option<Value>>,
     inputs: Vec<Option<Map<String, Value>>>,
     totals: Vec<Totals>,
+    /// The highest attempt number journaled per step.
+    attempts_used: Vec<u32>,
     delivered: Vec<Vec<Value>>,
     completion_order: Vec<usize>,
     actions: Vec<ActionRecord>,
@@ -396,6 +680,13 @@ struct Run {
     failed: Vec<usize>,
     parallel_executions: u64,
     compensation: Vec<Value>,
+    compensated: Vec<bool>,
+    /// Set once the run stopped scheduling (journaled `run_stopping`).
+    stopping: Option<ExecutionStatus>,
+    /// Entries applied but not yet written.
+    pending: Vec<JournalEntry>,
+    started_ms: u64,
+    start_time: String,
     /// Each node's retry policy, resolved once.
     policies: Vec<Arc<RetryPolicy>>,
     /// Identity strings, formatted once.
@@ -412,17 +703,11 @@ enum Stop {
     Failed,
     Cancelled,
     TimedOut,
+    Store(String),
 }
 
 impl Run {
-    fn new(
-        wf: Arc<Workflow>,
-        config: RunConfig,
-        opts: RunOptions,
-        executor: Arc<dyn StepExecutor>,
-        events: mpsc::UnboundedSender<RunEvent>,
-        cancel: CancellationToken,
-    ) -> Self {
+    fn new(wf: Arc<Workflow>, config: RunConfig, opts: RunOptions, parts: Parts) -> Self {
         let n = wf.nodes.len();
         let default_policy = Arc::new(config.environment.retry_policy(wf.rules.max_retries));
         let policies =
@@ -432,19 +717,24 @@ impl Run {
             correlation_id: config.correlation_id.to_string(),
             tenant: config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string(),
         };
+        let (events, _) = mpsc::unbounded_channel();
         Self {
             policies,
             ids,
             wf,
             config,
             opts,
-            executor,
+            executor: parts.executor,
+            store: parts.store,
+            owner: parts.owner,
+            lease_ms: DEFAULT_LEASE_MS,
             events,
-            cancel,
+            cancel: CancellationToken::new(),
             state: vec![State::Pending; n],
             outputs: vec![None; n],
             inputs: vec![None; n],
             totals: vec![Totals::default(); n],
+            attempts_used: vec![0; n],
             delivered: vec![Vec::new(); n],
             completion_order: Vec::new(),
             actions: Vec::new(),
@@ -453,6 +743,11 @@ impl Run {
             failed: Vec::new(),
             parallel_executions: 0,
             compensation: Vec::new(),
+            compensated: vec![false; n],
+            stopping: None,
+            pending: Vec::new(),
+            started_ms: now_ms(),
+            start_time: now_rfc3339(),
         }
     }
 
@@ -460,6 +755,108 @@ impl Run {
         if !self.events.is_closed() {
             let _ = self.events.send(e);
         }
+    }
+
+    fn index(&self, step_id: &str) -> Option<usize> {
+        self.wf.index.get(step_id).copied()
+    }
+
+    /// Applies a transition to the run's state (live, or replayed from the journal).
+    fn apply(&mut self, e: &JournalEntry) {
+        let i = e.step_id().and_then(|s| self.index(s));
+        match (e, i) {
+            (JournalEntry::RunCreated { start_time }, _) => {
+                self.start_time = start_time.clone();
+                self.started_ms = chrono::DateTime::parse_from_rfc3339(start_time)
+                    .ok()
+                    .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+                    .unwrap_or_else(now_ms);
+            }
+            (JournalEntry::StepScheduled { input, .. }, Some(i)) => {
+                self.state[i] = State::Running;
+                self.inputs[i] = Some(input.clone());
+            }
+            (JournalEntry::AttemptStarted { attempt, .. }, Some(i)) => {
+                self.attempts_used[i] = self.attempts_used[i].max(*attempt);
+            }
+            (JournalEntry::AttemptFinished { attempt, report, .. }, Some(i)) => {
+                self.attempts_used[i] = self.attempts_used[i].max(*attempt);
+                let t = &mut self.totals[i];
+                t.fuel += report.stats.fuel_consumed;
+                t.wall_us += report.stats.wall_time_us;
+                t.peak = t.peak.max(report.stats.peak_memory_bytes);
+                t.attempts += 1;
+            }
+            (JournalEntry::StepCompleted { step_id, output, actions }, Some(i)) => {
+                self.state[i] = State::Completed;
+                self.completion_order.push(i);
+                self.outputs[i] = Some(output.clone());
+                for record in actions {
+                    if let Some(t) = self.index(&record.target_node) {
+                        self.delivered[t].push(json!({
+                            "action_id": record.action_id,
+                            "action_type": record.action_type,
+                            "source_node": step_id,
+                            "payload": record.payload,
+                        }));
+                    }
+                    self.actions.push(record.clone());
+                }
+            }
+            (JournalEntry::StepFailed { step_id, error_type, message, tolerated }, Some(i)) => {
+                self.errors.push(ErrorRecord {
+                    step_id: step_id.clone(),
+                    error_type: error_type.clone(),
+                    message: message.clone(),
+                });
+                if *tolerated {
+                    self.state[i] = State::Tolerated;
+                } else {
+                    self.state[i] = State::Failed;
+                    self.failed.push(i);
+                }
+            }
+            (JournalEntry::StepSkipped { .. }, Some(i)) => {
+                self.state[i] = State::Skipped;
+                self.skipped.push(i);
+            }
+            (JournalEntry::RunStopping { status, errors }, _) => {
+                self.errors.extend(errors.iter().cloned());
+                self.stopping = Some(*status);
+            }
+            (JournalEntry::CompensationFinished { step_id, ok, attempts, error }, Some(i)) => {
+                self.compensated[i] = true;
+                if let Some(message) = error.as_ref().filter(|_| !ok) {
+                    self.errors.push(ErrorRecord {
+                        step_id: step_id.clone(),
+                        error_type: "compensation_failed".into(),
+                        message: message.clone(),
+                    });
+                }
+                self.compensation.push(json!({
+                    "step_id": step_id,
+                    "status": if *ok { "compensated" } else { "failed" },
+                    "attempts": attempts,
+                    "error": error,
+                }));
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies a transition now and queues it for the journal.
+    fn record(&mut self, e: JournalEntry) {
+        self.apply(&e);
+        self.pending.push(e);
+    }
+
+    /// Writes the queued transitions in one transaction.
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let entries = std::mem::take(&mut self.pending);
+        self.store.append(&self.ids.run_id, &self.owner, &entries).await.map_err(|e| e.to_string())
     }
 
     fn run_json(&self) -> Value {
@@ -558,6 +955,13 @@ impl Run {
         }
     }
 
+    fn breaker(&self) -> Option<BreakerPolicy> {
+        self.wf.rules.circuit_breaker_enabled.then_some(BreakerPolicy {
+            failure_threshold: self.wf.rules.circuit_breaker_failure_threshold,
+            cooldown_ms: self.wf.rules.circuit_breaker_cooldown_ms,
+        })
+    }
+
     /// Why node `i` must be skipped, if it must.
     fn skip_reason(&self, i: usize, scope: &Scope) -> Result<Option<String>, String> {
         let node = &self.wf.nodes[i];
@@ -581,12 +985,15 @@ impl Run {
         Ok(None)
     }
 
-    /// Runs one step to its end: attempts, retries, backoff.
+    /// Runs one step to its end: attempts, retries, backoff. Attempt
+    /// `first_attempt` is already journaled as started; later ones are
+    /// journaled here before they run.
     fn step_task(
         &self,
         i: usize,
         input: Map<String, Value>,
         rounds: u32,
+        first_attempt: u32,
     ) -> impl Future<Output = StepResult> + Send + 'static {
         let wf = self.wf.clone();
         let node = &wf.nodes[i];
@@ -594,20 +1001,54 @@ impl Run {
         let limits = self.limits(node);
         let executor = self.executor.clone();
         let events = self.events.clone();
-        let max_attempts = policy.max_attempts.saturating_mul(rounds.max(1));
-        let first_ctx = self.ctx(node, 1);
+        // A resumed step always gets one more attempt than it had.
+        let max_attempts = policy.max_attempts.saturating_mul(rounds.max(1)).max(first_attempt);
+        let first_ctx = self.ctx(node, first_attempt);
         let jitter_seed = self.opts.jitter_seed;
+        let store = self.store.clone();
+        let (run_id, owner) = (self.ids.run_id.clone(), self.owner.clone());
+        let breaker = self.breaker();
         async move {
             let node = &wf.nodes[i];
+            let component = node.component.display().to_string();
             let mut rng: Option<rand::rngs::StdRng> = None;
             let mut attempts = Vec::new();
-            for attempt in 1..=max_attempts {
+            let mut store_error = None;
+            for attempt in first_attempt..=max_attempts {
+                if attempt > first_attempt {
+                    let started = [JournalEntry::AttemptStarted { step_id: node.id.clone(), attempt }];
+                    if let Err(e) = store.append(&run_id, &owner, &started).await {
+                        store_error = Some(e.to_string());
+                        break;
+                    }
+                }
                 if !events.is_closed() {
                     let _ = events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
                 }
                 let ctx = StepContext { attempt, ..first_ctx.clone() };
                 let call = StepCall { ctx, input: input.clone(), kind: CallKind::Run };
-                let report = executor.execute(node, call, limits.clone()).await;
+                let report = match breaker {
+                    None => executor.execute(node, call, limits.clone()).await,
+                    Some(policy) => match breaker::gate(store.as_ref(), &component, policy).await {
+                        Err(e) => {
+                            store_error = Some(e.to_string());
+                            break;
+                        }
+                        Ok(Gate::Reject { retry_after_ms }) => AttemptReport {
+                            outcome: Err(StepFailure::CircuitOpen { component: component.clone(), retry_after_ms }),
+                            stats: Default::default(),
+                            logs: Vec::new(),
+                        },
+                        Ok(Gate::Pass { probe }) => {
+                            let report = executor.execute(node, call, limits.clone()).await;
+                            let ok = report.failure().is_none();
+                            if let Err(e) = breaker::report(store.as_ref(), &component, policy, ok, probe).await {
+                                tracing::warn!(component, error = %e, "the circuit breaker could not be updated");
+                            }
+                            report
+                        }
+                    },
+                };
                 let retry = match report.failure() {
                     None => false,
                     Some(f) => {
@@ -638,29 +1079,131 @@ impl Run {
                     error_type: kind,
                     delay_ms: delay,
                 });
+                let finished =
+                    [JournalEntry::AttemptFinished { step_id: node.id.clone(), attempt, report: report.clone() }];
+                if let Err(e) = store.append(&run_id, &owner, &finished).await {
+                    store_error = Some(e.to_string());
+                    break;
+                }
                 attempts.push(report);
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
-            StepResult { index: i, attempts }
+            StepResult { index: i, first_attempt, attempts, store_error }
         }
     }
 
+    /// Renews the lease and turns a cancel request in the store into a
+    /// cancellation of this run.
+    fn heartbeat(&self) -> tokio::task::JoinHandle<()> {
+        let (store, cancel) = (self.store.clone(), self.cancel.clone());
+        let (run_id, owner, lease) = (self.ids.run_id.clone(), self.owner.clone(), self.lease_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                match store.heartbeat(&run_id, &owner, lease, now_ms()).await {
+                    Ok(true) => cancel.cancel(),
+                    Ok(false) => {}
+                    Err(StoreError::LeaseLost(_)) => {
+                        tracing::error!(run_id, "another process took over this run; stopping it here");
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(run_id, error = %e, "the run's lease could not be renewed"),
+                }
+            }
+        })
+    }
+
     async fn drive(mut self) -> RunOutput {
-        let started = Instant::now();
-        let start_time = now_rfc3339();
-        self.emit(RunEvent::RunStarted { run_id: self.config.workflow_id.to_string(), workflow: self.wf.name.clone() });
+        self.emit(RunEvent::RunStarted { run_id: self.ids.run_id.clone(), workflow: self.wf.name.clone() });
+        let heartbeat = self.heartbeat();
+        let out = self.drive_inner().await;
+        heartbeat.abort();
+        out
+    }
+
+    async fn drive_inner(&mut self) -> RunOutput {
+        let status = match self.stopping {
+            // Resumed after scheduling had stopped: only compensation and the end remain.
+            Some(status) => status,
+            None => match self.schedule().await {
+                Ok(status) => status,
+                Err(message) => return self.store_failure(message),
+            },
+        };
+        if self.config.failure_strategy == FailureStrategy::Compensate
+            && status != ExecutionStatus::Completed
+            && let Err(message) = self.compensate().await
+        {
+            return self.store_failure(message);
+        }
+        if status == ExecutionStatus::Failed && self.wf.rules.dead_letter_queue_enabled {
+            let first = self
+                .errors
+                .iter()
+                .find(|e| e.step_id != "workflow")
+                .or_else(|| self.errors.first())
+                .cloned()
+                .unwrap_or_else(|| ErrorRecord {
+                    step_id: "workflow".into(),
+                    error_type: "failed".into(),
+                    message: "the run failed".into(),
+                });
+            self.record(JournalEntry::DeadLettered {
+                step_id: first.step_id,
+                error_type: first.error_type,
+                message: first.message,
+            });
+        }
+        let output = self.output(status);
+        self.record(JournalEntry::RunFinished { output: Box::new(output.clone()) });
+        if let Err(message) = self.flush().await {
+            return self.store_failure(message);
+        }
+        self.emit(RunEvent::RunFinished { status });
+        output
+    }
+
+    /// The output when the journal cannot be written: the run stays
+    /// `running` in the store, resumable from its last durable transition.
+    fn store_failure(&mut self, message: String) -> RunOutput {
+        self.pending.clear();
+        let mut out = self.output(ExecutionStatus::Failed);
+        out.errors.push(ErrorRecord {
+            step_id: "workflow".into(),
+            error_type: "store".into(),
+            message: format!(
+                "the run's journal could not be written ({message}); the run stopped here and can be resumed from \
+                 its last durable step with `weft runs resume {}`",
+                self.ids.run_id
+            ),
+        });
+        self.emit(RunEvent::RunFinished { status: ExecutionStatus::Failed });
+        out
+    }
+
+    /// Schedules the graph until every step is final or the run stops.
+    /// Journals `run_stopping` and returns the status the run ends with.
+    async fn schedule(&mut self) -> Result<ExecutionStatus, String> {
         let n = self.wf.nodes.len();
         // Topological position of each node, to order the ready queue.
         let mut topo_pos = vec![0usize; n];
         for (pos, &i) in self.wf.topo_order.iter().enumerate() {
             topo_pos[i] = pos;
         }
-        let mut waiting: Vec<usize> = self.wf.dependencies.iter().map(Vec::len).collect();
-        let mut ready: BinaryHeap<std::cmp::Reverse<(usize, usize)>> =
-            (0..n).filter(|&i| waiting[i] == 0).map(|i| std::cmp::Reverse((topo_pos[i], i))).collect();
+        // On resume, final steps are done and count as met dependencies.
+        let mut waiting: Vec<usize> =
+            (0..n).map(|i| self.wf.dependencies[i].iter().filter(|&&d| !self.state[d].is_final()).count()).collect();
+        let mut ready: BinaryHeap<std::cmp::Reverse<(usize, usize)>> = (0..n)
+            .filter(|&i| waiting[i] == 0 && !self.state[i].is_final())
+            .map(|i| std::cmp::Reverse((topo_pos[i], i)))
+            .collect();
         let mut running = 0usize;
         let limit = self.config.max_parallel_steps.max(1) as usize;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.global_timeout_ms);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(
+                self.config.global_timeout_ms.saturating_sub(now_ms().saturating_sub(self.started_ms)),
+            );
         let mut tasks = if self.config.max_parallel_steps <= 1 {
             InFlight::Inline(None)
         } else {
@@ -677,11 +1220,21 @@ impl Run {
             1
         };
         let mut stop: Option<Stop> = None;
+        let mut launches: Vec<(usize, Map<String, Value>, u32)> = Vec::new();
 
         'outer: loop {
-            let mut launched = 0;
-            while running < limit && stop.is_none() {
+            while running + launches.len() < limit && stop.is_none() {
                 let Some(std::cmp::Reverse((_, i))) = ready.pop() else { break };
+                // A step that was in flight when the run was interrupted runs
+                // again with its journaled input and the next attempt number.
+                if self.state[i] == State::Running
+                    && let Some(input) = self.inputs[i].clone()
+                {
+                    let attempt = self.attempts_used[i] + 1;
+                    self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
+                    launches.push((i, input, attempt));
+                    continue;
+                }
                 // Expressions need the scope; nodes without any skip building it.
                 let node = &self.wf.nodes[i];
                 let needs_scope = node.when.is_some() || !matches!(node.input, InputMapping::Default);
@@ -690,38 +1243,43 @@ impl Run {
                     Some(reason) => Ok(Err(reason)),
                     None => self.input_for(i, &scope).map(Ok),
                 });
-                let finished_now = match decision {
+                let step_id = self.wf.nodes[i].id.clone();
+                match decision {
                     Ok(Ok(input)) => {
-                        self.state[i] = State::Running;
-                        let task = self.step_task(i, input.clone(), rounds);
-                        self.inputs[i] = Some(input);
-                        tasks.push(task);
-                        running += 1;
-                        launched += 1;
-                        false
+                        self.record(JournalEntry::StepScheduled { step_id: step_id.clone(), input: input.clone() });
+                        self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
+                        launches.push((i, input, 1));
+                        continue;
                     }
                     Ok(Err(reason)) => {
-                        self.state[i] = State::Skipped;
-                        self.skipped.push(i);
-                        self.emit(RunEvent::StepSkipped { step_id: self.wf.nodes[i].id.clone(), reason });
-                        true
+                        self.record(JournalEntry::StepSkipped { step_id: step_id.clone(), reason: reason.clone() });
+                        self.emit(RunEvent::StepSkipped { step_id, reason });
                     }
                     Err(message) => {
                         if self.fail_step(i, "expression", message) {
                             stop = Some(Stop::Failed);
                         }
-                        true
-                    }
-                };
-                if finished_now {
-                    let wf = self.wf.clone();
-                    for &d in &wf.dependents[i] {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 {
-                            ready.push(std::cmp::Reverse((topo_pos[d], d)));
-                        }
                     }
                 }
+                // Final without running: its dependents may be ready now.
+                let wf = self.wf.clone();
+                for &d in &wf.dependents[i] {
+                    waiting[d] -= 1;
+                    if waiting[d] == 0 {
+                        ready.push(std::cmp::Reverse((topo_pos[d], d)));
+                    }
+                }
+            }
+            // Every transition so far is durable before any step it enables starts.
+            if let Err(message) = self.flush().await {
+                stop = Some(Stop::Store(message));
+                break;
+            }
+            let launched = launches.len();
+            for (i, input, attempt) in launches.drain(..) {
+                let task = self.step_task(i, input, rounds, attempt);
+                tasks.push(task);
+                running += 1;
             }
             if launched > 0 && self.config.execution_mode == crate::workflow::ExecutionMode::Parallel {
                 self.parallel_executions += 1;
@@ -747,6 +1305,10 @@ impl Run {
                         running -= 1;
                         match joined {
                             Ok(result) => {
+                                if let Some(message) = result.store_error {
+                                    stop = Some(Stop::Store(message));
+                                    continue;
+                                }
                                 let i = result.index;
                                 if self.finish_step(result) {
                                     stop = Some(Stop::Failed);
@@ -779,18 +1341,21 @@ impl Run {
         // Interrupt whatever is still running.
         let interrupted: Vec<usize> = (0..n).filter(|&i| self.state[i] == State::Running).collect();
         tasks.abort().await;
+        let wf = self.wf.clone();
+        let id = |i: usize| wf.nodes[i].id.clone();
+        let mut run_errors = Vec::new();
         let status = match stop {
+            Some(Stop::Store(message)) => return Err(message),
             Some(Stop::Cancelled) => {
                 for &i in &interrupted {
-                    self.state[i] = State::Failed;
-                    self.failed.push(i);
-                    self.errors.push(ErrorRecord {
-                        step_id: self.wf.nodes[i].id.clone(),
+                    self.record(JournalEntry::StepFailed {
+                        step_id: id(i),
                         error_type: "cancelled".into(),
                         message: "interrupted: the run was cancelled".into(),
+                        tolerated: false,
                     });
                 }
-                self.errors.push(ErrorRecord {
+                run_errors.push(ErrorRecord {
                     step_id: "workflow".into(),
                     error_type: "cancelled".into(),
                     message: "the run was cancelled".into(),
@@ -799,10 +1364,14 @@ impl Run {
             }
             Some(Stop::TimedOut) => {
                 for &i in &interrupted {
-                    self.state[i] = State::Failed;
-                    self.failed.push(i);
+                    self.record(JournalEntry::StepFailed {
+                        step_id: id(i),
+                        error_type: "timeout".into(),
+                        message: "interrupted: the workflow's global timeout expired".into(),
+                        tolerated: false,
+                    });
                 }
-                self.errors.push(ErrorRecord {
+                run_errors.push(ErrorRecord {
                     step_id: "workflow".into(),
                     error_type: "timeout".into(),
                     message: format!("Workflow exceeded {}ms timeout", self.config.global_timeout_ms),
@@ -811,12 +1380,9 @@ impl Run {
             }
             Some(Stop::Failed) => {
                 for &i in &interrupted {
-                    self.state[i] = State::Skipped;
-                    self.skipped.push(i);
-                    self.emit(RunEvent::StepSkipped {
-                        step_id: self.wf.nodes[i].id.clone(),
-                        reason: "interrupted: another step failed and the strategy stops the run".into(),
-                    });
+                    let reason = "interrupted: another step failed and the strategy stops the run".to_string();
+                    self.record(JournalEntry::StepSkipped { step_id: id(i), reason: reason.clone() });
+                    self.emit(RunEvent::StepSkipped { step_id: id(i), reason });
                 }
                 ExecutionStatus::Failed
             }
@@ -826,42 +1392,49 @@ impl Run {
         // Steps never reached are skipped.
         for i in 0..n {
             if self.state[i] == State::Pending {
-                self.state[i] = State::Skipped;
-                self.skipped.push(i);
                 let reason = match status {
                     ExecutionStatus::Cancelled => "the run was cancelled",
                     _ => "the run stopped before this step",
                 };
-                self.emit(RunEvent::StepSkipped { step_id: self.wf.nodes[i].id.clone(), reason: reason.into() });
+                self.record(JournalEntry::StepSkipped { step_id: id(i), reason: reason.into() });
+                self.emit(RunEvent::StepSkipped { step_id: id(i), reason: reason.into() });
             }
         }
-        if self.config.failure_strategy == FailureStrategy::Compensate && status != ExecutionStatus::Completed {
-            self.compensate().await;
-        }
-        self.emit(RunEvent::RunFinished { status });
-        self.output(status, started, start_time)
+        self.record(JournalEntry::RunStopping { status, errors: run_errors });
+        self.flush().await?;
+        Ok(status)
     }
 
     /// Records a step's final result. Returns true when the run must stop.
     fn finish_step(&mut self, result: StepResult) -> bool {
         let i = result.index;
-        let wf = self.wf.clone();
-        let node = &wf.nodes[i];
-        let t = &mut self.totals[i];
-        for a in &result.attempts {
-            t.fuel += a.stats.fuel_consumed;
-            t.wall_us += a.stats.wall_time_us;
-            t.peak = t.peak.max(a.stats.peak_memory_bytes);
-            t.attempts += 1;
+        let step_id = self.wf.nodes[i].id.clone();
+        let n = result.attempts.len();
+        let mut last = None;
+        for (k, report) in result.attempts.into_iter().enumerate() {
+            let entry = JournalEntry::AttemptFinished {
+                step_id: step_id.clone(),
+                attempt: result.first_attempt + k as u32,
+                report,
+            };
+            // Earlier attempts were journaled by the step task before its retry.
+            if k + 1 == n {
+                last = Some(entry.clone());
+                self.record(entry);
+            } else {
+                self.apply(&entry);
+            }
         }
-        let attempts = t.attempts;
-        match result.last().map(|r| &r.outcome) {
+        let outcome = match last {
+            Some(JournalEntry::AttemptFinished { report, .. }) => Some(report.outcome),
+            _ => None,
+        };
+        match outcome {
             Some(Ok(success)) => {
-                self.state[i] = State::Completed;
-                self.completion_order.push(i);
-                self.outputs[i] = Some(success.output.clone());
-                for a in &success.actions {
-                    let record = ActionRecord {
+                let actions = success
+                    .actions
+                    .iter()
+                    .map(|a| ActionRecord {
                         action_id: uuid::Uuid::new_v4().to_string(),
                         action_type: serde_json::to_value(a.action_type)
                             .ok()
@@ -869,24 +1442,13 @@ impl Run {
                             .unwrap_or_default(),
                         target_node: a.target_node.clone(),
                         payload: a.payload.clone(),
-                    };
-                    if let Some(&t) = self.wf.index.get(&a.target_node) {
-                        self.delivered[t].push(json!({
-                            "action_id": record.action_id,
-                            "action_type": record.action_type,
-                            "source_node": node.id,
-                            "payload": record.payload,
-                        }));
-                    }
-                    self.actions.push(record);
-                }
-                self.emit(RunEvent::StepCompleted { step_id: node.id.clone(), attempts });
+                    })
+                    .collect();
+                self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output: success.output, actions });
+                self.emit(RunEvent::StepCompleted { step_id, attempts: self.totals[i].attempts });
                 false
             }
-            Some(Err(f)) => {
-                let f = f.clone();
-                self.fail_step(i, f.kind(), f.to_string())
-            }
+            Some(Err(f)) => self.fail_step(i, f.kind(), f.to_string()),
             None => self.fail_step(i, "internal", "the step made no attempt".into()),
         }
     }
@@ -895,29 +1457,28 @@ impl Run {
     fn fail_step(&mut self, i: usize, error_type: &str, message: String) -> bool {
         let node = &self.wf.nodes[i];
         let tolerated = node.continue_on_error;
-        self.errors.push(ErrorRecord {
-            step_id: node.id.clone(),
+        let step_id = node.id.clone();
+        self.record(JournalEntry::StepFailed {
+            step_id: step_id.clone(),
             error_type: error_type.into(),
             message: message.clone(),
+            tolerated,
         });
-        self.emit(RunEvent::StepFailed { step_id: node.id.clone(), error_type: error_type.into(), message, tolerated });
-        if tolerated {
-            self.state[i] = State::Tolerated;
-            return false;
-        }
-        self.state[i] = State::Failed;
-        self.failed.push(i);
-        !matches!(self.config.failure_strategy, FailureStrategy::ContinueOnError)
+        self.emit(RunEvent::StepFailed { step_id, error_type: error_type.into(), message, tolerated });
+        !tolerated && !matches!(self.config.failure_strategy, FailureStrategy::ContinueOnError)
     }
 
-    /// Undoes completed effect steps in reverse completion order.
-    async fn compensate(&mut self) {
+    /// Undoes completed effect steps in reverse completion order; each one
+    /// is journaled before and after, so a resumed run skips those done.
+    async fn compensate(&mut self) -> Result<(), String> {
         let order: Vec<usize> = self.completion_order.iter().rev().copied().collect();
         for i in order {
             let node = self.wf.nodes[i].clone();
-            if !node.node_type.is_effect() || !node.compensate {
+            if !node.node_type.is_effect() || !node.compensate || self.compensated[i] {
                 continue;
             }
+            self.record(JournalEntry::CompensationStarted { step_id: node.id.clone() });
+            self.flush().await?;
             self.emit(RunEvent::Compensating { step_id: node.id.clone() });
             let policy = self.policy(i);
             let limits = self.limits(&node);
@@ -949,24 +1510,19 @@ impl Run {
                 }
             }
             let ok = last_error.is_none();
-            if let Some(f) = &last_error {
-                self.errors.push(ErrorRecord {
-                    step_id: node.id.clone(),
-                    error_type: "compensation_failed".into(),
-                    message: f.to_string(),
-                });
-            }
-            self.compensation.push(json!({
-                "step_id": node.id,
-                "status": if ok { "compensated" } else { "failed" },
-                "attempts": attempts,
-                "error": last_error.map(|f| f.to_string()),
-            }));
+            self.record(JournalEntry::CompensationFinished {
+                step_id: node.id.clone(),
+                ok,
+                attempts,
+                error: last_error.map(|f| f.to_string()),
+            });
+            self.flush().await?;
             self.emit(RunEvent::Compensated { step_id: node.id.clone(), ok });
         }
+        Ok(())
     }
 
-    fn output(&self, status: ExecutionStatus, started: Instant, start_time: String) -> RunOutput {
+    fn output(&self, status: ExecutionStatus) -> RunOutput {
         let ids = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| self.wf.nodes[i].id.clone()).collect() };
         let mut step_outputs = Map::new();
         for &i in &self.completion_order {
@@ -1025,8 +1581,8 @@ impl Run {
         let metrics = all;
         RunOutput {
             execution_status: status,
-            execution_time_ms: started.elapsed().as_millis() as u64,
-            start_time,
+            execution_time_ms: now_ms().saturating_sub(self.started_ms),
+            start_time: self.start_time.clone(),
             end_time: now_rfc3339(),
             completed_steps: ids(&self.completion_order),
             failed_steps: ids(&self.failed),

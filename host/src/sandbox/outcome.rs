@@ -90,6 +90,13 @@ pub enum StepFailure {
         /// Why.
         reason: String,
     },
+    /// The component's circuit breaker is open: the attempt was not run.
+    CircuitOpen {
+        /// The component.
+        component: String,
+        /// When the breaker lets a probe through, in milliseconds from now.
+        retry_after_ms: u64,
+    },
 }
 
 impl StepFailure {
@@ -103,6 +110,7 @@ impl StepFailure {
             Self::PluginError { .. } => "plugin_error",
             Self::InvalidOutput { .. } => "invalid_output",
             Self::ComponentInvalid { .. } => "component_invalid",
+            Self::CircuitOpen { .. } => "circuit_open",
         }
     }
 
@@ -112,7 +120,11 @@ impl StepFailure {
         match self {
             Self::PluginError { error_kind, .. } => *error_kind == PluginErrorKind::Retryable,
             Self::ComponentInvalid { .. } | Self::InvalidOutput { .. } => false,
-            Self::Timeout { .. } | Self::OutOfFuel { .. } | Self::MemoryLimit { .. } | Self::Trap { .. } => true,
+            Self::Timeout { .. }
+            | Self::OutOfFuel { .. }
+            | Self::MemoryLimit { .. }
+            | Self::Trap { .. }
+            | Self::CircuitOpen { .. } => true,
         }
     }
 }
@@ -146,6 +158,11 @@ impl fmt::Display for StepFailure {
             }
             Self::InvalidOutput { reason } => write!(f, "invalid_output: {reason}"),
             Self::ComponentInvalid { reason } => write!(f, "component_invalid: {reason}"),
+            Self::CircuitOpen { component, retry_after_ms } => write!(
+                f,
+                "circuit_open: the circuit breaker of {component} is open after repeated failures; it lets a probe \
+                 through in {retry_after_ms} ms"
+            ),
         }
     }
 }

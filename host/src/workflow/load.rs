@@ -102,7 +102,10 @@ pub fn load_str(
     };
     let wf = w.workflow(&doc, base_dir, checker);
     match wf {
-        Some(wf) if w.problems.is_empty() => Ok(wf),
+        Some(mut wf) if w.problems.is_empty() => {
+            wf.definition = std::sync::Arc::from(text);
+            Ok(wf)
+        }
         _ => {
             let mut problems = w.problems;
             problems.sort_by_key(|p| (p.pos.line, p.pos.column));
@@ -136,6 +139,8 @@ const RULES_KEYS: &[&str] = &[
     "timeout_ms",
     "circuit_breaker_enabled",
     "dead_letter_queue_enabled",
+    "circuit_breaker_failure_threshold",
+    "circuit_breaker_cooldown_ms",
 ];
 const NODE_KEYS: &[&str] = &[
     "node_id",
@@ -375,6 +380,12 @@ impl Walker {
             if let Some(b) = self.boolean(r, "dead_letter_queue_enabled") {
                 rules.dead_letter_queue_enabled = b;
             }
+            if let Some(n) = self.uint(r, "circuit_breaker_failure_threshold", 1, 1000) {
+                rules.circuit_breaker_failure_threshold = n as u32;
+            }
+            if let Some(n) = self.uint(r, "circuit_breaker_cooldown_ms", 100, 86_400_000) {
+                rules.circuit_breaker_cooldown_ms = n;
+            }
         }
 
         let mut parsed = Vec::new();
@@ -422,6 +433,8 @@ impl Walker {
             dependencies,
             index,
             source: None,
+            definition: std::sync::Arc::from(""),
+            base_dir: base.to_path_buf(),
         })
     }
 
@@ -499,13 +512,13 @@ impl Walker {
                         let mut kinds = Vec::new();
                         for k in items {
                             match &k.value {
-                                Node::String(s) if RETRYABLE_KINDS.contains(&s.as_str()) => kinds.push(s.clone()),
+                                Node::String(s) if RETRY_ON_KINDS.contains(&s.as_str()) => kinds.push(s.clone()),
                                 other => self.problem(
                                     k.pos,
                                     format!(
                                         "`retry_on` entry {} is not a retryable failure kind; use any of {}",
                                         describe(other),
-                                        RETRYABLE_KINDS.join(", ")
+                                        RETRY_ON_KINDS.join(", ")
                                     ),
                                 ),
                             }

@@ -182,6 +182,8 @@ pub struct RetryPolicy {
 
 /// The failure kinds a retry policy can name.
 pub const RETRYABLE_KINDS: &[&str] = &["timeout", "out_of_fuel", "memory_limit", "trap", "plugin_error"];
+/// Every failure kind `retry_on` may name (`circuit_open` only by choice).
+pub const RETRY_ON_KINDS: &[&str] = &["timeout", "out_of_fuel", "memory_limit", "trap", "plugin_error", "circuit_open"];
 
 impl RetryPolicy {
     /// The seed's `RetryConfig` defaults with `retries` retries.
@@ -265,10 +267,14 @@ pub struct CoordinationRules {
     pub max_retries: Option<u32>,
     /// Default global timeout, when given.
     pub timeout_ms: Option<u64>,
-    /// Per-component circuit breakers (recorded; enforced by the durable store).
+    /// Per-component circuit breakers, kept in the run store across runs.
     pub circuit_breaker_enabled: bool,
-    /// Dead-letter queue for failed runs (recorded; enforced by the durable store).
+    /// Dead-letter queue for failed runs (kept in the run store).
     pub dead_letter_queue_enabled: bool,
+    /// Consecutive failures of a component that open its breaker.
+    pub circuit_breaker_failure_threshold: u32,
+    /// How long an open breaker refuses calls before letting a probe through.
+    pub circuit_breaker_cooldown_ms: u64,
 }
 
 impl Default for CoordinationRules {
@@ -280,6 +286,8 @@ impl Default for CoordinationRules {
             timeout_ms: None,
             circuit_breaker_enabled: false,
             dead_letter_queue_enabled: false,
+            circuit_breaker_failure_threshold: 5,
+            circuit_breaker_cooldown_ms: 30_000,
         }
     }
 }
@@ -313,4 +321,8 @@ pub struct Workflow {
     pub index: HashMap<String, usize>,
     /// The file it came from (None when built in memory).
     pub source: Option<PathBuf>,
+    /// The YAML text it was loaded from (journaled with each durable run).
+    pub definition: std::sync::Arc<str>,
+    /// The directory relative component paths were resolved against.
+    pub base_dir: PathBuf,
 }

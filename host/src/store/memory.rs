@@ -1,0 +1,235 @@
+//! The in-memory store: the same contract as SQLite, lost when the process ends.
+
+use super::{
+    BreakerRecord, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary, StoreError,
+    StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339,
+};
+use crate::engine::ExecutionStatus;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+#[derive(Default)]
+struct Inner {
+    runs: BTreeMap<String, (RunRecord, Vec<Journaled>, u64)>,
+    dlq: Vec<DlqEntry>,
+    breakers: HashMap<String, BreakerRecord>,
+    /// Creation counter, to list newest first.
+    created: u64,
+}
+
+/// A [`RunStore`] in process memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(r))
+}
+
+fn push(journal: &mut Vec<Journaled>, entries: &[JournalEntry]) {
+    let at = now_rfc3339();
+    for e in entries {
+        let seq = journal.len() as u64 + 1;
+        journal.push(Journaled { seq, at: at.clone(), entry: e.clone() });
+    }
+}
+
+impl RunStore for MemoryStore {
+    fn info(&self) -> StoreFuture<'_, StoreInfo> {
+        let active = self.lock().runs.values().filter(|(r, _, _)| r.status == ExecutionStatus::Running).count();
+        ready(Ok(StoreInfo {
+            kind: "memory".into(),
+            location: ":memory:".into(),
+            schema_version: super::SCHEMA_VERSION,
+            active_runs: active as u64,
+        }))
+    }
+
+    fn create_run<'a>(&'a self, run: &'a NewRun, first: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
+        let mut g = self.lock();
+        if g.runs.contains_key(&run.run_id) {
+            return ready(Err(StoreError::Duplicate(run.run_id.clone())));
+        }
+        let now = now_rfc3339();
+        let record = RunRecord {
+            run: run.clone(),
+            status: ExecutionStatus::Running,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            output: None,
+            cancel_requested: false,
+            lease_until_ms: now_ms().saturating_add(run.lease_ms),
+        };
+        let mut journal = Vec::new();
+        push(&mut journal, &[JournalEntry::RunCreated { start_time: now }]);
+        push(&mut journal, first);
+        g.created += 1;
+        let n = g.created;
+        g.runs.insert(run.run_id.clone(), (record, journal, n));
+        ready(Ok(()))
+    }
+
+    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let Some((record, journal, _)) = inner.runs.get_mut(run_id) else {
+            return ready(Err(StoreError::NotFound(run_id.into())));
+        };
+        if record.run.owner != owner {
+            return ready(Err(StoreError::LeaseLost(run_id.into())));
+        }
+        push(journal, entries);
+        record.updated_at = now_rfc3339();
+        if let Some(out) = finished_in(entries) {
+            record.status = out.execution_status;
+            record.output = Some(out.clone());
+            record.lease_until_ms = 0;
+        }
+        if let Some((step_id, error_type, message)) = dead_letter_in(entries) {
+            let entry = DlqEntry {
+                run_id: run_id.into(),
+                workflow: record.run.workflow.clone(),
+                step_id: step_id.into(),
+                error_type: error_type.into(),
+                message: message.into(),
+                at: now_rfc3339(),
+                replayed_as: None,
+            };
+            inner.dlq.retain(|d| d.run_id != run_id);
+            inner.dlq.push(entry);
+        }
+        ready(Ok(()))
+    }
+
+    fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>> {
+        ready(
+            self.lock().runs.get(run_id).map(|(_, j, _)| j.clone()).ok_or_else(|| StoreError::NotFound(run_id.into())),
+        )
+    }
+
+    fn get_run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunRecord> {
+        ready(
+            self.lock().runs.get(run_id).map(|(r, _, _)| r.clone()).ok_or_else(|| StoreError::NotFound(run_id.into())),
+        )
+    }
+
+    fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> StoreFuture<'a, Vec<RunSummary>> {
+        let g = self.lock();
+        let mut rows: Vec<(u64, RunSummary)> = g
+            .runs
+            .values()
+            .filter(|(r, _, _)| filter.status.is_none_or(|s| s == r.status))
+            .filter(|(r, _, _)| filter.workflow.as_ref().is_none_or(|w| *w == r.run.workflow))
+            .map(|(r, _, n)| {
+                let owner = (r.lease_until_ms > 0).then(|| r.run.owner.clone());
+                let s = RunSummary {
+                    run_id: r.run.run_id.clone(),
+                    workflow: r.run.workflow.clone(),
+                    status: r.status,
+                    created_at: r.created_at.clone(),
+                    updated_at: r.updated_at.clone(),
+                    owner,
+                };
+                (*n, s)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut out: Vec<RunSummary> = rows.into_iter().map(|(_, s)| s).collect();
+        if filter.limit > 0 {
+            out.truncate(filter.limit);
+        }
+        ready(Ok(out))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        lease_ms: u64,
+        now_ms: u64,
+        steal_from: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        let mut g = self.lock();
+        let Some((r, _, _)) = g.runs.get_mut(run_id) else {
+            return ready(Err(StoreError::NotFound(run_id.into())));
+        };
+        let free = r.lease_until_ms <= now_ms || r.run.owner == owner || steal_from.is_some_and(|s| s == r.run.owner);
+        if !free {
+            return ready(Err(StoreError::Owned {
+                run_id: run_id.into(),
+                owner: r.run.owner.clone(),
+                remaining_ms: r.lease_until_ms - now_ms,
+            }));
+        }
+        r.run.owner = owner.into();
+        r.lease_until_ms = now_ms.saturating_add(lease_ms);
+        ready(Ok(()))
+    }
+
+    fn heartbeat<'a>(&'a self, run_id: &'a str, owner: &'a str, lease_ms: u64, now_ms: u64) -> StoreFuture<'a, bool> {
+        let mut g = self.lock();
+        let Some((r, _, _)) = g.runs.get_mut(run_id) else {
+            return ready(Err(StoreError::NotFound(run_id.into())));
+        };
+        if r.run.owner != owner {
+            return ready(Err(StoreError::LeaseLost(run_id.into())));
+        }
+        if r.status == ExecutionStatus::Running {
+            r.lease_until_ms = now_ms.saturating_add(lease_ms);
+        }
+        ready(Ok(r.cancel_requested))
+    }
+
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool> {
+        let mut g = self.lock();
+        let Some((r, _, _)) = g.runs.get_mut(run_id) else {
+            return ready(Err(StoreError::NotFound(run_id.into())));
+        };
+        if r.status != ExecutionStatus::Running {
+            return ready(Ok(false));
+        }
+        r.cancel_requested = true;
+        ready(Ok(true))
+    }
+
+    fn dlq_list(&self) -> StoreFuture<'_, Vec<DlqEntry>> {
+        ready(Ok(self.lock().dlq.clone()))
+    }
+
+    fn dlq_mark_replayed<'a>(&'a self, run_id: &'a str, new_run_id: &'a str) -> StoreFuture<'a, ()> {
+        let mut g = self.lock();
+        match g.dlq.iter_mut().find(|d| d.run_id == run_id) {
+            Some(d) => {
+                d.replayed_as = Some(new_run_id.into());
+                ready(Ok(()))
+            }
+            None => ready(Err(StoreError::NotFound(run_id.into()))),
+        }
+    }
+
+    fn breaker_load<'a>(&'a self, component: &'a str) -> StoreFuture<'a, Option<BreakerRecord>> {
+        ready(Ok(self.lock().breakers.get(component).cloned()))
+    }
+
+    fn breaker_cas<'a>(&'a self, component: &'a str, expected: u64, next: &'a BreakerRecord) -> StoreFuture<'a, bool> {
+        let mut g = self.lock();
+        let current = g.breakers.get(component).map_or(0, |b| b.version);
+        if current != expected {
+            return ready(Ok(false));
+        }
+        g.breakers.insert(component.into(), BreakerRecord { version: expected + 1, ..next.clone() });
+        ready(Ok(true))
+    }
+}

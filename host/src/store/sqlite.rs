@@ -1,0 +1,524 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! The file is marked with an `application_id` so that Weft refuses a database
+//! that is not its own, and its `user_version` is the schema version: older
+//! files are migrated in order, newer ones are refused.
+
+use super::{
+    BreakerRecord, BreakerState, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary,
+    StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, parse_status, status_name,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `application_id` of a Weft database: "Weft" in ASCII.
+const APPLICATION_ID: i32 = 0x5765_6674;
+
+/// Each migration takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    lease_until_ms INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    created_seq INTEGER NOT NULL,
+    output TEXT
+);
+CREATE INDEX runs_by_status ON runs(status, created_seq);
+CREATE INDEX runs_by_workflow ON runs(workflow, created_seq);
+CREATE TABLE journal (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    step_id TEXT,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE dlq (
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
+    workflow TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at TEXT NOT NULL,
+    replayed_as TEXT
+);
+CREATE TABLE breakers (
+    component TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    since_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL
+);
+"];
+
+/// How hard each commit is pushed to disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// WAL + `NORMAL`: a committed transaction survives the process being
+    /// killed at any instant; the last transactions before a power loss or OS
+    /// crash may be lost (the database stays consistent).
+    #[default]
+    Normal,
+    /// WAL + `FULL`: every commit is fsynced; it also survives power loss.
+    Full,
+}
+
+/// A [`RunStore`] in one SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if absent) the database at `path`, migrating it to the
+    /// current schema. Refuses files that are not Weft databases or that come
+    /// from a newer Weft.
+    pub fn open(path: &Path, sync: SyncMode) -> Result<Self, StoreError> {
+        let shown = path.display();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create the directory of the database {shown}: {e}"))
+            })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Backend(format!("cannot open the database {shown}: {e}")))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let not_sqlite = |e: rusqlite::Error| {
+            StoreError::Incompatible(format!(
+                "{shown} is not a Weft database (SQLite says: {e}); pass another path with --db or WEFT_DB"
+            ))
+        };
+        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(not_sqlite)?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(not_sqlite)?;
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(not_sqlite)?;
+        if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+            return Err(StoreError::Incompatible(format!(
+                "{shown} is an SQLite database, but not a Weft one (application_id {app_id:#x}, {tables} schema \
+                 object(s)); Weft will not write to it. Pass another path with --db or WEFT_DB"
+            )));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Incompatible(format!(
+                "{shown} has schema version {version}, from a newer Weft; this Weft understands up to version \
+                 {SCHEMA_VERSION}. Upgrade Weft, or pass another path with --db"
+            )));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match sync {
+                SyncMode::Normal => "NORMAL",
+                SyncMode::Full => "FULL",
+            },
+        )?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut conn = conn;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Another process may have migrated meanwhile.
+            let now: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if now as usize > i {
+                continue;
+            }
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+            tx.commit()?;
+        }
+        Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok` holds its verdict (`ok` when sound).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        let c = self.lock();
+        let rows: Vec<String> =
+            c.prepare("PRAGMA integrity_check")?.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+        Ok(rows.join("\n"))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert_entries(
+        tx: &rusqlite::Transaction<'_>,
+        run_id: &str,
+        entries: &[JournalEntry],
+    ) -> Result<(), StoreError> {
+        let last: u64 =
+            tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal WHERE run_id = ?1", [run_id], |r| r.get(0))?;
+        let at = now_rfc3339();
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO journal (run_id, seq, at, kind, step_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (k, e) in entries.iter().enumerate() {
+            let data = serde_json::to_string(e)?;
+            stmt.execute(params![run_id, last + 1 + k as u64, at, e.kind(), e.step_id(), data])?;
+        }
+        Ok(())
+    }
+
+    fn row_to_record(
+        r: &rusqlite::Row<'_>,
+    ) -> rusqlite::Result<(String, String, String, u64, bool, String, String, Option<String>)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    }
+}
+
+fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(r))
+}
+
+impl RunStore for SqliteStore {
+    fn info(&self) -> StoreFuture<'_, StoreInfo> {
+        let r = (|| {
+            let c = self.lock();
+            let active: u64 = c.query_row("SELECT count(*) FROM runs WHERE status = 'running'", [], |r| r.get(0))?;
+            let version: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok(StoreInfo {
+                kind: "sqlite".into(),
+                location: self.path.display().to_string(),
+                schema_version: version,
+                active_runs: active,
+            })
+        })();
+        ready(r)
+    }
+
+    fn create_run<'a>(&'a self, run: &'a NewRun, first: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
+        let r = (|| {
+            let mut c = self.lock();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists: bool =
+                tx.query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE run_id = ?1)", [&run.run_id], |r| r.get(0))?;
+            if exists {
+                return Err(StoreError::Duplicate(run.run_id.clone()));
+            }
+            let seq: u64 = tx.query_row("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM runs", [], |r| r.get(0))?;
+            let now = now_rfc3339();
+            tx.execute(
+                "INSERT INTO runs (run_id, workflow, status, spec, owner, lease_until_ms, created_at, updated_at, \
+                 created_seq) VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?6, ?7)",
+                params![
+                    run.run_id,
+                    run.workflow,
+                    serde_json::to_string(run)?,
+                    run.owner,
+                    now_ms().saturating_add(run.lease_ms),
+                    now,
+                    seq
+                ],
+            )?;
+            let mut all = vec![JournalEntry::RunCreated { start_time: now }];
+            all.extend_from_slice(first);
+            Self::insert_entries(&tx, &run.run_id, &all)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        ready(r)
+    }
+
+    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
+        let r = (|| {
+            let mut c = self.lock();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<(String, String)> = tx
+                .query_row("SELECT owner, workflow FROM runs WHERE run_id = ?1", [run_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((current, workflow)) = current else { return Err(StoreError::NotFound(run_id.into())) };
+            if current != owner {
+                return Err(StoreError::LeaseLost(run_id.into()));
+            }
+            Self::insert_entries(&tx, run_id, entries)?;
+            let now = now_rfc3339();
+            match finished_in(entries) {
+                Some(out) => {
+                    tx.execute(
+                        "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0 \
+                         WHERE run_id = ?1",
+                        params![run_id, status_name(out.execution_status), serde_json::to_string(out)?, now],
+                    )?;
+                }
+                None => {
+                    tx.execute("UPDATE runs SET updated_at = ?2 WHERE run_id = ?1", params![run_id, now])?;
+                }
+            }
+            if let Some((step_id, error_type, message)) = dead_letter_in(entries) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO dlq (run_id, workflow, step_id, error_type, message, at, replayed_as) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                    params![run_id, workflow, step_id, error_type, message, now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        ready(r)
+    }
+
+    fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>> {
+        let r = (|| {
+            let c = self.lock();
+            let exists: bool =
+                c.query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE run_id = ?1)", [run_id], |r| r.get(0))?;
+            if !exists {
+                return Err(StoreError::NotFound(run_id.into()));
+            }
+            let mut stmt = c.prepare_cached("SELECT seq, at, data FROM journal WHERE run_id = ?1 ORDER BY seq")?;
+            let rows = stmt
+                .query_map([run_id], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, at, data) = row?;
+                let entry: JournalEntry = serde_json::from_str(&data).map_err(|e| {
+                    StoreError::Backend(format!("journal entry {seq} of run `{run_id}` cannot be read: {e}"))
+                })?;
+                out.push(Journaled { seq, at, entry });
+            }
+            Ok(out)
+        })();
+        ready(r)
+    }
+
+    fn get_run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunRecord> {
+        let r = (|| {
+            let c = self.lock();
+            let row = c
+                .query_row(
+                    "SELECT spec, status, owner, lease_until_ms, cancel_requested, created_at, updated_at, output \
+                     FROM runs WHERE run_id = ?1",
+                    [run_id],
+                    Self::row_to_record,
+                )
+                .optional()?;
+            let Some((spec, status, owner, lease_until_ms, cancel_requested, created_at, updated_at, output)) = row
+            else {
+                return Err(StoreError::NotFound(run_id.into()));
+            };
+            let mut run: NewRun = serde_json::from_str(&spec)?;
+            run.owner = owner;
+            let output = output.map(|o| serde_json::from_str(&o)).transpose()?;
+            Ok(RunRecord {
+                run,
+                status: parse_status(&status)?,
+                created_at,
+                updated_at,
+                output,
+                cancel_requested,
+                lease_until_ms,
+            })
+        })();
+        ready(r)
+    }
+
+    fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> StoreFuture<'a, Vec<RunSummary>> {
+        let r = (|| {
+            let c = self.lock();
+            let status = filter.status.map(status_name);
+            let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
+            let mut stmt = c.prepare(
+                "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms FROM runs \
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
+                 ORDER BY created_seq DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![status, filter.workflow, limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, u64>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (run_id, workflow, status, created_at, updated_at, owner, lease) = row?;
+                out.push(RunSummary {
+                    run_id,
+                    workflow,
+                    status: parse_status(&status)?,
+                    created_at,
+                    updated_at,
+                    owner: (lease > 0).then_some(owner),
+                });
+            }
+            Ok(out)
+        })();
+        ready(r)
+    }
+
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        lease_ms: u64,
+        now_ms: u64,
+        steal_from: Option<&'a str>,
+    ) -> StoreFuture<'a, ()> {
+        let r = (|| {
+            let mut c = self.lock();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let row: Option<(String, u64)> = tx
+                .query_row("SELECT owner, lease_until_ms FROM runs WHERE run_id = ?1", [run_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((current, until)) = row else { return Err(StoreError::NotFound(run_id.into())) };
+            let free = until <= now_ms || current == owner || steal_from.is_some_and(|s| s == current);
+            if !free {
+                return Err(StoreError::Owned { run_id: run_id.into(), owner: current, remaining_ms: until - now_ms });
+            }
+            tx.execute(
+                "UPDATE runs SET owner = ?2, lease_until_ms = ?3 WHERE run_id = ?1",
+                params![run_id, owner, now_ms.saturating_add(lease_ms)],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })();
+        ready(r)
+    }
+
+    fn heartbeat<'a>(&'a self, run_id: &'a str, owner: &'a str, lease_ms: u64, now_ms: u64) -> StoreFuture<'a, bool> {
+        let r = (|| {
+            let c = self.lock();
+            let row: Option<(String, bool, String)> = c
+                .query_row("SELECT owner, cancel_requested, status FROM runs WHERE run_id = ?1", [run_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let Some((current, cancel, status)) = row else { return Err(StoreError::NotFound(run_id.into())) };
+            if current != owner {
+                return Err(StoreError::LeaseLost(run_id.into()));
+            }
+            if status == "running" {
+                c.execute(
+                    "UPDATE runs SET lease_until_ms = ?3 WHERE run_id = ?1 AND owner = ?2",
+                    params![run_id, owner, now_ms.saturating_add(lease_ms)],
+                )?;
+            }
+            Ok(cancel)
+        })();
+        ready(r)
+    }
+
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool> {
+        let r = (|| {
+            let c = self.lock();
+            let status: Option<String> =
+                c.query_row("SELECT status FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0)).optional()?;
+            match status.as_deref() {
+                None => Err(StoreError::NotFound(run_id.into())),
+                Some("running") => {
+                    c.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1", [run_id])?;
+                    Ok(true)
+                }
+                Some(_) => Ok(false),
+            }
+        })();
+        ready(r)
+    }
+
+    fn dlq_list(&self) -> StoreFuture<'_, Vec<DlqEntry>> {
+        let r = (|| {
+            let c = self.lock();
+            let mut stmt = c.prepare(
+                "SELECT run_id, workflow, step_id, error_type, message, at, replayed_as FROM dlq ORDER BY at, run_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(DlqEntry {
+                    run_id: r.get(0)?,
+                    workflow: r.get(1)?,
+                    step_id: r.get(2)?,
+                    error_type: r.get(3)?,
+                    message: r.get(4)?,
+                    at: r.get(5)?,
+                    replayed_as: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })();
+        ready(r)
+    }
+
+    fn dlq_mark_replayed<'a>(&'a self, run_id: &'a str, new_run_id: &'a str) -> StoreFuture<'a, ()> {
+        let r = (|| {
+            let c = self.lock();
+            let n = c.execute("UPDATE dlq SET replayed_as = ?2 WHERE run_id = ?1", params![run_id, new_run_id])?;
+            if n == 0 { Err(StoreError::NotFound(run_id.into())) } else { Ok(()) }
+        })();
+        ready(r)
+    }
+
+    fn breaker_load<'a>(&'a self, component: &'a str) -> StoreFuture<'a, Option<BreakerRecord>> {
+        let r = (|| {
+            let c = self.lock();
+            let row: Option<(String, u32, u64, u64)> = c
+                .query_row(
+                    "SELECT state, failures, since_ms, version FROM breakers WHERE component = ?1",
+                    [component],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            row.map(|(state, failures, since_ms, version)| {
+                let state = BreakerState::parse(&state)
+                    .ok_or_else(|| StoreError::Backend(format!("a stored breaker has the unknown state `{state}`")))?;
+                Ok(BreakerRecord { state, failures, since_ms, version })
+            })
+            .transpose()
+        })();
+        ready(r)
+    }
+
+    fn breaker_cas<'a>(&'a self, component: &'a str, expected: u64, next: &'a BreakerRecord) -> StoreFuture<'a, bool> {
+        let r = (|| {
+            let mut c = self.lock();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: u64 = tx
+                .query_row("SELECT version FROM breakers WHERE component = ?1", [component], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            if current != expected {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO breakers (component, state, failures, since_ms, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![component, next.state.as_str(), next.failures, next.since_ms, expected + 1],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })();
+        ready(r)
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
