@@ -1,0 +1,356 @@
+//! Durable runs end to end: resume through the library after a crash, pinned
+//! components, cross-process cancel, run management commands, the
+//! dead-letter queue and circuit breakers, with real components and the real
+//! SQLite store.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use weft::engine::{
+    Engine, ExecutionStatus, ResumeOptions, RunEvent, RunInput, RunOptions, SandboxExecutor, StartError,
+};
+use weft::sandbox::{Sandbox, SandboxConfig};
+use weft::store::{BreakerState, JournalEntry, RunStore, SqliteStore, SyncMode};
+use weft::workflow::{Workflow, load_file};
+
+fn engine(db: &Path) -> (Engine, Arc<SqliteStore>) {
+    common::plugin("echo");
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(common::temp_cache("durable")),
+        max_instances: 16,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let store = Arc::new(SqliteStore::open(db, SyncMode::Normal).unwrap());
+    (Engine::new(Arc::new(SandboxExecutor::new(Arc::new(sandbox)))).with_store(store.clone()), store)
+}
+
+fn load(path: &Path) -> Arc<Workflow> {
+    Arc::new(load_file(path, None).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A chain of `n` counter steps whose component is `component`.
+fn chain(dir: &Path, name: &str, component: &Path, n: usize, rules: &str) -> PathBuf {
+    let mut y = format!(
+        "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: {name}, version: 1.0.0}}\n\
+         workflow_metadata: {{workflow_name: {name}, execution_mode: sequential}}\n{rules}execution_graph:\n  nodes:\n"
+    );
+    for i in 1..=n {
+        let dep = if i == 1 { String::new() } else { format!(", depends_on: [s{:02}]", i - 1) };
+        y.push_str(&format!(
+            "    - {{node_id: s{i:02}, node_type: compute, component: \"{}\", retry_count: 0{dep}}}\n",
+            component.display()
+        ));
+    }
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, y).unwrap();
+    path
+}
+
+fn input(v: Value) -> RunInput {
+    serde_json::from_value(v).unwrap()
+}
+
+fn attempts_started(journal: &[weft::store::Journaled], step: &str) -> Vec<u32> {
+    journal
+        .iter()
+        .filter_map(|j| match &j.entry {
+            JournalEntry::AttemptStarted { step_id, attempt } if step_id == step => Some(*attempt),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts a run on its own runtime and drops that runtime (every task with it)
+/// once `after` has completed: a crash at an await point.
+fn crash_after(db: &Path, wf: &Arc<Workflow>, inp: Value, after: &str) -> String {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let id = rt.block_on(async {
+        let (engine, _) = engine(db);
+        let mut h = engine.start(wf.clone(), &input(inp), RunOptions::default()).await.unwrap();
+        while let Some(e) = h.events.recv().await {
+            if matches!(&e, RunEvent::StepCompleted { step_id, .. } if step_id == after) {
+                break;
+            }
+        }
+        h.run_id.clone()
+    });
+    rt.shutdown_background();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_resumes_through_the_library_without_rerunning_completed_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = load(&chain(dir.path(), "resume", &common::plugin("counter"), 5, ""));
+    let id = tokio::task::spawn_blocking({
+        let (db, wf) = (db.clone(), wf.clone());
+        move || crash_after(&db, &wf, json!({"context": {"count": 0, "sleep_ms": 30}}), "s02")
+    })
+    .await
+    .unwrap();
+
+    let (engine, store) = engine(&db);
+    assert_eq!(store.get_run(&id).await.unwrap().status, ExecutionStatus::Running, "the crash left it unfinished");
+    let out = engine.resume(&id, ResumeOptions::default()).await.unwrap().wait().await;
+    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);
+    assert_eq!(out.step_outputs["s05"]["count"], 5);
+    let journal = store.journal(&id).await.unwrap();
+    assert_eq!(attempts_started(&journal, "s01"), [1]);
+    assert_eq!(attempts_started(&journal, "s02"), [1]);
+    // Outputs of completed steps come from the journal: the trail shows each
+    // step once, with the attempt it ran as.
+    let trail = out.step_outputs["s05"]["trail"].as_array().unwrap().clone();
+    assert_eq!(trail[0], "s01#1");
+    assert_eq!(trail[1], "s02#1");
+    assert_eq!(trail.len(), 5);
+    assert!(journal.iter().any(|j| matches!(j.entry, JournalEntry::RunResumed { .. })));
+    // Resuming a finished run is refused with its status.
+    let e = engine.resume(&id, ResumeOptions::default()).await.err().unwrap();
+    assert!(matches!(e, StartError::Finished { status: ExecutionStatus::Completed, .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_component_is_refused_on_resume_unless_upgrading() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let step = dir.path().join("step.wasm");
+    std::fs::copy(common::plugin("counter"), &step).unwrap();
+    let wf = load(&chain(dir.path(), "pinned", &step, 4, ""));
+    let id = tokio::task::spawn_blocking({
+        let (db, wf) = (db.clone(), wf.clone());
+        move || crash_after(&db, &wf, json!({"context": {"count": 0, "sleep_ms": 30}}), "s01")
+    })
+    .await
+    .unwrap();
+    std::fs::copy(common::plugin("echo"), &step).unwrap();
+
+    let (engine, store) = engine(&db);
+    let e = engine.resume(&id, ResumeOptions::default()).await.err().unwrap();
+    let msg = e.to_string();
+    assert!(matches!(e, StartError::ComponentChanged(_)), "{msg}");
+    assert!(msg.contains("node `s02`") && msg.contains("sha256:") && msg.contains("--upgrade"), "{msg}");
+    assert_eq!(store.get_run(&id).await.unwrap().status, ExecutionStatus::Running, "a refusal changes nothing");
+    let out = engine.resume(&id, ResumeOptions { upgrade: true, ..Default::default() }).await.unwrap().wait().await;
+    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_component_opens_its_breaker_across_runs_and_a_probe_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let step = dir.path().join("flaky-service.wasm");
+    std::fs::copy(common::plugin("panic"), &step).unwrap();
+    let rules = "coordination_rules: {circuit_breaker_enabled: true, circuit_breaker_failure_threshold: 2, \
+                 circuit_breaker_cooldown_ms: 400}\n";
+    let wf = load(&chain(dir.path(), "breaker", &step, 1, rules));
+    let key = step.display().to_string();
+    {
+        let (engine, store) = engine(&db);
+        for _ in 0..2 {
+            let out = engine.run(wf.clone(), &RunInput::default(), RunOptions::default()).await.unwrap();
+            assert_eq!(out.errors[0].error_type, "trap", "{:?}", out.errors);
+        }
+        let b = store.breaker_load(&key).await.unwrap().unwrap();
+        assert_eq!((b.state, b.failures), (BreakerState::Open, 2));
+    }
+    // A new engine on a new connection (as another process would be) sees it open.
+    let (engine, store) = engine(&db);
+    let out = engine.run(wf.clone(), &RunInput::default(), RunOptions::default()).await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    assert_eq!(out.errors[0].error_type, "circuit_open", "{:?}", out.errors);
+    assert!(out.errors[0].message.contains("circuit breaker"), "{}", out.errors[0].message);
+    assert_eq!(out.metrics["step.s01.fuel_consumed"], 0.0, "the attempt did not run");
+    // After the cooldown one probe goes through; the component works again.
+    std::fs::copy(common::plugin("echo"), &step).unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (engine, _) = self::engine(&db);
+    let out = engine.run(wf.clone(), &RunInput::default(), RunOptions::default()).await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);
+    let b = store.breaker_load(&key).await.unwrap().unwrap();
+    assert_eq!((b.state, b.failures), (BreakerState::Closed, 0));
+}
+
+// Through the CLI.
+
+fn weft(db: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
+    c.args(args)
+        .args(["--db", db.to_str().unwrap()])
+        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/durable-cli"))
+        .env_remove("WEFT_LOG");
+    c
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+#[test]
+fn runs_list_show_and_logs_describe_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = chain(dir.path(), "listed", &common::plugin("counter"), 3, "");
+    let out = weft(&db, &["run", wf.to_str().unwrap(), "--output", "json", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = json_of(&out)["output_variables"]["run"]["run_id"].as_str().unwrap().to_string();
+
+    let list = json_of(&weft(&db, &["runs", "list", "--json", "--status", "completed"]).output().unwrap());
+    assert_eq!(list[0]["run_id"], id.as_str());
+    assert_eq!(list[0]["workflow"], "listed");
+    let none = json_of(&weft(&db, &["runs", "list", "--json", "--workflow", "other"]).output().unwrap());
+    assert_eq!(none, json!([]));
+    let table = weft(&db, &["runs", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains(&id));
+
+    let show = json_of(&weft(&db, &["runs", "show", &id]).output().unwrap());
+    assert_eq!(show["status"], "completed");
+    assert_eq!(show["output"]["execution_status"], "completed");
+    let step = &show["steps"][1];
+    assert_eq!(step["step_id"], "s02");
+    assert_eq!(step["state"], "completed");
+    let attempt = &step["attempts"][0];
+    assert_eq!(attempt["attempt"], 1);
+    assert_eq!(attempt["kind"], "succeeded");
+    assert!(attempt["stats"]["fuel_consumed"].as_u64().unwrap() > 0, "{attempt}");
+    assert!(attempt["stats"]["peak_memory_bytes"].as_u64().unwrap() > 0, "{attempt}");
+    assert!(attempt["stats"]["wall_time_us"].is_u64(), "{attempt}");
+    assert_eq!(attempt["logs"][0]["message"], "executing s02 attempt 1");
+
+    let logs = weft(&db, &["runs", "logs", &id, "s03"]).output().unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("s03 #1") && text.contains("executing s03 attempt 1"), "{text}");
+    assert!(!text.contains("s01"), "only the asked step: {text}");
+    let missing = weft(&db, &["runs", "logs", &id, "nope"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let unknown = weft(&db, &["runs", "show", "no-such-run"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no run has the id `no-such-run`"));
+}
+
+#[test]
+fn runs_cancel_stops_a_run_driven_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = chain(dir.path(), "slow", &common::plugin("counter"), 20, "");
+    std::fs::write(dir.path().join("in.json"), r#"{"context": {"sleep_ms": 200}}"#).unwrap();
+    let mut child = weft(&db, &["run", wf.to_str().unwrap(), "--input", dir.path().join("in.json").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut id = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("run ")
+            && id.is_empty()
+        {
+            id = rest.split_whitespace().next().unwrap().to_string();
+        }
+        if line.contains("s02: attempt 1 started") {
+            break;
+        }
+    }
+    assert!(!id.is_empty());
+    let cancel = weft(&db, &["runs", "cancel", &id, "--output", "json"]).output().unwrap();
+    assert_eq!(cancel.status.code(), Some(4), "{}", String::from_utf8_lossy(&cancel.stderr));
+    assert_eq!(json_of(&cancel)["execution_status"], "cancelled");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(4), "the owning process ends its run as cancelled");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("run finished: Cancelled")), "{rest:?}");
+    // Cancelling a finished run says so.
+    let again = weft(&db, &["runs", "cancel", &id]).output().unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
+}
+
+#[test]
+fn a_dead_lettered_run_replays_from_its_failed_step_with_journaled_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let step = dir.path().join("s2.wasm");
+    std::fs::copy(common::plugin("flaky"), &step).unwrap();
+    let wf = dir.path().join("dlq.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: dlq, version: 1.0.0}}\n\
+             workflow_metadata: {{workflow_name: dlq, execution_mode: sequential}}\n\
+             coordination_rules: {{dead_letter_queue_enabled: true}}\nexecution_graph:\n  nodes:\n\
+             \x20   - {{node_id: s1, node_type: compute, component: \"{}\"}}\n\
+             \x20   - node_id: s2\n      node_type: compute\n      component: \"{}\"\n      depends_on: [s1]\n\
+             \x20     retry_count: 0\n\
+             \x20     input: {{fail_until_attempt: \"99\", error: \"'fatal'\", count: \"steps.s1.count\", trail: \"steps.s1.trail\"}}\n",
+            common::plugin("counter").display(),
+            step.display()
+        ),
+    )
+    .unwrap();
+    let out = weft(&db, &["run", wf.to_str().unwrap(), "--output", "json", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let failed = json_of(&out);
+    let id = failed["output_variables"]["run"]["run_id"].as_str().unwrap().to_string();
+    let q = json_of(&weft(&db, &["dlq", "list", "--json"]).output().unwrap());
+    assert_eq!(q[0]["run_id"], id.as_str());
+    assert_eq!(q[0]["step_id"], "s2");
+    assert_eq!(q[0]["error_type"], "plugin_error");
+
+    // Fix the component; the pinned digest then differs, so replay needs --upgrade.
+    std::fs::copy(common::plugin("counter"), &step).unwrap();
+    let refused = weft(&db, &["dlq", "replay", &id]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--upgrade"));
+    let replay = weft(&db, &["dlq", "replay", &id, "--upgrade", "--output", "json", "-q"]).output().unwrap();
+    assert_eq!(replay.status.code(), Some(0), "{}", String::from_utf8_lossy(&replay.stderr));
+    let out = json_of(&replay);
+    let new_id = out["output_variables"]["run"]["run_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, id);
+    // s2 ran with its journaled input (s1's count), s1 was not run again.
+    assert_eq!(out["step_outputs"]["s2"]["count"], 2);
+    assert_eq!(out["step_outputs"]["s1"], failed["step_outputs"]["s1"]);
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
+    let journal = rt.block_on(store.journal(&new_id)).unwrap();
+    assert_eq!(attempts_started(&journal, "s1"), [1], "s1's journaled attempt, copied, not re-run");
+    assert_eq!(attempts_started(&journal, "s2"), [1]);
+    assert_eq!(rt.block_on(store.get_run(&new_id)).unwrap().run.replay_of.as_deref(), Some(id.as_str()));
+    let q = json_of(&weft(&db, &["dlq", "list", "--json"]).output().unwrap());
+    assert_eq!(q[0]["replayed_as"], new_id.as_str());
+}
+
+#[test]
+fn health_reports_the_store_the_sandbox_and_the_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = chain(dir.path(), "healthy", &common::plugin("counter"), 2, "");
+    let ok = weft(&db, &["health", wf.to_str().unwrap()]).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    let report = json_of(&ok);
+    assert_eq!(report["status"], "healthy");
+    assert_eq!(report["components"]["store"], "healthy");
+    assert_eq!(report["active_workflows"], 0);
+    assert_eq!(report["store"]["kind"], "sqlite");
+    // A store that is not a Weft database makes it unhealthy, saying why.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, "not a database at all").unwrap();
+    let bad = weft(&junk, &["health", wf.to_str().unwrap()]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let report = json_of(&bad);
+    assert_eq!(report["status"], "unhealthy");
+    assert!(report["problems"][0].as_str().unwrap().contains("not a Weft database"), "{report}");
+    // The same file is refused by every store command with exit code 2.
+    let list = weft(&junk, &["runs", "list"]).output().unwrap();
+    assert_eq!(list.status.code(), Some(2));
+}

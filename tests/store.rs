@@ -1,0 +1,292 @@
+//! The run-store conformance suite: every `RunStore` implementation must
+//! pass every case here. `conformance!` instantiates the suite per store.
+
+use serde_json::{Map, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use weft::engine::{ExecutionStatus, RunOutput};
+use weft::store::{
+    BreakerRecord, BreakerState, JournalEntry, MemoryStore, NewRun, RunFilter, RunStore, SqliteStore, StoreError,
+    SyncMode, now_ms,
+};
+
+fn new_run(id: &str, workflow: &str, owner: &str) -> NewRun {
+    NewRun {
+        run_id: id.into(),
+        workflow: workflow.into(),
+        workflow_path: Some("/w.yaml".into()),
+        definition: "kind: workflow".into(),
+        base_dir: "/".into(),
+        input: json!({"workflow_id": id, "context": {"x": 1}}),
+        options: json!({"environment": "development"}),
+        components: BTreeMap::new(),
+        replay_of: None,
+        owner: owner.into(),
+        lease_ms: 10_000,
+    }
+}
+
+fn output(status: ExecutionStatus) -> RunOutput {
+    serde_json::from_value(json!({
+        "execution_status": status,
+        "execution_time_ms": 5,
+        "start_time": "2026-01-01T00:00:00.000Z",
+        "end_time": "2026-01-01T00:00:00.005Z",
+        "completed_steps": ["a"],
+        "failed_steps": [],
+        "skipped_steps": [],
+        "step_outputs": {"a": {"v": 1}},
+        "final_result": {"v": 1},
+        "output_variables": {},
+        "actions_emitted": [],
+        "errors": [],
+        "metrics": {"completed_count": 1.0},
+        "parallel_executions": 0
+    }))
+    .unwrap()
+}
+
+fn scheduled(step: &str) -> JournalEntry {
+    JournalEntry::StepScheduled { step_id: step.into(), input: Map::new() }
+}
+
+async fn create_get_and_journal_in_order(s: Arc<dyn RunStore>) {
+    s.create_run(&new_run("r1", "wf", "me"), &[scheduled("a")]).await.unwrap();
+    s.append("r1", "me", &[JournalEntry::AttemptStarted { step_id: "a".into(), attempt: 1 }]).await.unwrap();
+    s.append(
+        "r1",
+        "me",
+        &[JournalEntry::StepCompleted { step_id: "a".into(), output: json!({"v": 1}), actions: vec![] }],
+    )
+    .await
+    .unwrap();
+    let r = s.get_run("r1").await.unwrap();
+    assert_eq!(r.status, ExecutionStatus::Running);
+    assert_eq!(r.run.input["context"]["x"], 1);
+    assert_eq!(r.run.definition, "kind: workflow");
+    assert!(r.output.is_none());
+    let j = s.journal("r1").await.unwrap();
+    let kinds: Vec<&str> = j.iter().map(|e| e.entry.kind()).collect();
+    assert_eq!(kinds, ["run_created", "step_scheduled", "attempt_started", "step_completed"]);
+    let seqs: Vec<u64> = j.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert!(matches!(j[3].entry, JournalEntry::StepCompleted { ref output, .. } if output["v"] == 1));
+}
+
+async fn a_run_id_is_unique(s: Arc<dyn RunStore>) {
+    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    let e = s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap_err();
+    assert!(matches!(e, StoreError::Duplicate(ref id) if id == "r1"), "{e}");
+    assert!(e.to_string().contains("weft runs show r1"), "{e}");
+}
+
+async fn unknown_runs_are_not_found(s: Arc<dyn RunStore>) {
+    assert!(matches!(s.get_run("nope").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.journal("nope").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.append("nope", "me", &[]).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.request_cancel("nope").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.claim("nope", "me", 1000, now_ms(), None).await, Err(StoreError::NotFound(_))));
+}
+
+async fn writes_are_fenced_by_the_lease(s: Arc<dyn RunStore>) {
+    s.create_run(&new_run("r1", "wf", "a"), &[]).await.unwrap();
+    // Another owner cannot take a live lease, nor write.
+    let e = s.claim("r1", "b", 10_000, now_ms(), None).await.unwrap_err();
+    assert!(matches!(e, StoreError::Owned { ref owner, .. } if owner == "a"), "{e}");
+    assert!(matches!(s.append("r1", "b", &[scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    // An expired lease can be taken; the old owner is then fenced off.
+    s.claim("r1", "b", 10_000, now_ms() + 60_000, None).await.unwrap();
+    assert!(matches!(s.append("r1", "a", &[scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(s.heartbeat("r1", "a", 10_000, now_ms()).await, Err(StoreError::LeaseLost(_))));
+    s.append("r1", "b", &[scheduled("x")]).await.unwrap();
+    // A lease held by a known-dead owner can be stolen at once.
+    s.claim("r1", "c", 10_000, now_ms(), Some("b")).await.unwrap();
+    assert_eq!(s.get_run("r1").await.unwrap().run.owner, "c");
+    // Claiming again as the owner is fine.
+    s.claim("r1", "c", 10_000, now_ms(), None).await.unwrap();
+    let kinds: Vec<String> = s.journal("r1").await.unwrap().iter().map(|e| e.entry.kind().to_string()).collect();
+    assert_eq!(kinds, ["run_created", "step_scheduled"], "the fenced writes left nothing");
+}
+
+async fn finishing_sets_status_output_and_frees_the_lease(s: Arc<dyn RunStore>) {
+    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    let out = output(ExecutionStatus::Completed);
+    s.append("r1", "me", &[JournalEntry::RunFinished { output: Box::new(out.clone()) }]).await.unwrap();
+    let r = s.get_run("r1").await.unwrap();
+    assert_eq!(r.status, ExecutionStatus::Completed);
+    assert_eq!(r.output, Some(out));
+    assert_eq!(r.lease_until_ms, 0);
+    let listed = s.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(listed[0].owner, None);
+    // A finished run cannot be cancelled.
+    assert!(!s.request_cancel("r1").await.unwrap());
+}
+
+async fn cancel_requests_reach_the_owner_through_heartbeats(s: Arc<dyn RunStore>) {
+    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    assert!(!s.heartbeat("r1", "me", 10_000, now_ms()).await.unwrap());
+    assert!(s.request_cancel("r1").await.unwrap());
+    assert!(s.heartbeat("r1", "me", 10_000, now_ms()).await.unwrap());
+    assert!(s.get_run("r1").await.unwrap().cancel_requested);
+}
+
+async fn listing_filters_and_orders_newest_first(s: Arc<dyn RunStore>) {
+    for (id, wf) in [("r1", "alpha"), ("r2", "beta"), ("r3", "alpha")] {
+        s.create_run(&new_run(id, wf, "me"), &[]).await.unwrap();
+    }
+    s.append("r1", "me", &[JournalEntry::RunFinished { output: Box::new(output(ExecutionStatus::Failed)) }])
+        .await
+        .unwrap();
+    let ids = |v: Vec<weft::store::RunSummary>| v.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_runs(&RunFilter::default()).await.unwrap()), ["r3", "r2", "r1"]);
+    let alpha = RunFilter { workflow: Some("alpha".into()), ..Default::default() };
+    assert_eq!(ids(s.list_runs(&alpha).await.unwrap()), ["r3", "r1"]);
+    let failed = RunFilter { status: Some(ExecutionStatus::Failed), ..Default::default() };
+    assert_eq!(ids(s.list_runs(&failed).await.unwrap()), ["r1"]);
+    let running = RunFilter { status: Some(ExecutionStatus::Running), limit: 1, ..Default::default() };
+    assert_eq!(ids(s.list_runs(&running).await.unwrap()), ["r3"]);
+    assert_eq!(s.info().await.unwrap().active_runs, 2);
+}
+
+async fn dead_letters_are_queued_with_the_finish_and_marked_when_replayed(s: Arc<dyn RunStore>) {
+    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    assert!(s.dlq_list().await.unwrap().is_empty());
+    s.append(
+        "r1",
+        "me",
+        &[
+            JournalEntry::DeadLettered { step_id: "b".into(), error_type: "trap".into(), message: "boom".into() },
+            JournalEntry::RunFinished { output: Box::new(output(ExecutionStatus::Failed)) },
+        ],
+    )
+    .await
+    .unwrap();
+    let q = s.dlq_list().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].run_id.as_str(), q[0].step_id.as_str(), q[0].error_type.as_str()), ("r1", "b", "trap"));
+    assert_eq!(q[0].workflow, "wf");
+    assert_eq!(q[0].replayed_as, None);
+    s.dlq_mark_replayed("r1", "r2").await.unwrap();
+    assert_eq!(s.dlq_list().await.unwrap()[0].replayed_as.as_deref(), Some("r2"));
+    assert!(matches!(s.dlq_mark_replayed("zz", "r2").await, Err(StoreError::NotFound(_))));
+}
+
+async fn breakers_update_by_compare_and_swap(s: Arc<dyn RunStore>) {
+    assert_eq!(s.breaker_load("c.wasm").await.unwrap(), None);
+    let open = BreakerRecord { state: BreakerState::Open, failures: 3, since_ms: 42, version: 0 };
+    assert!(s.breaker_cas("c.wasm", 0, &open).await.unwrap());
+    let stored = s.breaker_load("c.wasm").await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.failures, stored.since_ms, stored.version), (BreakerState::Open, 3, 42, 1));
+    // A writer that read version 0 lost the race.
+    let closed = BreakerRecord { state: BreakerState::Closed, failures: 0, since_ms: 0, version: 0 };
+    assert!(!s.breaker_cas("c.wasm", 0, &closed).await.unwrap());
+    assert!(s.breaker_cas("c.wasm", 1, &closed).await.unwrap());
+    assert_eq!(s.breaker_load("c.wasm").await.unwrap().unwrap().version, 2);
+    assert_eq!(s.breaker_load("other.wasm").await.unwrap(), None, "breakers are per component");
+}
+
+async fn appends_from_many_tasks_keep_every_entry(s: Arc<dyn RunStore>) {
+    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8u32 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            for a in 1..=25u32 {
+                let e = JournalEntry::AttemptStarted { step_id: format!("t{t}"), attempt: a };
+                s.append("r1", "me", &[e]).await.unwrap();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let j = s.journal("r1").await.unwrap();
+    assert_eq!(j.len(), 1 + 8 * 25);
+    assert!(j.iter().enumerate().all(|(k, e)| e.seq == k as u64 + 1), "gapless sequence numbers");
+}
+
+macro_rules! conformance {
+    ($store:ident, $make:expr) => {
+        mod $store {
+            use super::*;
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (store, _guard) = $make;
+                        super::$name(store).await;
+                    }
+                };
+            }
+            case!(create_get_and_journal_in_order);
+            case!(a_run_id_is_unique);
+            case!(unknown_runs_are_not_found);
+            case!(writes_are_fenced_by_the_lease);
+            case!(finishing_sets_status_output_and_frees_the_lease);
+            case!(cancel_requests_reach_the_owner_through_heartbeats);
+            case!(listing_filters_and_orders_newest_first);
+            case!(dead_letters_are_queued_with_the_finish_and_marked_when_replayed);
+            case!(breakers_update_by_compare_and_swap);
+            case!(appends_from_many_tasks_keep_every_entry);
+        }
+    };
+}
+
+fn sqlite() -> (Arc<dyn RunStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("runs.db"), SyncMode::Normal).unwrap();
+    (Arc::new(store), dir)
+}
+
+conformance!(memory, (Arc::new(MemoryStore::new()) as Arc<dyn RunStore>, ()));
+conformance!(sqlite, sqlite());
+
+// SQLite-specific: the file itself.
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    std::fs::write(&path, "these are my notes, not a database\n".repeat(100)).unwrap();
+    let e = SqliteStore::open(&path, SyncMode::Normal).unwrap_err();
+    assert!(matches!(e, StoreError::Incompatible(_)), "{e}");
+    assert!(e.to_string().contains("is not a Weft database"), "{e}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "these are my notes, not a database\n".repeat(100));
+}
+
+#[test]
+fn another_applications_sqlite_database_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("CREATE TABLE contacts (name TEXT); INSERT INTO contacts VALUES ('ada');").unwrap();
+    drop(c);
+    let e = SqliteStore::open(&path, SyncMode::Normal).unwrap_err();
+    assert!(e.to_string().contains("not a Weft one"), "{e}");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1, "no Weft table was added");
+}
+
+#[test]
+fn a_database_from_a_newer_weft_is_refused_and_a_current_one_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    drop(SqliteStore::open(&path, SyncMode::Full).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, weft::store::SCHEMA_VERSION);
+    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
+    let e = SqliteStore::open(&path, SyncMode::Normal).unwrap_err();
+    assert!(e.to_string().contains("schema version 99, from a newer Weft"), "{e}");
+    // Reopening a current database keeps its runs.
+    let path2 = dir.path().join("keep.db");
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let s = SqliteStore::open(&path2, SyncMode::Normal).unwrap();
+    rt.block_on(s.create_run(&new_run("r1", "wf", "me"), &[])).unwrap();
+    drop(s);
+    let s = SqliteStore::open(&path2, SyncMode::Normal).unwrap();
+    assert_eq!(rt.block_on(s.get_run("r1")).unwrap().run.workflow, "wf");
+    assert_eq!(s.integrity_check().unwrap(), "ok");
+}
