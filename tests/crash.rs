@@ -6,15 +6,15 @@
 //! `WEFT_CRASH_TRIALS` sets the number of trials (10 by default; the README
 //! shows the 100-trial command). `WEFT_CRASH_SEED` fixes the random choices.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 use weft::store::{JournalEntry, RunFilter, RunStore, SqliteStore, SyncMode};
 
 const STEPS: usize = 20;
@@ -49,35 +49,6 @@ fn weft(db: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// Starts `cmd`, waits until it reports an attempt of the `k`-th step (or
-/// ends), waits `extra_ms` more, then SIGKILLs it. Returns true if it was
-/// killed before it ended by itself.
-fn kill_during(mut cmd: Command, k: usize, extra_ms: u64) -> bool {
-    let mut child: Child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let needle = format!("s{k:02}: attempt");
-    // Keep draining stderr after the needle: a closed pipe would end the
-    // process by itself, which is not the crash under test.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let drain = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if line.contains(&needle) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let seen = rx.recv().is_ok();
-    if seen {
-        std::thread::sleep(Duration::from_millis(extra_ms));
-    }
-    let ended = matches!(child.try_wait(), Ok(Some(_)));
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = drain.join();
-    seen && !ended
-}
-
 fn only_run_id(store: &SqliteStore, rt: &tokio::runtime::Runtime) -> Option<String> {
     let runs = rt.block_on(store.list_runs(&RunFilter::default())).unwrap();
     assert!(runs.len() <= 1, "one run per trial: {runs:?}");
@@ -101,7 +72,7 @@ fn killed_runs_resume_without_running_a_completed_step_twice() {
         let k = rng.random_range(1..=STEPS);
         let extra = rng.random_range(0..2 * SLEEP_MS);
         let run = weft(&db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", "json"]);
-        let first_killed = kill_during(run, k, extra);
+        let first_killed = common::kill_when_seen(run, &format!("s{k:02}: attempt"), extra);
         kills += usize::from(first_killed);
         let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
         let id = only_run_id(&store, &rt).expect("the run was created before step 1 started");
@@ -109,7 +80,11 @@ fn killed_runs_resume_without_running_a_completed_step_twice() {
         if trial % 2 == 1 {
             let k2 = rng.random_range(k..=STEPS);
             let extra2 = rng.random_range(0..2 * SLEEP_MS);
-            kills += usize::from(kill_during(weft(&db, &["runs", "resume", &id, "--output", "json"]), k2, extra2));
+            kills += usize::from(common::kill_when_seen(
+                weft(&db, &["runs", "resume", &id, "--output", "json"]),
+                &format!("s{k2:02}: attempt"),
+                extra2,
+            ));
         }
         eprintln!("trial {trial}: killed at s{k:02} + {extra} ms: {}", if first_killed { "mid-run" } else { "after" });
         let record = rt.block_on(store.get_run(&id)).unwrap();

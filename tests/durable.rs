@@ -354,3 +354,30 @@ fn health_reports_the_store_the_sandbox_and_the_components() {
     let list = weft(&junk, &["runs", "list"]).output().unwrap();
     assert_eq!(list.status.code(), Some(2));
 }
+
+#[test]
+fn resume_all_continues_every_orphaned_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = chain(dir.path(), "orphans", &common::plugin("counter"), 6, "");
+    let inp = dir.path().join("in.json");
+    std::fs::write(&inp, r#"{"context": {"sleep_ms": 30}}"#).unwrap();
+    for _ in 0..2 {
+        let run = weft(&db, &["run", wf.to_str().unwrap(), "--input", inp.to_str().unwrap()]);
+        assert!(common::kill_when_seen(run, "s02: attempt", 5), "killed mid-run");
+    }
+    let running = json_of(&weft(&db, &["runs", "list", "--json", "--status", "running"]).output().unwrap());
+    assert_eq!(running.as_array().unwrap().len(), 2, "{running}");
+    let out = weft(&db, &["resume", "--all", "--output", "json", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let outs = json_of(&out);
+    assert_eq!(outs.as_array().unwrap().len(), 2);
+    for o in outs.as_array().unwrap() {
+        assert_eq!(o["execution_status"], "completed");
+        assert_eq!(o["step_outputs"]["s06"]["count"], 6);
+    }
+    let running = json_of(&weft(&db, &["runs", "list", "--json", "--status", "running"]).output().unwrap());
+    assert_eq!(running, json!([]));
+    let none = weft(&db, &["resume", "--all"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no interrupted runs"));
+}

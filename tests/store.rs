@@ -1,6 +1,8 @@
 //! The run-store conformance suite: every `RunStore` implementation must
 //! pass every case here. `conformance!` instantiates the suite per store.
 
+#![allow(clippy::unwrap_used)]
+
 use serde_json::{Map, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,11 +54,11 @@ fn scheduled(step: &str) -> JournalEntry {
 
 async fn create_get_and_journal_in_order(s: Arc<dyn RunStore>) {
     s.create_run(&new_run("r1", "wf", "me"), &[scheduled("a")]).await.unwrap();
-    s.append("r1", "me", &[JournalEntry::AttemptStarted { step_id: "a".into(), attempt: 1 }]).await.unwrap();
+    s.append("r1", "me", vec![JournalEntry::AttemptStarted { step_id: "a".into(), attempt: 1 }]).await.unwrap();
     s.append(
         "r1",
         "me",
-        &[JournalEntry::StepCompleted { step_id: "a".into(), output: json!({"v": 1}), actions: vec![] }],
+        vec![JournalEntry::StepCompleted { step_id: "a".into(), output: json!({"v": 1}), actions: vec![] }],
     )
     .await
     .unwrap();
@@ -83,7 +85,7 @@ async fn a_run_id_is_unique(s: Arc<dyn RunStore>) {
 async fn unknown_runs_are_not_found(s: Arc<dyn RunStore>) {
     assert!(matches!(s.get_run("nope").await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.journal("nope").await, Err(StoreError::NotFound(_))));
-    assert!(matches!(s.append("nope", "me", &[]).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.append("nope", "me", vec![]).await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.request_cancel("nope").await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.claim("nope", "me", 1000, now_ms(), None).await, Err(StoreError::NotFound(_))));
 }
@@ -93,12 +95,12 @@ async fn writes_are_fenced_by_the_lease(s: Arc<dyn RunStore>) {
     // Another owner cannot take a live lease, nor write.
     let e = s.claim("r1", "b", 10_000, now_ms(), None).await.unwrap_err();
     assert!(matches!(e, StoreError::Owned { ref owner, .. } if owner == "a"), "{e}");
-    assert!(matches!(s.append("r1", "b", &[scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(s.append("r1", "b", vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
     // An expired lease can be taken; the old owner is then fenced off.
     s.claim("r1", "b", 10_000, now_ms() + 60_000, None).await.unwrap();
-    assert!(matches!(s.append("r1", "a", &[scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(s.append("r1", "a", vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
     assert!(matches!(s.heartbeat("r1", "a", 10_000, now_ms()).await, Err(StoreError::LeaseLost(_))));
-    s.append("r1", "b", &[scheduled("x")]).await.unwrap();
+    s.append("r1", "b", vec![scheduled("x")]).await.unwrap();
     // A lease held by a known-dead owner can be stolen at once.
     s.claim("r1", "c", 10_000, now_ms(), Some("b")).await.unwrap();
     assert_eq!(s.get_run("r1").await.unwrap().run.owner, "c");
@@ -111,7 +113,7 @@ async fn writes_are_fenced_by_the_lease(s: Arc<dyn RunStore>) {
 async fn finishing_sets_status_output_and_frees_the_lease(s: Arc<dyn RunStore>) {
     s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
     let out = output(ExecutionStatus::Completed);
-    s.append("r1", "me", &[JournalEntry::RunFinished { output: Box::new(out.clone()) }]).await.unwrap();
+    s.append("r1", "me", vec![JournalEntry::RunFinished { output: Box::new(out.clone()) }]).await.unwrap();
     let r = s.get_run("r1").await.unwrap();
     assert_eq!(r.status, ExecutionStatus::Completed);
     assert_eq!(r.output, Some(out));
@@ -134,7 +136,7 @@ async fn listing_filters_and_orders_newest_first(s: Arc<dyn RunStore>) {
     for (id, wf) in [("r1", "alpha"), ("r2", "beta"), ("r3", "alpha")] {
         s.create_run(&new_run(id, wf, "me"), &[]).await.unwrap();
     }
-    s.append("r1", "me", &[JournalEntry::RunFinished { output: Box::new(output(ExecutionStatus::Failed)) }])
+    s.append("r1", "me", vec![JournalEntry::RunFinished { output: Box::new(output(ExecutionStatus::Failed)) }])
         .await
         .unwrap();
     let ids = |v: Vec<weft::store::RunSummary>| v.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
@@ -154,7 +156,7 @@ async fn dead_letters_are_queued_with_the_finish_and_marked_when_replayed(s: Arc
     s.append(
         "r1",
         "me",
-        &[
+        vec![
             JournalEntry::DeadLettered { step_id: "b".into(), error_type: "trap".into(), message: "boom".into() },
             JournalEntry::RunFinished { output: Box::new(output(ExecutionStatus::Failed)) },
         ],
@@ -193,7 +195,7 @@ async fn appends_from_many_tasks_keep_every_entry(s: Arc<dyn RunStore>) {
         tasks.spawn(async move {
             for a in 1..=25u32 {
                 let e = JournalEntry::AttemptStarted { step_id: format!("t{t}"), attempt: a };
-                s.append("r1", "me", &[e]).await.unwrap();
+                s.append("r1", "me", vec![e]).await.unwrap();
             }
         });
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine as WasmEngine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use weft::engine::{AttemptFuture, Engine, ExecutionStatus, RunInput, RunOptions, SandboxExecutor, StepExecutor};
 use weft::sandbox::{AttemptReport, Limits, Sandbox, SandboxConfig, StepCall, StepSuccess};
+use weft::store::{SqliteStore, SyncMode};
 use weft::workflow::{NodeSpec, Workflow, load_str};
 
 fn dist() -> PathBuf {
@@ -175,7 +176,7 @@ fn chain_and_fan_out(c: &mut Criterion) {
 
     let sandbox = Arc::new(Sandbox::new(SandboxConfig { cache_dir: None, ..SandboxConfig::default() }).unwrap());
     let executor = Arc::new(SandboxExecutor::new(sandbox));
-    let weft = Engine::new(executor);
+    let weft = Engine::new(executor.clone());
     // A plain chain: each echo passes its input on, so outputs stay the same size.
     let chain = load(&chain_yaml(1000));
     g.bench_function("weft: 1000-step chain (sequential, sandboxed)", |b| {
@@ -184,6 +185,19 @@ fn chain_and_fan_out(c: &mut Criterion) {
             assert_eq!(out.execution_status, ExecutionStatus::Completed);
         })
     });
+    // The same chain, durable: every transition journaled to SQLite (WAL)
+    // before it is acted on, one commit per step.
+    let dir = tempfile::tempdir().unwrap();
+    for (label, sync) in [("NORMAL", SyncMode::Normal), ("FULL", SyncMode::Full)] {
+        let store = Arc::new(SqliteStore::open(&dir.path().join(format!("{label}.db")), sync).unwrap());
+        let durable = Engine::new(executor.clone()).with_store(store);
+        g.bench_function(format!("weft: 1000-step chain, durable (SQLite WAL, synchronous={label})"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let out = durable.run(chain.clone(), &RunInput::default(), RunOptions::default()).await.unwrap();
+                assert_eq!(out.execution_status, ExecutionStatus::Completed);
+            })
+        });
+    }
     let fan = load(&fan_yaml(1000));
     for width in [4u32, 16, 100] {
         g.bench_function(format!("weft: 1000-step fan-out (parallel, 2 cores, max_parallel_steps {width})"), |b| {

@@ -64,3 +64,34 @@ pub fn truncated_component_bytes() -> Vec<u8> {
     b.extend_from_slice(&[0x07, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]);
     b
 }
+
+/// Starts `cmd`, waits until a line of its stderr contains `needle` (or it
+/// ends), waits `extra_ms` more, then kills it with SIGKILL. Returns true if
+/// it was killed before it ended by itself.
+pub fn kill_when_seen(mut cmd: Command, needle: &str, extra_ms: u64) -> bool {
+    use std::io::{BufRead, BufReader};
+    let mut child =
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let needle = needle.to_string();
+    // Keep draining stderr after the needle: a closed pipe would end the
+    // process by itself, which is not the crash under test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let drain = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains(&needle) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let seen = rx.recv().is_ok();
+    if seen {
+        std::thread::sleep(std::time::Duration::from_millis(extra_ms));
+    }
+    let ended = matches!(child.try_wait(), Ok(Some(_)));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = drain.join();
+    seen && !ended
+}

@@ -427,7 +427,7 @@ impl Engine {
         let steal = owner_is_dead(&record.run.owner).then_some(record.run.owner.as_str());
         self.store.claim(run_id, &self.owner, self.lease_ms, now_ms(), steal).await?;
         let run = self.rebuild(&record, opts).await?;
-        self.store.append(run_id, &self.owner, &[JournalEntry::RunResumed { owner: self.owner.clone() }]).await?;
+        self.store.append(run_id, &self.owner, vec![JournalEntry::RunResumed { owner: self.owner.clone() }]).await?;
         Ok(self.spawn(run))
     }
 
@@ -856,7 +856,7 @@ impl Run {
             return Ok(());
         }
         let entries = std::mem::take(&mut self.pending);
-        self.store.append(&self.ids.run_id, &self.owner, &entries).await.map_err(|e| e.to_string())
+        self.store.append(&self.ids.run_id, &self.owner, entries).await.map_err(|e| e.to_string())
     }
 
     fn run_json(&self) -> Value {
@@ -1016,8 +1016,8 @@ impl Run {
             let mut store_error = None;
             for attempt in first_attempt..=max_attempts {
                 if attempt > first_attempt {
-                    let started = [JournalEntry::AttemptStarted { step_id: node.id.clone(), attempt }];
-                    if let Err(e) = store.append(&run_id, &owner, &started).await {
+                    let started = vec![JournalEntry::AttemptStarted { step_id: node.id.clone(), attempt }];
+                    if let Err(e) = store.append(&run_id, &owner, started).await {
                         store_error = Some(e.to_string());
                         break;
                     }
@@ -1080,8 +1080,8 @@ impl Run {
                     delay_ms: delay,
                 });
                 let finished =
-                    [JournalEntry::AttemptFinished { step_id: node.id.clone(), attempt, report: report.clone() }];
-                if let Err(e) = store.append(&run_id, &owner, &finished).await {
+                    vec![JournalEntry::AttemptFinished { step_id: node.id.clone(), attempt, report: report.clone() }];
+                if let Err(e) = store.append(&run_id, &owner, finished).await {
                     store_error = Some(e.to_string());
                     break;
                 }
@@ -1409,30 +1409,25 @@ impl Run {
     fn finish_step(&mut self, result: StepResult) -> bool {
         let i = result.index;
         let step_id = self.wf.nodes[i].id.clone();
-        let n = result.attempts.len();
-        let mut last = None;
-        for (k, report) in result.attempts.into_iter().enumerate() {
-            let entry = JournalEntry::AttemptFinished {
-                step_id: step_id.clone(),
-                attempt: result.first_attempt + k as u32,
-                report,
-            };
-            // Earlier attempts were journaled by the step task before its retry.
-            if k + 1 == n {
-                last = Some(entry.clone());
-                self.record(entry);
-            } else {
-                self.apply(&entry);
-            }
+        let mut attempts = result.attempts;
+        let last = attempts.pop();
+        let last_number = result.first_attempt + attempts.len() as u32;
+        // Earlier attempts were journaled by the step task before its retry.
+        for (k, report) in attempts.into_iter().enumerate() {
+            let attempt = result.first_attempt + k as u32;
+            self.apply(&JournalEntry::AttemptFinished { step_id: step_id.clone(), attempt, report });
         }
-        let outcome = match last {
-            Some(JournalEntry::AttemptFinished { report, .. }) => Some(report.outcome),
-            _ => None,
-        };
+        let outcome = last.map(|report| {
+            let outcome = match &report.outcome {
+                Ok(success) => Ok((success.output.clone(), success.actions.clone())),
+                Err(f) => Err(f.clone()),
+            };
+            self.record(JournalEntry::AttemptFinished { step_id: step_id.clone(), attempt: last_number, report });
+            outcome
+        });
         match outcome {
-            Some(Ok(success)) => {
-                let actions = success
-                    .actions
+            Some(Ok((output, emitted))) => {
+                let actions = emitted
                     .iter()
                     .map(|a| ActionRecord {
                         action_id: uuid::Uuid::new_v4().to_string(),
@@ -1444,7 +1439,7 @@ impl Run {
                         payload: a.payload.clone(),
                     })
                     .collect();
-                self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output: success.output, actions });
+                self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output, actions });
                 self.emit(RunEvent::StepCompleted { step_id, attempts: self.totals[i].attempts });
                 false
             }

@@ -5,7 +5,7 @@ use super::{
     StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339,
 };
 use crate::engine::ExecutionStatus;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 #[derive(Default)]
@@ -15,18 +15,36 @@ struct Inner {
     breakers: HashMap<String, BreakerRecord>,
     /// Creation counter, to list newest first.
     created: u64,
+    /// Finished runs, oldest first.
+    finished: VecDeque<String>,
 }
 
-/// A [`RunStore`] in process memory.
-#[derive(Default)]
+/// A [`RunStore`] in process memory. It keeps every unfinished run and the
+/// last [`MemoryStore::DEFAULT_RETAIN_FINISHED`] finished ones (configurable),
+/// so that a long-lived embedder does not grow without bound.
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    retain_finished: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryStore {
+    /// How many finished runs an in-memory store keeps by default.
+    pub const DEFAULT_RETAIN_FINISHED: usize = 64;
+
     /// An empty store.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_retention(Self::DEFAULT_RETAIN_FINISHED)
+    }
+
+    /// An empty store that keeps at most `finished` finished runs.
+    pub fn with_retention(finished: usize) -> Self {
+        Self { inner: Mutex::new(Inner::default()), retain_finished: finished }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -38,11 +56,11 @@ fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
     Box::pin(std::future::ready(r))
 }
 
-fn push(journal: &mut Vec<Journaled>, entries: &[JournalEntry]) {
+fn push(journal: &mut Vec<Journaled>, entries: impl IntoIterator<Item = JournalEntry>) {
     let at = now_rfc3339();
-    for e in entries {
+    for entry in entries {
         let seq = journal.len() as u64 + 1;
-        journal.push(Journaled { seq, at: at.clone(), entry: e.clone() });
+        journal.push(Journaled { seq, at: at.clone(), entry });
     }
 }
 
@@ -73,15 +91,15 @@ impl RunStore for MemoryStore {
             lease_until_ms: now_ms().saturating_add(run.lease_ms),
         };
         let mut journal = Vec::new();
-        push(&mut journal, &[JournalEntry::RunCreated { start_time: now }]);
-        push(&mut journal, first);
+        push(&mut journal, [JournalEntry::RunCreated { start_time: now }]);
+        push(&mut journal, first.iter().cloned());
         g.created += 1;
         let n = g.created;
         g.runs.insert(run.run_id.clone(), (record, journal, n));
         ready(Ok(()))
     }
 
-    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
+    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()> {
         let mut g = self.lock();
         let inner = &mut *g;
         let Some((record, journal, _)) = inner.runs.get_mut(run_id) else {
@@ -90,20 +108,31 @@ impl RunStore for MemoryStore {
         if record.run.owner != owner {
             return ready(Err(StoreError::LeaseLost(run_id.into())));
         }
+        let finished = finished_in(&entries).cloned();
+        let dead = dead_letter_in(&entries).map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
         push(journal, entries);
         record.updated_at = now_rfc3339();
-        if let Some(out) = finished_in(entries) {
+        if let Some(out) = finished {
             record.status = out.execution_status;
-            record.output = Some(out.clone());
+            record.output = Some(out);
             record.lease_until_ms = 0;
+            inner.finished.push_back(run_id.to_string());
+            // Bounded: the oldest finished runs (and their journals) go first.
+            while inner.finished.len() > self.retain_finished {
+                if let Some(old) = inner.finished.pop_front() {
+                    inner.runs.remove(&old);
+                    inner.dlq.retain(|d| d.run_id != old);
+                }
+            }
         }
-        if let Some((step_id, error_type, message)) = dead_letter_in(entries) {
+        if let Some((step_id, error_type, message)) = dead {
+            let Some((record, _, _)) = inner.runs.get(run_id) else { return ready(Ok(())) };
             let entry = DlqEntry {
                 run_id: run_id.into(),
                 workflow: record.run.workflow.clone(),
-                step_id: step_id.into(),
-                error_type: error_type.into(),
-                message: message.into(),
+                step_id,
+                error_type,
+                message,
                 at: now_rfc3339(),
                 replayed_as: None,
             };
@@ -145,7 +174,7 @@ impl RunStore for MemoryStore {
                 (*n, s)
             })
             .collect();
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut out: Vec<RunSummary> = rows.into_iter().map(|(_, s)| s).collect();
         if filter.limit > 0 {
             out.truncate(filter.limit);

@@ -399,7 +399,7 @@ pub trait RunStore: Send + Sync + 'static {
     /// [`JournalEntry::RunFinished`] also sets the run's status and output and
     /// releases the lease; a [`JournalEntry::DeadLettered`] also adds the run
     /// to the dead-letter queue.
-    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: &'a [JournalEntry]) -> StoreFuture<'a, ()>;
+    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()>;
     /// The run's journal, in order.
     fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>>;
     /// The run.
@@ -466,7 +466,7 @@ pub fn owner_is_dead(owner: &str) -> bool {
     if owner == mine || host(owner) != host(&mine) {
         return false;
     }
-    match owner.rsplitn(3, ':').nth(1).and_then(|p| p.parse::<u32>().ok()) {
+    match owner.rsplit(':').nth(1).and_then(|p| p.parse::<u32>().ok()) {
         Some(pid) if cfg!(target_os = "linux") => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         _ => false,
     }

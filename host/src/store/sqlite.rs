@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+/// A `runs` row: spec, status, owner, lease, cancel flag, created, updated, output.
+type RunRow = (String, String, String, u64, bool, String, String, Option<String>);
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -179,9 +182,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn row_to_record(
-        r: &rusqlite::Row<'_>,
-    ) -> rusqlite::Result<(String, String, String, u64, bool, String, String, Option<String>)> {
+    fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
     }
 }
@@ -239,7 +240,7 @@ impl RunStore for SqliteStore {
         ready(r)
     }
 
-    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
+    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()> {
         let r = (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -252,9 +253,9 @@ impl RunStore for SqliteStore {
             if current != owner {
                 return Err(StoreError::LeaseLost(run_id.into()));
             }
-            Self::insert_entries(&tx, run_id, entries)?;
+            Self::insert_entries(&tx, run_id, &entries)?;
             let now = now_rfc3339();
-            match finished_in(entries) {
+            match finished_in(&entries) {
                 Some(out) => {
                     tx.execute(
                         "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0 \
@@ -266,7 +267,7 @@ impl RunStore for SqliteStore {
                     tx.execute("UPDATE runs SET updated_at = ?2 WHERE run_id = ?1", params![run_id, now])?;
                 }
             }
-            if let Some((step_id, error_type, message)) = dead_letter_in(entries) {
+            if let Some((step_id, error_type, message)) = dead_letter_in(&entries) {
                 tx.execute(
                     "INSERT OR REPLACE INTO dlq (run_id, workflow, step_id, error_type, message, at, replayed_as) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
