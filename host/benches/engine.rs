@@ -18,7 +18,7 @@ use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine as WasmEngine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use weft::engine::{AttemptFuture, Engine, ExecutionStatus, RunInput, RunOptions, SandboxExecutor, StepExecutor};
 use weft::sandbox::{AttemptReport, Limits, Sandbox, SandboxConfig, StepCall, StepSuccess};
-use weft::store::{SqliteStore, SyncMode};
+use weft::store::{MemoryStore, SqliteStore, SyncMode};
 use weft::workflow::{NodeSpec, Workflow, load_str};
 
 fn dist() -> PathBuf {
@@ -97,7 +97,8 @@ fn validate_and_schedule(c: &mut Criterion) {
             b.iter(|| load_str(t, &dist(), "bench.yaml", None).unwrap())
         });
         let wf = load(&text);
-        let engine = Engine::new(Arc::new(Noop));
+        // Journaled in memory; finished runs are not kept (as on SQLite, nothing accumulates in RAM).
+        let engine = Engine::new(Arc::new(Noop)).with_store(Arc::new(MemoryStore::with_retention(0)));
         g.bench_with_input(BenchmarkId::new("schedule (run with a no-op executor)", n), &wf, |b, wf| {
             b.to_async(&rt).iter(|| async {
                 let input = RunInput { global_timeout_ms: Some(3_600_000), ..RunInput::default() };
@@ -176,7 +177,7 @@ fn chain_and_fan_out(c: &mut Criterion) {
 
     let sandbox = Arc::new(Sandbox::new(SandboxConfig { cache_dir: None, ..SandboxConfig::default() }).unwrap());
     let executor = Arc::new(SandboxExecutor::new(sandbox));
-    let weft = Engine::new(executor.clone());
+    let weft = Engine::new(executor.clone()).with_store(Arc::new(MemoryStore::with_retention(0)));
     // A plain chain: each echo passes its input on, so outputs stay the same size.
     let chain = load(&chain_yaml(1000));
     g.bench_function("weft: 1000-step chain (sequential, sandboxed)", |b| {

@@ -1,5 +1,6 @@
-//! Embedding Weft: load a workflow, start a run, watch its events, cancel it
-//! if it takes too long, and await its output.
+//! Embedding Weft: load a workflow, start a durable run, watch its events,
+//! cancel it if it takes too long, and await its output; after a crash,
+//! `Engine::resume` (or `weft runs resume ID --db ...`) continues it.
 //!
 //! ```sh
 //! ./scripts/build-plugins
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use weft::engine::{Engine, RunEvent, RunInput, RunOptions, SandboxExecutor};
 use weft::sandbox::{Sandbox, SandboxConfig};
+use weft::store::{SqliteStore, SyncMode};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,7 +30,10 @@ async fn main() -> anyhow::Result<()> {
         None => RunInput::default(),
     };
 
-    let engine = Engine::new(executor);
+    // Runs are journaled to SQLite (WAL): they survive a crash and can be resumed.
+    let db = std::env::var_os("WEFT_DB").map_or_else(|| std::env::temp_dir().join("weft-embed.db"), Into::into);
+    let store = Arc::new(SqliteStore::open(&db, SyncMode::Normal)?);
+    let engine = Engine::new(executor).with_store(store);
     let mut run = engine.start(Arc::new(workflow), &input, RunOptions::default()).await?;
     println!("started run {}", run.run_id);
 
