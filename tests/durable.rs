@@ -381,3 +381,29 @@ fn resume_all_continues_every_orphaned_run() {
     let none = weft(&db, &["resume", "--all"]).output().unwrap();
     assert!(String::from_utf8_lossy(&none.stderr).contains("no interrupted runs"));
 }
+
+#[test]
+fn cancelling_an_orphaned_run_stops_it_here_without_starting_any_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = chain(dir.path(), "orphan-cancel", &common::plugin("counter"), 6, "");
+    let inp = dir.path().join("in.json");
+    std::fs::write(&inp, r#"{"context": {"sleep_ms": 30}}"#).unwrap();
+    let run = weft(&db, &["run", wf.to_str().unwrap(), "--input", inp.to_str().unwrap()]);
+    assert!(common::kill_when_seen(run, "s03: attempt", 5), "killed mid-run");
+    let listed = json_of(&weft(&db, &["runs", "list", "--json"]).output().unwrap());
+    let id = listed[0]["run_id"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
+    let before = rt.block_on(store.journal(&id)).unwrap().len();
+
+    let out = weft(&db, &["runs", "cancel", &id, "--output", "json", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let o = json_of(&out);
+    assert_eq!(o["execution_status"], "cancelled");
+    assert!(o["errors"].as_array().unwrap().iter().any(|e| e["error_type"] == "cancelled"), "{o}");
+    let journal = rt.block_on(store.journal(&id)).unwrap();
+    let started_after = journal[before..].iter().filter(|j| matches!(j.entry, JournalEntry::AttemptStarted { .. }));
+    assert_eq!(started_after.count(), 0, "a cancelled run starts nothing");
+    assert_eq!(rt.block_on(store.get_run(&id)).unwrap().status, ExecutionStatus::Cancelled);
+}

@@ -120,8 +120,11 @@ async fn finishing_sets_status_output_and_frees_the_lease(s: Arc<dyn RunStore>) 
     assert_eq!(r.lease_until_ms, 0);
     let listed = s.list_runs(&RunFilter::default()).await.unwrap();
     assert_eq!(listed[0].owner, None);
-    // A finished run cannot be cancelled.
+    // A finished run cannot be cancelled, claimed, or written to.
     assert!(!s.request_cancel("r1").await.unwrap());
+    assert!(matches!(s.claim("r1", "me", 1000, now_ms(), None).await, Err(StoreError::Finished(_))));
+    assert!(matches!(s.append("r1", "me", vec![scheduled("x")]).await, Err(StoreError::Finished(_))));
+    assert_eq!(s.journal("r1").await.unwrap().len(), 2, "nothing after run_finished");
 }
 
 async fn cancel_requests_reach_the_owner_through_heartbeats(s: Arc<dyn RunStore>) {

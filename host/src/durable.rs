@@ -173,7 +173,9 @@ fn start_error(e: StartError) -> anyhow::Error {
 
 fn store_error(e: StoreError) -> anyhow::Error {
     match e {
-        StoreError::NotFound(_) | StoreError::Incompatible(_) | StoreError::Owned { .. } => usage(e.to_string()),
+        StoreError::NotFound(_) | StoreError::Incompatible(_) | StoreError::Owned { .. } | StoreError::Finished(_) => {
+            usage(e.to_string())
+        }
         other => anyhow::Error::new(other),
     }
 }
@@ -335,7 +337,11 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                         serde_json::to_string_pretty(&out)?
                     };
                     println!("{text}");
-                    return Ok(ExitCode::from(if out.execution_status == ExecutionStatus::Cancelled { 4 } else { 3 }));
+                    return Ok(ExitCode::from(match out.execution_status {
+                        ExecutionStatus::Completed => 0,
+                        ExecutionStatus::Cancelled => 4,
+                        _ => 3,
+                    }));
                 }
                 if std::time::Instant::now() >= deadline {
                     eprintln!("run {id} has not stopped within {wait_ms} ms; the cancel request stays recorded");

@@ -460,7 +460,11 @@ async fn run(
         other => usage(other.to_string()),
     })?;
     if !quiet {
-        eprintln!("run {} (resume it after an interruption with `weft runs resume {}`)", handle.run_id, handle.run_id);
+        let line = format!(
+            "run {} (resume it after an interruption with `weft runs resume {}`)\n",
+            handle.run_id, handle.run_id
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
     watch(handle, quiet, output, total).await
 }
@@ -485,7 +489,11 @@ pub(crate) async fn watch(
     while let Some(event) = handle.events.recv().await {
         match &mut live {
             Some(view) => view.update(&event, started),
-            None if !quiet => eprintln!("[{:>8.3}s] {}", started.elapsed().as_secs_f64(), describe_event(&event)),
+            // Progress is best effort: a closed stderr must not stop the run.
+            None if !quiet => {
+                let line = format!("[{:>8.3}s] {}\n", started.elapsed().as_secs_f64(), describe_event(&event));
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            }
             None => {}
         }
     }
@@ -595,7 +603,7 @@ impl LiveView {
             out.push_str(&format!("\x1b[{extra}A"));
         }
         self.drawn = lines.len();
-        eprint!("{out}");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), out.as_bytes());
     }
 }
 

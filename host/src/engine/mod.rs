@@ -389,7 +389,8 @@ impl Engine {
             workflow: wf.name.clone(),
             workflow_path: wf.source.as_ref().map(|p| p.display().to_string()),
             definition: wf.definition.to_string(),
-            base_dir: wf.base_dir.display().to_string(),
+            // Absolute, so that a resume from another directory finds the components.
+            base_dir: std::fs::canonicalize(&wf.base_dir).unwrap_or_else(|_| wf.base_dir.clone()).display().to_string(),
             input: serde_json::to_value(&stored_input).unwrap_or(Value::Null),
             options: serde_json::to_value(StoredOptions {
                 environment: opts.environment,
@@ -424,6 +425,13 @@ impl Engine {
         if record.status != ExecutionStatus::Running {
             return Err(StartError::Finished { run_id: run_id.into(), status: record.status });
         }
+        if active_runs().contains(run_id) {
+            return Err(StartError::Store(StoreError::Owned {
+                run_id: run_id.into(),
+                owner: format!("{} (this process)", self.owner),
+                remaining_ms: self.lease_ms,
+            }));
+        }
         let steal = owner_is_dead(&record.run.owner).then_some(record.run.owner.as_str());
         self.store.claim(run_id, &self.owner, self.lease_ms, now_ms(), steal).await?;
         let run = self.rebuild(&record, opts).await?;
@@ -446,6 +454,8 @@ impl Engine {
         for r in runs.into_iter().rev() {
             match self.resume(&r.run_id, opts.clone()).await {
                 Ok(h) => ok.push(h),
+                // Driven by a live process, or finished meanwhile: not interrupted.
+                Err(StartError::Store(StoreError::Owned { .. }) | StartError::Finished { .. }) => {}
                 Err(e) => failed.push((r.run_id, e)),
             }
         }
@@ -458,8 +468,12 @@ impl Engine {
     pub async fn replay(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
         let record = self.store.get_run(run_id).await?;
         let journal = self.store.journal(run_id).await?;
+        // Refuse before anything is written (changed components, a workflow
+        // that no longer loads): a refused replay leaves no new run behind.
+        self.rebuild(&record, opts.clone()).await?;
         let mut completed = std::collections::HashSet::new();
         let mut failed = std::collections::HashSet::new();
+        let mut kept_final = std::collections::HashSet::new();
         for j in &journal {
             match &j.entry {
                 JournalEntry::StepCompleted { step_id, .. } => {
@@ -467,6 +481,17 @@ impl Engine {
                 }
                 JournalEntry::StepFailed { step_id, tolerated: false, .. } => {
                     failed.insert(step_id.clone());
+                }
+                // Decisions that stand: tolerated failures and skips by `when`.
+                JournalEntry::StepFailed { step_id, tolerated: true, .. } => {
+                    kept_final.insert(step_id.clone());
+                }
+                JournalEntry::StepSkipped { step_id, reason } if reason.starts_with("`when` is false") => {
+                    kept_final.insert(step_id.clone());
+                }
+                // An undone effect is not done: it runs again.
+                JournalEntry::CompensationFinished { step_id, ok: true, .. } => {
+                    completed.remove(step_id);
                 }
                 _ => {}
             }
@@ -478,6 +503,8 @@ impl Engine {
                 JournalEntry::AttemptStarted { step_id, .. }
                 | JournalEntry::AttemptFinished { step_id, .. }
                 | JournalEntry::StepCompleted { step_id, .. } => completed.contains(step_id),
+                JournalEntry::StepFailed { step_id, tolerated: true, .. }
+                | JournalEntry::StepSkipped { step_id, .. } => kept_final.contains(step_id),
                 _ => false,
             };
             if keep {
@@ -541,7 +568,7 @@ impl Engine {
         for j in self.store.journal(&spec.run_id).await? {
             run.apply(&j.entry);
         }
-        if opts.cancelled {
+        if opts.cancelled || record.cancel_requested {
             run.cancel.cancel();
         }
         Ok(run)
@@ -559,6 +586,28 @@ impl Engine {
         let run_id = run.ids.run_id.clone();
         let task = tokio::spawn(run.drive());
         RunHandle { run_id, events: rx, cancel, task }
+    }
+}
+
+/// The runs this process is driving now (so that it never drives one twice).
+fn active_runs() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
+    static ACTIVE: std::sync::OnceLock<Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    ACTIVE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Marks a run as driven by this process for as long as it lives.
+struct ActiveRun(String);
+
+impl ActiveRun {
+    fn enter(run_id: &str) -> Self {
+        active_runs().insert(run_id.to_string());
+        Self(run_id.to_string())
+    }
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        active_runs().remove(&self.0);
     }
 }
 
@@ -1116,6 +1165,8 @@ impl Run {
 
     async fn drive(mut self) -> RunOutput {
         self.emit(RunEvent::RunStarted { run_id: self.ids.run_id.clone(), workflow: self.wf.name.clone() });
+        // Removed on every exit, also when the task is dropped mid-run.
+        let _active = ActiveRun::enter(&self.ids.run_id);
         let heartbeat = self.heartbeat();
         let out = self.drive_inner().await;
         heartbeat.abort();
@@ -1224,7 +1275,20 @@ impl Run {
 
         'outer: loop {
             while running + launches.len() < limit && stop.is_none() {
+                // Nothing new starts once the run is cancelled or out of time.
+                if self.cancel.is_cancelled() {
+                    stop = Some(Stop::Cancelled);
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    stop = Some(Stop::TimedOut);
+                    break;
+                }
                 let Some(std::cmp::Reverse((_, i))) = ready.pop() else { break };
+                // Already final (a replay keeps some steps' results): never again.
+                if self.state[i].is_final() {
+                    continue;
+                }
                 // A step that was in flight when the run was interrupted runs
                 // again with its journaled input and the next attempt number.
                 if self.state[i] == State::Running

@@ -108,6 +108,9 @@ impl RunStore for MemoryStore {
         if record.run.owner != owner {
             return ready(Err(StoreError::LeaseLost(run_id.into())));
         }
+        if record.status != ExecutionStatus::Running {
+            return ready(Err(StoreError::Finished(run_id.into())));
+        }
         let finished = finished_in(&entries).cloned();
         let dead = dead_letter_in(&entries).map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
         push(journal, entries);
@@ -194,6 +197,9 @@ impl RunStore for MemoryStore {
         let Some((r, _, _)) = g.runs.get_mut(run_id) else {
             return ready(Err(StoreError::NotFound(run_id.into())));
         };
+        if r.status != ExecutionStatus::Running {
+            return ready(Err(StoreError::Finished(run_id.into())));
+        }
         let free = r.lease_until_ms <= now_ms || r.run.owner == owner || steal_from.is_some_and(|s| s == r.run.owner);
         if !free {
             return ready(Err(StoreError::Owned {

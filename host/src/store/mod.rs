@@ -50,6 +50,9 @@ pub enum StoreError {
         /// How long the lease still runs.
         remaining_ms: u64,
     },
+    /// The run has finished: it cannot be claimed or driven again.
+    #[error("run `{0}` has already finished; `weft runs show {0}` shows how")]
+    Finished(String),
     /// This process no longer holds the run's lease (another took it over).
     #[error("run `{0}` is no longer owned by this process: its lease was taken over; stopping without writing")]
     LeaseLost(String),

@@ -100,7 +100,8 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| StoreError::Backend(format!("cannot open the database {shown}: {e}")))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        // Well under the 10 s lease: a writer never waits long enough to lose it.
+        conn.busy_timeout(Duration::from_secs(3))?;
         let not_sqlite = |e: rusqlite::Error| {
             StoreError::Incompatible(format!(
                 "{shown} is not a Weft database (SQLite says: {e}); pass another path with --db or WEFT_DB"
@@ -244,14 +245,17 @@ impl RunStore for SqliteStore {
         let r = (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Option<(String, String)> = tx
-                .query_row("SELECT owner, workflow FROM runs WHERE run_id = ?1", [run_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+            let current: Option<(String, String, String)> = tx
+                .query_row("SELECT owner, workflow, status FROM runs WHERE run_id = ?1", [run_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            let Some((current, workflow)) = current else { return Err(StoreError::NotFound(run_id.into())) };
+            let Some((current, workflow, status)) = current else { return Err(StoreError::NotFound(run_id.into())) };
             if current != owner {
                 return Err(StoreError::LeaseLost(run_id.into()));
+            }
+            if status != "running" {
+                return Err(StoreError::Finished(run_id.into()));
             }
             Self::insert_entries(&tx, run_id, &entries)?;
             let now = now_rfc3339();
@@ -384,12 +388,15 @@ impl RunStore for SqliteStore {
         let r = (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let row: Option<(String, u64)> = tx
-                .query_row("SELECT owner, lease_until_ms FROM runs WHERE run_id = ?1", [run_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+            let row: Option<(String, u64, String)> = tx
+                .query_row("SELECT owner, lease_until_ms, status FROM runs WHERE run_id = ?1", [run_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            let Some((current, until)) = row else { return Err(StoreError::NotFound(run_id.into())) };
+            let Some((current, until, status)) = row else { return Err(StoreError::NotFound(run_id.into())) };
+            if status != "running" {
+                return Err(StoreError::Finished(run_id.into()));
+            }
             let free = until <= now_ms || current == owner || steal_from.is_some_and(|s| s == current);
             if !free {
                 return Err(StoreError::Owned { run_id: run_id.into(), owner: current, remaining_ms: until - now_ms });
@@ -430,16 +437,15 @@ impl RunStore for SqliteStore {
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool> {
         let r = (|| {
             let c = self.lock();
-            let status: Option<String> =
-                c.query_row("SELECT status FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0)).optional()?;
-            match status.as_deref() {
-                None => Err(StoreError::NotFound(run_id.into())),
-                Some("running") => {
-                    c.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1", [run_id])?;
-                    Ok(true)
-                }
-                Some(_) => Ok(false),
+            // One statement: a run that finishes meanwhile is not flagged.
+            let n =
+                c.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1 AND status = 'running'", [run_id])?;
+            if n > 0 {
+                return Ok(true);
             }
+            let exists: bool =
+                c.query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE run_id = ?1)", [run_id], |r| r.get(0))?;
+            if exists { Ok(false) } else { Err(StoreError::NotFound(run_id.into())) }
         })();
         ready(r)
     }
