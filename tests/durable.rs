@@ -407,3 +407,43 @@ fn cancelling_an_orphaned_run_stops_it_here_without_starting_any_step() {
     assert_eq!(started_after.count(), 0, "a cancelled run starts nothing");
     assert_eq!(rt.block_on(store.get_run(&id)).unwrap().status, ExecutionStatus::Cancelled);
 }
+
+#[test]
+fn a_replay_redoes_effects_that_compensation_undid() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let charge = dir.path().join("charge.wasm");
+    std::fs::copy(common::plugin("flaky"), &charge).unwrap();
+    let wf = dir.path().join("saga.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: saga, version: 1.0.0}}\n\
+             workflow_metadata: {{workflow_name: saga, execution_mode: sequential}}\n\
+             coordination_rules: {{dead_letter_queue_enabled: true, failure_recovery_strategy: compensate}}\n\
+             execution_graph:\n  nodes:\n\
+             \x20   - {{node_id: book, node_type: effect, component: \"{}\", compensate: true, input: {{kind: \"'book'\"}}}}\n\
+             \x20   - {{node_id: charge, node_type: compute, component: \"{}\", depends_on: [book], retry_count: 0, \
+             input: {{fail_until_attempt: \"99\", error: \"'fatal'\"}}}}\n",
+            common::plugin("ledger").display(),
+            charge.display()
+        ),
+    )
+    .unwrap();
+    let out = weft(&db, &["run", wf.to_str().unwrap(), "--output", "json", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let failed = json_of(&out);
+    assert_eq!(failed["output_variables"]["compensation"][0]["status"], "compensated", "{failed}");
+    let id = failed["output_variables"]["run"]["run_id"].as_str().unwrap().to_string();
+
+    std::fs::copy(common::plugin("counter"), &charge).unwrap();
+    let replay = weft(&db, &["dlq", "replay", &id, "--upgrade", "--output", "json", "-q"]).output().unwrap();
+    assert_eq!(replay.status.code(), Some(0), "{}", String::from_utf8_lossy(&replay.stderr));
+    let out = json_of(&replay);
+    assert_eq!(out["completed_steps"], json!(["book", "charge"]));
+    // The booking was undone, so the replay booked again: a new ledger entry
+    // (its id derives from the new run's idempotency key).
+    let (old, new) = (&failed["step_outputs"]["book"]["entry_id"], &out["step_outputs"]["book"]["entry_id"]);
+    assert!(old.is_string() && new.is_string());
+    assert_ne!(old, new, "the compensated effect ran again");
+}
