@@ -650,24 +650,42 @@ struct StepResult {
 /// every core), or one future polled in place when steps run one at a time
 /// (no hand-off between threads per step).
 enum InFlight {
-    Spawned(JoinSet<StepResult>),
+    /// The tasks, and which step each task runs.
+    Spawned(JoinSet<StepResult>, HashMap<tokio::task::Id, usize>),
     Inline(Option<Pin<Box<dyn Future<Output = StepResult> + Send>>>),
 }
 
+/// A step task that ended without a result (it panicked): its step, if known.
+type Abnormal = (Option<usize>, String);
+
 impl InFlight {
-    fn push(&mut self, f: impl Future<Output = StepResult> + Send + 'static) {
+    fn push(&mut self, i: usize, f: impl Future<Output = StepResult> + Send + 'static) {
         match self {
-            Self::Spawned(set) => {
-                set.spawn(f);
+            Self::Spawned(set, ids) => {
+                let handle = set.spawn(f);
+                ids.insert(handle.id(), i);
             }
             Self::Inline(slot) => *slot = Some(Box::pin(f)),
         }
     }
 
+    fn joined(
+        ids: &mut HashMap<tokio::task::Id, usize>,
+        r: Result<(tokio::task::Id, StepResult), tokio::task::JoinError>,
+    ) -> Result<StepResult, Abnormal> {
+        match r {
+            Ok((id, result)) => {
+                ids.remove(&id);
+                Ok(result)
+            }
+            Err(e) => Err((ids.remove(&e.id()), e.to_string())),
+        }
+    }
+
     /// The next finished step; `Err` when a spawned task panicked.
-    async fn next(&mut self) -> Option<Result<StepResult, String>> {
+    async fn next(&mut self) -> Option<Result<StepResult, Abnormal>> {
         match self {
-            Self::Spawned(set) => set.join_next().await.map(|r| r.map_err(|e| e.to_string())),
+            Self::Spawned(set, ids) => set.join_next_with_id().await.map(|r| Self::joined(ids, r)),
             Self::Inline(slot) => {
                 let f = slot.as_mut()?;
                 let r = f.as_mut().await;
@@ -678,9 +696,9 @@ impl InFlight {
     }
 
     /// A step that has already finished, without waiting.
-    fn try_next(&mut self) -> Option<Result<StepResult, String>> {
+    fn try_next(&mut self) -> Option<Result<StepResult, Abnormal>> {
         match self {
-            Self::Spawned(set) => set.try_join_next().map(|r| r.map_err(|e| e.to_string())),
+            Self::Spawned(set, ids) => set.try_join_next_with_id().map(|r| Self::joined(ids, r)),
             Self::Inline(_) => None,
         }
     }
@@ -688,9 +706,10 @@ impl InFlight {
     /// Interrupts every step in flight.
     async fn abort(&mut self) {
         match self {
-            Self::Spawned(set) => {
+            Self::Spawned(set, ids) => {
                 set.abort_all();
                 while set.join_next().await.is_some() {}
+                ids.clear();
             }
             Self::Inline(slot) => *slot = None,
         }
@@ -730,6 +749,8 @@ struct Run {
     parallel_executions: u64,
     compensation: Vec<Value>,
     compensated: Vec<bool>,
+    /// How many times compensation of each step began (a crash may interrupt one).
+    compensation_starts: Vec<u32>,
     /// Set once the run stopped scheduling (journaled `run_stopping`).
     stopping: Option<ExecutionStatus>,
     /// Entries applied but not yet written.
@@ -793,6 +814,7 @@ impl Run {
             parallel_executions: 0,
             compensation: Vec::new(),
             compensated: vec![false; n],
+            compensation_starts: vec![0; n],
             stopping: None,
             pending: Vec::new(),
             started_ms: now_ms(),
@@ -869,9 +891,13 @@ impl Run {
                 self.state[i] = State::Skipped;
                 self.skipped.push(i);
             }
-            (JournalEntry::RunStopping { status, errors }, _) => {
+            (JournalEntry::RunStopping { status, errors, parallel_executions }, _) => {
                 self.errors.extend(errors.iter().cloned());
                 self.stopping = Some(*status);
+                self.parallel_executions = self.parallel_executions.max(*parallel_executions);
+            }
+            (JournalEntry::CompensationStarted { .. }, Some(i)) => {
+                self.compensation_starts[i] += 1;
             }
             (JournalEntry::CompensationFinished { step_id, ok, attempts, error }, Some(i)) => {
                 self.compensated[i] = true;
@@ -1258,7 +1284,7 @@ impl Run {
         let mut tasks = if self.config.max_parallel_steps <= 1 {
             InFlight::Inline(None)
         } else {
-            InFlight::Spawned(JoinSet::new())
+            InFlight::Spawned(JoinSet::new(), HashMap::new())
         };
         // Both are created once: a fresh timer per loop turn costs as much as a step.
         let sleep = tokio::time::sleep_until(deadline);
@@ -1342,7 +1368,7 @@ impl Run {
             let launched = launches.len();
             for (i, input, attempt) in launches.drain(..) {
                 let task = self.step_task(i, input, rounds, attempt);
-                tasks.push(task);
+                tasks.push(i, task);
                 running += 1;
             }
             if launched > 0 && self.config.execution_mode == crate::workflow::ExecutionMode::Parallel {
@@ -1385,7 +1411,12 @@ impl Run {
                                     }
                                 }
                             }
-                            Err(e) => {
+                            // Journaled as the step's failure, so a resume sees the same run.
+                            Err((Some(i), e)) => {
+                                self.fail_step(i, "internal", format!("the step's task ended abnormally: {e}"));
+                                stop = Some(Stop::Failed);
+                            }
+                            Err((None, e)) => {
                                 self.errors.push(ErrorRecord {
                                     step_id: "workflow".into(),
                                     error_type: "internal".into(),
@@ -1464,7 +1495,11 @@ impl Run {
                 self.emit(RunEvent::StepSkipped { step_id: id(i), reason: reason.into() });
             }
         }
-        self.record(JournalEntry::RunStopping { status, errors: run_errors });
+        self.record(JournalEntry::RunStopping {
+            status,
+            errors: run_errors,
+            parallel_executions: self.parallel_executions,
+        });
         self.flush().await?;
         Ok(status)
     }
@@ -1545,10 +1580,13 @@ impl Run {
             let output = self.outputs[i].clone().unwrap_or(Value::Null);
             let mut attempts = 0;
             let mut last_error = None;
+            // After a crash mid-compensation, attempt numbers go on from where
+            // the interrupted round's could have reached.
+            let base = (self.compensation_starts[i].saturating_sub(1)) * policy.max_attempts.max(1);
             for attempt in 1..=policy.max_attempts.max(1) {
                 attempts = attempt;
                 let call = StepCall {
-                    ctx: self.ctx(&node, attempt),
+                    ctx: self.ctx(&node, base + attempt),
                     input: input.clone(),
                     kind: CallKind::Compensate { output: output.clone() },
                 };

@@ -230,6 +230,9 @@ pub enum JournalEntry {
         status: ExecutionStatus,
         /// Run-level errors (timeout, cancel).
         errors: Vec<ErrorRecord>,
+        /// Parallel batches launched so far (for the output after a resume).
+        #[serde(default)]
+        parallel_executions: u64,
     },
     /// Compensation of a step is about to run.
     CompensationStarted {
