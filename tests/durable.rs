@@ -447,3 +447,119 @@ fn a_replay_redoes_effects_that_compensation_undid() {
     assert!(old.is_string() && new.is_string());
     assert_ne!(old, new, "the compensated effect ran again");
 }
+
+/// A store that fails every append after the first `ok` ones (a full disk, say).
+struct FailingStore {
+    inner: weft::store::MemoryStore,
+    ok: std::sync::atomic::AtomicUsize,
+}
+
+impl RunStore for FailingStore {
+    fn info(&self) -> weft::store::StoreFuture<'_, weft::store::StoreInfo> {
+        self.inner.info()
+    }
+    fn create_run<'a>(
+        &'a self,
+        run: &'a weft::store::NewRun,
+        first: &'a [JournalEntry],
+    ) -> weft::store::StoreFuture<'a, ()> {
+        self.inner.create_run(run, first)
+    }
+    fn append<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        entries: Vec<JournalEntry>,
+    ) -> weft::store::StoreFuture<'a, ()> {
+        let left =
+            self.ok.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            });
+        if left.is_err() {
+            return Box::pin(std::future::ready(Err(weft::store::StoreError::Backend("disk full".into()))));
+        }
+        self.inner.append(run_id, owner, entries)
+    }
+    fn journal<'a>(&'a self, run_id: &'a str) -> weft::store::StoreFuture<'a, Vec<weft::store::Journaled>> {
+        self.inner.journal(run_id)
+    }
+    fn get_run<'a>(&'a self, run_id: &'a str) -> weft::store::StoreFuture<'a, weft::store::RunRecord> {
+        self.inner.get_run(run_id)
+    }
+    fn list_runs<'a>(
+        &'a self,
+        filter: &'a weft::store::RunFilter,
+    ) -> weft::store::StoreFuture<'a, Vec<weft::store::RunSummary>> {
+        self.inner.list_runs(filter)
+    }
+    fn claim<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        lease_ms: u64,
+        now_ms: u64,
+        steal_from: Option<&'a str>,
+    ) -> weft::store::StoreFuture<'a, ()> {
+        self.inner.claim(run_id, owner, lease_ms, now_ms, steal_from)
+    }
+    fn heartbeat<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a str,
+        lease_ms: u64,
+        now_ms: u64,
+    ) -> weft::store::StoreFuture<'a, bool> {
+        self.inner.heartbeat(run_id, owner, lease_ms, now_ms)
+    }
+    fn request_cancel<'a>(&'a self, run_id: &'a str) -> weft::store::StoreFuture<'a, bool> {
+        self.inner.request_cancel(run_id)
+    }
+    fn dlq_list(&self) -> weft::store::StoreFuture<'_, Vec<weft::store::DlqEntry>> {
+        self.inner.dlq_list()
+    }
+    fn dlq_mark_replayed<'a>(&'a self, run_id: &'a str, new_run_id: &'a str) -> weft::store::StoreFuture<'a, ()> {
+        self.inner.dlq_mark_replayed(run_id, new_run_id)
+    }
+    fn breaker_load<'a>(
+        &'a self,
+        component: &'a str,
+    ) -> weft::store::StoreFuture<'a, Option<weft::store::BreakerRecord>> {
+        self.inner.breaker_load(component)
+    }
+    fn breaker_cas<'a>(
+        &'a self,
+        component: &'a str,
+        expected: u64,
+        next: &'a weft::store::BreakerRecord,
+    ) -> weft::store::StoreFuture<'a, bool> {
+        self.inner.breaker_cas(component, expected, next)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_be_written_stops_the_run_resumably() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = load(&chain(dir.path(), "full-disk", &common::plugin("counter"), 5, ""));
+    let store = Arc::new(FailingStore { inner: weft::store::MemoryStore::new(), ok: 2.into() });
+    let sandbox =
+        Sandbox::new(SandboxConfig { cache_dir: Some(common::temp_cache("durable")), ..SandboxConfig::default() })
+            .unwrap();
+    let engine = Engine::new(Arc::new(SandboxExecutor::new(Arc::new(sandbox)))).with_store(store.clone());
+    let out = engine.run(wf, &input(json!({"context": {"count": 0}})), RunOptions::default()).await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    let err = out.errors.last().unwrap();
+    assert_eq!(err.error_type, "store");
+    assert!(err.message.contains("disk full") && err.message.contains("weft runs resume"), "{}", err.message);
+    // Two commits got through: s01 scheduled, then s01 completed with s02 scheduled.
+    // Nothing after the failed write ran, and the run is still resumable.
+    let id = out.output_variables["run"]["run_id"].as_str().unwrap().to_string();
+    let record = store.get_run(&id).await.unwrap();
+    assert_eq!(record.status, ExecutionStatus::Running);
+    let journal = store.journal(&id).await.unwrap();
+    assert!(attempts_started(&journal, "s03").is_empty(), "no step started after the failed write");
+    store.ok.store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    let out = engine.resume(&id, ResumeOptions::default()).await.unwrap().wait().await;
+    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);
+    assert_eq!(out.step_outputs["s05"]["count"], 5);
+    assert_eq!(attempts_started(&store.journal(&id).await.unwrap(), "s01"), [1], "s01 was not run again");
+}
