@@ -1,7 +1,7 @@
 //! `weft runs`, `weft resume`, `weft dlq` and `weft health`: the commands on
 //! the run store.
 
-use crate::{HostArgs, usage, watch};
+use crate::{HostArgs, print_json, run_exit_code, usage, watch};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -164,7 +164,8 @@ impl DriveArgs {
     }
 }
 
-fn start_error(e: StartError) -> anyhow::Error {
+/// A run that could not start or resume: the caller's mistake (exit 2) unless the store failed.
+pub fn start_error(e: StartError) -> anyhow::Error {
     match e {
         StartError::Store(StoreError::Backend(_)) => anyhow::Error::new(e),
         other => usage(other.to_string()),
@@ -181,13 +182,10 @@ fn store_error(e: StoreError) -> anyhow::Error {
 }
 
 fn parse_status(s: &str) -> anyhow::Result<ExecutionStatus> {
-    serde_json::from_value(Value::String(s.to_string())).map_err(|_| {
-        usage(format!("--status `{s}` is not one of pending, running, paused, completed, failed, cancelled"))
+    ExecutionStatus::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = ExecutionStatus::ALL.iter().map(|v| v.as_str()).collect();
+        usage(format!("--status `{s}` is not one of {}", names.join(", ")))
     })
-}
-
-fn status_str(s: ExecutionStatus) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 /// Runs a `weft runs` command.
@@ -207,7 +205,7 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "{:<36}  {:<10}  {:<24}  {:<24}  {}",
                         r.run_id,
-                        status_str(r.status),
+                        r.status.as_str(),
                         r.created_at,
                         r.updated_at,
                         r.workflow
@@ -316,7 +314,7 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             let store = engine.store().clone();
             let record = store.get_run(&id).await.map_err(store_error)?;
             if !store.request_cancel(&id).await.map_err(store_error)? {
-                eprintln!("run {id} has already finished ({})", status_str(record.status));
+                eprintln!("run {id} has already finished ({})", record.status.as_str());
                 return Ok(ExitCode::SUCCESS);
             }
             let orphaned = record.lease_until_ms <= now_ms() || owner_is_dead(&record.run.owner);
@@ -331,17 +329,8 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             loop {
                 let r = store.get_run(&id).await.map_err(store_error)?;
                 if let Some(out) = r.output {
-                    let text = if run.output == "json" {
-                        serde_json::to_string(&out)?
-                    } else {
-                        serde_json::to_string_pretty(&out)?
-                    };
-                    println!("{text}");
-                    return Ok(ExitCode::from(match out.execution_status {
-                        ExecutionStatus::Completed => 0,
-                        ExecutionStatus::Cancelled => 4,
-                        _ => 3,
-                    }));
+                    print_json(&out, &run.output)?;
+                    return Ok(ExitCode::from(run_exit_code(out.execution_status)));
                 }
                 if std::time::Instant::now() >= deadline {
                     eprintln!("run {id} has not stopped within {wait_ms} ms; the cancel request stays recorded");
@@ -376,18 +365,12 @@ pub async fn resume_all(run: DriveArgs) -> anyhow::Result<ExitCode> {
         let id = h.run_id.clone();
         let out = h.wait().await;
         if !run.quiet {
-            eprintln!("run {id}: {}", status_str(out.execution_status));
+            eprintln!("run {id}: {}", out.execution_status.as_str());
         }
-        worst = worst.max(match out.execution_status {
-            ExecutionStatus::Completed => 0,
-            ExecutionStatus::Cancelled => 4,
-            _ => 3,
-        });
+        worst = worst.max(run_exit_code(out.execution_status));
         outputs.push(out);
     }
-    let text =
-        if run.output == "json" { serde_json::to_string(&outputs)? } else { serde_json::to_string_pretty(&outputs)? };
-    println!("{text}");
+    print_json(&outputs, &run.output)?;
     if !failed.is_empty() && worst == 0 {
         worst = 1;
     }

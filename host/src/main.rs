@@ -455,10 +455,7 @@ async fn run(
     let total = wf.nodes.len();
     let engine = Engine::new(executor).with_store(store.open()?);
     let opts = RunOptions { environment, jitter_seed, ..RunOptions::default() };
-    let handle = engine.start(wf, &run_input, opts).await.map_err(|e| match e {
-        weft::engine::StartError::Store(weft::store::StoreError::Backend(_)) => anyhow::Error::new(e),
-        other => usage(other.to_string()),
-    })?;
+    let handle = engine.start(wf, &run_input, opts).await.map_err(durable::start_error)?;
     if !quiet {
         let line = format!(
             "run {} (resume it after an interruption with `weft runs resume {}`)\n",
@@ -501,13 +498,24 @@ pub(crate) async fn watch(
         view.draw(true);
     }
     let out = handle.wait().await;
-    let text = if output == "json" { serde_json::to_string(&out)? } else { serde_json::to_string_pretty(&out)? };
-    println!("{text}");
-    Ok(ExitCode::from(match out.execution_status {
+    print_json(&out, output)?;
+    Ok(ExitCode::from(run_exit_code(out.execution_status)))
+}
+
+/// The exit code of a command that ends with a run: 0 completed, 4 cancelled, 3 otherwise.
+pub(crate) fn run_exit_code(status: ExecutionStatus) -> u8 {
+    match status {
         ExecutionStatus::Completed => 0,
         ExecutionStatus::Cancelled => 4,
         _ => 3,
-    }))
+    }
+}
+
+/// Prints `value` on stdout as one line (`json`) or indented (`pretty`).
+pub(crate) fn print_json(value: &impl serde::Serialize, output: &str) -> anyhow::Result<()> {
+    let text = if output == "json" { serde_json::to_string(value)? } else { serde_json::to_string_pretty(value)? };
+    println!("{text}");
+    Ok(())
 }
 
 /// The live view of a run on a terminal: counts, the steps running now, and

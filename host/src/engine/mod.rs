@@ -277,7 +277,7 @@ pub enum StartError {
     #[error("the run's journaled workflow does not load any more:\n{0}")]
     Workflow(String),
     /// The run has already finished.
-    #[error("run `{run_id}` has already finished with status {status:?}; nothing to resume")]
+    #[error("run `{run_id}` has already finished with status `{}`; nothing to resume", .status.as_str())]
     Finished {
         /// The run.
         run_id: String,
@@ -1271,7 +1271,7 @@ impl Run {
         // On resume, final steps are done and count as met dependencies.
         let mut waiting: Vec<usize> =
             (0..n).map(|i| self.wf.dependencies[i].iter().filter(|&&d| !self.state[d].is_final()).count()).collect();
-        let mut ready: BinaryHeap<std::cmp::Reverse<(usize, usize)>> = (0..n)
+        let mut ready: ReadyQueue = (0..n)
             .filter(|&i| waiting[i] == 0 && !self.state[i].is_final())
             .map(|i| std::cmp::Reverse((topo_pos[i], i)))
             .collect();
@@ -1352,13 +1352,7 @@ impl Run {
                     }
                 }
                 // Final without running: its dependents may be ready now.
-                let wf = self.wf.clone();
-                for &d in &wf.dependents[i] {
-                    waiting[d] -= 1;
-                    if waiting[d] == 0 {
-                        ready.push(std::cmp::Reverse((topo_pos[d], d)));
-                    }
-                }
+                release(&self.wf, i, &mut waiting, &mut ready, &topo_pos);
             }
             // Every transition so far is durable before any step it enables starts.
             if let Err(message) = self.flush().await {
@@ -1403,13 +1397,7 @@ impl Run {
                                 if self.finish_step(result) {
                                     stop = Some(Stop::Failed);
                                 }
-                                let wf = self.wf.clone();
-                                for &d in &wf.dependents[i] {
-                                    waiting[d] -= 1;
-                                    if waiting[d] == 0 {
-                                        ready.push(std::cmp::Reverse((topo_pos[d], d)));
-                                    }
-                                }
+                                release(&self.wf, i, &mut waiting, &mut ready, &topo_pos);
                             }
                             // Journaled as the step's failure, so a resume sees the same run.
                             Err((Some(i), e)) => {
@@ -1691,6 +1679,20 @@ impl Run {
             errors: self.errors.clone(),
             metrics,
             parallel_executions: self.parallel_executions,
+        }
+    }
+}
+
+/// The ready queue: steps by topological position.
+type ReadyQueue = BinaryHeap<std::cmp::Reverse<(usize, usize)>>;
+
+/// Node `i` is final: every dependent it was the last unfinished dependency of
+/// becomes ready.
+fn release(wf: &Workflow, i: usize, waiting: &mut [usize], ready: &mut ReadyQueue, topo_pos: &[usize]) {
+    for &d in &wf.dependents[i] {
+        waiting[d] -= 1;
+        if waiting[d] == 0 {
+            ready.push(std::cmp::Reverse((topo_pos[d], d)));
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{
     BreakerRecord, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary, StoreError,
-    StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339,
+    StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, ready,
 };
 use crate::engine::ExecutionStatus;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -52,15 +52,10 @@ impl MemoryStore {
     }
 }
 
-fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
-    Box::pin(std::future::ready(r))
-}
-
-fn push(journal: &mut Vec<Journaled>, entries: impl IntoIterator<Item = JournalEntry>) {
-    let at = now_rfc3339();
+fn push(journal: &mut Vec<Journaled>, entries: impl IntoIterator<Item = JournalEntry>, at: &str) {
     for entry in entries {
         let seq = journal.len() as u64 + 1;
-        journal.push(Journaled { seq, at: at.clone(), entry });
+        journal.push(Journaled { seq, at: at.to_string(), entry });
     }
 }
 
@@ -91,8 +86,8 @@ impl RunStore for MemoryStore {
             lease_until_ms: now_ms().saturating_add(run.lease_ms),
         };
         let mut journal = Vec::new();
-        push(&mut journal, [JournalEntry::RunCreated { start_time: now }]);
-        push(&mut journal, first.iter().cloned());
+        push(&mut journal, [JournalEntry::RunCreated { start_time: now.clone() }], &now);
+        push(&mut journal, first.iter().cloned(), &now);
         g.created += 1;
         let n = g.created;
         g.runs.insert(run.run_id.clone(), (record, journal, n));
@@ -113,8 +108,9 @@ impl RunStore for MemoryStore {
         }
         let finished = finished_in(&entries).cloned();
         let dead = dead_letter_in(&entries).map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
-        push(journal, entries);
-        record.updated_at = now_rfc3339();
+        let now = now_rfc3339();
+        push(journal, entries, &now);
+        record.updated_at = now;
         if let Some(out) = finished {
             record.status = out.execution_status;
             record.output = Some(out);

@@ -496,11 +496,11 @@ fn dead_letter_in(entries: &[JournalEntry]) -> Option<(&str, &str, &str)> {
     })
 }
 
-fn status_name(s: ExecutionStatus) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| "unknown".into())
+fn parse_status(s: &str) -> Result<ExecutionStatus, StoreError> {
+    ExecutionStatus::parse(s).ok_or_else(|| StoreError::Backend(format!("a stored run has the unknown status `{s}`")))
 }
 
-fn parse_status(s: &str) -> Result<ExecutionStatus, StoreError> {
-    serde_json::from_value(Value::String(s.to_string()))
-        .map_err(|_| StoreError::Backend(format!("a stored run has the unknown status `{s}`")))
+/// A store call whose work is already done.
+fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(r))
 }

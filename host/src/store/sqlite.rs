@@ -6,8 +6,9 @@
 
 use super::{
     BreakerRecord, BreakerState, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary,
-    StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, parse_status, status_name,
+    StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, parse_status, ready,
 };
+use crate::engine::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -188,10 +189,6 @@ impl SqliteStore {
     }
 }
 
-fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
-    Box::pin(std::future::ready(r))
-}
-
 impl RunStore for SqliteStore {
     fn info(&self) -> StoreFuture<'_, StoreInfo> {
         let r = (|| {
@@ -264,7 +261,7 @@ impl RunStore for SqliteStore {
                     tx.execute(
                         "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0 \
                          WHERE run_id = ?1",
-                        params![run_id, status_name(out.execution_status), serde_json::to_string(out)?, now],
+                        params![run_id, out.execution_status.as_str(), serde_json::to_string(out)?, now],
                     )?;
                 }
                 None => {
@@ -342,7 +339,7 @@ impl RunStore for SqliteStore {
     fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> StoreFuture<'a, Vec<RunSummary>> {
         let r = (|| {
             let c = self.lock();
-            let status = filter.status.map(status_name);
+            let status = filter.status.map(ExecutionStatus::as_str);
             let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
             let mut stmt = c.prepare(
                 "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms FROM runs \
