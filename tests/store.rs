@@ -113,10 +113,10 @@ async fn writes_are_fenced_by_the_lease(s: Arc<dyn RunStore>) {
 async fn finishing_sets_status_output_and_frees_the_lease(s: Arc<dyn RunStore>) {
     s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
     let out = output(ExecutionStatus::Completed);
-    s.append("r1", "me", vec![JournalEntry::RunFinished { output: Box::new(out.clone()) }]).await.unwrap();
+    s.append("r1", "me", vec![JournalEntry::RunFinished { output: std::sync::Arc::new(out.clone()) }]).await.unwrap();
     let r = s.get_run("r1").await.unwrap();
     assert_eq!(r.status, ExecutionStatus::Completed);
-    assert_eq!(r.output, Some(out));
+    assert_eq!(r.output.as_deref(), Some(&out));
     assert_eq!(r.lease_until_ms, 0);
     let listed = s.list_runs(&RunFilter::default()).await.unwrap();
     assert_eq!(listed[0].owner, None);
@@ -139,9 +139,13 @@ async fn listing_filters_and_orders_newest_first(s: Arc<dyn RunStore>) {
     for (id, wf) in [("r1", "alpha"), ("r2", "beta"), ("r3", "alpha")] {
         s.create_run(&new_run(id, wf, "me"), &[]).await.unwrap();
     }
-    s.append("r1", "me", vec![JournalEntry::RunFinished { output: Box::new(output(ExecutionStatus::Failed)) }])
-        .await
-        .unwrap();
+    s.append(
+        "r1",
+        "me",
+        vec![JournalEntry::RunFinished { output: std::sync::Arc::new(output(ExecutionStatus::Failed)) }],
+    )
+    .await
+    .unwrap();
     let ids = |v: Vec<weft::store::RunSummary>| v.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
     assert_eq!(ids(s.list_runs(&RunFilter::default()).await.unwrap()), ["r3", "r2", "r1"]);
     let alpha = RunFilter { workflow: Some("alpha".into()), ..Default::default() };
@@ -161,7 +165,7 @@ async fn dead_letters_are_queued_with_the_finish_and_marked_when_replayed(s: Arc
         "me",
         vec![
             JournalEntry::DeadLettered { step_id: "b".into(), error_type: "trap".into(), message: "boom".into() },
-            JournalEntry::RunFinished { output: Box::new(output(ExecutionStatus::Failed)) },
+            JournalEntry::RunFinished { output: std::sync::Arc::new(output(ExecutionStatus::Failed)) },
         ],
     )
     .await

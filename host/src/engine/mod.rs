@@ -1085,7 +1085,8 @@ impl Run {
         let breaker = self.breaker();
         async move {
             let node = &wf.nodes[i];
-            let component = node.component.display().to_string();
+            // Only the breaker needs the component's name as a string.
+            let component = breaker.map(|_| node.component.display().to_string()).unwrap_or_default();
             let mut rng: Option<rand::rngs::StdRng> = None;
             let mut attempts = Vec::new();
             let mut store_error = None;
@@ -1232,10 +1233,14 @@ impl Run {
                 message: first.message,
             });
         }
-        let output = self.output(status);
-        self.record(JournalEntry::RunFinished { output: Box::new(output.clone()) });
-        if let Err(message) = self.flush().await {
-            return self.store_failure(message);
+        // Shared with the journal entry (and an in-memory store's record), not copied.
+        let output = Arc::new(self.output(status));
+        self.record(JournalEntry::RunFinished { output: output.clone() });
+        let written = self.flush().await;
+        self.pending.clear();
+        let output = Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone());
+        if let Err(message) = written {
+            return self.store_failure_with(output, message);
         }
         self.emit(RunEvent::RunFinished { status });
         output
@@ -1245,7 +1250,14 @@ impl Run {
     /// `running` in the store, resumable from its last durable transition.
     fn store_failure(&mut self, message: String) -> RunOutput {
         self.pending.clear();
-        let mut out = self.output(ExecutionStatus::Failed);
+        let out = self.output(ExecutionStatus::Failed);
+        self.store_failure_with(out, message)
+    }
+
+    /// [`Self::store_failure`] for an output already built (its step outputs
+    /// have moved into it).
+    fn store_failure_with(&mut self, mut out: RunOutput, message: String) -> RunOutput {
+        out.execution_status = ExecutionStatus::Failed;
         out.errors.push(ErrorRecord {
             step_id: "workflow".into(),
             error_type: "store".into(),
@@ -1607,17 +1619,10 @@ impl Run {
         Ok(())
     }
 
-    fn output(&self, status: ExecutionStatus) -> RunOutput {
+    /// The run's output contract. Called once, as the run ends: completed
+    /// steps' outputs move into it rather than being copied.
+    fn output(&mut self, status: ExecutionStatus) -> RunOutput {
         let ids = |v: &[usize]| -> Vec<String> { v.iter().map(|&i| self.wf.nodes[i].id.clone()).collect() };
-        let mut step_outputs = Map::new();
-        for &i in &self.completion_order {
-            let out = match self.outputs[i].clone() {
-                Some(Value::Object(m)) => Value::Object(m),
-                Some(other) => json!({ "value": other }),
-                None => json!({}),
-            };
-            step_outputs.insert(self.wf.nodes[i].id.clone(), out);
-        }
         let sinks: Vec<usize> =
             self.completion_order.iter().copied().filter(|&i| self.wf.dependents[i].is_empty()).collect();
         let final_result = match sinks.as_slice() {
@@ -1629,6 +1634,15 @@ impl Run {
                     .collect(),
             )),
         };
+        let mut step_outputs = Map::new();
+        for &i in &self.completion_order {
+            let out = match self.outputs[i].take() {
+                Some(Value::Object(m)) => Value::Object(m),
+                Some(other) => json!({ "value": other }),
+                None => json!({}),
+            };
+            step_outputs.insert(self.wf.nodes[i].id.clone(), out);
+        }
         let mut output_variables = Map::new();
         output_variables.insert("run".into(), self.run_json());
         output_variables.insert("failure_strategy".into(), json!(self.config.failure_strategy));
@@ -1656,10 +1670,11 @@ impl Run {
                 continue;
             }
             let id = &self.wf.nodes[i].id;
-            per_step.push((format!("step.{id}.attempts"), t.attempts as f64));
-            per_step.push((format!("step.{id}.fuel_consumed"), t.fuel as f64));
-            per_step.push((format!("step.{id}.wall_time_ms"), t.wall_us as f64 / 1000.0));
-            per_step.push((format!("step.{id}.peak_memory_bytes"), t.peak as f64));
+            let key = |name: &str| ["step.", id, ".", name].concat();
+            per_step.push((key("attempts"), t.attempts as f64));
+            per_step.push((key("fuel_consumed"), t.fuel as f64));
+            per_step.push((key("wall_time_ms"), t.wall_us as f64 / 1000.0));
+            per_step.push((key("peak_memory_bytes"), t.peak as f64));
         }
         let mut all: BTreeMap<String, f64> = per_step.into_iter().collect();
         all.append(&mut metrics);

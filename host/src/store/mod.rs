@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// What a store call returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -125,7 +126,7 @@ pub struct RunRecord {
     /// When it last changed (RFC 3339).
     pub updated_at: String,
     /// The output contract, once finished.
-    pub output: Option<RunOutput>,
+    pub output: Option<Arc<RunOutput>>,
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
     /// Unix milliseconds until which `run.owner` holds the lease (0: none).
@@ -262,7 +263,7 @@ pub enum JournalEntry {
     /// The run finished with this output.
     RunFinished {
         /// The output contract.
-        output: Box<RunOutput>,
+        output: Arc<RunOutput>,
     },
 }
 
@@ -479,9 +480,9 @@ pub fn owner_is_dead(owner: &str) -> bool {
 }
 
 /// The status a batch of entries moves a run to, with its output.
-fn finished_in(entries: &[JournalEntry]) -> Option<&RunOutput> {
+fn finished_in(entries: &[JournalEntry]) -> Option<&Arc<RunOutput>> {
     entries.iter().find_map(|e| match e {
-        JournalEntry::RunFinished { output } => Some(output.as_ref()),
+        JournalEntry::RunFinished { output } => Some(output),
         _ => None,
     })
 }
