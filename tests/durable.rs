@@ -219,9 +219,13 @@ fn runs_list_show_and_logs_describe_a_finished_run() {
     let step = &show["steps"][1];
     assert_eq!(step["step_id"], "s02");
     assert_eq!(step["state"], "completed");
+    // The counter fixture's output: one more than its input, its trail.
+    assert_eq!(step["output"]["count"], 2, "{step}");
+    assert_eq!(step["output"]["trail"], json!(["s01#1", "s02#1"]), "{step}");
     let attempt = &step["attempts"][0];
     assert_eq!(attempt["attempt"], 1);
     assert_eq!(attempt["kind"], "succeeded");
+    assert!(attempt.get("output").is_none(), "the output is shown once, on the step: {attempt}");
     assert!(attempt["stats"]["fuel_consumed"].as_u64().unwrap() > 0, "{attempt}");
     assert!(attempt["stats"]["peak_memory_bytes"].as_u64().unwrap() > 0, "{attempt}");
     assert!(attempt["stats"]["wall_time_us"].is_u64(), "{attempt}");

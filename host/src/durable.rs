@@ -240,13 +240,24 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                     }
                     JournalEntry::AttemptFinished { attempt, report, .. } => {
                         let mut a = serde_json::to_value(report)?;
+                        // The completing attempt's output is the step's (below).
+                        if let Some(fields) = a.as_object_mut()
+                            && fields.get("output").is_some_and(Value::is_null)
+                        {
+                            fields.remove("output");
+                            fields.remove("actions");
+                        }
                         a["attempt"] = json!(attempt);
                         a["kind"] = json!(report.failure().map_or("succeeded", |f| f.kind()));
                         if let Some(list) = v["attempts"].as_array_mut() {
                             list.push(a);
                         }
                     }
-                    JournalEntry::StepCompleted { .. } => v["state"] = json!("completed"),
+                    JournalEntry::StepCompleted { output, actions, .. } => {
+                        v["state"] = json!("completed");
+                        v["output"] = output.clone();
+                        v["actions"] = serde_json::to_value(actions)?;
+                    }
                     JournalEntry::StepFailed { tolerated, error_type, .. } => {
                         v["state"] = json!(if *tolerated { "failed (tolerated)" } else { "failed" });
                         v["error_type"] = json!(error_type);

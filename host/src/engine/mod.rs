@@ -1516,9 +1516,11 @@ impl Run {
             let attempt = result.first_attempt + k as u32;
             self.apply(&JournalEntry::AttemptFinished { step_id: step_id.clone(), attempt, report });
         }
-        let outcome = last.map(|report| {
-            let outcome = match &report.outcome {
-                Ok(success) => Ok((success.output.clone(), success.actions.clone())),
+        let outcome = last.map(|mut report| {
+            // The completing attempt's output and actions are journaled once,
+            // in `step_completed` (same transaction), not twice.
+            let outcome = match &mut report.outcome {
+                Ok(success) => Ok((std::mem::take(&mut success.output), std::mem::take(&mut success.actions))),
                 Err(f) => Err(f.clone()),
             };
             self.record(JournalEntry::AttemptFinished { step_id: step_id.clone(), attempt: last_number, report });

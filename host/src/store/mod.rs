@@ -195,7 +195,10 @@ pub enum JournalEntry {
         step_id: String,
         /// The attempt number.
         attempt: u32,
-        /// The typed outcome, fuel, time, memory and log lines.
+        /// The typed outcome, fuel, time, memory and log lines. For the
+        /// attempt that completed its step, the output and actions are not
+        /// repeated here (null and empty): they are in the `step_completed`
+        /// entry written in the same transaction.
         report: AttemptReport,
     },
     /// A step completed.
