@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use serde_json::{Map, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft::engine::{ExecutionStatus, RunOutput};
@@ -49,7 +49,7 @@ fn output(status: ExecutionStatus) -> RunOutput {
 }
 
 fn scheduled(step: &str) -> JournalEntry {
-    JournalEntry::StepScheduled { step_id: step.into(), input: Map::new() }
+    JournalEntry::StepScheduled { step_id: step.into(), input: Default::default() }
 }
 
 async fn create_get_and_journal_in_order(s: Arc<dyn RunStore>) {

@@ -233,7 +233,7 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 let k = slot(&mut steps, step);
                 let v = &mut steps[k].1;
                 match &j.entry {
-                    JournalEntry::StepScheduled { input, .. } => v["input"] = Value::Object(input.clone()),
+                    JournalEntry::StepScheduled { input, .. } => v["input"] = Value::Object((**input).clone()),
                     JournalEntry::AttemptStarted { attempt, .. } => {
                         v["state"] = json!("running");
                         v["attempts_started"] = json!(attempt);

@@ -736,7 +736,7 @@ struct Run {
     cancel: CancellationToken,
     state: Vec<State>,
     outputs: Vec<Option<Value>>,
-    inputs: Vec<Option<Map<String, Value>>>,
+    inputs: Vec<Option<SharedInput>>,
     totals: Vec<Totals>,
     /// The highest attempt number journaled per step.
     attempts_used: Vec<u32>,
@@ -1066,7 +1066,7 @@ impl Run {
     fn step_task(
         &self,
         i: usize,
-        input: Map<String, Value>,
+        input: SharedInput,
         rounds: u32,
         first_attempt: u32,
     ) -> impl Future<Output = StepResult> + Send + 'static {
@@ -1102,7 +1102,7 @@ impl Run {
                     let _ = events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
                 }
                 let ctx = StepContext { attempt, ..first_ctx.clone() };
-                let call = StepCall { ctx, input: input.clone(), kind: CallKind::Run };
+                let call = StepCall { ctx, input: (*input).clone(), kind: CallKind::Run };
                 let report = match breaker {
                     None => executor.execute(node, call, limits.clone()).await,
                     Some(policy) => match breaker::gate(store.as_ref(), &component, policy).await {
@@ -1309,7 +1309,7 @@ impl Run {
             1
         };
         let mut stop: Option<Stop> = None;
-        let mut launches: Vec<(usize, Map<String, Value>, u32)> = Vec::new();
+        let mut launches: Vec<(usize, SharedInput, u32)> = Vec::new();
 
         'outer: loop {
             while running + launches.len() < limit && stop.is_none() {
@@ -1348,6 +1348,7 @@ impl Run {
                 let step_id = self.wf.nodes[i].id.clone();
                 match decision {
                     Ok(Ok(input)) => {
+                        let input = Arc::new(input);
                         self.record(JournalEntry::StepScheduled { step_id: step_id.clone(), input: input.clone() });
                         self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
                         launches.push((i, input, 1));
@@ -1589,7 +1590,7 @@ impl Run {
                 attempts = attempt;
                 let call = StepCall {
                     ctx: self.ctx(&node, base + attempt),
-                    input: input.clone(),
+                    input: (*input).clone(),
                     kind: CallKind::Compensate { output: output.clone() },
                 };
                 let report = self.executor.execute(&node, call, limits.clone()).await;
@@ -1699,6 +1700,9 @@ impl Run {
         }
     }
 }
+
+/// A step's input, shared by the run's state and its journal entry.
+type SharedInput = Arc<Map<String, Value>>;
 
 /// The ready queue: steps by topological position.
 type ReadyQueue = BinaryHeap<std::cmp::Reverse<(usize, usize)>>;

@@ -179,8 +179,8 @@ pub enum JournalEntry {
     StepScheduled {
         /// The step.
         step_id: String,
-        /// Its input object.
-        input: Map<String, Value>,
+        /// Its input object (shared with the run's state, not copied).
+        input: Arc<Map<String, Value>>,
     },
     /// An attempt is about to run.
     AttemptStarted {
