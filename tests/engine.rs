@@ -576,4 +576,9 @@ fn hostile_yaml_is_refused_with_a_clear_error() {
     assert!(msg.contains("larger than"), "{msg}");
     let msg = problems("- just\n- a list\n");
     assert!(msg.contains("must be a mapping"), "{msg}");
+    // A repeated key: named, placed at the repeat (line 7: HEAD has 3 lines), and no
+    // advice about the YAML library's options.
+    let msg = problems(&format!("{HEAD}execution_graph:\n  nodes:\n    - node_id: a\n      node_id: b\n"));
+    assert!(msg.contains("bad.yaml:7:7: not valid YAML for a workflow: duplicate mapping key: node_id"), "{msg}");
+    assert!(msg.contains("each key may appear once") && !msg.contains("DuplicateKeyPolicy"), "{msg}");
 }

@@ -84,12 +84,12 @@ pub fn load_str(
     label: &str,
     checker: Option<&dyn ComponentCheck>,
 ) -> Result<Workflow, ValidationError> {
-    let doc = yaml::parse(text).map_err(|message| ValidationError {
+    let doc = yaml::parse(text).map_err(|e| ValidationError {
         problems: vec![Problem {
             file: label.to_string(),
-            pos: Pos::default(),
+            pos: e.pos,
             node_id: None,
-            message: format!("not valid YAML for a workflow: {message}"),
+            message: format!("not valid YAML for a workflow: {}", e.message),
         }],
     })?;
     let mut w = Walker {
