@@ -82,7 +82,9 @@ fn crash_after(db: &Path, wf: &Arc<Workflow>, inp: Value, after: &str) -> String
         }
         h.run_id.clone()
     });
-    rt.shutdown_background();
+    // Wait until every task of the "crashed" runtime is dropped (a step may be
+    // mid-poll on a worker): only then has this process stopped driving the run.
+    rt.shutdown_timeout(std::time::Duration::from_secs(30));
     id
 }
 

@@ -1233,7 +1233,7 @@ impl Run {
                 message: first.message,
             });
         }
-        // Shared with the journal entry (and an in-memory store's record), not copied.
+        // Shared with the journal entry; copied back only where the store keeps it (in memory).
         let output = Arc::new(self.output(status));
         self.record(JournalEntry::RunFinished { output: output.clone() });
         let written = self.flush().await;
