@@ -208,6 +208,34 @@ fn bad_arguments_get_a_clear_error_and_exit_2() {
 }
 
 #[test]
+fn devices_and_directories_named_as_files_are_refused_not_read() {
+    // /dev/zero never ends: reading it whole would take all memory.
+    // `plugin call` reports an unusable component as component_invalid (16), the rest are usage errors (2).
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["validate", "/dev/zero"], 2, "/dev/zero: cannot read the workflow file: it is a device, not a regular file"),
+        (&["validate", "/"], 2, "/: cannot read the workflow file: it is a directory, not a regular file"),
+        (&["plugin", "inspect", "/dev/zero"], 2, "cannot read /dev/zero: it is a device, not a regular file"),
+        (&["plugin", "call", "/dev/zero"], 16, "component_invalid: /dev/zero: it is a device, not a regular file"),
+        (
+            &["run", "examples/seed-pipeline/workflow.yaml", "--in-memory", "--input", "/dev/zero"],
+            2,
+            "--input: cannot read /dev/zero: it is a device, not a regular file",
+        ),
+    ];
+    for (args, code, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .current_dir(common::root())
+            .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
+            .env("WEFT_DB", test_db())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+#[test]
 fn pooling_falls_back_to_on_demand_when_the_address_space_is_short() {
     // 8 GB of address space cannot hold the pool's reservation (several 4 GiB
     // slots), but can hold one on-demand instance.

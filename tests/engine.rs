@@ -510,6 +510,9 @@ fn every_validation_problem_is_reported_at_once_with_its_place() {
     - node_id: e
       node_type: wizard
       component: echo
+    - node_id: f
+      node_type: compute
+      component: /dev/zero
 "#
     );
     let msg = problems(&text);
@@ -525,6 +528,7 @@ fn every_validation_problem_is_reported_at_once_with_its_place() {
         "node `d`: component `charge_payment` cannot run as a compute node",
         "missing export `weft:step/compute@0.1.0`",
         "node `e`: `node_type` is `wizard`",
+        "node `f`: component `/dev/zero` (/dev/zero) is not a regular file",
     ];
     for e in expect {
         assert!(msg.contains(e), "missing {e:?} in:\n{msg}");

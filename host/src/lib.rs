@@ -19,6 +19,7 @@
 //! ```
 
 pub mod engine;
+pub mod files;
 pub mod sandbox;
 pub mod store;
 pub mod workflow;

@@ -216,14 +216,19 @@ fn exit_code(f: &StepFailure) -> u8 {
     }
 }
 
+/// Reads stdin as UTF-8 text of at most [`weft::files::MAX_JSON_BYTES`].
+fn read_stdin() -> Result<String, weft::files::ReadError> {
+    weft::files::into_text(weft::files::read_stream_capped(std::io::stdin().lock(), weft::files::MAX_JSON_BYTES)?)
+}
+
 /// Reads `JSON` or `@FILE` (`@-` is stdin).
 fn read_json_arg(flag: &str, arg: &str) -> anyhow::Result<Value> {
     let (text, origin) = if let Some(path) = arg.strip_prefix('@') {
         let text = if path == "-" {
-            std::io::read_to_string(std::io::stdin())
-                .map_err(|e| usage(format!("{flag}: could not read stdin: {e}")))?
+            read_stdin().map_err(|e| usage(format!("{flag}: could not read stdin: {e}")))?
         } else {
-            std::fs::read_to_string(path).map_err(|e| usage(format!("{flag}: cannot read {path}: {e}")))?
+            weft::files::read_text_capped(Path::new(path), weft::files::MAX_JSON_BYTES)
+                .map_err(|e| usage(format!("{flag}: cannot read {path}: {e}")))?
         };
         (text, path.to_string())
     } else {
@@ -251,8 +256,9 @@ fn input_object(arg: &str) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn inspect(file: &Path, json: bool, host: &HostArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(file).map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
     let sandbox = host.sandbox()?;
+    let bytes = weft::files::read_capped(file, sandbox.config().max_component_bytes)
+        .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
     let report = sandbox.inspect(&bytes);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -439,10 +445,10 @@ async fn run(
         None => RunInput::default(),
         Some(arg) => {
             let text = if arg == "-" {
-                std::io::read_to_string(std::io::stdin())
-                    .map_err(|e| usage(format!("--input: cannot read stdin: {e}")))?
+                read_stdin().map_err(|e| usage(format!("--input: cannot read stdin: {e}")))?
             } else {
-                std::fs::read_to_string(arg).map_err(|e| usage(format!("--input: cannot read {arg}: {e}")))?
+                weft::files::read_text_capped(Path::new(arg), weft::files::MAX_JSON_BYTES)
+                    .map_err(|e| usage(format!("--input: cannot read {arg}: {e}")))?
             };
             serde_json::from_str(&text).map_err(|e| {
                 usage(format!("--input {arg}: not a valid run input: {e} (line {}, column {})", e.line(), e.column()))

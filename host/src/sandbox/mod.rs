@@ -585,17 +585,19 @@ fn misfit_message(world: StepWorld, problems: &[String]) -> String {
     s
 }
 
-/// Reads a component file, refusing one larger than `max` before reading it.
+/// Reads a component file: a regular file of at most `max` bytes.
 fn read_component(path: &Path, max: usize) -> Result<Vec<u8>, LoadError> {
-    let io = |source| LoadError::Io { path: path.display().to_string(), source };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > max as u64 {
-        return Err(LoadError::Invalid(format!(
-            "{} is {len} bytes; components larger than {max} bytes are refused",
+    use crate::files::ReadError;
+    crate::files::read_capped(path, max).map_err(|e| match e {
+        ReadError::Io(source) => LoadError::Io { path: path.display().to_string(), source },
+        ReadError::TooLarge { size, max } => LoadError::Invalid(format!(
+            "{} is {size} bytes; components larger than {max} bytes are refused",
             path.display()
-        )));
-    }
-    std::fs::read(path).map_err(io)
+        )),
+        e @ ReadError::NotAFile(_) => {
+            LoadError::Invalid(format!("{}: {e}; a component is a .wasm file built for wasm32-wasip2", path.display()))
+        }
+    })
 }
 
 /// Cheap checks with clear messages before handing bytes to the compiler.

@@ -123,6 +123,12 @@ pub fn misfits(engine: &Engine, component: &Component, world: StepWorld) -> Vec<
 
 /// The component's imports and exports printed as a WIT world.
 pub fn component_wit(bytes: &[u8]) -> Result<String, String> {
+    // The bytes are untrusted: a decoder bug must be an error here, not a crash.
+    std::panic::catch_unwind(|| print_wit(bytes))
+        .unwrap_or_else(|_| Err("the WIT decoder failed on this component (a bug in wit-component)".into()))
+}
+
+fn print_wit(bytes: &[u8]) -> Result<String, String> {
     match wit_component::decode(bytes) {
         Ok(wit_component::DecodedWasm::Component(resolve, world)) => {
             let Some(pkg) = resolve.worlds[world].package else {

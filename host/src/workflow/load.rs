@@ -22,7 +22,12 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.pos)?;
+        // Line 0: a problem with the whole file, not a place in it.
+        if self.pos.line == 0 {
+            write!(f, "{}", self.file)?;
+        } else {
+            write!(f, "{}:{}", self.file, self.pos)?;
+        }
         if let Some(id) = &self.node_id {
             write!(f, ": node `{id}`")?;
         }
@@ -62,15 +67,12 @@ pub fn load_file(path: &Path, checker: Option<&dyn ComponentCheck>) -> Result<Wo
     let one = |message: String| ValidationError {
         problems: vec![Problem { file: label.clone(), pos: Pos::default(), node_id: None, message }],
     };
-    let meta = std::fs::metadata(path).map_err(|e| one(format!("cannot read the workflow file: {e}")))?;
-    if meta.len() > yaml::MAX_FILE_BYTES as u64 {
-        return Err(one(format!(
-            "the file is {} bytes; workflow files larger than {} bytes are refused",
-            meta.len(),
-            yaml::MAX_FILE_BYTES
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| one(format!("cannot read the workflow file: {e}")))?;
+    let text = crate::files::read_text_capped(path, yaml::MAX_FILE_BYTES).map_err(|e| match e {
+        crate::files::ReadError::TooLarge { size, max } => {
+            one(format!("the file is {size} bytes; workflow files larger than {max} bytes are refused"))
+        }
+        e => one(format!("cannot read the workflow file: {e}")),
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut wf = load_str(&text, &base, &label, checker)?;
     wf.source = Some(path.to_path_buf());
@@ -814,8 +816,15 @@ pub fn resolve_component(name: &str, base: &Path) -> Result<PathBuf, String> {
     if direct.is_file() {
         return Ok(direct);
     }
-    let mut looked = vec![direct.display().to_string()];
     let plain_name = !name.contains('/') && !name.contains('\\');
+    // A plain name may still be found as NAME.wasm below; a path names one thing.
+    if !plain_name && direct.exists() {
+        return Err(format!(
+            "component `{name}` ({}) is not a regular file; a component is a .wasm file built for wasm32-wasip2",
+            direct.display()
+        ));
+    }
+    let mut looked = vec![direct.display().to_string()];
     if plain_name {
         let mut dirs = vec![base.to_path_buf()];
         if let Some(extra) = std::env::var_os(PLUGIN_PATH_ENV) {
