@@ -459,7 +459,7 @@ async fn actions_are_listed_and_delivered_to_their_target() {
         r#"
     - {node_id: source, node_type: compute, component: emitter, input: "{'count': 2, 'target': 'sink', 'payload': {'n': 7}}"}
     - {node_id: sink, node_type: compute, component: echo, depends_on: [source], requires_action: true, input: "{'got': actions.size(), 'first': actions[0].payload.n, 'from': actions[0].source_node}"}
-    - {node_id: lonely, node_type: compute, component: echo, requires_action: true}
+    - {node_id: lonely, node_type: compute, component: echo, depends_on: [source], requires_action: true}
 "#,
     ));
     let out = run(wf, json!({})).await;
@@ -470,6 +470,51 @@ async fn actions_are_listed_and_delivered_to_their_target() {
     assert_eq!(out.step_outputs["sink"], json!({"got": 2, "first": 7, "from": "source"}));
     assert_eq!(out.skipped_steps, ["lonely"], "requires_action without an action is skipped");
     assert_eq!(out.metrics["actions_count"], 2.0);
+}
+
+#[tokio::test]
+async fn actions_reach_only_downstream_nodes_whatever_the_mode_or_timing() {
+    // `side` does not depend on `source`: in parallel mode it may be decided
+    // before `source` finishes, so delivering to it would depend on timing.
+    // It never receives the action, in any mode, and the run says why.
+    for mode in ["sequential", "parallel"] {
+        let wf = workflow(&yaml(
+            mode,
+            "",
+            r#"
+    - {node_id: start, node_type: compute, component: echo}
+    - {node_id: source, node_type: compute, component: emitter, depends_on: [start], input: "{'count': 1, 'target': 'side', 'payload': {}}"}
+    - {node_id: side, node_type: compute, component: echo, depends_on: [start], requires_action: true}
+"#,
+        ));
+        let (out, events) = run_with_events(wf, json!({})).await;
+        assert_eq!(out.execution_status, ExecutionStatus::Completed, "{mode}");
+        assert_eq!(out.skipped_steps, ["side"], "{mode}");
+        assert_eq!(out.actions_emitted.len(), 1, "{mode}: the action is still listed");
+        let undelivered = &out.output_variables["undelivered_actions"];
+        assert_eq!(undelivered[0]["action_id"], out.actions_emitted[0].action_id.as_str(), "{mode}");
+        assert_eq!(undelivered[0]["source_node"], "source");
+        assert_eq!(undelivered[0]["target_node"], "side");
+        assert!(
+            undelivered[0]["reason"].as_str().unwrap().contains("add `source` to the `depends_on` of `side`"),
+            "{undelivered}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(e, RunEvent::ActionNotDelivered { action } if action.target_node == "side")),
+            "{mode}: watchers are told"
+        );
+    }
+}
+
+#[test]
+fn a_node_that_requires_an_action_but_has_no_dependencies_is_refused() {
+    let msg = problems(&yaml(
+        "sequential",
+        "",
+        "\n    - {node_id: a, node_type: compute, component: echo, requires_action: true}\n",
+    ));
+    assert!(msg.contains("node `a`: `requires_action: true` on a node without `depends_on`"), "{msg}");
+    assert!(msg.contains("add the emitting step to `depends_on`"), "{msg}");
 }
 
 // -------------------------------------------------------------- validation

@@ -634,6 +634,13 @@ fn describe_event(e: &RunEvent) -> String {
             format!("{step_id}: FAILED{t}: {error_type}: {message}")
         }
         RunEvent::StepSkipped { step_id, reason } => format!("{step_id}: skipped: {reason}"),
+        RunEvent::ActionNotDelivered { action } => format!(
+            "{}: action {} for `{}` NOT DELIVERED: {}",
+            action.source_node,
+            action.action_id,
+            action.target_node,
+            action.reason()
+        ),
         RunEvent::Compensating { step_id } => format!("{step_id}: compensating"),
         RunEvent::Compensated { step_id, ok } => {
             format!("{step_id}: {}", if *ok { "compensated" } else { "COMPENSATION FAILED" })

@@ -13,7 +13,7 @@ mod output;
 pub use breaker::{BreakerPolicy, Gate};
 
 pub use input::{Environment, RunConfig, RunInput};
-pub use output::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput};
+pub use output::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput, UndeliveredAction};
 
 use crate::sandbox::{
     AttemptReport, CallKind, Limits, LoadedComponent, Sandbox, StepCall, StepContext, StepFailure, StepWorld,
@@ -197,6 +197,12 @@ pub enum RunEvent {
         message: String,
         /// True when `continue_on_error` tolerates it.
         tolerated: bool,
+    },
+    /// An action named a node that does not depend on its emitter, so it was
+    /// not delivered (see [`UndeliveredAction::reason`]).
+    ActionNotDelivered {
+        /// The action.
+        action: UndeliveredAction,
     },
     /// A step did not run.
     StepSkipped {
@@ -741,6 +747,8 @@ struct Run {
     /// The highest attempt number journaled per step.
     attempts_used: Vec<u32>,
     delivered: Vec<Vec<Value>>,
+    /// Actions that named a node of the workflow not downstream of their emitter.
+    undelivered: Vec<UndeliveredAction>,
     completion_order: Vec<usize>,
     actions: Vec<ActionRecord>,
     errors: Vec<ErrorRecord>,
@@ -806,6 +814,7 @@ impl Run {
             totals: vec![Totals::default(); n],
             attempts_used: vec![0; n],
             delivered: vec![Vec::new(); n],
+            undelivered: Vec::new(),
             completion_order: Vec::new(),
             actions: Vec::new(),
             errors: Vec::new(),
@@ -862,14 +871,27 @@ impl Run {
                 self.state[i] = State::Completed;
                 self.completion_order.push(i);
                 self.outputs[i] = Some(output.clone());
+                // Only nodes downstream of the emitter receive its actions: they
+                // are decided after it completes, in every mode, so delivery
+                // never depends on timing. Actions to other nodes are listed
+                // (and kept in `actions_emitted`) but not delivered.
+                let mut downstream: Option<Vec<bool>> = None;
                 for record in actions {
                     if let Some(t) = self.index(&record.target_node) {
-                        self.delivered[t].push(json!({
-                            "action_id": record.action_id,
-                            "action_type": record.action_type,
-                            "source_node": step_id,
-                            "payload": record.payload,
-                        }));
+                        if downstream.get_or_insert_with(|| self.wf.descendants(i))[t] {
+                            self.delivered[t].push(json!({
+                                "action_id": record.action_id,
+                                "action_type": record.action_type,
+                                "source_node": step_id,
+                                "payload": record.payload,
+                            }));
+                        } else {
+                            self.undelivered.push(UndeliveredAction {
+                                action_id: record.action_id.clone(),
+                                source_node: step_id.clone(),
+                                target_node: record.target_node.clone(),
+                            });
+                        }
                     }
                     self.actions.push(record.clone());
                 }
@@ -1541,8 +1563,12 @@ impl Run {
                         payload: a.payload.clone(),
                     })
                     .collect();
+                let before = self.undelivered.len();
                 self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output, actions });
                 self.emit(RunEvent::StepCompleted { step_id, attempts: self.totals[i].attempts });
+                for k in before..self.undelivered.len() {
+                    self.emit(RunEvent::ActionNotDelivered { action: self.undelivered[k].clone() });
+                }
                 false
             }
             Some(Err(f)) => self.fail_step(i, f.kind(), f.to_string()),
@@ -1652,6 +1678,21 @@ impl Run {
         output_variables.insert("execution_mode".into(), json!(self.config.execution_mode));
         if !self.compensation.is_empty() {
             output_variables.insert("compensation".into(), Value::Array(self.compensation.clone()));
+        }
+        if !self.undelivered.is_empty() {
+            let list = self
+                .undelivered
+                .iter()
+                .map(|u| {
+                    json!({
+                        "action_id": u.action_id,
+                        "source_node": u.source_node,
+                        "target_node": u.target_node,
+                        "reason": u.reason(),
+                    })
+                })
+                .collect();
+            output_variables.insert("undelivered_actions".into(), Value::Array(list));
         }
         let completed = self.completion_order.len();
         let mut metrics = BTreeMap::new();

@@ -58,6 +58,30 @@ pub struct ActionRecord {
     pub payload: Value,
 }
 
+/// An action that named a node of the workflow which does not depend on the
+/// step that emitted it, so it was not delivered (listed under
+/// `output_variables.undelivered_actions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeliveredAction {
+    /// The action's id (as in `actions_emitted`).
+    pub action_id: String,
+    /// The step that emitted it.
+    pub source_node: String,
+    /// The node it named.
+    pub target_node: String,
+}
+
+impl UndeliveredAction {
+    /// Why it was not delivered and what to do, in one sentence.
+    pub fn reason(&self) -> String {
+        format!(
+            "`{}` does not depend on `{}`, so it may already have been decided when the action came; \
+             add `{}` to the `depends_on` of `{}` (directly or through other nodes) to deliver it",
+            self.target_node, self.source_node, self.source_node, self.target_node
+        )
+    }
+}
+
 /// One error (the seed's `{step_id, error_type, message}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRecord {

@@ -594,6 +594,16 @@ impl Walker {
             self.problem(pos, "a saga workflow requires compensation on every effect node; remove `compensate: false`");
         }
         let requires_action = self.boolean(e, "requires_action").unwrap_or(false);
+        if requires_action
+            && depends_on.is_empty()
+            && let Some(v) = Self::get(e, "requires_action")
+        {
+            self.problem(
+                v.pos,
+                "`requires_action: true` on a node without `depends_on`: actions reach only nodes downstream of \
+                 the step that emits them, so none can reach this one; add the emitting step to `depends_on`",
+            );
+        }
         let run_if_dependency_skipped = self.boolean(e, "run_if_dependency_skipped").unwrap_or(false);
         let component = match self.required_string(e, "component", item.pos, "the node") {
             Some((c, pos)) => {
