@@ -473,6 +473,29 @@ async fn actions_are_listed_and_delivered_to_their_target() {
 }
 
 #[tokio::test]
+async fn expressions_see_the_steps_they_name_however_they_name_them() {
+    // Only the outputs an expression reads are handed to CEL; reading `steps`
+    // as a whole, or by a computed key, must still see every completed step.
+    let wf = workflow(&yaml(
+        "sequential",
+        "",
+        r#"
+    - {node_id: a, node_type: compute, component: echo, input: "{'x': 1}"}
+    - {node_id: b, node_type: compute, component: echo, depends_on: [a], input: "{'y': steps['a'].x + 1}"}
+    - node_id: c
+      node_type: compute
+      component: echo
+      depends_on: [b]
+      when: "has(steps.b.y)"
+      input: "{'count': size(steps), 'by_key': steps[context.which].x, 'sum': steps.a.x + steps.b.y}"
+"#,
+    ));
+    let out = run(wf, json!({"context": {"which": "a"}})).await;
+    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);
+    assert_eq!(out.step_outputs["c"], json!({"count": 2, "by_key": 1, "sum": 3}));
+}
+
+#[tokio::test]
 async fn actions_reach_only_downstream_nodes_whatever_the_mode_or_timing() {
     // `side` does not depend on `source`: in parallel mode it may be decided
     // before `source` finishes, so delivering to it would depend on timing.

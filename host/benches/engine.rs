@@ -29,6 +29,16 @@ fn dist() -> PathBuf {
 
 /// A layered DAG: node i depends on i-1 and, every third node, on i-7.
 fn dag_yaml(n: usize, mode: &str) -> String {
+    layered(n, mode, false)
+}
+
+/// The layered DAG with a CEL input mapping on every node but the first (two
+/// keys: the previous step's output and the run context).
+fn mapped_dag_yaml(n: usize) -> String {
+    layered(n, "sequential", true)
+}
+
+fn layered(n: usize, mode: &str, mapped: bool) -> String {
     let mut s = format!(
         "kind: WorkflowDefinition\nworkflow_metadata: {{workflow_name: bench, execution_mode: {mode}}}\nexecution_graph:\n  nodes:\n"
     );
@@ -38,7 +48,11 @@ fn dag_yaml(n: usize, mode: &str) -> String {
             _ if i % 3 == 0 && i >= 7 => format!(", depends_on: [n{}, n{}]", i - 1, i - 7),
             _ => format!(", depends_on: [n{}]", i - 1),
         };
-        s.push_str(&format!("    - {{node_id: n{i}, node_type: compute, component: echo{deps}}}\n"));
+        let input = match i {
+            _ if !mapped || i == 0 => String::new(),
+            _ => format!(", input: {{prev: 'steps.n{}.ok', k: 'context.k'}}", i - 1),
+        };
+        s.push_str(&format!("    - {{node_id: n{i}, node_type: compute, component: echo{deps}{input}}}\n"));
     }
     s
 }
@@ -106,6 +120,19 @@ fn validate_and_schedule(c: &mut Criterion) {
                 assert_eq!(out.execution_status, ExecutionStatus::Completed);
             })
         });
+        let mapped = load(&mapped_dag_yaml(n));
+        g.bench_with_input(
+            BenchmarkId::new("run with a no-op executor, a CEL input mapping on every node", n),
+            &mapped,
+            |b, wf| {
+                b.to_async(&rt).iter(|| async {
+                    let mut input = RunInput { global_timeout_ms: Some(3_600_000), ..RunInput::default() };
+                    input.context.insert("k".into(), json!(1));
+                    let out = engine.run(wf.clone(), &input, RunOptions::default()).await.unwrap();
+                    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);
+                })
+            },
+        );
     }
     g.finish();
 }

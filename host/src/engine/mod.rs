@@ -22,7 +22,7 @@ use crate::store::{
     JournalEntry, MemoryStore, NewRun, PinnedComponent, RunRecord, RunStore, StoreError, now_ms, now_rfc3339,
     owner_is_dead, process_owner,
 };
-use crate::workflow::expr::Scope;
+use crate::workflow::expr::{Bound, Scope, Uses};
 use crate::workflow::{ComponentCheck, FailureStrategy, InputMapping, NodeSpec, NodeType, RetryPolicy, Workflow};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -749,6 +749,8 @@ struct Run {
     delivered: Vec<Vec<Value>>,
     /// Actions that named a node of the workflow not downstream of their emitter.
     undelivered: Vec<UndeliveredAction>,
+    /// What each node's expressions read (None: it has none).
+    uses: Vec<Option<Uses>>,
     completion_order: Vec<usize>,
     actions: Vec<ActionRecord>,
     errors: Vec<ErrorRecord>,
@@ -790,6 +792,7 @@ impl Run {
         let default_policy = Arc::new(config.environment.retry_policy(wf.rules.max_retries));
         let policies =
             wf.nodes.iter().map(|nd| nd.retry.clone().map_or_else(|| default_policy.clone(), Arc::new)).collect();
+        let uses = wf.nodes.iter().map(node_uses).collect();
         let ids = RunIds {
             run_id: config.workflow_id.to_string(),
             correlation_id: config.correlation_id.to_string(),
@@ -815,6 +818,7 @@ impl Run {
             attempts_used: vec![0; n],
             delivered: vec![Vec::new(); n],
             undelivered: Vec::new(),
+            uses,
             completion_order: Vec::new(),
             actions: Vec::new(),
             errors: Vec::new(),
@@ -966,24 +970,37 @@ impl Run {
         })
     }
 
-    fn scope(&self, i: usize) -> Scope {
+    /// The variables node `i`'s expressions read, bound for CEL. Only what
+    /// they read is copied: a step's expressions cost the size of the outputs
+    /// they name, not of every output so far.
+    fn bind(&self, i: usize, uses: &Uses) -> Bound {
         let mut steps = Map::new();
-        for (j, out) in self.outputs.iter().enumerate() {
-            if let Some(o) = out {
-                steps.insert(self.wf.nodes[j].id.clone(), o.clone());
+        if uses.all_steps {
+            for (j, out) in self.outputs.iter().enumerate() {
+                if let Some(o) = out {
+                    steps.insert(self.wf.nodes[j].id.clone(), o.clone());
+                }
+            }
+        } else {
+            for id in &uses.steps {
+                if let Some(o) = self.index(id).and_then(|j| self.outputs[j].as_ref()) {
+                    steps.insert(id.clone(), o.clone());
+                }
             }
         }
+        let object = |read: bool, m: &Map<String, Value>| if read { Value::Object(m.clone()) } else { Value::Null };
         Scope {
-            context: Value::Object(self.config.context.clone()),
+            context: object(uses.reads("context"), &self.config.context),
             steps,
-            actions: self.delivered[i].clone(),
-            run: self.run_json(),
-            metadata: Value::Object(self.config.metadata.clone()),
+            actions: if uses.reads("actions") { self.delivered[i].clone() } else { Vec::new() },
+            run: if uses.reads("run") { self.run_json() } else { Value::Null },
+            metadata: object(uses.reads("metadata"), &self.config.metadata),
         }
+        .bind()
     }
 
     /// The input object of node `i`, or why it could not be computed.
-    fn input_for(&self, i: usize, scope: &Scope) -> Result<Map<String, Value>, String> {
+    fn input_for(&self, i: usize, bound: Option<&Bound>) -> Result<Map<String, Value>, String> {
         let node = &self.wf.nodes[i];
         let mut input = match &node.input {
             InputMapping::Default => {
@@ -1001,14 +1018,15 @@ impl Run {
                         .collect(),
                 }
             }
-            InputMapping::Whole(e) => match e.eval(scope).map_err(|m| format!("`input`: {m}"))? {
+            InputMapping::Whole(e) => match e.eval_in(bound_for(bound)?).map_err(|m| format!("`input`: {m}"))? {
                 Value::Object(m) => m,
                 other => return Err(format!("`input` gave {other}, not an object")),
             },
             InputMapping::Fields(fields) => {
                 let mut m = Map::new();
+                let bound = bound_for(bound)?;
                 for (k, e) in fields {
-                    m.insert(k.clone(), e.eval(scope).map_err(|msg| format!("`input.{k}`: {msg}"))?);
+                    m.insert(k.clone(), e.eval_in(bound).map_err(|msg| format!("`input.{k}`: {msg}"))?);
                 }
                 m
             }
@@ -1060,7 +1078,7 @@ impl Run {
     }
 
     /// Why node `i` must be skipped, if it must.
-    fn skip_reason(&self, i: usize, scope: &Scope) -> Result<Option<String>, String> {
+    fn skip_reason(&self, i: usize, bound: Option<&Bound>) -> Result<Option<String>, String> {
         let node = &self.wf.nodes[i];
         for &d in &self.wf.dependencies[i] {
             match self.state[d] {
@@ -1075,7 +1093,7 @@ impl Run {
             return Ok(Some("no action targeted this node (requires_action)".into()));
         }
         if let Some(w) = &node.when
-            && !w.eval_bool(scope).map_err(|m| format!("`when`: {m}"))?
+            && !w.eval_bool_in(bound_for(bound)?).map_err(|m| format!("`when`: {m}"))?
         {
             return Ok(Some(format!("`when` is false: {}", w.source())));
         }
@@ -1360,13 +1378,12 @@ impl Run {
                     continue;
                 }
                 // Expressions need the scope; nodes without any skip building it.
-                let node = &self.wf.nodes[i];
-                let needs_scope = node.when.is_some() || !matches!(node.input, InputMapping::Default);
-                let scope = if needs_scope { self.scope(i) } else { Scope::default() };
-                let decision = self.skip_reason(i, &scope).and_then(|skip| match skip {
+                let bound = self.uses[i].as_ref().map(|uses| self.bind(i, uses));
+                let decision = self.skip_reason(i, bound.as_ref()).and_then(|skip| match skip {
                     Some(reason) => Ok(Err(reason)),
-                    None => self.input_for(i, &scope).map(Ok),
+                    None => self.input_for(i, bound.as_ref()).map(Ok),
                 });
+                drop(bound);
                 let step_id = self.wf.nodes[i].id.clone();
                 match decision {
                     Ok(Ok(input)) => {
@@ -1762,4 +1779,23 @@ fn release(wf: &Workflow, i: usize, waiting: &mut [usize], ready: &mut ReadyQueu
 /// FNV-1a of a string (to derive per-step jitter seeds).
 fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// What node `node`'s `when` and `input` expressions read, if it has any.
+fn node_uses(node: &NodeSpec) -> Option<Uses> {
+    let mut exprs: Vec<&crate::workflow::expr::Expr> = node.when.iter().collect();
+    match &node.input {
+        InputMapping::Default => {}
+        InputMapping::Whole(e) => exprs.push(e),
+        InputMapping::Fields(fields) => exprs.extend(fields.iter().map(|(_, e)| e)),
+    }
+    let (first, rest) = exprs.split_first()?;
+    let mut uses = first.uses().clone();
+    rest.iter().for_each(|e| uses.merge(e.uses()));
+    Some(uses)
+}
+
+/// The bound scope an expression needs (always there when the node has expressions).
+fn bound_for(bound: Option<&Bound>) -> Result<&Bound, String> {
+    bound.ok_or_else(|| "internal error: an expression was evaluated without a scope".to_string())
 }

@@ -8,15 +8,117 @@
 //! - `run`: `{"run_id", "workflow_id", "correlation_id", "workflow_type"}`;
 //! - `metadata`: the run's `metadata` object.
 
+use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr, LiteralValue, operators};
 use serde_json::Value;
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 
-/// A CEL expression that parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A CEL expression that parsed, compiled once.
+#[derive(Clone)]
 pub struct Expr {
     source: String,
+    program: Arc<cel::Program>,
+    uses: Uses,
 }
 
-/// The variables an expression is evaluated against.
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expr").field(&self.source).finish()
+    }
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Expr {}
+
+/// What expressions read: the top-level variables they name, and which
+/// steps' outputs, so that evaluating one costs what it reads, not the size
+/// of every output so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uses {
+    /// Top-level identifiers (`context`, `steps`, `actions`, `run`, `metadata`, ...).
+    pub variables: BTreeSet<String>,
+    /// Step ids read as `steps.ID` or `steps['ID']`.
+    pub steps: BTreeSet<String>,
+    /// True when `steps` is used any other way (`steps[x]`, `size(steps)`,
+    /// ...): every completed output must be bound.
+    pub all_steps: bool,
+}
+
+impl Uses {
+    /// Adds what `other` reads.
+    pub fn merge(&mut self, other: &Uses) {
+        self.variables.extend(other.variables.iter().cloned());
+        self.steps.extend(other.steps.iter().cloned());
+        self.all_steps |= other.all_steps;
+    }
+
+    /// True when the top-level variable `name` is read.
+    pub fn reads(&self, name: &str) -> bool {
+        self.variables.contains(name)
+    }
+
+    fn walk(&mut self, e: &IdedExpr) {
+        match &e.expr {
+            Ast::Ident(name) => {
+                if name == "steps" {
+                    self.all_steps = true;
+                }
+                self.variables.insert(name.clone());
+            }
+            Ast::Select(sel) => match &sel.operand.expr {
+                Ast::Ident(name) if name == "steps" => {
+                    self.variables.insert(name.clone());
+                    self.steps.insert(sel.field.clone());
+                }
+                _ => self.walk(&sel.operand),
+            },
+            Ast::Call(call) => {
+                if let (true, None, [target, key]) = (
+                    call.func_name == operators::INDEX || call.func_name == operators::OPT_INDEX,
+                    &call.target,
+                    &call.args[..],
+                ) && matches!(&target.expr, Ast::Ident(n) if n == "steps")
+                    && let Ast::Literal(LiteralValue::String(id)) = &key.expr
+                {
+                    self.variables.insert("steps".into());
+                    self.steps.insert(id.inner().to_string());
+                    return;
+                }
+                if let Some(t) = &call.target {
+                    self.walk(t);
+                }
+                call.args.iter().for_each(|a| self.walk(a));
+            }
+            Ast::Comprehension(c) => {
+                for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                    self.walk(part);
+                }
+            }
+            Ast::List(l) => l.elements.iter().for_each(|x| self.walk(x)),
+            Ast::Map(m) => m.entries.iter().for_each(|x| self.walk_entry(&x.expr)),
+            Ast::Struct(st) => st.entries.iter().for_each(|x| self.walk_entry(&x.expr)),
+            Ast::Literal(_) | Ast::Unspecified => {}
+        }
+    }
+
+    fn walk_entry(&mut self, e: &EntryExpr) {
+        match e {
+            EntryExpr::StructField(f) => self.walk(&f.value),
+            EntryExpr::MapEntry(m) => {
+                self.walk(&m.key);
+                self.walk(&m.value);
+            }
+        }
+    }
+}
+
+/// The variables an expression is evaluated against. Only what the
+/// expressions read needs to be filled in (see [`Uses`]).
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     /// The run's context object.
@@ -31,14 +133,40 @@ pub struct Scope {
     pub metadata: Value,
 }
 
+/// CEL's standard library, built once per process.
+fn stdlib() -> Arc<cel::Env> {
+    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(cel::Env::stdlib())).clone()
+}
+
+/// A scope turned into CEL variables once, for every expression of a node.
+pub struct Bound(cel::Context<'static, 'static>);
+
+impl Scope {
+    /// Converts the scope to CEL once; evaluate with [`Expr::eval_in`].
+    pub fn bind(&self) -> Bound {
+        let mut ctx = cel::Context::with_env(stdlib());
+        for (name, value) in [("context", &self.context), ("run", &self.run), ("metadata", &self.metadata)] {
+            ctx.add_variable_from_value(name, to_cel(value));
+        }
+        ctx.add_variable_from_value("actions", cel::Value::List(Arc::new(self.actions.iter().map(to_cel).collect())));
+        let steps: std::collections::HashMap<String, cel::Value> =
+            self.steps.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+        ctx.add_variable_from_value("steps", cel::Value::from(steps));
+        Bound(ctx)
+    }
+}
+
 impl Expr {
     /// Parses `source`; the error is CEL's own message.
     pub fn parse(source: &str) -> Result<Self, String> {
         if source.trim().is_empty() {
             return Err("the expression is empty".into());
         }
-        cel::Program::compile(source).map_err(|e| e.to_string().replace('\n', "; "))?;
-        Ok(Self { source: source.to_string() })
+        let program = cel::Program::compile(source).map_err(|e| e.to_string().replace('\n', "; "))?;
+        let mut uses = Uses::default();
+        uses.walk(program.expression());
+        Ok(Self { source: source.to_string(), program: Arc::new(program), uses })
     }
 
     /// The expression's text.
@@ -46,26 +174,31 @@ impl Expr {
         &self.source
     }
 
-    /// Evaluates the expression to JSON.
+    /// What the expression reads.
+    pub fn uses(&self) -> &Uses {
+        &self.uses
+    }
+
+    /// Evaluates the expression to JSON (binds `scope` first; to evaluate
+    /// several against one scope, bind it once and use [`Expr::eval_in`]).
     pub fn eval(&self, scope: &Scope) -> Result<Value, String> {
-        let program = cel::Program::compile(&self.source).map_err(|e| e.to_string())?;
-        let mut ctx = cel::Context::default();
-        for (name, value) in [
-            ("context", &scope.context),
-            ("actions", &Value::Array(scope.actions.clone())),
-            ("steps", &Value::Object(scope.steps.clone())),
-            ("run", &scope.run),
-            ("metadata", &scope.metadata),
-        ] {
-            ctx.add_variable_from_value(name, to_cel(value));
-        }
-        let out = program.execute(&ctx).map_err(|e| e.to_string())?;
+        self.eval_in(&scope.bind())
+    }
+
+    /// Evaluates the expression against a bound scope.
+    pub fn eval_in(&self, bound: &Bound) -> Result<Value, String> {
+        let out = self.program.execute(&bound.0).map_err(|e| e.to_string())?;
         out.json().map_err(|e| format!("the result cannot be turned into JSON: {e:?}"))
     }
 
     /// Evaluates a condition: it must give a boolean.
     pub fn eval_bool(&self, scope: &Scope) -> Result<bool, String> {
-        match self.eval(scope)? {
+        self.eval_bool_in(&scope.bind())
+    }
+
+    /// Evaluates a condition against a bound scope.
+    pub fn eval_bool_in(&self, bound: &Bound) -> Result<bool, String> {
+        match self.eval_in(bound)? {
             Value::Bool(b) => Ok(b),
             other => Err(format!("the condition gave {other}, not a boolean")),
         }
@@ -113,5 +246,30 @@ mod tests {
         assert_eq!(m.eval(&scope).expect("evaluates"), json!({"total": 150, "ok": true}));
         assert!(Expr::parse("steps.price.total_cents >").is_err());
         assert!(Expr::parse("context.limit").expect("parses").eval_bool(&scope).is_err());
+    }
+
+    fn uses(src: &str) -> (Vec<String>, Vec<String>, bool) {
+        let e = Expr::parse(src).expect("parses");
+        let u = e.uses();
+        (u.variables.iter().cloned().collect(), u.steps.iter().cloned().collect(), u.all_steps)
+    }
+
+    #[test]
+    fn the_steps_an_expression_reads_are_found_and_anything_unclear_reads_them_all() {
+        let named = |src: &str| {
+            let (_, steps, all) = uses(src);
+            assert!(!all, "{src} should name its steps");
+            steps
+        };
+        assert_eq!(named("steps.a.x + steps['b'].y"), ["a", "b"]);
+        assert_eq!(named("has(steps.c) && steps.c.ok"), ["c"]);
+        assert_eq!(named("[1, 2].map(x, steps.d.v + x)"), ["d"]);
+        assert_eq!(named("{'k': steps.e, 'n': context.n}"), ["e"]);
+        assert_eq!(named("context.k > 1"), Vec::<String>::new());
+        for src in ["size(steps) > 0", "steps[context.k].x", "steps", "[steps].size()"] {
+            assert!(uses(src).2, "{src} may read any step");
+        }
+        let (vars, _, _) = uses("context.a + metadata.b + size(actions) + run.run_id.size()");
+        assert_eq!(vars, ["actions", "context", "metadata", "run"]);
     }
 }
