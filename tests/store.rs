@@ -299,3 +299,57 @@ fn a_database_from_a_newer_weft_is_refused_and_a_current_one_reopened() {
     assert_eq!(rt.block_on(s.get_run("r1")).unwrap().run.workflow, "wf");
     assert_eq!(s.integrity_check().unwrap(), "ok");
 }
+
+#[test]
+fn a_version_1_database_is_migrated_with_its_runs() {
+    // Schema 1 as Weft 0.1 wrote it: the run spec inside the `runs` row.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, spec TEXT NOT NULL,
+            owner TEXT NOT NULL, lease_until_ms INTEGER NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, created_seq INTEGER NOT NULL, output TEXT);
+         CREATE INDEX runs_by_status ON runs(status, created_seq);
+         CREATE INDEX runs_by_workflow ON runs(workflow, created_seq);
+         CREATE TABLE journal (run_id TEXT NOT NULL REFERENCES runs(run_id), seq INTEGER NOT NULL, at TEXT NOT NULL,
+            kind TEXT NOT NULL, step_id TEXT, data TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+         CREATE TABLE dlq (run_id TEXT PRIMARY KEY REFERENCES runs(run_id), workflow TEXT NOT NULL,
+            step_id TEXT NOT NULL, error_type TEXT NOT NULL, message TEXT NOT NULL, at TEXT NOT NULL, replayed_as TEXT);
+         CREATE TABLE breakers (component TEXT PRIMARY KEY, state TEXT NOT NULL, failures INTEGER NOT NULL,
+            since_ms INTEGER NOT NULL, version INTEGER NOT NULL);
+         PRAGMA application_id = 1466263156;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    let spec = serde_json::to_string(&new_run("old", "wf-old", "gone:1:x")).unwrap();
+    c.execute(
+        "INSERT INTO runs (run_id, workflow, status, spec, owner, lease_until_ms, created_at, updated_at, created_seq)
+         VALUES ('old', 'wf-old', 'running', ?1, 'gone:1:x', 0, 't', 't', 1)",
+        [spec],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO journal (run_id, seq, at, kind, step_id, data)
+         VALUES ('old', 1, 't', 'run_created', NULL, '{\"kind\":\"run_created\",\"start_time\":\"t\"}')",
+        [],
+    )
+    .unwrap();
+    drop(c);
+
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let s = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+    let rec = rt.block_on(s.get_run("old")).unwrap();
+    assert_eq!(rec.run.workflow, "wf-old");
+    assert_eq!(rec.run.input["context"]["x"], 1, "the spec came across");
+    assert_eq!(rt.block_on(s.journal("old")).unwrap().len(), 1);
+    // New runs go in beside it, and the file is sound.
+    rt.block_on(s.create_run(&new_run("new", "wf-new", "me"), &[])).unwrap();
+    let listed = rt.block_on(s.list_runs(&RunFilter::default())).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(s.integrity_check().unwrap(), "ok");
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, weft::store::SCHEMA_VERSION);
+}

@@ -226,6 +226,16 @@ fn chain_and_fan_out(c: &mut Criterion) {
             })
         });
     }
+    // Ten times longer: the per-step commit must not grow with the run.
+    let long = load(&chain_yaml(10_000));
+    let store = Arc::new(SqliteStore::open(&dir.path().join("long.db"), SyncMode::Normal).unwrap());
+    let durable = Engine::new(executor.clone()).with_store(store);
+    g.bench_function("weft: 10000-step chain, durable (SQLite WAL, synchronous=NORMAL)", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out = durable.run(long.clone(), &RunInput::default(), RunOptions::default()).await.unwrap();
+            assert_eq!(out.execution_status, ExecutionStatus::Completed);
+        })
+    });
     let fan = load(&fan_yaml(1000));
     for width in [4u32, 16, 100] {
         g.bench_function(format!("weft: 1000-step fan-out (parallel, 2 cores, max_parallel_steps {width})"), |b| {
