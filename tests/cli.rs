@@ -403,6 +403,72 @@ fn ctrl_c_cancels_a_run() {
 }
 
 #[test]
+fn a_second_ctrl_c_stops_at_once_and_the_run_resumes_where_it_was() {
+    use std::io::{BufRead, BufReader};
+    let slow = plugin("slow_effect");
+    let flaky = plugin("flaky");
+    // `pay` takes 4 s to undo: the first Ctrl-C starts that, the second must
+    // not wait for it (if it did, the run would end `cancelled` with exit 4).
+    let yaml = format!(
+        "kind: WorkflowDefinition\nexecution_graph:\n  nodes:\n    - {{node_id: pay, node_type: effect, component: '{}', input: \"{{'compensate_sleep_ms': 4000}}\"}}\n    - {{node_id: wait, node_type: compute, component: '{}', timeout_ms: 60000, depends_on: [pay], input: \"{{'sleep_ms': 30000}}\"}}\ncoordination_rules: {{failure_recovery_strategy: compensate}}\n",
+        slow.display(),
+        flaky.display()
+    );
+    let wf = write_temp("double-cancel.yaml", yaml.as_bytes());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["run", wf.to_str().unwrap(), "--output", "json"])
+        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
+        .env("WEFT_DB", test_db())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let interrupt = |pid: u32| {
+        let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    };
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut run_id = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("run ") {
+            run_id = rest.split_whitespace().next().unwrap_or_default().to_string();
+        }
+        if line.contains("wait: attempt 1 started") {
+            interrupt(child.id());
+        }
+        let compensating = line.contains("pay: compensating");
+        seen.push(line);
+        if compensating {
+            interrupt(child.id());
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{seen:?} {rest:?}");
+    assert!(out.stdout.is_empty(), "no output contract for a run that did not finish");
+    let said = rest.join("\n");
+    assert!(said.contains(&format!("`weft runs resume {run_id}` finishes it")), "{said}");
+    assert!(!said.contains("pay: compensated"), "{said}");
+
+    // The run was left unfinished; resuming it finishes the cancellation.
+    let out = weft(&["runs", "show", &run_id]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"status\": \"running\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = weft(&["runs", "resume", &run_id, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["execution_status"], "cancelled");
+    assert_eq!(json["output_variables"]["compensation"][0]["step_id"], "pay");
+    assert_eq!(json["output_variables"]["compensation"][0]["status"], "compensated");
+}
+
+#[test]
 fn a_terminal_gets_a_live_view_of_step_states() {
     // `script` gives the child a pseudo-terminal, as an interactive shell would.
     plugin("echo");

@@ -333,7 +333,7 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("run {id} has no live owner: stopping it here");
                 let opts = ResumeOptions { cancelled: true, ..run.options() };
                 let handle = engine.resume(&id, opts).await.map_err(start_error)?;
-                return watch(handle, run.quiet, &run.output, 0).await;
+                return watch(handle, run.quiet, &run.output, 0, true).await;
             }
             eprintln!("cancel requested; waiting for {} to stop run {id}", record.run.owner);
             let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
@@ -353,7 +353,7 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::Resume { id, run } => {
             let engine = run.engine()?;
             let handle = engine.resume(&id, run.options()).await.map_err(start_error)?;
-            watch(handle, run.quiet, &run.output, 0).await
+            watch(handle, run.quiet, &run.output, 0, true).await
         }
     }
 }
@@ -417,7 +417,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             }
             let handle = engine.replay(&id, run.options()).await.map_err(start_error)?;
             eprintln!("replaying run {id} as run {}", handle.run_id);
-            watch(handle, run.quiet, &run.output, 0).await
+            watch(handle, run.quiet, &run.output, 0, true).await
         }
     }
 }

@@ -469,22 +469,39 @@ async fn run(
         );
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
-    watch(handle, quiet, output, total).await
+    watch(handle, quiet, output, total, !store.in_memory).await
 }
 
 /// Shows a run's progress on stderr, prints its output on stdout, and maps
 /// its status to the exit code.
+///
+/// The first Ctrl-C cancels the run (compensating if the strategy says so);
+/// a second one stops the process at once (exit 130), leaving a durable run
+/// as a crash would: resumable.
 pub(crate) async fn watch(
     mut handle: weft::engine::RunHandle,
     quiet: bool,
     output: &str,
     total: usize,
+    durable: bool,
 ) -> anyhow::Result<ExitCode> {
     let cancel = handle.cancel_token();
+    let run_id = handle.run_id.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("weft: cancelling (Ctrl-C)");
+            eprintln!("weft: cancelling (Ctrl-C); press Ctrl-C again to stop at once");
             cancel.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                if durable {
+                    eprintln!(
+                        "weft: stopped at once (second Ctrl-C); run {run_id} is left as it was, unfinished: \
+                         `weft runs resume {run_id}` finishes it (its cancellation and compensation included)"
+                    );
+                } else {
+                    eprintln!("weft: stopped at once (second Ctrl-C); run {run_id} was in memory and is lost");
+                }
+                std::process::exit(130);
+            }
         }
     });
     let started = std::time::Instant::now();
