@@ -171,6 +171,12 @@ async fn a_failing_component_opens_its_breaker_across_runs_and_a_probe_closes_it
     assert_eq!(out.errors[0].error_type, "circuit_open", "{:?}", out.errors);
     assert!(out.errors[0].message.contains("circuit breaker"), "{}", out.errors[0].message);
     assert_eq!(out.metrics["step.s01.fuel_consumed"], 0.0, "the attempt did not run");
+    // The same file spelt another way (a symlink) is the same component, with the same breaker.
+    let alias = dir.path().join("alias.wasm");
+    std::os::unix::fs::symlink(&step, &alias).unwrap();
+    let aliased = load(&chain(dir.path(), "breaker-alias", &alias, 1, rules));
+    let out = engine.run(aliased, &RunInput::default(), RunOptions::default()).await.unwrap();
+    assert_eq!(out.errors[0].error_type, "circuit_open", "{:?}", out.errors);
     // After the cooldown one probe goes through; the component works again.
     std::fs::copy(common::plugin("echo"), &step).unwrap();
     tokio::time::sleep(Duration::from_millis(450)).await;

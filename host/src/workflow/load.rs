@@ -821,7 +821,14 @@ fn strsim_distance(a: &str, b: &str) -> usize {
 
 /// Finds a component: a path relative to the workflow file, or a name looked
 /// up (as NAME and NAME.wasm) in the workflow's folder and in `$WEFT_PLUGIN_PATH`.
+/// The path is canonical, so every spelling of one file (`./a.wasm`,
+/// `../dir/a.wasm`, a symlink) is the same component (one circuit breaker,
+/// one pin).
 pub fn resolve_component(name: &str, base: &Path) -> Result<PathBuf, String> {
+    find_component(name, base).map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+}
+
+fn find_component(name: &str, base: &Path) -> Result<PathBuf, String> {
     let direct = base.join(name);
     if direct.is_file() {
         return Ok(direct);
