@@ -12,12 +12,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 use weft::engine::{
     Engine, ExecutionStatus, ResumeOptions, RunEvent, RunInput, RunOptions, SandboxExecutor, StartError,
 };
 use weft::sandbox::{Sandbox, SandboxConfig};
-use weft::store::{BreakerState, JournalEntry, RunStore, SqliteStore, SyncMode};
+use weft::store::{BreakerRecord, BreakerState, JournalEntry, RunStore, SqliteStore, SyncMode};
 use weft::workflow::{Workflow, load_file};
 
 fn engine(db: &Path) -> (Engine, Arc<SqliteStore>) {
@@ -151,8 +150,10 @@ async fn a_failing_component_opens_its_breaker_across_runs_and_a_probe_closes_it
     let db = dir.path().join("runs.db");
     let step = dir.path().join("flaky-service.wasm");
     std::fs::copy(common::plugin("panic"), &step).unwrap();
+    // A long cooldown, ended by hand below: the test must not depend on how
+    // fast the machine is.
     let rules = "coordination_rules: {circuit_breaker_enabled: true, circuit_breaker_failure_threshold: 2, \
-                 circuit_breaker_cooldown_ms: 400}\n";
+                 circuit_breaker_cooldown_ms: 60000}\n";
     let wf = load(&chain(dir.path(), "breaker", &step, 1, rules));
     let key = step.display().to_string();
     {
@@ -179,7 +180,9 @@ async fn a_failing_component_opens_its_breaker_across_runs_and_a_probe_closes_it
     assert_eq!(out.errors[0].error_type, "circuit_open", "{:?}", out.errors);
     // After the cooldown one probe goes through; the component works again.
     std::fs::copy(common::plugin("echo"), &step).unwrap();
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    let open = store.breaker_load(&key).await.unwrap().unwrap();
+    let cooled = BreakerRecord { since_ms: open.since_ms - 60_001, ..open.clone() };
+    assert!(store.breaker_cas(&key, open.version, &cooled).await.unwrap());
     let (engine, _) = self::engine(&db);
     let out = engine.run(wf.clone(), &RunInput::default(), RunOptions::default()).await.unwrap();
     assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);

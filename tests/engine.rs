@@ -449,6 +449,26 @@ async fn cancel_interrupts_and_compensates() {
     assert!(events.iter().any(|e| matches!(e, RunEvent::RunFinished { status: ExecutionStatus::Cancelled })));
 }
 
+#[tokio::test]
+async fn a_long_lived_engine_runs_the_new_version_of_a_replaced_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let step = dir.path().join("service.wasm");
+    std::fs::copy(common::plugin("echo"), &step).unwrap();
+    let text = format!(
+        "{HEAD}execution_graph:\n  nodes:\n    - {{node_id: s, node_type: compute, component: '{}', input: \"{{'v': 1}}\"}}\n",
+        step.display()
+    );
+    let engine = Engine::new(executor());
+    let load = || Arc::new(load_str(&text, dir.path(), "svc.yaml", Some(executor().as_ref())).unwrap());
+    let out = engine.run(load(), &input(json!({})), opts()).await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Completed);
+    // A new version is deployed at the same path: the next run uses it.
+    std::fs::copy(common::plugin("panic"), &step).unwrap();
+    let out = engine.run(load(), &input(json!({})), opts()).await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    assert_eq!(out.errors[0].error_type, "trap", "{:?}", out.errors);
+}
+
 // ----------------------------------------------------------------- actions
 
 #[tokio::test]

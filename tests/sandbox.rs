@@ -610,3 +610,28 @@ fn digests_name_the_content() {
     assert!(c.digest.starts_with("sha256:") && c.digest.len() == 7 + 64);
     assert_eq!(c.size, bytes.len());
 }
+
+#[tokio::test]
+async fn the_least_recently_used_component_leaves_memory_beyond_the_cap_and_comes_back() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(common::temp_cache("sandbox-lru")),
+        max_instances: 4,
+        max_loaded_components: 2,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let load = |name: &str| sandbox.load_file(&plugin(name), Some(StepWorld::Compute)).unwrap();
+    let echo = load("echo");
+    let price = load("price_cart");
+    assert!(sandbox.loaded(&echo.digest, StepWorld::Compute).is_some(), "echo is used again: now the most recent");
+    let _aggregate = load("aggregate_records");
+    assert!(sandbox.loaded(&price.digest, StepWorld::Compute).is_none(), "price_cart was the least recently used");
+    assert!(sandbox.loaded(&echo.digest, StepWorld::Compute).is_some());
+    // A component dropped from memory still runs (the caller's handle keeps it),
+    // and loading it again comes from the disk cache, not the compiler.
+    let report = sandbox.execute(&price, &StepCall::run(obj(json!({"items": []}))), &limits()).await;
+    assert!(report.outcome.is_ok(), "{:?}", report.outcome);
+    drop(price);
+    let again = load("price_cart");
+    assert_eq!(again.origin, Origin::Cache);
+}

@@ -68,10 +68,30 @@ impl ComponentCheck for CheckWith<'_> {
     }
 }
 
-/// Runs steps in a [`Sandbox`], one pre-linked component per file.
+/// Runs steps in a [`Sandbox`]. A component file is read again when it
+/// changes on disk (checked when a run starts or a workflow is validated), so
+/// a long-lived engine picks up a new version for its next runs.
 pub struct SandboxExecutor {
     sandbox: Arc<Sandbox>,
-    components: Mutex<HashMap<PathBuf, Arc<LoadedComponent>>>,
+    components: Mutex<HashMap<PathBuf, KnownFile>>,
+}
+
+/// What a component file held when it was last read.
+#[derive(Clone)]
+struct KnownFile {
+    stamp: Option<FileStamp>,
+    digest: String,
+    world: StepWorld,
+}
+
+/// Size, modification time, inode and device: a file replaced or rewritten
+/// differs in at least one.
+type FileStamp = (u64, Option<std::time::SystemTime>, u64, u64);
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok(), m.ino(), m.dev()))
 }
 
 impl SandboxExecutor {
@@ -84,16 +104,37 @@ impl SandboxExecutor {
         if t.is_effect() { StepWorld::Effect } else { StepWorld::Compute }
     }
 
+    /// The component at `path`, read again if the file changed since.
     fn load(&self, path: &Path, t: NodeType) -> Result<Arc<LoadedComponent>, String> {
+        let world = Self::world(t);
+        // Taken before reading: a change while reading shows up next time.
+        let stamp = file_stamp(path);
         let known = self.components.lock().unwrap_or_else(PoisonError::into_inner).get(path).cloned();
-        if let Some(c) = known
-            && c.world == Self::world(t)
+        if let Some(k) = known
+            && k.world == world
+            && stamp.is_some()
+            && k.stamp == stamp
+            && let Some(c) = self.sandbox.loaded(&k.digest, world)
         {
             return Ok(c);
         }
-        let c = self.sandbox.load_file(path, Some(Self::world(t))).map_err(|e| e.to_string())?;
-        self.components.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_path_buf(), c.clone());
+        let c = self.sandbox.load_file(path, Some(world)).map_err(|e| e.to_string())?;
+        let known = KnownFile { stamp, digest: c.digest.clone(), world };
+        self.components.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_path_buf(), known);
         Ok(c)
+    }
+
+    /// The component an attempt runs: as read when its run started (no
+    /// file check per attempt), or read again if memory dropped it.
+    fn for_attempt(&self, path: &Path, t: NodeType) -> Result<Arc<LoadedComponent>, String> {
+        let cached = {
+            let known = self.components.lock().unwrap_or_else(PoisonError::into_inner);
+            known.get(path).filter(|k| k.world == Self::world(t)).and_then(|k| self.sandbox.loaded(&k.digest, k.world))
+        };
+        match cached {
+            Some(c) => Ok(c),
+            None => self.load(path, t),
+        }
     }
 }
 
@@ -105,10 +146,17 @@ impl ComponentCheck for SandboxExecutor {
 
 impl StepExecutor for SandboxExecutor {
     fn prepare(&self, wf: &Workflow) -> Result<(), Vec<String>> {
+        // Each file is checked once, however many nodes use it.
+        let mut seen: HashMap<(&Path, bool), Option<String>> = HashMap::new();
         let problems: Vec<String> = wf
             .nodes
             .iter()
-            .filter_map(|n| self.load(&n.component, n.node_type).err().map(|e| format!("node `{}`: {e}", n.id)))
+            .filter_map(|n| {
+                seen.entry((n.component.as_path(), n.node_type.is_effect()))
+                    .or_insert_with(|| self.load(&n.component, n.node_type).err())
+                    .as_ref()
+                    .map(|e| format!("node `{}`: {e}", n.id))
+            })
             .collect();
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
@@ -118,10 +166,10 @@ impl StepExecutor for SandboxExecutor {
         wf.nodes
             .iter()
             .filter_map(|n| {
-                let c = known.get(&n.component)?;
+                let k = known.get(&n.component)?;
                 Some((
                     n.id.clone(),
-                    PinnedComponent { path: n.component.display().to_string(), digest: c.digest.clone() },
+                    PinnedComponent { path: n.component.display().to_string(), digest: k.digest.clone() },
                 ))
             })
             .collect()
@@ -133,11 +181,7 @@ impl StepExecutor for SandboxExecutor {
 
     fn execute(&self, node: &NodeSpec, call: StepCall, limits: Limits) -> AttemptFuture {
         let sandbox = self.sandbox.clone();
-        let loaded = self.components.lock().unwrap_or_else(PoisonError::into_inner).get(&node.component).cloned();
-        let component = match loaded {
-            Some(c) => Ok(c),
-            None => self.load(&node.component, node.node_type),
-        };
+        let component = self.for_attempt(&node.component, node.node_type);
         Box::pin(async move {
             match component {
                 Ok(c) => sandbox.execute(&c, &call, &limits).await,

@@ -53,6 +53,10 @@ pub struct SandboxConfig {
     pub max_component_bytes: usize,
     /// Largest wasm stack, in bytes; deeper recursion traps as a stack overflow.
     pub max_wasm_stack: usize,
+    /// Most pre-linked components kept in memory; the least recently used
+    /// one is dropped beyond it (and loaded again, from the disk cache, when
+    /// next used).
+    pub max_loaded_components: usize,
 }
 
 impl Default for SandboxConfig {
@@ -65,6 +69,7 @@ impl Default for SandboxConfig {
             epoch_tick: Duration::from_millis(1),
             max_component_bytes: 64 << 20,
             max_wasm_stack: 512 << 10,
+            max_loaded_components: 256,
         }
     }
 }

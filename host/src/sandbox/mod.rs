@@ -205,10 +205,40 @@ pub struct Sandbox {
     allocator: Allocator,
     linker: Linker<StepState>,
     cache: Option<ComponentCache>,
-    loaded: Mutex<HashMap<(String, StepWorld), Arc<LoadedComponent>>>,
+    loaded: Mutex<Loaded>,
     slots: Semaphore,
     ticker: Ticker,
     config: SandboxConfig,
+}
+
+/// Pre-linked components by digest and world, least recently used dropped
+/// beyond a cap.
+#[derive(Default)]
+struct Loaded {
+    map: HashMap<(String, StepWorld), (Arc<LoadedComponent>, u64)>,
+    clock: u64,
+}
+
+impl Loaded {
+    fn get(&mut self, digest: &str, world: StepWorld) -> Option<Arc<LoadedComponent>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.map.get_mut(&(digest.to_string(), world)).map(|(c, used)| {
+            *used = clock;
+            c.clone()
+        })
+    }
+
+    fn insert(&mut self, c: Arc<LoadedComponent>, cap: usize) {
+        self.clock += 1;
+        while self.map.len() >= cap.max(1) {
+            let Some(oldest) = self.map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            self.map.remove(&oldest);
+        }
+        self.map.insert((c.digest.clone(), c.world), (c, self.clock));
+    }
 }
 
 /// The raw result of a guest call before classification.
@@ -237,7 +267,7 @@ impl Sandbox {
             allocator,
             linker,
             cache,
-            loaded: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Loaded::default()),
             ticker,
             config,
         })
@@ -327,12 +357,21 @@ impl Sandbox {
         }
         .map_err(|e| LoadError::Invalid(format!("the component's exports do not match the {world} world: {e:#}")))?;
         let loaded = Arc::new(LoadedComponent { digest: digest.clone(), size, world, origin, pre });
-        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert((digest, world), loaded.clone());
+        self.loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(loaded.clone(), self.config.max_loaded_components);
         Ok(loaded)
     }
 
+    /// The pre-linked component with `digest` for `world`, if it is still in
+    /// memory (see [`SandboxConfig::max_loaded_components`]).
+    pub fn loaded(&self, digest: &str, world: StepWorld) -> Option<Arc<LoadedComponent>> {
+        self.lookup(digest, world)
+    }
+
     fn lookup(&self, digest: &str, world: StepWorld) -> Option<Arc<LoadedComponent>> {
-        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(&(digest.to_string(), world)).cloned()
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(digest, world)
     }
 
     fn compile(&self, digest: &str, bytes: &[u8]) -> Result<(Component, Origin), String> {

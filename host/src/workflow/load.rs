@@ -101,6 +101,7 @@ pub fn load_str(
         seen_ids: Vec::new(),
         dep_refs: Vec::new(),
         resolved: HashMap::new(),
+        checked: HashMap::new(),
     };
     let wf = w.workflow(&doc, base_dir, checker);
     match wf {
@@ -126,6 +127,8 @@ struct Walker {
     dep_refs: Vec<(String, Vec<(String, Pos)>)>,
     /// Component names already resolved (large graphs reuse a few components).
     resolved: HashMap<String, Result<PathBuf, String>>,
+    /// Component checks already made, by path and world (effect or not).
+    checked: HashMap<(PathBuf, bool), Result<(), String>>,
 }
 
 const TOP_KEYS: &[&str] =
@@ -610,7 +613,11 @@ impl Walker {
                 match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
                     Ok(path) => {
                         if let (Some(checker), Some(t)) = (checker, node_type)
-                            && let Err(reason) = checker.check(&path, t)
+                            && let Err(reason) = self
+                                .checked
+                                .entry((path.clone(), t.is_effect()))
+                                .or_insert_with(|| checker.check(&path, t))
+                                .clone()
                         {
                             self.problem(
                                 pos,
