@@ -201,6 +201,15 @@ fn bad_arguments_get_a_clear_error_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read component /nonexistent/step.wasm"), "{err}");
 
+    for (flag, value, said) in [
+        ("--memory-mb", "99999", "--memory-mb 99999 is over this host's limit of 4096 MiB"),
+        ("--timeout-ms", "999999999999", "--timeout-ms 999999999999 is over the sandbox's limit"),
+    ] {
+        let out = weft(&["plugin", "call", e, flag, value]);
+        assert_eq!(out.status.code(), Some(2), "limits are refused, not silently lowered");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(said), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     let out = weft(&["plugin", "call", e, "--input", "@/nonexistent/input.json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/input.json"));

@@ -230,6 +230,24 @@ async fn batch_and_streaming_are_refused_as_not_yet_supported() {
     }
 }
 
+#[tokio::test]
+async fn continue_on_error_in_the_input_is_obeyed_or_refused_never_ignored() {
+    let wf = workflow(&yaml("sequential", "", FAILING_BRANCH));
+    let err = Engine::new(executor())
+        .start(wf.clone(), &input(json!({"continue_on_error": true, "failure_strategy": "fail_fast"})), opts())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("continue_on_error: true contradicts failure_strategy `fail_fast`"), "{err}");
+    // `false` overrides a profile whose default is to continue (staging's).
+    let staging = RunOptions { environment: Environment::Staging, ..opts() };
+    let out = Engine::new(executor()).run(wf.clone(), &input(json!({})), staging.clone()).await.unwrap();
+    assert_eq!(out.output_variables["failure_strategy"], "continue_on_error", "staging's default");
+    let out = Engine::new(executor()).run(wf, &input(json!({"continue_on_error": false})), staging).await.unwrap();
+    assert_eq!(out.output_variables["failure_strategy"], "fail_fast");
+}
+
 // ------------------------------------------------------------- strategies
 
 const FAILING_BRANCH: &str = r#"
@@ -528,20 +546,23 @@ async fn actions_reach_only_downstream_nodes_whatever_the_mode_or_timing() {
     - {node_id: start, node_type: compute, component: echo}
     - {node_id: source, node_type: compute, component: emitter, depends_on: [start], input: "{'count': 1, 'target': 'side', 'payload': {}}"}
     - {node_id: side, node_type: compute, component: echo, depends_on: [start], requires_action: true}
+    - {node_id: typo, node_type: compute, component: emitter, depends_on: [start], input: "{'count': 1, 'target': 'sied', 'payload': {}}"}
 "#,
         ));
         let (out, events) = run_with_events(wf, json!({})).await;
         assert_eq!(out.execution_status, ExecutionStatus::Completed, "{mode}");
         assert_eq!(out.skipped_steps, ["side"], "{mode}");
-        assert_eq!(out.actions_emitted.len(), 1, "{mode}: the action is still listed");
-        let undelivered = &out.output_variables["undelivered_actions"];
-        assert_eq!(undelivered[0]["action_id"], out.actions_emitted[0].action_id.as_str(), "{mode}");
-        assert_eq!(undelivered[0]["source_node"], "source");
-        assert_eq!(undelivered[0]["target_node"], "side");
-        assert!(
-            undelivered[0]["reason"].as_str().unwrap().contains("add `source` to the `depends_on` of `side`"),
-            "{undelivered}"
-        );
+        assert_eq!(out.actions_emitted.len(), 2, "{mode}: the actions are still listed");
+        let undelivered = out.output_variables["undelivered_actions"].as_array().unwrap();
+        let to = |target: &str| undelivered.iter().find(|u| u["target_node"] == target).unwrap();
+        let side = to("side");
+        let listed = out.actions_emitted.iter().find(|a| a.target_node == "side").unwrap();
+        assert_eq!(side["action_id"], listed.action_id.as_str(), "{mode}");
+        assert_eq!(side["source_node"], "source");
+        assert!(side["reason"].as_str().unwrap().contains("add `source` to the `depends_on` of `side`"), "{side}");
+        let typo = to("sied");
+        assert_eq!(typo["source_node"], "typo");
+        assert_eq!(typo["reason"], "no node of this workflow is named `sied` (did you mean `side`?)");
         assert!(
             events.iter().any(|e| matches!(e, RunEvent::ActionNotDelivered { action } if action.target_node == "side")),
             "{mode}: watchers are told"

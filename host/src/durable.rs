@@ -5,6 +5,7 @@ use crate::{HostArgs, print_json, run_exit_code, usage, watch};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -219,18 +220,13 @@ pub async fn runs(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             let record = store.get_run(&id).await.map_err(store_error)?;
             let journal = store.journal(&id).await.map_err(store_error)?;
             let mut steps: Vec<(String, Value)> = Vec::new();
-            let slot = |steps: &mut Vec<(String, Value)>, step: &str| -> usize {
-                match steps.iter().position(|(s, _)| s == step) {
-                    Some(k) => k,
-                    None => {
-                        steps.push((step.to_string(), json!({"step_id": step, "state": "scheduled", "attempts": []})));
-                        steps.len() - 1
-                    }
-                }
-            };
+            let mut slots: HashMap<String, usize> = HashMap::new();
             for j in &journal {
                 let Some(step) = j.entry.step_id() else { continue };
-                let k = slot(&mut steps, step);
+                let k = *slots.entry(step.to_string()).or_insert_with(|| {
+                    steps.push((step.to_string(), json!({"step_id": step, "state": "scheduled", "attempts": []})));
+                    steps.len() - 1
+                });
                 let v = &mut steps[k].1;
                 match &j.entry {
                     JournalEntry::StepScheduled { input, .. } => v["input"] = Value::Object((**input).clone()),
@@ -466,21 +462,35 @@ pub async fn health(workflows: Vec<PathBuf>, store: StoreArgs, host: HostArgs) -
             }
         }
         if let Some((s, _)) = &store_info {
-            let active = s
-                .list_runs(&RunFilter { status: Some(ExecutionStatus::Running), ..Default::default() })
-                .await
-                .unwrap_or_default();
+            let active = s.list_runs(&RunFilter { status: Some(ExecutionStatus::Running), ..Default::default() }).await;
+            let active = active.unwrap_or_else(|e| {
+                problems.push(format!("store: cannot list the active runs: {e}"));
+                Vec::new()
+            });
             for r in active {
-                if let Ok(rec) = s.get_run(&r.run_id).await {
-                    for (node, pin) in &rec.run.components {
-                        match sandbox.load_file(std::path::Path::new(&pin.path), None) {
-                            Ok(c) if c.digest == pin.digest => loadable += 1,
-                            Ok(c) => problems.push(format!(
-                                "run {} node `{node}`: {} changed ({} pinned, {} now)",
-                                r.run_id, pin.path, pin.digest, c.digest
-                            )),
-                            Err(e) => problems.push(format!("run {} node `{node}`: {e}", r.run_id)),
-                        }
+                let rec = match s.get_run(&r.run_id).await {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        problems.push(format!("run {}: cannot be read from the store: {e}", r.run_id));
+                        continue;
+                    }
+                };
+                // Each file is read once per run, however many nodes pin it.
+                let mut now: HashMap<&str, Result<String, String>> = HashMap::new();
+                for (node, pin) in &rec.run.components {
+                    let digest = now.entry(pin.path.as_str()).or_insert_with(|| {
+                        sandbox
+                            .load_file(std::path::Path::new(&pin.path), None)
+                            .map(|c| c.digest.clone())
+                            .map_err(|e| e.to_string())
+                    });
+                    match digest {
+                        Ok(d) if *d == pin.digest => loadable += 1,
+                        Ok(d) => problems.push(format!(
+                            "run {} node `{node}`: {} changed ({} pinned, {d} now)",
+                            r.run_id, pin.path, pin.digest
+                        )),
+                        Err(e) => problems.push(format!("run {} node `{node}`: {e}", r.run_id)),
                     }
                 }
             }

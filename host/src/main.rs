@@ -319,6 +319,9 @@ async fn call(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         limits.fuel = f;
     }
     if let Some(t) = timeout_ms {
+        if t > 24 * 3600 * 1000 {
+            return Err(usage(format!("--timeout-ms {t} is over the sandbox's limit of 86400000 (24 h)")));
+        }
         limits.timeout = Duration::from_millis(t);
     }
     if let Some(m) = memory_mb {
@@ -331,6 +334,14 @@ async fn call(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         return Err(usage("--attempt starts at 1"));
     }
     let sandbox = host.sandbox()?;
+    let max_memory = sandbox.config().max_memory_bytes;
+    if limits.memory_bytes > max_memory {
+        return Err(usage(format!(
+            "--memory-mb {} is over this host's limit of {} MiB (the pool's slot size)",
+            memory_mb.unwrap_or_default(),
+            max_memory >> 20
+        )));
+    }
     let mut ctx = StepContext::adhoc(&step_id);
     ctx.attempt = attempt;
     if let Some(k) = idempotency_key {
@@ -653,10 +664,7 @@ fn describe_event(e: &RunEvent) -> String {
         RunEvent::StepSkipped { step_id, reason } => format!("{step_id}: skipped: {reason}"),
         RunEvent::ActionNotDelivered { action } => format!(
             "{}: action {} for `{}` NOT DELIVERED: {}",
-            action.source_node,
-            action.action_id,
-            action.target_node,
-            action.reason()
+            action.source_node, action.action_id, action.target_node, action.reason
         ),
         RunEvent::Compensating { step_id } => format!("{step_id}: compensating"),
         RunEvent::Compensated { step_id, ok } => {

@@ -174,8 +174,20 @@ impl RunInput {
                 FailureStrategy::FailFast
             }),
         };
-        if self.continue_on_error == Some(true) && self.failure_strategy.is_none() {
-            failure_strategy = FailureStrategy::ContinueOnError;
+        // The seed's boolean and its strategy name the same thing: an explicit
+        // boolean wins over defaults, and contradicting an explicit strategy is an error.
+        match (self.continue_on_error, self.failure_strategy.is_some()) {
+            (Some(true), false) => failure_strategy = FailureStrategy::ContinueOnError,
+            (Some(false), false) if failure_strategy == FailureStrategy::ContinueOnError => {
+                failure_strategy = FailureStrategy::FailFast;
+            }
+            (Some(flag), true) if flag != (failure_strategy == FailureStrategy::ContinueOnError) => {
+                problems.push(format!(
+                    "continue_on_error: {flag} contradicts failure_strategy `{}`; give one of them",
+                    self.failure_strategy.as_deref().unwrap_or_default()
+                ));
+            }
+            _ => {}
         }
         if self.dependency_resolution_enabled == Some(false) {
             problems.push(

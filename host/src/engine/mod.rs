@@ -289,6 +289,7 @@ pub struct RunOptions {
 /// The part of [`RunOptions`] journaled with a run (limits come from the
 /// resuming process).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct StoredOptions {
     environment: Environment,
     jitter_seed: Option<u64>,
@@ -610,7 +611,12 @@ impl Engine {
         }
         let input: RunInput = serde_json::from_value(spec.input.clone())
             .map_err(|e| StartError::Input(vec![format!("the journaled run input cannot be read: {e}")]))?;
-        let stored: StoredOptions = serde_json::from_value(spec.options.clone()).unwrap_or_default();
+        let stored: StoredOptions = serde_json::from_value(spec.options.clone()).map_err(|e| {
+            StartError::Input(vec![format!(
+                "the journaled run options (environment, jitter seed) cannot be read: {e}; the run cannot be resumed \
+                 as it was started"
+            )])
+        })?;
         let run_opts =
             RunOptions { environment: stored.environment, jitter_seed: stored.jitter_seed, limits: opts.limits };
         let config = input.resolve(&wf, run_opts.environment).map_err(StartError::Input)?;
@@ -795,6 +801,8 @@ struct Run {
     undelivered: Vec<UndeliveredAction>,
     /// What each node's expressions read (None: it has none).
     uses: Vec<Option<Uses>>,
+    /// Each node's position in the topological order.
+    topo_pos: Vec<usize>,
     completion_order: Vec<usize>,
     actions: Vec<ActionRecord>,
     errors: Vec<ErrorRecord>,
@@ -837,6 +845,10 @@ impl Run {
         let policies =
             wf.nodes.iter().map(|nd| nd.retry.clone().map_or_else(|| default_policy.clone(), Arc::new)).collect();
         let uses = wf.nodes.iter().map(node_uses).collect();
+        let mut topo_pos = vec![0usize; n];
+        for (pos, &i) in wf.topo_order.iter().enumerate() {
+            topo_pos[i] = pos;
+        }
         let ids = RunIds {
             run_id: config.workflow_id.to_string(),
             correlation_id: config.correlation_id.to_string(),
@@ -863,6 +875,7 @@ impl Run {
             delivered: vec![Vec::new(); n],
             undelivered: Vec::new(),
             uses,
+            topo_pos,
             completion_order: Vec::new(),
             actions: Vec::new(),
             errors: Vec::new(),
@@ -910,10 +923,11 @@ impl Run {
             (JournalEntry::AttemptFinished { attempt, report, .. }, Some(i)) => {
                 self.attempts_used[i] = self.attempts_used[i].max(*attempt);
                 let t = &mut self.totals[i];
-                t.fuel += report.stats.fuel_consumed;
-                t.wall_us += report.stats.wall_time_us;
+                // Journals come from the store: no number in them may overflow.
+                t.fuel = t.fuel.saturating_add(report.stats.fuel_consumed);
+                t.wall_us = t.wall_us.saturating_add(report.stats.wall_time_us);
                 t.peak = t.peak.max(report.stats.peak_memory_bytes);
-                t.attempts += 1;
+                t.attempts = t.attempts.saturating_add(1);
             }
             (JournalEntry::StepCompleted { step_id, output, actions }, Some(i)) => {
                 self.state[i] = State::Completed;
@@ -923,23 +937,42 @@ impl Run {
                 // are decided after it completes, in every mode, so delivery
                 // never depends on timing. Actions to other nodes are listed
                 // (and kept in `actions_emitted`) but not delivered.
-                let mut downstream: Option<Vec<bool>> = None;
                 for record in actions {
-                    if let Some(t) = self.index(&record.target_node) {
-                        if downstream.get_or_insert_with(|| self.wf.descendants(i))[t] {
+                    let target = &record.target_node;
+                    let reason = match self.index(target) {
+                        Some(t) if self.is_downstream(i, t) => {
                             self.delivered[t].push(json!({
                                 "action_id": record.action_id,
                                 "action_type": record.action_type,
                                 "source_node": step_id,
                                 "payload": record.payload,
                             }));
-                        } else {
-                            self.undelivered.push(UndeliveredAction {
-                                action_id: record.action_id.clone(),
-                                source_node: step_id.clone(),
-                                target_node: record.target_node.clone(),
-                            });
+                            None
                         }
+                        Some(_) => Some(format!(
+                            "`{target}` does not depend on `{step_id}`, so it may already have been decided when the \
+                             action came; add `{step_id}` to the `depends_on` of `{target}` (directly or through \
+                             other nodes) to deliver it"
+                        )),
+                        None => {
+                            // A suggestion scans every id: only the first few get one.
+                            let hint = (self.undelivered.len() < 10)
+                                .then(|| {
+                                    let ids: Vec<&str> = self.wf.nodes.iter().map(|n| n.id.as_str()).collect();
+                                    crate::workflow::closest(target, &ids).map(|c| format!(" (did you mean `{c}`?)"))
+                                })
+                                .flatten()
+                                .unwrap_or_default();
+                            Some(format!("no node of this workflow is named `{target}`{hint}"))
+                        }
+                    };
+                    if let Some(reason) = reason {
+                        self.undelivered.push(UndeliveredAction {
+                            action_id: record.action_id.clone(),
+                            source_node: step_id.clone(),
+                            target_node: target.clone(),
+                            reason,
+                        });
                     }
                     self.actions.push(record.clone());
                 }
@@ -967,7 +1000,7 @@ impl Run {
                 self.parallel_executions = self.parallel_executions.max(*parallel_executions);
             }
             (JournalEntry::CompensationStarted { .. }, Some(i)) => {
-                self.compensation_starts[i] += 1;
+                self.compensation_starts[i] = self.compensation_starts[i].saturating_add(1);
             }
             (JournalEntry::CompensationFinished { step_id, ok, attempts, error }, Some(i)) => {
                 self.compensated[i] = true;
@@ -1112,6 +1145,28 @@ impl Run {
             correlation_id: self.ids.correlation_id.clone(),
             tenant: self.ids.tenant.clone(),
         }
+    }
+
+    /// Whether node `to` depends on node `from`, directly or through others.
+    /// Walks up from `to` and never below `from` in topological order, so an
+    /// action to a nearby dependent costs a step or two, not the whole graph.
+    fn is_downstream(&self, from: usize, to: usize) -> bool {
+        if self.topo_pos[to] <= self.topo_pos[from] {
+            return false;
+        }
+        let mut stack = vec![to];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = stack.pop() {
+            for &d in &self.wf.dependencies[k] {
+                if d == from {
+                    return true;
+                }
+                if self.topo_pos[d] > self.topo_pos[from] && seen.insert(d) {
+                    stack.push(d);
+                }
+            }
+        }
+        false
     }
 
     fn breaker(&self) -> Option<BreakerPolicy> {
@@ -1360,10 +1415,7 @@ impl Run {
     async fn schedule(&mut self) -> Result<ExecutionStatus, String> {
         let n = self.wf.nodes.len();
         // Topological position of each node, to order the ready queue.
-        let mut topo_pos = vec![0usize; n];
-        for (pos, &i) in self.wf.topo_order.iter().enumerate() {
-            topo_pos[i] = pos;
-        }
+        let topo_pos = self.topo_pos.clone();
         // On resume, final steps are done and count as met dependencies.
         let mut waiting: Vec<usize> =
             (0..n).map(|i| self.wf.dependencies[i].iter().filter(|&&d| !self.state[d].is_final()).count()).collect();
@@ -1416,7 +1468,7 @@ impl Run {
                 if self.state[i] == State::Running
                     && let Some(input) = self.inputs[i].clone()
                 {
-                    let attempt = self.attempts_used[i] + 1;
+                    let attempt = self.attempts_used[i].saturating_add(1);
                     self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
                     launches.push((i, input, attempt));
                     continue;
@@ -1594,10 +1646,10 @@ impl Run {
         let step_id = self.wf.nodes[i].id.clone();
         let mut attempts = result.attempts;
         let last = attempts.pop();
-        let last_number = result.first_attempt + attempts.len() as u32;
+        let last_number = result.first_attempt.saturating_add(attempts.len() as u32);
         // Earlier attempts were journaled by the step task before its retry.
         for (k, report) in attempts.into_iter().enumerate() {
-            let attempt = result.first_attempt + k as u32;
+            let attempt = result.first_attempt.saturating_add(k as u32);
             self.apply(&JournalEntry::AttemptFinished { step_id: step_id.clone(), attempt, report });
         }
         let outcome = last.map(|mut report| {
@@ -1672,7 +1724,7 @@ impl Run {
             let mut last_error = None;
             // After a crash mid-compensation, attempt numbers go on from where
             // the interrupted round's could have reached.
-            let base = (self.compensation_starts[i].saturating_sub(1)) * policy.max_attempts.max(1);
+            let base = (self.compensation_starts[i].saturating_sub(1)).saturating_mul(policy.max_attempts.max(1));
             for attempt in 1..=policy.max_attempts.max(1) {
                 attempts = attempt;
                 let call = StepCall {
@@ -1749,7 +1801,7 @@ impl Run {
                         "action_id": u.action_id,
                         "source_node": u.source_node,
                         "target_node": u.target_node,
-                        "reason": u.reason(),
+                        "reason": u.reason,
                     })
                 })
                 .collect();
@@ -1757,7 +1809,7 @@ impl Run {
         }
         let completed = self.completion_order.len();
         let mut metrics = BTreeMap::new();
-        let total_wall_us: u64 = self.totals.iter().map(|t| t.wall_us).sum();
+        let total_wall_us: u64 = self.totals.iter().fold(0u64, |sum, t| sum.saturating_add(t.wall_us));
         let ran = self.totals.iter().filter(|t| t.attempts > 0).count();
         metrics.insert("completed_count".into(), completed as f64);
         metrics.insert("failed_count".into(), self.failed.len() as f64);

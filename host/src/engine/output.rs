@@ -58,8 +58,8 @@ pub struct ActionRecord {
     pub payload: Value,
 }
 
-/// An action that named a node of the workflow which does not depend on the
-/// step that emitted it, so it was not delivered (listed under
+/// An action that was not delivered: it named a node that does not depend on
+/// the step that emitted it, or no node of the workflow at all (listed under
 /// `output_variables.undelivered_actions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UndeliveredAction {
@@ -69,17 +69,8 @@ pub struct UndeliveredAction {
     pub source_node: String,
     /// The node it named.
     pub target_node: String,
-}
-
-impl UndeliveredAction {
     /// Why it was not delivered and what to do, in one sentence.
-    pub fn reason(&self) -> String {
-        format!(
-            "`{}` does not depend on `{}`, so it may already have been decided when the action came; \
-             add `{}` to the `depends_on` of `{}` (directly or through other nodes) to deliver it",
-            self.target_node, self.source_node, self.source_node, self.target_node
-        )
-    }
+    pub reason: String,
 }
 
 /// One error (the seed's `{step_id, error_type, message}`).

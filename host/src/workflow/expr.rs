@@ -13,6 +13,15 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
+/// Longest expression source accepted, in bytes.
+pub const MAX_EXPR_BYTES: usize = 16 << 10;
+
+/// Most operator characters (`+ - * / % . [ & | < > = ! ?`) in one expression:
+/// CEL recurses once per link of an operator chain, and on a 2 MiB thread
+/// stack (tokio's) chains of ~1,500 links abort the process; 500 leaves a
+/// margin, also in debug builds.
+pub const MAX_EXPR_OPERATORS: usize = 500;
+
 /// A CEL expression that parsed, compiled once.
 #[derive(Clone)]
 pub struct Expr {
@@ -163,6 +172,24 @@ impl Expr {
         if source.trim().is_empty() {
             return Err("the expression is empty".into());
         }
+        // CEL's parser and evaluator recurse once per operator of a chain
+        // (`a + b + c ...`, `x.y.z ...`): a long enough chain would overflow
+        // the stack and abort the process, so chains are bounded first.
+        if source.len() > MAX_EXPR_BYTES {
+            return Err(format!(
+                "the expression is {} bytes; expressions are limited to {MAX_EXPR_BYTES} bytes (map a large input \
+                 key by key under `input:`, or compute it in a step)",
+                source.len()
+            ));
+        }
+        let operators = source.bytes().filter(|b| b"+-*/%.[&|<>=!?".contains(b)).count();
+        if operators > MAX_EXPR_OPERATORS {
+            return Err(format!(
+                "the expression has {operators} operators (counting `.` and `[`); at most {MAX_EXPR_OPERATORS} are \
+                 allowed, so that evaluating it cannot exhaust the stack (split it: map the input key by key, or use \
+                 several nodes)"
+            ));
+        }
         let program = cel::Program::compile(source).map_err(|e| e.to_string().replace('\n', "; "))?;
         let mut uses = Uses::default();
         uses.walk(program.expression());
@@ -246,6 +273,28 @@ mod tests {
         assert_eq!(m.eval(&scope).expect("evaluates"), json!({"total": 150, "ok": true}));
         assert!(Expr::parse("steps.price.total_cents >").is_err());
         assert!(Expr::parse("context.limit").expect("parses").eval_bool(&scope).is_err());
+    }
+
+    #[test]
+    fn operator_chains_long_enough_to_overflow_the_stack_are_refused_and_wide_maps_are_not() {
+        // Each of these aborted the process (stack overflow) before the limit.
+        for src in [vec!["1"; 2000].join("+"), format!("context{}", ".a".repeat(1600)), "'x'".repeat(6000)] {
+            let e = Expr::parse(&src).err().unwrap_or_default();
+            assert!(e.contains("operators") || e.contains("bytes"), "{e}");
+        }
+        let e = Expr::parse(&vec!["1"; 600].join("+")).err().unwrap_or_default();
+        assert!(e.starts_with("the expression has 599 operators"), "{e}");
+        // A chain under the limit runs, on a thread with tokio's 2 MiB stack.
+        let src = vec!["1"; 500].join("+");
+        let sum = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || Expr::parse(&src).and_then(|e| e.eval(&Scope::default())))
+            .expect("thread")
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(sum, Ok(json!(500)));
+        let wide: Vec<String> = (0..150).map(|i| format!("'k{i}': steps.a.v")).collect();
+        assert!(Expr::parse(&format!("{{{}}}", wide.join(", "))).is_ok(), "150 keys, 150 dots");
     }
 
     fn uses(src: &str) -> (Vec<String>, Vec<String>, bool) {

@@ -688,7 +688,12 @@ impl Walker {
                 if dep == id {
                     problems.push((id.clone(), *pos, "a node cannot depend on itself".to_string()));
                 } else if !known.contains(dep.as_str()) {
-                    let hint = closest(dep, &all_ids).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+                    // Suggestions cost a scan of every id: the first hundred get one.
+                    let hint = (problems.len() < 100)
+                        .then(|| closest(dep, &all_ids))
+                        .flatten()
+                        .map(|c| format!(" (did you mean `{c}`?)"))
+                        .unwrap_or_default();
                     problems.push((
                         id.clone(),
                         *pos,
@@ -698,10 +703,13 @@ impl Walker {
             }
         }
         for (i, n) in parsed.iter().enumerate() {
+            // A set only for long lists (a fan-in of thousands), a scan otherwise.
+            let mut seen = std::collections::HashSet::new();
+            let many = n.deps.len() > 16;
             for (dep, _) in &n.deps {
                 if let Some(&j) = index.get(dep)
                     && j != i
-                    && !dependencies[i].contains(&j)
+                    && if many { seen.insert(j) } else { !dependencies[i].contains(&j) }
                 {
                     dependencies[i].push(j);
                     dependents[j].push(i);
@@ -798,9 +806,12 @@ fn describe(n: &Node) -> String {
 }
 
 /// The allowed word closest to `word`, when it is close (a likely typo).
-fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let near = |a: &str| a.len().abs_diff(word.len()) <= 2.max(a.len() / 4);
     allowed
         .iter()
+        // The distance is at least the difference in length: skip the hopeless.
+        .filter(|a| near(a))
         .map(|a| (strsim_distance(word, a), *a))
         .filter(|(d, a)| *d <= 2.max(a.len() / 4))
         .min_by_key(|(d, _)| *d)

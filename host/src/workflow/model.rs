@@ -326,18 +326,3 @@ pub struct Workflow {
     /// The directory relative component paths were resolved against.
     pub base_dir: PathBuf,
 }
-
-impl Workflow {
-    /// Every node that depends on node `i`, directly or through others, as a
-    /// mask indexed like `nodes` (`i` itself is not its own descendant).
-    pub fn descendants(&self, i: usize) -> Vec<bool> {
-        let mut seen = vec![false; self.nodes.len()];
-        let mut stack: Vec<usize> = self.dependents.get(i).cloned().unwrap_or_default();
-        while let Some(j) = stack.pop() {
-            if !std::mem::replace(&mut seen[j], true) {
-                stack.extend(self.dependents[j].iter().copied().filter(|&k| !seen[k]));
-            }
-        }
-        seen
-    }
-}
