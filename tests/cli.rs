@@ -292,6 +292,8 @@ fn the_seed_pipeline_example_runs_as_written() {
         serde_json::json!(["validate_input", "fetch_data", "process_data", "persist_results", "notify_completion"])
     );
     assert_eq!(out["step_outputs"]["process_data"]["total_cents"], 8599);
+    assert_eq!(out["actions_emitted"][0]["target_node"], "process_data");
+    assert!(out["output_variables"].get("undelivered_actions").is_none(), "{}", out["output_variables"]);
     let id = out["output_variables"]["run"]["workflow_id"].as_str().unwrap_or_default();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "a fresh run id: {id}");
     assert!(stderr.contains(&format!("weft runs resume {id}")), "how to resume is printed: {stderr}");

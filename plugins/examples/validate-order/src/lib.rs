@@ -3,7 +3,8 @@
 //! Input: `{"order_id": "...", "currency": "EUR", "customer": {"id": "...", "email": "..."},
 //! "items": [{"sku": "...", "qty": 2, "unit_price_cents": 1250}]}`.
 //! A valid order comes back normalised (SKUs upper-cased, currency upper-cased)
-//! with its item count, and a `compute` action asks `price_cart` to price it.
+//! with its item count, and a `compute` action asks the node named by
+//! `price_with` (default `price_cart`; empty: no action) to price it.
 //! An invalid one fails with `invalid-input` listing every problem.
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,13 @@ struct Order {
     currency: String,
     customer: Customer,
     items: Vec<Item>,
+    /// The node the pricing action is for.
+    #[serde(default = "default_pricer")]
+    price_with: String,
+}
+
+fn default_pricer() -> String {
+    "price_cart".into()
 }
 
 #[derive(Serialize)]
@@ -86,7 +94,9 @@ fn validate(ctx: &mut Context, order: Order) -> Result<Validated, StepError> {
     }
     let total_qty = items.iter().map(|i| i.qty).sum();
     weft_plugin::info(&format!("order {} is valid ({} items)", order.order_id, items.len()));
-    ctx.emit(ActionKind::Compute, "price_cart", &json!({ "order_id": order.order_id }))?;
+    if !order.price_with.is_empty() {
+        ctx.emit(ActionKind::Compute, order.price_with.clone(), &json!({ "order_id": order.order_id }))?;
+    }
     Ok(Validated {
         valid: true,
         order_id: order.order_id,
