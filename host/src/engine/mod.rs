@@ -82,6 +82,8 @@ struct KnownFile {
     stamp: Option<FileStamp>,
     digest: String,
     world: StepWorld,
+    /// Weak: the sandbox decides how long a component stays in memory.
+    component: std::sync::Weak<LoadedComponent>,
 }
 
 /// Size, modification time, inode and device: a file replaced or rewritten
@@ -119,7 +121,7 @@ impl SandboxExecutor {
             return Ok(c);
         }
         let c = self.sandbox.load_file(path, Some(world)).map_err(|e| e.to_string())?;
-        let known = KnownFile { stamp, digest: c.digest.clone(), world };
+        let known = KnownFile { stamp, digest: c.digest.clone(), world, component: Arc::downgrade(&c) };
         self.components.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_path_buf(), known);
         Ok(c)
     }
@@ -129,7 +131,7 @@ impl SandboxExecutor {
     fn for_attempt(&self, path: &Path, t: NodeType) -> Result<Arc<LoadedComponent>, String> {
         let cached = {
             let known = self.components.lock().unwrap_or_else(PoisonError::into_inner);
-            known.get(path).filter(|k| k.world == Self::world(t)).and_then(|k| self.sandbox.loaded(&k.digest, k.world))
+            known.get(path).filter(|k| k.world == Self::world(t)).and_then(|k| k.component.upgrade())
         };
         match cached {
             Some(c) => Ok(c),
