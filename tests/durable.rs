@@ -155,7 +155,8 @@ async fn a_failing_component_opens_its_breaker_across_runs_and_a_probe_closes_it
     let rules = "coordination_rules: {circuit_breaker_enabled: true, circuit_breaker_failure_threshold: 2, \
                  circuit_breaker_cooldown_ms: 60000}\n";
     let wf = load(&chain(dir.path(), "breaker", &step, 1, rules));
-    let key = step.display().to_string();
+    // Breakers are keyed by the component's canonical path.
+    let key = step.canonicalize().unwrap().display().to_string();
     {
         let (engine, store) = engine(&db);
         for _ in 0..2 {

@@ -477,12 +477,13 @@ async fn a_long_lived_engine_runs_the_new_version_of_a_replaced_component() {
         step.display()
     );
     let engine = Engine::new(executor());
-    let load = || Arc::new(load_str(&text, dir.path(), "svc.yaml", Some(executor().as_ref())).unwrap());
-    let out = engine.run(load(), &input(json!({})), opts()).await.unwrap();
+    // Validated once: only the engine's own check at run start can see the change.
+    let wf = Arc::new(load_str(&text, dir.path(), "svc.yaml", Some(executor().as_ref())).unwrap());
+    let out = engine.run(wf.clone(), &input(json!({})), opts()).await.unwrap();
     assert_eq!(out.execution_status, ExecutionStatus::Completed);
     // A new version is deployed at the same path: the next run uses it.
     std::fs::copy(common::plugin("panic"), &step).unwrap();
-    let out = engine.run(load(), &input(json!({})), opts()).await.unwrap();
+    let out = engine.run(wf, &input(json!({})), opts()).await.unwrap();
     assert_eq!(out.execution_status, ExecutionStatus::Failed);
     assert_eq!(out.errors[0].error_type, "trap", "{:?}", out.errors);
 }

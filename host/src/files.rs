@@ -67,7 +67,12 @@ pub fn read_capped(path: &Path, max: usize) -> Result<Vec<u8>, ReadError> {
     if meta.len() > max as u64 {
         return Err(ReadError::TooLarge { size: meta.len(), max });
     }
-    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    // Non-blocking, so that a FIFO swapped in after the check above does not
+    // block the open; it is refused by the check on the opened file below.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(ReadError::Io)?
+    };
     // Checked again on the opened file, in case the path was swapped in between.
     if let Some(kind) = kind_of(file.metadata().map_err(ReadError::Io)?.file_type()) {
         return Err(ReadError::NotAFile(kind));

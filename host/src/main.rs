@@ -221,16 +221,21 @@ fn read_stdin() -> Result<String, weft::files::ReadError> {
     weft::files::into_text(weft::files::read_stream_capped(std::io::stdin().lock(), weft::files::MAX_JSON_BYTES)?)
 }
 
+/// The text of `path` for option `flag`: `-` is stdin, anything else a file;
+/// both capped at [`weft::files::MAX_JSON_BYTES`].
+fn read_text_arg(flag: &str, path: &str) -> anyhow::Result<String> {
+    if path == "-" {
+        read_stdin().map_err(|e| usage(format!("{flag}: could not read stdin: {e}")))
+    } else {
+        weft::files::read_text_capped(Path::new(path), weft::files::MAX_JSON_BYTES)
+            .map_err(|e| usage(format!("{flag}: cannot read {path}: {e}")))
+    }
+}
+
 /// Reads `JSON` or `@FILE` (`@-` is stdin).
 fn read_json_arg(flag: &str, arg: &str) -> anyhow::Result<Value> {
     let (text, origin) = if let Some(path) = arg.strip_prefix('@') {
-        let text = if path == "-" {
-            read_stdin().map_err(|e| usage(format!("{flag}: could not read stdin: {e}")))?
-        } else {
-            weft::files::read_text_capped(Path::new(path), weft::files::MAX_JSON_BYTES)
-                .map_err(|e| usage(format!("{flag}: cannot read {path}: {e}")))?
-        };
-        (text, path.to_string())
+        (read_text_arg(flag, path)?, path.to_string())
     } else {
         (arg.to_string(), "the command line".to_string())
     };
@@ -319,8 +324,9 @@ async fn call(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         limits.fuel = f;
     }
     if let Some(t) = timeout_ms {
-        if t > 24 * 3600 * 1000 {
-            return Err(usage(format!("--timeout-ms {t} is over the sandbox's limit of 86400000 (24 h)")));
+        let max = weft::sandbox::MAX_TIMEOUT.as_millis();
+        if u128::from(t) > max {
+            return Err(usage(format!("--timeout-ms {t} is over the sandbox's limit of {max} (24 h)")));
         }
         limits.timeout = Duration::from_millis(t);
     }
@@ -455,12 +461,7 @@ async fn run(
     let run_input: RunInput = match input {
         None => RunInput::default(),
         Some(arg) => {
-            let text = if arg == "-" {
-                read_stdin().map_err(|e| usage(format!("--input: cannot read stdin: {e}")))?
-            } else {
-                weft::files::read_text_capped(Path::new(arg), weft::files::MAX_JSON_BYTES)
-                    .map_err(|e| usage(format!("--input: cannot read {arg}: {e}")))?
-            };
+            let text = read_text_arg("--input", arg)?;
             serde_json::from_str(&text).map_err(|e| {
                 usage(format!("--input {arg}: not a valid run input: {e} (line {}, column {})", e.line(), e.column()))
             })?

@@ -25,7 +25,8 @@ pub struct RunInput {
     pub global_timeout_ms: Option<u64>,
     /// fail_fast, continue_on_error, retry, compensate.
     pub failure_strategy: Option<String>,
-    /// Seed field: same as `failure_strategy: continue_on_error` when true.
+    /// Seed field: `true` means `failure_strategy: continue_on_error`, `false`
+    /// any other (fail_fast unless given); contradicting `failure_strategy` is refused.
     pub continue_on_error: Option<bool>,
     /// Seed field: dependencies are always resolved; `false` is refused.
     pub dependency_resolution_enabled: Option<bool>,
@@ -176,7 +177,8 @@ impl RunInput {
         };
         // The seed's boolean and its strategy name the same thing: an explicit
         // boolean wins over defaults, and contradicting an explicit strategy is an error.
-        match (self.continue_on_error, self.failure_strategy.is_some()) {
+        let explicit = self.failure_strategy.as_deref().is_some_and(|s| FailureStrategy::parse(s).is_some());
+        match (self.continue_on_error, explicit) {
             (Some(true), false) => failure_strategy = FailureStrategy::ContinueOnError,
             (Some(false), false) if failure_strategy == FailureStrategy::ContinueOnError => {
                 failure_strategy = FailureStrategy::FailFast;

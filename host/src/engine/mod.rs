@@ -73,15 +73,15 @@ impl ComponentCheck for CheckWith<'_> {
 /// a long-lived engine picks up a new version for its next runs.
 pub struct SandboxExecutor {
     sandbox: Arc<Sandbox>,
-    components: Mutex<HashMap<PathBuf, KnownFile>>,
+    /// Per file, what it held for each world (compute, effect).
+    components: Mutex<HashMap<PathBuf, [Option<KnownFile>; 2]>>,
 }
 
-/// What a component file held when it was last read.
+/// What a component file held when it was last read (for one world).
 #[derive(Clone)]
 struct KnownFile {
     stamp: Option<FileStamp>,
     digest: String,
-    world: StepWorld,
     /// Weak: the sandbox decides how long a component stays in memory.
     component: std::sync::Weak<LoadedComponent>,
 }
@@ -89,6 +89,13 @@ struct KnownFile {
 /// Size, modification time, inode and device: a file replaced or rewritten
 /// differs in at least one.
 type FileStamp = (u64, Option<std::time::SystemTime>, u64, u64);
+
+fn world_slot(world: StepWorld) -> usize {
+    match world {
+        StepWorld::Compute => 0,
+        StepWorld::Effect => 1,
+    }
+}
 
 fn file_stamp(path: &Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
@@ -111,9 +118,10 @@ impl SandboxExecutor {
         let world = Self::world(t);
         // Taken before reading: a change while reading shows up next time.
         let stamp = file_stamp(path);
-        let known = self.components.lock().unwrap_or_else(PoisonError::into_inner).get(path).cloned();
+        let slot = world_slot(world);
+        let known =
+            self.components.lock().unwrap_or_else(PoisonError::into_inner).get(path).and_then(|w| w[slot].clone());
         if let Some(k) = known
-            && k.world == world
             && stamp.is_some()
             && k.stamp == stamp
             && let Some(c) = self.sandbox.loaded(&k.digest, world)
@@ -121,17 +129,18 @@ impl SandboxExecutor {
             return Ok(c);
         }
         let c = self.sandbox.load_file(path, Some(world)).map_err(|e| e.to_string())?;
-        let known = KnownFile { stamp, digest: c.digest.clone(), world, component: Arc::downgrade(&c) };
-        self.components.lock().unwrap_or_else(PoisonError::into_inner).insert(path.to_path_buf(), known);
+        let known = KnownFile { stamp, digest: c.digest.clone(), component: Arc::downgrade(&c) };
+        self.components.lock().unwrap_or_else(PoisonError::into_inner).entry(path.to_path_buf()).or_default()[slot] =
+            Some(known);
         Ok(c)
     }
 
-    /// The component an attempt runs: as read when its run started (no
-    /// file check per attempt), or read again if memory dropped it.
+    /// The component an attempt runs: the version last read (no file check
+    /// per attempt), or the file read again if the sandbox dropped it from memory.
     fn for_attempt(&self, path: &Path, t: NodeType) -> Result<Arc<LoadedComponent>, String> {
         let cached = {
             let known = self.components.lock().unwrap_or_else(PoisonError::into_inner);
-            known.get(path).filter(|k| k.world == Self::world(t)).and_then(|k| k.component.upgrade())
+            known.get(path).and_then(|w| w[world_slot(Self::world(t))].as_ref()).and_then(|k| k.component.upgrade())
         };
         match cached {
             Some(c) => Ok(c),
@@ -168,7 +177,7 @@ impl StepExecutor for SandboxExecutor {
         wf.nodes
             .iter()
             .filter_map(|n| {
-                let k = known.get(&n.component)?;
+                let k = known.get(&n.component)?[world_slot(Self::world(n.node_type))].as_ref()?;
                 Some((
                     n.id.clone(),
                     PinnedComponent { path: n.component.display().to_string(), digest: k.digest.clone() },
@@ -1795,19 +1804,7 @@ impl Run {
             output_variables.insert("compensation".into(), Value::Array(self.compensation.clone()));
         }
         if !self.undelivered.is_empty() {
-            let list = self
-                .undelivered
-                .iter()
-                .map(|u| {
-                    json!({
-                        "action_id": u.action_id,
-                        "source_node": u.source_node,
-                        "target_node": u.target_node,
-                        "reason": u.reason,
-                    })
-                })
-                .collect();
-            output_variables.insert("undelivered_actions".into(), Value::Array(list));
+            output_variables.insert("undelivered_actions".into(), json!(self.undelivered));
         }
         let completed = self.completion_order.len();
         let mut metrics = BTreeMap::new();

@@ -231,13 +231,15 @@ impl Loaded {
 
     fn insert(&mut self, c: Arc<LoadedComponent>, cap: usize) {
         self.clock += 1;
-        while self.map.len() >= cap.max(1) {
+        let key = (c.digest.clone(), c.world);
+        // Replacing an entry (two loads raced) evicts nothing.
+        while !self.map.contains_key(&key) && self.map.len() >= cap.max(1) {
             let Some(oldest) = self.map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else {
                 break;
             };
             self.map.remove(&oldest);
         }
-        self.map.insert((c.digest.clone(), c.world), (c, self.clock));
+        self.map.insert(key, (c, self.clock));
     }
 }
 
@@ -597,7 +599,8 @@ impl Sandbox {
 }
 
 /// Longest wall-time limit accepted; longer ones are cut to this.
-const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest wall-time limit an attempt may have (longer ones are lowered to it).
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Bytes one guest-to-host transfer may carry: the output limit plus room for
 /// the action records, never less than 64 KiB.

@@ -185,9 +185,9 @@ impl Expr {
         let operators = source.bytes().filter(|b| b"+-*/%.[&|<>=!?".contains(b)).count();
         if operators > MAX_EXPR_OPERATORS {
             return Err(format!(
-                "the expression has {operators} operators (counting `.` and `[`); at most {MAX_EXPR_OPERATORS} are \
-                 allowed, so that evaluating it cannot exhaust the stack (split it: map the input key by key, or use \
-                 several nodes)"
+                "the expression has {operators} operator characters (`+-*/%.[&|<>=!?`, counted everywhere, in \
+                 strings too); at most {MAX_EXPR_OPERATORS} are allowed, so that evaluating it cannot exhaust the \
+                 stack (split it: map the input key by key, or use several nodes)"
             ));
         }
         let program = cel::Program::compile(source).map_err(|e| e.to_string().replace('\n', "; "))?;
@@ -280,10 +280,10 @@ mod tests {
         // Each of these aborted the process (stack overflow) before the limit.
         for src in [vec!["1"; 2000].join("+"), format!("context{}", ".a".repeat(1600)), "'x'".repeat(6000)] {
             let e = Expr::parse(&src).err().unwrap_or_default();
-            assert!(e.contains("operators") || e.contains("bytes"), "{e}");
+            assert!(e.contains("operator characters") || e.contains("bytes"), "{e}");
         }
         let e = Expr::parse(&vec!["1"; 600].join("+")).err().unwrap_or_default();
-        assert!(e.starts_with("the expression has 599 operators"), "{e}");
+        assert!(e.starts_with("the expression has 599 operator characters"), "{e}");
         // A chain under the limit runs, on a thread with tokio's 2 MiB stack.
         let src = vec!["1"; 500].join("+");
         let sum = std::thread::Builder::new()

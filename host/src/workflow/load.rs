@@ -807,7 +807,8 @@ fn describe(n: &Node) -> String {
 
 /// The allowed word closest to `word`, when it is close (a likely typo).
 pub(crate) fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    let near = |a: &str| a.len().abs_diff(word.len()) <= 2.max(a.len() / 4);
+    let chars = word.chars().count();
+    let near = |a: &str| a.chars().count().abs_diff(chars) <= 2.max(a.len() / 4);
     allowed
         .iter()
         // The distance is at least the difference in length: skip the hopeless.
