@@ -372,25 +372,29 @@ fn graph_prints_mermaid_and_dot() {
     assert!(text.contains("\"validate\" -> \"price_cart\";"), "{text}");
 }
 
-#[test]
-fn ctrl_c_cancels_a_run() {
-    use std::io::{BufRead, BufReader};
-    let flaky = plugin("flaky");
-    let ledger = plugin("ledger");
+/// Starts `weft run` of a compensate-strategy saga: effect `pay` (component
+/// `pay`, input `pay_input`), then `wait`, which sleeps 30 s.
+fn spawn_saga(file: &str, pay: &str, pay_input: &str) -> std::process::Child {
     let yaml = format!(
-        "kind: WorkflowDefinition\nexecution_graph:\n  nodes:\n    - {{node_id: pay, node_type: effect, component: '{}', input: \"{{'kind': 'pay'}}\"}}\n    - {{node_id: wait, node_type: compute, component: '{}', timeout_ms: 60000, depends_on: [pay], input: \"{{'sleep_ms': 30000}}\"}}\ncoordination_rules: {{failure_recovery_strategy: compensate}}\n",
-        ledger.display(),
-        flaky.display()
+        "kind: WorkflowDefinition\nexecution_graph:\n  nodes:\n    - {{node_id: pay, node_type: effect, component: '{}', input: \"{pay_input}\"}}\n    - {{node_id: wait, node_type: compute, component: '{}', timeout_ms: 60000, depends_on: [pay], input: \"{{'sleep_ms': 30000}}\"}}\ncoordination_rules: {{failure_recovery_strategy: compensate}}\n",
+        plugin(pay).display(),
+        plugin("flaky").display()
     );
-    let wf = write_temp("cancel.yaml", yaml.as_bytes());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+    let wf = write_temp(file, yaml.as_bytes());
+    Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["run", wf.to_str().unwrap(), "--output", "json"])
         .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
         .env("WEFT_DB", test_db())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn ctrl_c_cancels_a_run() {
+    use std::io::{BufRead, BufReader};
+    let mut child = spawn_saga("cancel.yaml", "ledger", "{'kind': 'pay'}");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
@@ -416,24 +420,9 @@ fn ctrl_c_cancels_a_run() {
 #[test]
 fn a_second_ctrl_c_stops_at_once_and_the_run_resumes_where_it_was() {
     use std::io::{BufRead, BufReader};
-    let slow = plugin("slow_effect");
-    let flaky = plugin("flaky");
     // `pay` takes 4 s to undo: the first Ctrl-C starts that, the second must
     // not wait for it (if it did, the run would end `cancelled` with exit 4).
-    let yaml = format!(
-        "kind: WorkflowDefinition\nexecution_graph:\n  nodes:\n    - {{node_id: pay, node_type: effect, component: '{}', input: \"{{'compensate_sleep_ms': 4000}}\"}}\n    - {{node_id: wait, node_type: compute, component: '{}', timeout_ms: 60000, depends_on: [pay], input: \"{{'sleep_ms': 30000}}\"}}\ncoordination_rules: {{failure_recovery_strategy: compensate}}\n",
-        slow.display(),
-        flaky.display()
-    );
-    let wf = write_temp("double-cancel.yaml", yaml.as_bytes());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["run", wf.to_str().unwrap(), "--output", "json"])
-        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
-        .env("WEFT_DB", test_db())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_saga("double-cancel.yaml", "slow_effect", "{'compensate_sleep_ms': 4000}");
     let interrupt = |pid: u32| {
         let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
         assert!(status.success());
