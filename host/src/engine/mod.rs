@@ -22,7 +22,7 @@ use crate::store::{
     JournalEntry, MemoryStore, NewRun, PinnedComponent, RunRecord, RunStore, StoreError, now_ms, now_rfc3339,
     owner_is_dead, process_owner,
 };
-use crate::workflow::expr::{Bound, Scope, Uses};
+use crate::workflow::expr::{Bound, Uses, bind_with};
 use crate::workflow::{ComponentCheck, FailureStrategy, InputMapping, NodeSpec, NodeType, RetryPolicy, Workflow};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -810,8 +810,6 @@ struct Run {
     delivered: Vec<Vec<Value>>,
     /// Actions that named a node of the workflow not downstream of their emitter.
     undelivered: Vec<UndeliveredAction>,
-    /// What each node's expressions read (None: it has none).
-    uses: Vec<Option<Uses>>,
     /// Each node's position in the topological order.
     topo_pos: Vec<usize>,
     completion_order: Vec<usize>,
@@ -855,7 +853,6 @@ impl Run {
         let default_policy = Arc::new(config.environment.retry_policy(wf.rules.max_retries));
         let policies =
             wf.nodes.iter().map(|nd| nd.retry.clone().map_or_else(|| default_policy.clone(), Arc::new)).collect();
-        let uses = wf.nodes.iter().map(node_uses).collect();
         let mut topo_pos = vec![0usize; n];
         for (pos, &i) in wf.topo_order.iter().enumerate() {
             topo_pos[i] = pos;
@@ -885,7 +882,6 @@ impl Run {
             attempts_used: vec![0; n],
             delivered: vec![Vec::new(); n],
             undelivered: Vec::new(),
-            uses,
             topo_pos,
             completion_order: Vec::new(),
             actions: Vec::new(),
@@ -1062,29 +1058,22 @@ impl Run {
     /// they read is copied: a step's expressions cost the size of the outputs
     /// they name, not of every output so far.
     fn bind(&self, i: usize, uses: &Uses) -> Bound {
-        let mut steps = Map::new();
-        if uses.all_steps {
-            for (j, out) in self.outputs.iter().enumerate() {
-                if let Some(o) = out {
-                    steps.insert(self.wf.nodes[j].id.clone(), o.clone());
-                }
-            }
+        let steps: Vec<(&str, &Value)> = if uses.all_steps {
+            let named = self.outputs.iter().enumerate();
+            named.filter_map(|(j, out)| Some((self.wf.nodes[j].id.as_str(), out.as_ref()?))).collect()
         } else {
-            for id in &uses.steps {
-                if let Some(o) = self.index(id).and_then(|j| self.outputs[j].as_ref()) {
-                    steps.insert(id.clone(), o.clone());
-                }
-            }
-        }
+            let outputs = uses.steps.iter().filter_map(|id| Some((id, self.index(id)?)));
+            outputs.filter_map(|(id, j)| Some((id.as_str(), self.outputs[j].as_ref()?))).collect()
+        };
         let object = |read: bool, m: &Map<String, Value>| if read { Value::Object(m.clone()) } else { Value::Null };
-        Scope {
-            context: object(uses.reads("context"), &self.config.context),
-            steps,
-            actions: if uses.reads("actions") { self.delivered[i].clone() } else { Vec::new() },
-            run: if uses.reads("run") { self.run_json() } else { Value::Null },
-            metadata: object(uses.reads("metadata"), &self.config.metadata),
-        }
-        .bind()
+        let none: &[Value] = &[];
+        bind_with(
+            &object(uses.reads("context"), &self.config.context),
+            &steps,
+            if uses.reads("actions") { &self.delivered[i] } else { none },
+            &if uses.reads("run") { self.run_json() } else { Value::Null },
+            &object(uses.reads("metadata"), &self.config.metadata),
+        )
     }
 
     /// The input object of node `i`, or why it could not be computed.
@@ -1425,14 +1414,12 @@ impl Run {
     /// Journals `run_stopping` and returns the status the run ends with.
     async fn schedule(&mut self) -> Result<ExecutionStatus, String> {
         let n = self.wf.nodes.len();
-        // Topological position of each node, to order the ready queue.
-        let topo_pos = self.topo_pos.clone();
         // On resume, final steps are done and count as met dependencies.
         let mut waiting: Vec<usize> =
             (0..n).map(|i| self.wf.dependencies[i].iter().filter(|&&d| !self.state[d].is_final()).count()).collect();
         let mut ready: ReadyQueue = (0..n)
             .filter(|&i| waiting[i] == 0 && !self.state[i].is_final())
-            .map(|i| std::cmp::Reverse((topo_pos[i], i)))
+            .map(|i| std::cmp::Reverse((self.topo_pos[i], i)))
             .collect();
         let mut running = 0usize;
         let limit = self.config.max_parallel_steps.max(1) as usize;
@@ -1485,7 +1472,7 @@ impl Run {
                     continue;
                 }
                 // Expressions need the scope; nodes without any skip building it.
-                let bound = self.uses[i].as_ref().map(|uses| self.bind(i, uses));
+                let bound = self.wf.nodes[i].uses.as_ref().map(|uses| self.bind(i, uses));
                 let decision = self.skip_reason(i, bound.as_ref()).and_then(|skip| match skip {
                     Some(reason) => Ok(Err(reason)),
                     None => self.input_for(i, bound.as_ref()).map(Ok),
@@ -1511,7 +1498,7 @@ impl Run {
                     }
                 }
                 // Final without running: its dependents may be ready now.
-                release(&self.wf, i, &mut waiting, &mut ready, &topo_pos);
+                release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
             }
             // Every transition so far is durable before any step it enables starts.
             if let Err(message) = self.flush().await {
@@ -1556,7 +1543,7 @@ impl Run {
                                 if self.finish_step(result) {
                                     stop = Some(Stop::Failed);
                                 }
-                                release(&self.wf, i, &mut waiting, &mut ready, &topo_pos);
+                                release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
                             }
                             // Journaled as the step's failure, so a resume sees the same run.
                             Err((Some(i), e)) => {
@@ -1874,20 +1861,6 @@ fn release(wf: &Workflow, i: usize, waiting: &mut [usize], ready: &mut ReadyQueu
 /// FNV-1a of a string (to derive per-step jitter seeds).
 fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
-/// What node `node`'s `when` and `input` expressions read, if it has any.
-fn node_uses(node: &NodeSpec) -> Option<Uses> {
-    let mut exprs: Vec<&crate::workflow::expr::Expr> = node.when.iter().collect();
-    match &node.input {
-        InputMapping::Default => {}
-        InputMapping::Whole(e) => exprs.push(e),
-        InputMapping::Fields(fields) => exprs.extend(fields.iter().map(|(_, e)| e)),
-    }
-    let (first, rest) = exprs.split_first()?;
-    let mut uses = first.uses().clone();
-    rest.iter().for_each(|e| uses.merge(e.uses()));
-    Some(uses)
 }
 
 /// The bound scope an expression needs (always there when the node has expressions).

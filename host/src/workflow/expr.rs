@@ -154,17 +154,26 @@ pub struct Bound(cel::Context<'static, 'static>);
 impl Scope {
     /// Converts the scope to CEL once; evaluate with [`Expr::eval_in`].
     pub fn bind(&self) -> Bound {
-        let mut ctx = cel::Context::with_env(stdlib());
-        for (name, value) in [("context", &self.context), ("run", &self.run), ("metadata", &self.metadata)] {
-            ctx.add_variable_from_value(name, to_cel(value));
-        }
-        ctx.add_variable_from_value("actions", cel::Value::List(Arc::new(self.actions.iter().map(to_cel).collect())));
-        let steps: std::collections::HashMap<String, cel::Value> =
-            self.steps.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
-        ctx.add_variable_from_value("steps", cel::Value::from(steps));
-        Bound(ctx)
+        let steps: Vec<(&str, &Value)> = self.steps.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        bind_with(&self.context, &steps, &self.actions, &self.run, &self.metadata)
     }
 }
+
+/// Binds the scope's variables from borrowed parts (step outputs are not
+/// copied before they are converted).
+pub fn bind_with(context: &Value, steps: &[(&str, &Value)], actions: &[Value], run: &Value, metadata: &Value) -> Bound {
+    let mut ctx = cel::Context::with_env(stdlib());
+    for (name, value) in [("context", context), ("run", run), ("metadata", metadata)] {
+        ctx.add_variable_from_value(name, to_cel(value));
+    }
+    ctx.add_variable_from_value("actions", cel::Value::List(Arc::new(actions.iter().map(to_cel).collect())));
+    let steps: std::collections::HashMap<String, cel::Value> =
+        steps.iter().map(|(k, v)| (k.to_string(), to_cel(v))).collect();
+    ctx.add_variable_from_value("steps", cel::Value::from(steps));
+    Bound(ctx)
+}
+
+impl Scope {}
 
 impl Expr {
     /// Parses `source`; the error is CEL's own message.

@@ -639,6 +639,7 @@ impl Walker {
         // Dependencies are checked for every node that has an id, even one
         // with other problems.
         self.dep_refs.push((id.clone(), depends_on.clone()));
+        let uses = node_uses(when.as_ref(), &input);
         let spec = NodeSpec {
             id,
             node_type: node_type?,
@@ -655,6 +656,7 @@ impl Walker {
             compensate,
             requires_action,
             run_if_dependency_skipped,
+            uses,
             pos: item.pos,
         };
         self.node = None;
@@ -880,4 +882,18 @@ fn find_component(name: &str, base: &Path) -> Result<PathBuf, String> {
         "component `{name}` not found (looked at {}); give a path relative to the workflow file, or put it on ${PLUGIN_PATH_ENV}",
         looked.join(", ")
     ))
+}
+
+/// What a node's `when` and `input` expressions read, if it has any.
+fn node_uses(when: Option<&Expr>, input: &InputMapping) -> Option<super::expr::Uses> {
+    let mut exprs: Vec<&Expr> = when.into_iter().collect();
+    match input {
+        InputMapping::Default => {}
+        InputMapping::Whole(e) => exprs.push(e),
+        InputMapping::Fields(fields) => exprs.extend(fields.iter().map(|(_, e)| e)),
+    }
+    let (first, rest) = exprs.split_first()?;
+    let mut uses = first.uses().clone();
+    rest.iter().for_each(|e| uses.merge(e.uses()));
+    Some(uses)
 }

@@ -1,6 +1,6 @@
 //! The validated workflow: what the engine runs.
 
-use super::expr::Expr;
+use super::expr::{Expr, Uses};
 use super::yaml::Pos;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -252,6 +252,8 @@ pub struct NodeSpec {
     pub requires_action: bool,
     /// Run even when a dependency was skipped.
     pub run_if_dependency_skipped: bool,
+    /// What the node's `when` and `input` expressions read (None: it has none).
+    pub uses: Option<Uses>,
     /// Where the node starts in the file.
     pub pos: Pos,
 }
