@@ -86,7 +86,7 @@ impl StepExecutor for Noop {
     fn prepare(&self, _wf: &Workflow) -> Result<(), Vec<String>> {
         Ok(())
     }
-    fn execute(&self, _node: &NodeSpec, _call: StepCall, _limits: Limits) -> AttemptFuture {
+    fn execute(&self, _node: &NodeSpec, _pinned: Option<&str>, _call: StepCall, _limits: Limits) -> AttemptFuture {
         Box::pin(async {
             AttemptReport {
                 outcome: Ok(StepSuccess { output: json!({"ok": true}), actions: vec![] }),

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod contract;
 pub mod engine;
 pub mod files;
 pub mod sandbox;

@@ -1,11 +1,14 @@
-//! The run's input (the seed's input subcontract) and environment profiles.
+//! The run's input (the ONEX orchestrator contract's input subcontract), and
+//! the settings it resolves to once defaults and bounds are applied.
 
-use crate::workflow::{ExecutionMode, FailureStrategy, RetryPolicy, Workflow, WorkflowType};
+use super::environment::Environment;
+use crate::workflow::{ExecutionMode, FailureStrategy, Workflow, WorkflowType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// The run input, field for field as the seed's input subcontract. Every
+/// The run input, field for field as the ONEX orchestrator contract's input
+/// subcontract. Every
 /// field is optional; missing ones take the workflow's and the environment's
 /// defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -13,7 +16,7 @@ use uuid::Uuid;
 pub struct RunInput {
     /// Unique workflow (run) identifier; a fresh UUID when absent.
     pub workflow_id: Option<Uuid>,
-    /// One of the seed's workflow types.
+    /// One of the contract's workflow types.
     pub workflow_type: Option<String>,
     /// For tracing across services; a fresh UUID when absent.
     pub correlation_id: Option<Uuid>,
@@ -25,14 +28,14 @@ pub struct RunInput {
     pub global_timeout_ms: Option<u64>,
     /// fail_fast, continue_on_error, retry, compensate.
     pub failure_strategy: Option<String>,
-    /// Seed field: `true` means `failure_strategy: continue_on_error`, `false`
+    /// Contract field: `true` means `failure_strategy: continue_on_error`, `false`
     /// any other (fail_fast unless given); contradicting `failure_strategy` is refused.
     pub continue_on_error: Option<bool>,
-    /// Seed field: dependencies are always resolved; `false` is refused.
+    /// Contract field: dependencies are always resolved; `false` is refused.
     pub dependency_resolution_enabled: Option<bool>,
-    /// Seed field: accepted, no effect on one host.
+    /// Contract field: accepted, no effect on one host.
     pub load_balancing_enabled: Option<bool>,
-    /// Seed field: the caller's creation time (ISO 8601); informational.
+    /// Contract field: the caller's creation time (ISO 8601); informational.
     pub timestamp: Option<String>,
     /// The workflow's input data, visible to expressions as `context`.
     #[serde(default)]
@@ -40,65 +43,6 @@ pub struct RunInput {
     /// Free-form metadata, visible to expressions as `metadata`.
     #[serde(default)]
     pub metadata: Map<String, Value>,
-}
-
-/// The seed's environment profiles (`for_environment`): host defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Environment {
-    /// Fast feedback: 1 retry after 100 ms, 2 parallel steps, fail fast.
-    #[default]
-    Development,
-    /// 3 retries from 1 s, 5 parallel steps, continue on error.
-    Staging,
-    /// 5 retries from 500 ms, 10 parallel steps, retry.
-    Production,
-}
-
-impl Environment {
-    /// Parses a profile name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "development" | "dev" => Self::Development,
-            "staging" => Self::Staging,
-            "production" | "prod" => Self::Production,
-            _ => return None,
-        })
-    }
-
-    /// The profile's default retry policy.
-    pub fn retry_policy(self, retries: Option<u32>) -> RetryPolicy {
-        let mut p = RetryPolicy::with_retries(retries.unwrap_or(match self {
-            Self::Development => 1,
-            Self::Staging => 3,
-            Self::Production => 5,
-        }));
-        match self {
-            Self::Development => {
-                p.initial_delay_ms = 100;
-                p.multiplier = 1.0;
-            }
-            Self::Staging => p.initial_delay_ms = 1000,
-            Self::Production => p.initial_delay_ms = 500,
-        }
-        p
-    }
-
-    fn max_parallel_steps(self) -> u32 {
-        match self {
-            Self::Development => 2,
-            Self::Staging => 5,
-            Self::Production => 10,
-        }
-    }
-
-    fn failure_strategy(self) -> FailureStrategy {
-        match self {
-            Self::Development => FailureStrategy::FailFast,
-            Self::Staging => FailureStrategy::ContinueOnError,
-            Self::Production => FailureStrategy::Retry,
-        }
-    }
 }
 
 /// The run's settings after defaults and bounds.
@@ -128,7 +72,7 @@ pub struct RunConfig {
 
 impl RunInput {
     /// Applies defaults (input, then the workflow file, then the environment
-    /// profile, then the seed) and checks bounds, reporting every problem.
+    /// profile, then the contract's defaults) and checks bounds, reporting every problem.
     pub fn resolve(&self, wf: &Workflow, env: Environment) -> Result<RunConfig, Vec<String>> {
         let mut problems = Vec::new();
         let workflow_type = match &self.workflow_type {
@@ -175,7 +119,7 @@ impl RunInput {
                 FailureStrategy::FailFast
             }),
         };
-        // The seed's boolean and its strategy name the same thing: an explicit
+        // The contract's boolean and its strategy name the same thing: an explicit
         // boolean wins over defaults, and contradicting an explicit strategy is an error.
         let explicit = self.failure_strategy.as_deref().is_some_and(|s| FailureStrategy::parse(s).is_some());
         match (self.continue_on_error, explicit) {

@@ -2,8 +2,8 @@
 
 #![allow(missing_docs, clippy::all)]
 
-use super::outcome::{LogLevel, LogSource};
 use super::state::StepState;
+use crate::contract::{LogLevel, LogSource};
 
 /// Bindings of the `compute-step` world (and the shared `types` and `log`).
 pub mod compute {

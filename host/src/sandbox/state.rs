@@ -1,14 +1,13 @@
 //! The per-attempt store state: WASI context, memory limiter, log capture.
 
-use super::outcome::{LogLevel, LogLine, LogSource};
+use crate::contract::{LogLevel, LogLine, LogSource};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Cuts `s` to at most `max` bytes (on a character boundary) and appends
 /// `marker` when anything was cut.
@@ -256,30 +255,6 @@ impl tokio::io::AsyncWrite for CapturePipe {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
-    }
-}
-
-/// A wall clock stuck at the Unix epoch: compute steps see no real time.
-pub struct FrozenWallClock;
-
-impl HostWallClock for FrozenWallClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-/// A monotonic clock that never advances: compute steps cannot time anything.
-pub struct FrozenMonotonicClock;
-
-impl HostMonotonicClock for FrozenMonotonicClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
     }
 }
 

@@ -4,7 +4,7 @@ use super::{
     BreakerRecord, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary, StoreError,
     StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, ready,
 };
-use crate::engine::ExecutionStatus;
+use crate::contract::ExecutionStatus;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

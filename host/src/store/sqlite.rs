@@ -8,14 +8,25 @@ use super::{
     BreakerRecord, BreakerState, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary,
     StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, parse_status, ready,
 };
-use crate::engine::ExecutionStatus;
+use crate::contract::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// A run's row (`runs` joined with its spec): spec, status, owner, lease, cancel flag, created, updated, output.
-type RunRow = (String, String, String, u64, bool, String, String, Option<String>);
+/// A run's row (`runs` joined with its spec), as read by `get_run`.
+struct RunRow {
+    /// The run's [`NewRun`] as JSON.
+    spec: String,
+    status: String,
+    owner: String,
+    lease_until_ms: u64,
+    cancel_requested: bool,
+    created_at: String,
+    updated_at: String,
+    /// The output contract as JSON, once finished.
+    output: Option<String>,
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -164,6 +175,16 @@ impl SqliteStore {
         Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
     }
 
+    /// Opens the database at `path` if it exists (migrating it as
+    /// [`SqliteStore::open`] does); creates nothing, not even its directory.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        match std::fs::metadata(path) {
+            Ok(_) => Self::open(path, SyncMode::Normal),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing(path.display().to_string())),
+            Err(e) => Err(StoreError::Backend(format!("cannot open the database {}: {e}", path.display()))),
+        }
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -199,8 +220,17 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+        Ok(RunRow {
+            spec: r.get(0)?,
+            status: r.get(1)?,
+            owner: r.get(2)?,
+            lease_until_ms: r.get(3)?,
+            cancel_requested: r.get(4)?,
+            created_at: r.get(5)?,
+            updated_at: r.get(6)?,
+            output: r.get(7)?,
+        })
     }
 }
 
@@ -324,24 +354,23 @@ impl RunStore for SqliteStore {
                     "SELECT s.spec, r.status, r.owner, r.lease_until_ms, r.cancel_requested, r.created_at, \
                      r.updated_at, r.output FROM runs r JOIN run_specs s ON s.run_id = r.run_id WHERE r.run_id = ?1",
                     [run_id],
-                    Self::row_to_record,
+                    Self::run_row,
                 )
                 .optional()?;
-            let Some((spec, status, owner, lease_until_ms, cancel_requested, created_at, updated_at, output)) = row
-            else {
+            let Some(row) = row else {
                 return Err(StoreError::NotFound(run_id.into()));
             };
-            let mut run: NewRun = serde_json::from_str(&spec)?;
-            run.owner = owner;
-            let output = output.map(|o| serde_json::from_str(&o)).transpose()?;
+            let mut run: NewRun = serde_json::from_str(&row.spec)?;
+            run.owner = row.owner;
+            let output = row.output.map(|o| serde_json::from_str(&o)).transpose()?;
             Ok(RunRecord {
                 run,
-                status: parse_status(&status)?,
-                created_at,
-                updated_at,
+                status: parse_status(&row.status)?,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
                 output,
-                cancel_requested,
-                lease_until_ms,
+                cancel_requested: row.cancel_requested,
+                lease_until_ms: row.lease_until_ms,
             })
         })();
         ready(r)

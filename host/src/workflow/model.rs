@@ -2,6 +2,7 @@
 
 use super::expr::{Expr, Uses};
 use super::yaml::Pos;
+use crate::contract::FailureKind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ impl NodeType {
     }
 }
 
-/// How the scheduler runs the graph (the seed's `EnumExecutionMode`).
+/// How the scheduler runs the graph (the ONEX orchestrator contract's `EnumExecutionMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionMode {
@@ -59,7 +60,7 @@ impl ExecutionMode {
     }
 }
 
-/// What happens when a step fails for good (the seed's failure strategies).
+/// What happens when a step fails for good (the contract's failure strategies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureStrategy {
@@ -91,7 +92,8 @@ impl FailureStrategy {
     }
 }
 
-/// The seed's workflow types, with their default global timeouts.
+/// The ONEX orchestrator contract's workflow types, with their default
+/// global timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowType {
@@ -142,7 +144,7 @@ impl WorkflowType {
         })
     }
 
-    /// The seed's default timeout for this type, in milliseconds.
+    /// The contract's default timeout for this type, in milliseconds.
     pub fn default_timeout_ms(self) -> u64 {
         match self {
             Self::DataPipeline => 600_000,
@@ -175,18 +177,13 @@ pub struct RetryPolicy {
     pub max_delay_ms: u64,
     /// Random spread: a delay d becomes a value in [d·(1−jitter), d].
     pub jitter: f64,
-    /// Failure kinds that are retried (sandbox kinds; `plugin_error` means
-    /// retryable plugin errors only).
-    pub retry_on: Vec<String>,
+    /// Failure kinds that are retried (`plugin_error` means retryable plugin
+    /// errors only).
+    pub retry_on: Vec<FailureKind>,
 }
 
-/// The failure kinds a retry policy can name.
-pub const RETRYABLE_KINDS: &[&str] = &["timeout", "out_of_fuel", "memory_limit", "trap", "plugin_error"];
-/// Every failure kind `retry_on` may name (`circuit_open` only by choice).
-pub const RETRY_ON_KINDS: &[&str] = &["timeout", "out_of_fuel", "memory_limit", "trap", "plugin_error", "circuit_open"];
-
 impl RetryPolicy {
-    /// The seed's `RetryConfig` defaults with `retries` retries.
+    /// The contract's `RetryConfig` defaults with `retries` retries.
     pub fn with_retries(retries: u32) -> Self {
         Self {
             max_attempts: retries + 1,
@@ -194,7 +191,7 @@ impl RetryPolicy {
             multiplier: 2.0,
             max_delay_ms: 30_000,
             jitter: 0.0,
-            retry_on: RETRYABLE_KINDS.iter().map(|s| s.to_string()).collect(),
+            retry_on: FailureKind::RETRIED_BY_DEFAULT.to_vec(),
         }
     }
 
@@ -230,7 +227,7 @@ pub struct NodeSpec {
     /// Per-attempt wall-time limit.
     pub timeout_ms: u64,
     /// Retry policy given in the file (`retry`, or `retry_count` with the
-    /// seed's defaults); `None` takes the run's default.
+    /// contract's defaults); `None` takes the run's default.
     pub retry: Option<RetryPolicy>,
     /// Ids of the nodes it waits for.
     pub depends_on: Vec<String>,
@@ -258,7 +255,7 @@ pub struct NodeSpec {
     pub pos: Pos,
 }
 
-/// The seed's `coordination_rules`.
+/// The ONEX orchestrator contract's `coordination_rules`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CoordinationRules {
     /// Whether parallel execution is allowed at all.
@@ -294,6 +291,27 @@ impl Default for CoordinationRules {
     }
 }
 
+/// The DAG of a workflow's nodes, by node index (the position in
+/// [`Workflow::nodes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Graph {
+    /// Node id -> index.
+    pub index: HashMap<String, usize>,
+    /// For each node, the indices of its dependencies.
+    pub dependencies: Vec<Vec<usize>>,
+    /// For each node, the indices of the nodes that depend on it.
+    pub dependents: Vec<Vec<usize>>,
+    /// Node indices in a topological order (ties in file order).
+    pub topo_order: Vec<usize>,
+}
+
+impl Graph {
+    /// The number of dependency edges.
+    pub fn edges(&self) -> usize {
+        self.dependencies.iter().map(Vec::len).sum()
+    }
+}
+
 /// A parsed, validated workflow.
 #[derive(Debug, Clone)]
 pub struct Workflow {
@@ -313,14 +331,8 @@ pub struct Workflow {
     pub nodes: Vec<NodeSpec>,
     /// Coordination rules.
     pub rules: CoordinationRules,
-    /// Node indices in a topological order (ties in file order).
-    pub topo_order: Vec<usize>,
-    /// For each node, the indices of the nodes that depend on it.
-    pub dependents: Vec<Vec<usize>>,
-    /// For each node, the indices of its dependencies.
-    pub dependencies: Vec<Vec<usize>>,
-    /// node id -> index.
-    pub index: HashMap<String, usize>,
+    /// The DAG over `nodes`, by node index.
+    pub graph: Graph,
     /// The file it came from (None when built in memory).
     pub source: Option<PathBuf>,
     /// The YAML text it was loaded from (journaled with each durable run).

@@ -1,35 +1,9 @@
-//! What one attempt produced: typed successes and failures, stats and logs.
+//! Why an attempt failed: one [`StepFailure`] per failure, and its
+//! [`FailureKind`], the name that retry policies, journals, JSON and exit
+//! codes all use.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::fmt;
-
-/// The kind of work an emitted action asks for (the seed's `action_type` enum).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    /// Pure computation.
-    Compute,
-    /// A side effect on an external system.
-    Effect,
-    /// Aggregation of earlier results.
-    Reduce,
-    /// Coordination of further steps.
-    Orchestrate,
-    /// Anything else.
-    Custom,
-}
-
-/// An action a step emitted for another node (ModelAction).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmittedAction {
-    /// The kind of work.
-    pub action_type: ActionKind,
-    /// The node that should receive it.
-    pub target_node: String,
-    /// The action's data, always a JSON object.
-    pub payload: Value,
-}
 
 /// How a plugin classified its own failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,17 +74,17 @@ pub enum StepFailure {
 }
 
 impl StepFailure {
-    /// The failure's kind as the snake_case name used in JSON, policies and exit codes.
-    pub fn kind(&self) -> &'static str {
+    /// The failure's kind (its snake_case name is used in JSON, policies and exit codes).
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Self::Timeout { .. } => "timeout",
-            Self::OutOfFuel { .. } => "out_of_fuel",
-            Self::MemoryLimit { .. } => "memory_limit",
-            Self::Trap { .. } => "trap",
-            Self::PluginError { .. } => "plugin_error",
-            Self::InvalidOutput { .. } => "invalid_output",
-            Self::ComponentInvalid { .. } => "component_invalid",
-            Self::CircuitOpen { .. } => "circuit_open",
+            Self::Timeout { .. } => FailureKind::Timeout,
+            Self::OutOfFuel { .. } => FailureKind::OutOfFuel,
+            Self::MemoryLimit { .. } => FailureKind::MemoryLimit,
+            Self::Trap { .. } => FailureKind::Trap,
+            Self::PluginError { .. } => FailureKind::PluginError,
+            Self::InvalidOutput { .. } => FailureKind::InvalidOutput,
+            Self::ComponentInvalid { .. } => FailureKind::ComponentInvalid,
+            Self::CircuitOpen { .. } => FailureKind::CircuitOpen,
         }
     }
 
@@ -167,112 +141,86 @@ impl fmt::Display for StepFailure {
     }
 }
 
-/// A successful attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepSuccess {
-    /// The step's output (for `compensate`, `null`).
-    pub output: Value,
-    /// Actions the step emitted for other nodes.
-    pub actions: Vec<EmittedAction>,
-}
-
-/// What an attempt cost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptStats {
-    /// Fuel units consumed (about one per wasm instruction).
-    pub fuel_consumed: u64,
-    /// Wall time from instantiation to the end of the call, in microseconds.
-    pub wall_time_us: u64,
-    /// The largest total linear memory the instance held, in bytes.
-    pub peak_memory_bytes: u64,
-}
-
-/// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The kind of a [`StepFailure`], without its details: what a retry policy's
+/// `retry_on` lists, what the journal records as `error_type`, and what picks
+/// `weft plugin call`'s exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LogSource {
-    /// The `weft:step/log` import.
-    Log,
-    /// The guest's stdout.
-    Stdout,
-    /// The guest's stderr.
-    Stderr,
-    /// The host, about the guest's logging (for example, lines dropped).
-    Host,
+pub enum FailureKind {
+    /// The wall-time limit passed.
+    Timeout,
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// The memory limit was hit.
+    MemoryLimit,
+    /// The guest trapped.
+    Trap,
+    /// The plugin returned an error of its own.
+    PluginError,
+    /// The plugin's output breaks the contract.
+    InvalidOutput,
+    /// The component cannot be used.
+    ComponentInvalid,
+    /// The component's circuit breaker is open.
+    CircuitOpen,
 }
 
-/// Severity of a log line (the WIT `log.level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogLevel {
-    /// Very detailed diagnostics.
-    Trace,
-    /// Diagnostics for developers.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something unexpected that was recovered from.
-    Warn,
-    /// Something failed.
-    Error,
-}
+impl FailureKind {
+    /// Every kind, in the enum's order.
+    pub const ALL: [Self; 8] = [
+        Self::Timeout,
+        Self::OutOfFuel,
+        Self::MemoryLimit,
+        Self::Trap,
+        Self::PluginError,
+        Self::InvalidOutput,
+        Self::ComponentInvalid,
+        Self::CircuitOpen,
+    ];
 
-/// One line the guest logged during the attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// Severity.
-    pub level: LogLevel,
-    /// Where it came from.
-    pub source: LogSource,
-    /// The text (truncated to the per-line limit).
-    pub message: String,
-}
+    /// The kinds a retry policy retries by default (`plugin_error` means
+    /// retryable plugin errors only).
+    pub const RETRIED_BY_DEFAULT: [Self; 5] =
+        [Self::Timeout, Self::OutOfFuel, Self::MemoryLimit, Self::Trap, Self::PluginError];
 
-/// Everything the host knows about one attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptReport {
-    /// Success or the typed failure (flattened: a `status` field, then the
-    /// success's fields or a `failure` object).
-    #[serde(flatten, with = "outcome_serde")]
-    pub outcome: Result<StepSuccess, StepFailure>,
-    /// Fuel, wall time and peak memory.
-    pub stats: AttemptStats,
-    /// Log lines, in the order the guest wrote them (stdout/stderr last).
-    pub logs: Vec<LogLine>,
-}
+    /// The kinds `retry_on` may name: the default ones, and `circuit_open` by choice.
+    pub const RETRYABLE: [Self; 6] =
+        [Self::Timeout, Self::OutOfFuel, Self::MemoryLimit, Self::Trap, Self::PluginError, Self::CircuitOpen];
 
-impl AttemptReport {
-    /// The failure, if the attempt failed.
-    pub fn failure(&self) -> Option<&StepFailure> {
-        self.outcome.as_ref().err()
-    }
-}
-
-/// Serializes the outcome as `{"status": "succeeded", ...}` or
-/// `{"status": "failed", "failure": {...}}`.
-mod outcome_serde {
-    use super::{StepFailure, StepSuccess};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(tag = "status", rename_all = "snake_case")]
-    enum Repr {
-        Succeeded(StepSuccess),
-        Failed { failure: StepFailure },
-    }
-
-    pub fn serialize<S: Serializer>(v: &Result<StepSuccess, StepFailure>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Ok(ok) => Repr::Succeeded(ok.clone()),
-            Err(e) => Repr::Failed { failure: e.clone() },
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::OutOfFuel => "out_of_fuel",
+            Self::MemoryLimit => "memory_limit",
+            Self::Trap => "trap",
+            Self::PluginError => "plugin_error",
+            Self::InvalidOutput => "invalid_output",
+            Self::ComponentInvalid => "component_invalid",
+            Self::CircuitOpen => "circuit_open",
         }
-        .serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Result<StepSuccess, StepFailure>, D::Error> {
-        Ok(match Repr::deserialize(d)? {
-            Repr::Succeeded(ok) => Ok(ok),
-            Repr::Failed { failure } => Err(failure),
-        })
+    /// The kind with this snake_case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for FailureKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FailureKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }

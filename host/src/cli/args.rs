@@ -1,0 +1,198 @@
+//! Options shared by several commands, and reading the files and JSON they
+//! name. A command offers only the options that mean something for it:
+//! [`ReadStoreArgs`] to look at a store, [`DriveStoreArgs`] to drive runs in
+//! one, [`RunStoreArgs`] to start a run (which may also live in memory).
+
+use super::usage;
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weft::engine::{Engine, ResumeOptions, SandboxExecutor};
+use weft::files::{self, MAX_JSON_BYTES};
+use weft::sandbox::{Sandbox, SandboxConfig};
+use weft::store::{RunStore, StoreError, StoreLocation, SyncMode, open_for_reading, open_for_writing};
+
+/// Where compiled components are cached.
+#[derive(Args)]
+pub struct HostArgs {
+    /// Directory of the compiled-component cache (default: $WEFT_CACHE_DIR or ~/.cache/weft/components).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-component cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+impl HostArgs {
+    /// A sandbox for one attempt at a time (a small pool reserves less address space).
+    pub fn sandbox(&self) -> anyhow::Result<Sandbox> {
+        self.sandbox_sized(4)
+    }
+
+    /// A sandbox with `instances` instance slots.
+    pub fn sandbox_sized(&self, instances: u32) -> anyhow::Result<Sandbox> {
+        let mut config = SandboxConfig::default();
+        if self.no_cache {
+            config.cache_dir = None;
+        } else if let Some(d) = &self.cache_dir {
+            config.cache_dir = Some(d.clone());
+        }
+        config.max_instances = instances;
+        Sandbox::new(config).context("could not start the wasm sandbox")
+    }
+}
+
+/// The store a command reads (it is never created).
+#[derive(Args, Clone)]
+pub struct ReadStoreArgs {
+    /// The run database: a SQLite path or sqlite:PATH (default: $WEFT_DB, else weft/weft.db in the user's data directory).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<String>,
+}
+
+impl ReadStoreArgs {
+    /// Where the store is.
+    pub fn location(&self) -> anyhow::Result<StoreLocation> {
+        location(self.db.as_deref())
+    }
+
+    /// Opens the store to read it.
+    pub fn open(&self) -> anyhow::Result<Arc<dyn RunStore>> {
+        open_for_reading(&self.location()?).map_err(store_error)
+    }
+}
+
+/// The store a command drives runs in.
+#[derive(Args, Clone)]
+pub struct DriveStoreArgs {
+    /// The run database: a SQLite path or sqlite:PATH (default: $WEFT_DB, else weft/weft.db in the user's data directory).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<String>,
+    /// `normal` (survives the process being killed) or `full` (also survives power loss; slower).
+    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
+    pub sync: String,
+}
+
+impl DriveStoreArgs {
+    /// Opens (creating if missing) the store.
+    pub fn open(&self) -> anyhow::Result<Arc<dyn RunStore>> {
+        let sync = if self.sync == "full" { SyncMode::Full } else { SyncMode::Normal };
+        open_for_writing(&location(self.db.as_deref())?, sync).map_err(store_error)
+    }
+}
+
+/// The store a new run is kept in.
+#[derive(Args, Clone)]
+pub struct RunStoreArgs {
+    #[command(flatten)]
+    pub store: DriveStoreArgs,
+    /// Keep the run in memory only: nothing is persisted, nothing can be resumed.
+    #[arg(long, conflicts_with = "db")]
+    pub in_memory: bool,
+}
+
+impl RunStoreArgs {
+    /// Opens the store.
+    pub fn open(&self) -> anyhow::Result<Arc<dyn RunStore>> {
+        if self.in_memory {
+            return open_for_writing(&StoreLocation::Memory, SyncMode::Normal).map_err(store_error);
+        }
+        self.store.open()
+    }
+}
+
+fn location(db: Option<&str>) -> anyhow::Result<StoreLocation> {
+    match db {
+        Some(text) => StoreLocation::parse(text),
+        None => StoreLocation::default_location(),
+    }
+    .map_err(|e| usage(format!("--db: {e}")))
+}
+
+/// Options of the commands that drive a run.
+#[derive(Args)]
+pub struct DriveArgs {
+    /// Run on components whose digest changed since the run started.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// `pretty` (indented) or `json` (one line).
+    #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
+    pub output: String,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub store: DriveStoreArgs,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+impl DriveArgs {
+    /// An engine on the store, with a sandbox sized for a run's parallel steps.
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        let store = self.store.open()?;
+        let sandbox = Arc::new(self.host.sandbox_sized(64)?);
+        Ok(Engine::new(Arc::new(SandboxExecutor::new(sandbox))).with_store(store))
+    }
+
+    /// How to resume.
+    pub fn options(&self) -> ResumeOptions {
+        ResumeOptions { upgrade: self.upgrade, ..ResumeOptions::default() }
+    }
+}
+
+/// A store error: the user's to fix (exit 2) unless the backend failed.
+pub fn store_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::NotFound(_)
+        | StoreError::Incompatible(_)
+        | StoreError::Owned { .. }
+        | StoreError::Finished(_)
+        | StoreError::Missing(_) => usage(e.to_string()),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// The text of `path` for option `flag`: `-` is stdin, anything else a file;
+/// both capped at [`MAX_JSON_BYTES`].
+pub fn read_text_arg(flag: &str, path: &str) -> anyhow::Result<String> {
+    if path == "-" {
+        files::read_stream_capped(std::io::stdin().lock(), MAX_JSON_BYTES)
+            .and_then(files::into_text)
+            .map_err(|e| usage(format!("{flag}: could not read stdin: {e}")))
+    } else {
+        files::read_text_capped(Path::new(path), MAX_JSON_BYTES)
+            .map_err(|e| usage(format!("{flag}: cannot read {path}: {e}")))
+    }
+}
+
+/// Reads `JSON` or `@FILE` (`@-` is stdin).
+pub fn read_json_arg(flag: &str, arg: &str) -> anyhow::Result<Value> {
+    let (text, origin) = if let Some(path) = arg.strip_prefix('@') {
+        (read_text_arg(flag, path)?, path.to_string())
+    } else {
+        (arg.to_string(), "the command line".to_string())
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        usage(format!("{flag}: the JSON from {origin} does not parse: {e} (line {}, column {})", e.line(), e.column()))
+    })
+}
+
+/// A step's input object from `--input JSON|@FILE`.
+pub fn input_object(arg: &str) -> anyhow::Result<Map<String, Value>> {
+    match read_json_arg("--input", arg)? {
+        Value::Object(m) => Ok(m),
+        other => Err(usage(format!(
+            "--input must be a JSON object (a step's input is always an object), not {}",
+            match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ))),
+    }
+}

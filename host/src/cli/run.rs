@@ -1,0 +1,131 @@
+//! `weft run`: start a workflow and watch it to its end, and the watching
+//! that every command ending with a run shares.
+
+use super::args::{HostArgs, RunStoreArgs, read_text_arg};
+use super::exit;
+use super::output::{noteln, print_json};
+use super::progress::Progress;
+use super::{load_workflow, start_error, usage};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use weft::engine::{Engine, Environment, RunHandle, RunInput, RunOptions, SandboxExecutor};
+
+/// `weft run`
+#[derive(Args)]
+pub struct RunArgs {
+    /// The workflow file.
+    workflow: PathBuf,
+    /// The run input (the ONEX orchestrator contract's input subcontract) as JSON: a file, or - for stdin.
+    #[arg(long)]
+    input: Option<String>,
+    /// `pretty` (indented) or `json` (one line).
+    #[arg(long, default_value = "pretty", value_parser = ["pretty", "json"])]
+    output: String,
+    /// Environment profile for defaults: development, staging or production.
+    #[arg(long, default_value = "development")]
+    env: String,
+    /// Seed for retry jitter, for reproducible delays.
+    #[arg(long)]
+    jitter_seed: Option<u64>,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    store: RunStoreArgs,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+impl RunArgs {
+    /// Runs the command.
+    pub async fn execute(self) -> anyhow::Result<ExitCode> {
+        let environment = Environment::parse(&self.env)
+            .ok_or_else(|| usage(format!("--env `{}` is not one of development, staging, production", self.env)))?;
+        let run_input: RunInput = match &self.input {
+            None => RunInput::default(),
+            Some(arg) => {
+                let text = read_text_arg("--input", arg)?;
+                serde_json::from_str(&text).map_err(|e| {
+                    usage(format!(
+                        "--input {arg}: not a valid run input: {e} (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ))
+                })?
+            }
+        };
+        let sandbox = Arc::new(self.host.sandbox_sized(64)?);
+        let executor = Arc::new(SandboxExecutor::new(sandbox));
+        let wf = Arc::new(load_workflow(&self.workflow, Some(executor.as_ref()))?);
+        let total = wf.nodes.len();
+        let engine = Engine::new(executor).with_store(self.store.open()?);
+        let opts = RunOptions { environment, jitter_seed: self.jitter_seed, ..RunOptions::default() };
+        let handle = engine.start(wf, &run_input, opts).await.map_err(start_error)?;
+        if !self.quiet {
+            noteln!(
+                "run {} (resume it after an interruption with `weft runs resume {}`)",
+                handle.run_id,
+                handle.run_id
+            );
+        }
+        let watch = Watch { quiet: self.quiet, output: self.output, total, durable: !self.store.in_memory };
+        watch.run(handle).await
+    }
+}
+
+/// How a command that ends with a run shows it.
+pub struct Watch {
+    /// No progress on stderr.
+    pub quiet: bool,
+    /// `pretty` or `json`, for the output contract on stdout.
+    pub output: String,
+    /// The run's number of steps, when known (0: unknown).
+    pub total: usize,
+    /// Whether the run is in a durable store (it can be resumed).
+    pub durable: bool,
+}
+
+impl Watch {
+    /// Shows the run's progress on stderr, prints its output on stdout, and
+    /// maps its status to the exit code.
+    ///
+    /// The first Ctrl-C cancels the run (compensating if the strategy says
+    /// so); a second one stops the process at once (exit 130), leaving a
+    /// durable run as a crash would: resumable.
+    pub async fn run(self, mut handle: RunHandle) -> anyhow::Result<ExitCode> {
+        let cancel = handle.cancel_token();
+        let run_id = handle.run_id.clone();
+        let durable = self.durable;
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                noteln!("weft: cancelling (Ctrl-C); press Ctrl-C again to stop at once");
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    if durable {
+                        noteln!(
+                            "weft: stopped at once (second Ctrl-C); run {run_id} is left as it was, unfinished: \
+                             `weft runs resume {run_id}` finishes it (its cancellation and compensation included)"
+                        );
+                    } else {
+                        noteln!("weft: stopped at once (second Ctrl-C); run {run_id} was in memory and is lost");
+                    }
+                    std::process::exit(i32::from(exit::INTERRUPTED));
+                }
+            }
+        });
+        let mut progress = (!self.quiet).then(|| Progress::new(self.total));
+        while let Some((at, event)) = handle.events.recv_timed().await {
+            if let Some(p) = &mut progress {
+                p.show(at, &event);
+            }
+        }
+        if let Some(p) = &mut progress {
+            p.finish();
+        }
+        let out = handle.wait().await;
+        print_json(&out, &self.output)?;
+        Ok(exit::code(exit::for_status(out.execution_status)))
+    }
+}

@@ -1,0 +1,31 @@
+//! The types every layer passes around, and nothing else: this module
+//! imports no other module of the crate.
+//!
+//! - [`RunOutput`] is the ONEX orchestrator contract's output subcontract; its
+//!   [`ExecutionStatus`], [`ErrorRecord`]s and [`ActionRecord`]s (and the
+//!   [`UndeliveredAction`]s listed beside them) are what the engine builds,
+//!   the store keeps and the CLI prints.
+//! - [`AttemptReport`] is what the sandbox returns for one attempt of one
+//!   step: a [`StepSuccess`] or a [`StepFailure`], its [`AttemptStats`] and
+//!   the guest's [`LogLine`]s. The engine journals it as it is.
+//! - [`FailureKind`] names a failure without its details: retry policies,
+//!   journals and exit codes all speak it.
+//! - [`now_ms`] and [`now_rfc3339`] are the one clock every record is
+//!   stamped with.
+//!
+//! Imports flow one way: `contract ← workflow ← engine → sandbox` and
+//! `engine → store`, and `store` and `sandbox` import only `contract`.
+
+mod attempt;
+mod failure;
+mod output;
+mod records;
+mod status;
+mod time;
+
+pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};
+pub use failure::{FailureKind, PluginErrorKind, StepFailure};
+pub use output::RunOutput;
+pub use records::{ActionRecord, ErrorRecord, UndeliveredAction};
+pub use status::ExecutionStatus;
+pub use time::{now_ms, now_rfc3339, parse_rfc3339_ms};

@@ -1,0 +1,46 @@
+//! The seam between the engine and whatever runs a step: [`StepExecutor`].
+//! The engine knows nothing of wasm; the sandbox implements this
+//! ([`SandboxExecutor`](super::SandboxExecutor)), and so does the scripted
+//! executor that tests the engine without wasm
+//! ([`ScriptedExecutor`](super::scripted::ScriptedExecutor)).
+
+use crate::contract::AttemptReport;
+use crate::sandbox::{Limits, StepCall};
+use crate::store::PinnedComponent;
+use crate::workflow::{ComponentCheck, NodeSpec, NodeType, Workflow};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+/// A boxed attempt future.
+pub type AttemptFuture = Pin<Box<dyn Future<Output = AttemptReport> + Send>>;
+
+/// Executes one attempt of one step.
+pub trait StepExecutor: Send + Sync + 'static {
+    /// Loads everything the workflow's nodes need; `Err` lists what failed.
+    fn prepare(&self, wf: &Workflow) -> Result<(), Vec<String>>;
+    /// Runs one attempt of `node`. `pinned` is the digest of the component
+    /// version the run pinned for it (from [`StepExecutor::pins`]): the
+    /// attempt runs that version, whatever the file holds now.
+    fn execute(&self, node: &NodeSpec, pinned: Option<&str>, call: StepCall, limits: Limits) -> AttemptFuture;
+    /// Per node id, the component it runs and its digest (pinned by the run).
+    /// Call after [`StepExecutor::prepare`]. None by default.
+    fn pins(&self, _wf: &Workflow) -> BTreeMap<String, PinnedComponent> {
+        BTreeMap::new()
+    }
+    /// Whether the component at `path` can run as `node_type` (used when a
+    /// journaled workflow is loaded again). Accepts everything by default.
+    fn check_component(&self, _path: &Path, _node_type: NodeType) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Lets workflow validation ask a [`StepExecutor`] about components.
+pub(super) struct CheckWith<'a>(pub(super) &'a dyn StepExecutor);
+
+impl ComponentCheck for CheckWith<'_> {
+    fn check(&self, path: &Path, node_type: NodeType) -> Result<(), String> {
+        self.0.check_component(path, node_type)
+    }
+}

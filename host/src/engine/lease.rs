@@ -1,0 +1,76 @@
+//! Holding a run: the lease a driving process keeps renewed in the store (the
+//! heartbeat, which also carries cancel requests from other processes), and
+//! the runs this process drives, so that it never drives one twice.
+
+use crate::contract::now_ms;
+use crate::store::{RunStore, StoreError};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long a process's lease on a run lasts without a heartbeat.
+pub const DEFAULT_LEASE_MS: u64 = 10_000;
+/// How often a driving process renews its lease and looks for a cancel request.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
+
+/// The ids of the runs this process is driving now.
+fn driven_here() -> MutexGuard<'static, HashSet<String>> {
+    static DRIVEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    DRIVEN.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether this process is driving run `run_id` now.
+pub(super) fn is_driven_here(run_id: &str) -> bool {
+    driven_here().contains(run_id)
+}
+
+/// Marks a run as driven by this process for as long as it lives (also when
+/// its task is dropped mid-run).
+pub(super) struct DrivenHere(String);
+
+impl DrivenHere {
+    pub(super) fn enter(run_id: &str) -> Self {
+        driven_here().insert(run_id.to_string());
+        Self(run_id.to_string())
+    }
+}
+
+impl Drop for DrivenHere {
+    fn drop(&mut self) {
+        driven_here().remove(&self.0);
+    }
+}
+
+/// What the heartbeat of one run needs.
+pub(super) struct Heartbeat {
+    pub(super) store: Arc<dyn RunStore>,
+    pub(super) run_id: String,
+    pub(super) owner: String,
+    pub(super) lease_ms: u64,
+    /// Cancelled when another process asks for a cancel, or takes the run over.
+    pub(super) cancel: CancellationToken,
+}
+
+impl Heartbeat {
+    /// Renews the lease every [`HEARTBEAT_EVERY`] until aborted, and turns a
+    /// cancel request in the store into a cancellation of the run.
+    pub(super) fn spawn(self) -> tokio::task::JoinHandle<()> {
+        let Self { store, run_id, owner, lease_ms, cancel } = self;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                match store.heartbeat(&run_id, &owner, lease_ms, now_ms()).await {
+                    Ok(true) => cancel.cancel(),
+                    Ok(false) => {}
+                    Err(StoreError::LeaseLost(_)) => {
+                        tracing::error!(run_id, "another process took over this run; stopping it here");
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(run_id, error = %e, "the run's lease could not be renewed"),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! How a run is started or resumed ([`RunOptions`], [`ResumeOptions`]), and
+//! why it could not be ([`StartError`]).
+
+use super::environment::Environment;
+use crate::contract::ExecutionStatus;
+use crate::sandbox::Limits;
+use crate::store::StoreError;
+use serde::{Deserialize, Serialize};
+
+/// Engine-wide options.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The environment profile for defaults.
+    pub environment: Environment,
+    /// Seed for retry jitter (deterministic delays); random when `None`.
+    pub jitter_seed: Option<u64>,
+    /// Default per-attempt limits (each node's `timeout_ms`, `fuel` and
+    /// `memory_mb` override them).
+    pub limits: Limits,
+}
+
+/// The part of [`RunOptions`] journaled with a run (limits come from the
+/// resuming process).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(super) struct StoredOptions {
+    pub(super) environment: Environment,
+    pub(super) jitter_seed: Option<u64>,
+}
+
+/// How to resume a run.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// Run with components whose digest changed since the run started,
+    /// instead of refusing.
+    pub upgrade: bool,
+    /// Default per-attempt limits.
+    pub limits: Limits,
+    /// Start with the run already cancelled (to stop an orphaned run:
+    /// compensation runs if its strategy says so).
+    pub cancelled: bool,
+}
+
+/// Why a run could not start or resume.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The run input breaks the input contract.
+    #[error("the run input is invalid:\n  - {}", .0.join("\n  - "))]
+    Input(Vec<String>),
+    /// A component could not be loaded.
+    #[error("the workflow's components cannot be loaded:\n  - {}", .0.join("\n  - "))]
+    Components(Vec<String>),
+    /// A component changed since the run started.
+    #[error(
+        "components changed since the run started (a run pins the digest of every component it uses):\n  - {}\n\
+         Resume with --upgrade to run the remaining steps on the new components.",
+        .0.join("\n  - ")
+    )]
+    ComponentChanged(Vec<String>),
+    /// The journaled workflow no longer loads.
+    #[error("the run's journaled workflow does not load any more:\n{0}")]
+    Workflow(String),
+    /// The run has already finished.
+    #[error("run `{run_id}` has already finished with status `{}`; nothing to resume", .status.as_str())]
+    Finished {
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        status: ExecutionStatus,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

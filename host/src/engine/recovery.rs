@@ -1,0 +1,198 @@
+//! Picking a run up again: [`Engine::resume`] continues an interrupted run
+//! from its journal, [`Engine::resume_all`] every orphaned one, and
+//! [`Engine::replay`] re-runs a dead-lettered run as a new run. All three
+//! rebuild the run's state by folding its journal with the same `apply` the
+//! live run uses.
+
+use super::executor::CheckWith;
+use super::lease::is_driven_here;
+use super::options::StoredOptions;
+use super::run::Run;
+use super::{Engine, ResumeOptions, RunHandle, RunInput, RunOptions, StartError};
+use crate::contract::{ExecutionStatus, now_ms};
+use crate::store::{JournalEntry, Journaled, RunFilter, RunRecord, StoreError, owner_is_dead};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What [`Engine::resume_all`] did.
+#[derive(Default)]
+pub struct ResumedRuns {
+    /// The runs resumed, driven by this engine now.
+    pub resumed: Vec<RunHandle>,
+    /// Per run that could not be resumed, its id and why.
+    pub refused: Vec<(String, StartError)>,
+}
+
+impl Engine {
+    /// Continues an interrupted run from its journal: completed steps keep
+    /// their journaled outputs and are not run again; a step that was in
+    /// flight runs again with the next attempt number and the same
+    /// idempotency key.
+    pub async fn resume(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
+        let record = self.store.get_run(run_id).await?;
+        if record.status != ExecutionStatus::Running {
+            return Err(StartError::Finished { run_id: run_id.into(), status: record.status });
+        }
+        if is_driven_here(run_id) {
+            return Err(StartError::Store(StoreError::Owned {
+                run_id: run_id.into(),
+                owner: format!("{} (this process)", self.owner),
+                remaining_ms: self.lease_ms,
+            }));
+        }
+        let steal = owner_is_dead(&record.run.owner).then_some(record.run.owner.as_str());
+        self.store.claim(run_id, &self.owner, self.lease_ms, now_ms(), steal).await?;
+        let run = self.rebuild(&record, opts).await?;
+        self.store.append(run_id, &self.owner, vec![JournalEntry::RunResumed { owner: self.owner.clone() }]).await?;
+        Ok(self.spawn(run))
+    }
+
+    /// Every run of the store that is `running` and not owned by a live
+    /// process, resumed. Returns the handles and, per run that could not be
+    /// resumed, why.
+    pub async fn resume_all(&self, opts: ResumeOptions) -> Result<ResumedRuns, StoreError> {
+        let runs =
+            self.store.list_runs(&RunFilter { status: Some(ExecutionStatus::Running), ..Default::default() }).await?;
+        let mut out = ResumedRuns::default();
+        for r in runs.into_iter().rev() {
+            match self.resume(&r.run_id, opts.clone()).await {
+                Ok(h) => out.resumed.push(h),
+                // Driven by a live process, or finished meanwhile: not interrupted.
+                Err(StartError::Store(StoreError::Owned { .. }) | StartError::Finished { .. }) => {}
+                Err(e) => out.refused.push((r.run_id, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-runs a run from the dead-letter queue as a new run: its completed
+    /// steps keep their journaled outputs, and the steps that failed run
+    /// again with their journaled inputs.
+    pub async fn replay(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
+        let record = self.store.get_run(run_id).await?;
+        let journal = self.store.journal(run_id).await?;
+        // Refuse before anything is written (changed components, a workflow
+        // that no longer loads): a refused replay leaves no new run behind.
+        self.rebuild(&record, opts.clone()).await?;
+        let first = replay_seed(journal);
+        let new_id = uuid::Uuid::new_v4();
+        let mut new = record.run.clone();
+        new.run_id = new_id.to_string();
+        new.replay_of = Some(run_id.to_string());
+        new.owner = self.owner.clone();
+        new.lease_ms = self.lease_ms;
+        if let Some(obj) = new.input.as_object_mut() {
+            obj.insert("workflow_id".into(), Value::String(new.run_id.clone()));
+        }
+        self.store.create_run(&new, &first).await?;
+        let record = self.store.get_run(&new.run_id).await?;
+        let run = self.rebuild(&record, opts).await?;
+        // Marked only once the replay is durable and about to run.
+        if let Err(e) = self.store.dlq_mark_replayed(run_id, &new.run_id).await {
+            tracing::warn!(run_id, error = %e, "the dead-letter entry could not be marked as replayed");
+        }
+        Ok(self.spawn(run))
+    }
+
+    /// Loads a stored run's workflow, checks its pins and folds its journal.
+    async fn rebuild(&self, record: &RunRecord, opts: ResumeOptions) -> Result<Run, StartError> {
+        let spec = &record.run;
+        let label = spec.workflow_path.clone().unwrap_or_else(|| format!("run {}", spec.run_id));
+        let checker = CheckWith(self.executor.as_ref());
+        let mut wf = crate::workflow::load_str(&spec.definition, Path::new(&spec.base_dir), &label, Some(&checker))
+            .map_err(|e| StartError::Workflow(e.to_string()))?;
+        wf.source = spec.workflow_path.as_ref().map(PathBuf::from);
+        let wf = Arc::new(wf);
+        self.executor.prepare(&wf).map_err(StartError::Components)?;
+        let now = self.executor.pins(&wf);
+        let pins = Run::pins_by_node(&wf, &now);
+        let mut changed = Vec::new();
+        for (node, pin) in &spec.components {
+            match now.get(node) {
+                Some(cur) if cur.digest == pin.digest => {}
+                Some(cur) => changed.push(format!(
+                    "node `{node}`: {} was {} when the run started and is {} now",
+                    cur.path, pin.digest, cur.digest
+                )),
+                None => changed.push(format!("node `{node}`: its component {} is gone", pin.path)),
+            }
+        }
+        if !changed.is_empty() {
+            if !opts.upgrade {
+                return Err(StartError::ComponentChanged(changed));
+            }
+            tracing::warn!(run_id = %spec.run_id, changed = ?changed, "resuming on upgraded components");
+        }
+        let input: RunInput = serde_json::from_value(spec.input.clone())
+            .map_err(|e| StartError::Input(vec![format!("the journaled run input cannot be read: {e}")]))?;
+        let stored: StoredOptions = serde_json::from_value(spec.options.clone()).map_err(|e| {
+            StartError::Input(vec![format!(
+                "the journaled run options (environment, jitter seed) cannot be read: {e}; the run cannot be resumed \
+                 as it was started"
+            )])
+        })?;
+        let run_opts =
+            RunOptions { environment: stored.environment, jitter_seed: stored.jitter_seed, limits: opts.limits };
+        let config = input.resolve(&wf, run_opts.environment).map_err(StartError::Input)?;
+        let mut run = Run::new(wf, config, run_opts, self.parts(pins));
+        for j in self.store.journal(&spec.run_id).await? {
+            run.apply(&j.entry);
+        }
+        if opts.cancelled || record.cancel_requested {
+            run.cancel.cancel();
+        }
+        Ok(run)
+    }
+}
+
+/// The journal a replay of a dead-lettered run starts from: the completed
+/// steps (outputs kept), the decisions that stand (tolerated failures and
+/// skips by `when`), and the scheduling of the failed steps, so that they
+/// run again with their journaled inputs. An effect that compensation undid
+/// is not done: it runs again.
+fn replay_seed(journal: Vec<Journaled>) -> Vec<JournalEntry> {
+    let mut completed = HashSet::new();
+    let mut failed = HashSet::new();
+    let mut kept_final = HashSet::new();
+    for j in &journal {
+        match &j.entry {
+            JournalEntry::StepCompleted { step_id, .. } => {
+                completed.insert(step_id.clone());
+            }
+            JournalEntry::StepFailed { step_id, tolerated: false, .. } => {
+                failed.insert(step_id.clone());
+            }
+            // Decisions that stand: tolerated failures and skips by `when`.
+            JournalEntry::StepFailed { step_id, tolerated: true, .. } => {
+                kept_final.insert(step_id.clone());
+            }
+            JournalEntry::StepSkipped { step_id, reason } if reason.starts_with("`when` is false") => {
+                kept_final.insert(step_id.clone());
+            }
+            // An undone effect is not done: it runs again.
+            JournalEntry::CompensationFinished { step_id, ok: true, .. } => {
+                completed.remove(step_id);
+            }
+            _ => {}
+        }
+    }
+    let mut first = Vec::new();
+    for j in journal {
+        let keep = match &j.entry {
+            JournalEntry::StepScheduled { step_id, .. } => completed.contains(step_id) || failed.contains(step_id),
+            JournalEntry::AttemptStarted { step_id, .. }
+            | JournalEntry::AttemptFinished { step_id, .. }
+            | JournalEntry::StepCompleted { step_id, .. } => completed.contains(step_id),
+            JournalEntry::StepFailed { step_id, tolerated: true, .. } | JournalEntry::StepSkipped { step_id, .. } => {
+                kept_final.contains(step_id)
+            }
+            _ => false,
+        };
+        if keep {
+            first.push(j.entry);
+        }
+    }
+    first
+}

@@ -1,0 +1,225 @@
+//! The attempts of one step: the retry loop, the backoff between attempts
+//! (exponential, with jitter that a seed makes reproducible), and the
+//! circuit breaker's gate in front of each attempt.
+//!
+//! A step task runs on its own (spawned, or polled in place in sequential
+//! modes): it journals each retry's `attempt_finished` and the next
+//! `attempt_started` itself, and reports every attempt back to the
+//! scheduler, which records the last one (`finish.rs`).
+
+use super::schedule::StepResult;
+use super::{Run, SharedInput};
+use crate::contract::{AttemptReport, StepFailure};
+use crate::engine::breaker::{self, BreakerPolicy, Gate};
+use crate::engine::events::{EventSender, RunEvent};
+use crate::engine::executor::StepExecutor;
+use crate::sandbox::{CallKind, Limits, StepCall, StepContext};
+use crate::store::{JournalEntry, RunStore};
+use crate::workflow::{NodeSpec, RetryPolicy, Workflow};
+use rand::{RngExt, SeedableRng};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Run {
+    /// Node `i`'s retry policy.
+    pub(super) fn policy(&self, i: usize) -> Arc<RetryPolicy> {
+        self.policies[i].clone()
+    }
+
+    /// The limits of one attempt of `node`: the run's defaults, overridden
+    /// by the node's `timeout_ms`, `fuel` and `memory_mb`.
+    pub(super) fn limits(&self, node: &NodeSpec) -> Limits {
+        let mut l = self.opts.limits.clone();
+        l.timeout = Duration::from_millis(node.timeout_ms);
+        if let Some(f) = node.fuel {
+            l.fuel = f;
+        }
+        if let Some(m) = node.memory_mb {
+            l.memory_bytes = m << 20;
+        }
+        l
+    }
+
+    /// The identity attempt `attempt` of `node` is called with.
+    pub(super) fn ctx(&self, node: &NodeSpec, attempt: u32) -> StepContext {
+        StepContext {
+            idempotency_key: format!("{}/{}", self.ids.run_id, node.id),
+            run_id: self.ids.run_id.clone(),
+            workflow: self.wf.name.clone(),
+            step_id: node.id.clone(),
+            attempt,
+            correlation_id: self.ids.correlation_id.clone(),
+            tenant: self.ids.tenant.clone(),
+        }
+    }
+
+    /// The circuit breaker's thresholds, when the workflow enables it.
+    fn breaker(&self) -> Option<BreakerPolicy> {
+        self.wf.rules.circuit_breaker_enabled.then_some(BreakerPolicy {
+            failure_threshold: self.wf.rules.circuit_breaker_failure_threshold,
+            cooldown_ms: self.wf.rules.circuit_breaker_cooldown_ms,
+        })
+    }
+
+    /// Runs step `i` to its end: attempts, retries, backoff. Attempt
+    /// `first_attempt` is already journaled as started; later ones are
+    /// journaled here before they run. `rounds` multiplies the policy's
+    /// attempts (the `retry` failure strategy).
+    pub(super) fn step_task(
+        &self,
+        i: usize,
+        input: SharedInput,
+        rounds: u32,
+        first_attempt: u32,
+    ) -> impl Future<Output = StepResult> + Send + 'static {
+        let policy = self.policy(i);
+        let node = &self.wf.nodes[i];
+        let task = StepTask {
+            wf: self.wf.clone(),
+            index: i,
+            pinned: self.pins[i].clone(),
+            limits: self.limits(node),
+            executor: self.executor.clone(),
+            events: self.events.clone(),
+            // A resumed step always gets one more attempt than it had.
+            max_attempts: policy.max_attempts.saturating_mul(rounds.max(1)).max(first_attempt),
+            first_ctx: self.ctx(node, first_attempt),
+            backoff: Backoff::new(policy.clone(), self.opts.jitter_seed, &node.id),
+            policy,
+            store: self.store.clone(),
+            run_id: self.ids.run_id.clone(),
+            owner: self.owner.clone(),
+            breaker: self.breaker(),
+        };
+        task.run(input, first_attempt)
+    }
+}
+
+/// Everything one step's attempts need, owned, so that the task can run
+/// apart from the run.
+struct StepTask {
+    wf: Arc<Workflow>,
+    index: usize,
+    pinned: Option<String>,
+    limits: Limits,
+    executor: Arc<dyn StepExecutor>,
+    events: EventSender,
+    max_attempts: u32,
+    first_ctx: StepContext,
+    policy: Arc<RetryPolicy>,
+    backoff: Backoff,
+    store: Arc<dyn RunStore>,
+    run_id: String,
+    owner: String,
+    breaker: Option<BreakerPolicy>,
+}
+
+impl StepTask {
+    async fn run(mut self, input: SharedInput, first_attempt: u32) -> StepResult {
+        let (wf, i) = (self.wf.clone(), self.index);
+        let node = &wf.nodes[i];
+        let mut attempts = Vec::new();
+        let mut store_error = None;
+        for attempt in first_attempt..=self.max_attempts {
+            if attempt > first_attempt
+                && let Err(e) = self.journal(JournalEntry::AttemptStarted { step_id: node.id.clone(), attempt }).await
+            {
+                store_error = Some(e);
+                break;
+            }
+            self.events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
+            let ctx = StepContext { attempt, ..self.first_ctx.clone() };
+            let call = StepCall { ctx, input: (*input).clone(), kind: CallKind::Run };
+            let report = match self.gated_attempt(node, call).await {
+                Ok(report) => report,
+                Err(e) => {
+                    store_error = Some(e);
+                    break;
+                }
+            };
+            let retry = report.failure().is_some_and(|f| {
+                attempt < self.max_attempts && f.is_retryable() && self.policy.retry_on.contains(&f.kind())
+            });
+            if !retry {
+                attempts.push(report);
+                break;
+            }
+            let delay = self.backoff.delay_ms(attempt);
+            let error_type = report.failure().map(|f| f.kind().as_str()).unwrap_or_default().to_string();
+            self.events.send(RunEvent::Retrying { step_id: node.id.clone(), attempt, error_type, delay_ms: delay });
+            let finished = JournalEntry::AttemptFinished { step_id: node.id.clone(), attempt, report: report.clone() };
+            if let Err(e) = self.journal(finished).await {
+                store_error = Some(e);
+                break;
+            }
+            attempts.push(report);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        StepResult { index: i, first_attempt, attempts, store_error }
+    }
+
+    async fn journal(&self, entry: JournalEntry) -> Result<(), String> {
+        self.store.append(&self.run_id, &self.owner, vec![entry]).await.map_err(|e| e.to_string())
+    }
+
+    /// One attempt, behind the component's circuit breaker when the workflow
+    /// enables it. `Err` when the breaker's store cannot be read.
+    async fn gated_attempt(&self, node: &NodeSpec, call: StepCall) -> Result<AttemptReport, String> {
+        let pinned = self.pinned.as_deref();
+        let Some(policy) = self.breaker else {
+            return Ok(self.executor.execute(node, pinned, call, self.limits.clone()).await);
+        };
+        let component = node.component.display().to_string();
+        match breaker::gate(self.store.as_ref(), &component, policy).await.map_err(|e| e.to_string())? {
+            Gate::Reject { retry_after_ms } => {
+                Ok(AttemptReport::failed_early(StepFailure::CircuitOpen { component, retry_after_ms }))
+            }
+            Gate::Pass { probe } => {
+                let report = self.executor.execute(node, pinned, call, self.limits.clone()).await;
+                let ok = report.failure().is_none();
+                if let Err(e) = breaker::report(self.store.as_ref(), &component, policy, ok, probe).await {
+                    tracing::warn!(component, error = %e, "the circuit breaker could not be updated");
+                }
+                Ok(report)
+            }
+        }
+    }
+}
+
+/// The waits between a step's attempts.
+struct Backoff {
+    policy: Arc<RetryPolicy>,
+    /// Seeded per step from the run's jitter seed (random when it has none);
+    /// made on the first jittered wait.
+    rng: Option<rand::rngs::StdRng>,
+    seed: Option<u64>,
+}
+
+impl Backoff {
+    fn new(policy: Arc<RetryPolicy>, jitter_seed: Option<u64>, step_id: &str) -> Self {
+        Self { policy, rng: None, seed: jitter_seed.map(|s| s ^ fnv(step_id)) }
+    }
+
+    /// The wait after attempt `attempt` failed: the n-th retry within a
+    /// round waits the policy's n-th delay, shortened by up to `jitter`.
+    fn delay_ms(&mut self, attempt: u32) -> u64 {
+        let n = (attempt - 1) % self.policy.max_attempts.max(1) + 1;
+        let base = self.policy.base_delay_ms(n);
+        if self.policy.jitter <= 0.0 {
+            return base;
+        }
+        let seed = self.seed;
+        let rng = self.rng.get_or_insert_with(|| match seed {
+            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+            None => rand::rngs::StdRng::from_rng(&mut rand::rng()),
+        });
+        let spread = rng.random::<f64>() * self.policy.jitter;
+        ((base as f64) * (1.0 - spread)) as u64
+    }
+}
+
+/// FNV-1a of a string (to derive per-step jitter seeds).
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}

@@ -1,0 +1,64 @@
+//! Recording a step's end: its last attempt, then `step_completed` (with its
+//! actions) or `step_failed`, and whether the failure strategy stops the run.
+
+use super::Run;
+use super::actions::action_records;
+use super::schedule::StepResult;
+use crate::engine::events::RunEvent;
+use crate::store::JournalEntry;
+use crate::workflow::FailureStrategy;
+
+impl Run {
+    /// Records a step's final result. Returns true when the run must stop.
+    pub(super) fn finish_step(&mut self, result: StepResult) -> bool {
+        let i = result.index;
+        let step_id = self.wf.nodes[i].id.clone();
+        let mut attempts = result.attempts;
+        let last = attempts.pop();
+        let last_number = result.first_attempt.saturating_add(attempts.len() as u32);
+        // Earlier attempts were journaled by the step task before its retry.
+        for (k, report) in attempts.into_iter().enumerate() {
+            let attempt = result.first_attempt.saturating_add(k as u32);
+            self.apply(&JournalEntry::AttemptFinished { step_id: step_id.clone(), attempt, report });
+        }
+        let outcome = last.map(|mut report| {
+            // The completing attempt's output and actions are journaled once,
+            // in `step_completed` (same transaction), not twice.
+            let outcome = match &mut report.outcome {
+                Ok(success) => Ok((std::mem::take(&mut success.output), std::mem::take(&mut success.actions))),
+                Err(f) => Err(f.clone()),
+            };
+            self.record(JournalEntry::AttemptFinished { step_id: step_id.clone(), attempt: last_number, report });
+            outcome
+        });
+        match outcome {
+            Some(Ok((output, emitted))) => {
+                let actions = action_records(&emitted);
+                let before = self.undelivered.len();
+                self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output, actions });
+                self.emit(RunEvent::StepCompleted { step_id, attempts: self.totals[i].attempts });
+                for k in before..self.undelivered.len() {
+                    self.emit(RunEvent::ActionNotDelivered { action: self.undelivered[k].clone() });
+                }
+                false
+            }
+            Some(Err(f)) => self.fail_step(i, f.kind().as_str(), f.to_string()),
+            None => self.fail_step(i, "internal", "the step made no attempt".into()),
+        }
+    }
+
+    /// Marks a step failed (or tolerated). Returns true when the run must stop.
+    pub(super) fn fail_step(&mut self, i: usize, error_type: &str, message: String) -> bool {
+        let node = &self.wf.nodes[i];
+        let tolerated = node.continue_on_error;
+        let step_id = node.id.clone();
+        self.record(JournalEntry::StepFailed {
+            step_id: step_id.clone(),
+            error_type: error_type.into(),
+            message: message.clone(),
+            tolerated,
+        });
+        self.emit(RunEvent::StepFailed { step_id, error_type: error_type.into(), message, tolerated });
+        !tolerated && !matches!(self.config.failure_strategy, FailureStrategy::ContinueOnError)
+    }
+}

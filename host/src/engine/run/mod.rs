@@ -1,0 +1,261 @@
+//! [`Run`]: the state machine of one run, from its first transition to its
+//! output contract.
+//!
+//! Every change of state goes through [`Run::record`], which applies a
+//! journal entry (`state.rs`) and queues it; [`Run::flush`] writes the queue
+//! in one transaction before anything it enables starts. A resume folds the
+//! stored journal with the same `apply`, so a live run and a resumed one
+//! cannot disagree.
+//!
+//! The files of this folder, in the order a run meets them: `schedule.rs`
+//! (the scheduling loop), `binding.rs` (skip decisions and inputs),
+//! `attempts.rs` (the retry loop of one step), `finish.rs` (recording a
+//! step's end), `actions.rs` (delivery), `compensation.rs` and `output.rs`.
+
+mod actions;
+mod attempts;
+mod binding;
+mod compensation;
+mod finish;
+mod in_flight;
+mod output;
+mod schedule;
+mod state;
+
+use super::events::{EventSender, RunEvent};
+use super::executor::StepExecutor;
+use super::lease::{DrivenHere, Heartbeat};
+use super::{RunConfig, RunOptions};
+use crate::contract::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput, UndeliveredAction, now_ms, now_rfc3339};
+use crate::store::{JournalEntry, PinnedComponent, RunStore};
+use crate::workflow::{FailureStrategy, RetryPolicy, Workflow};
+use serde_json::{Map, Value, json};
+use state::{State, Totals};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A step's input, shared by the run's state and its journal entry.
+type SharedInput = Arc<Map<String, Value>>;
+
+/// What a run shares with its engine.
+pub(super) struct Parts {
+    pub(super) executor: Arc<dyn StepExecutor>,
+    pub(super) store: Arc<dyn RunStore>,
+    pub(super) owner: String,
+    pub(super) lease_ms: u64,
+    /// Per node index, the digest of the component version the run pinned.
+    pub(super) pins: Vec<Option<String>>,
+}
+
+/// One run.
+pub(super) struct Run {
+    wf: Arc<Workflow>,
+    config: RunConfig,
+    opts: RunOptions,
+    executor: Arc<dyn StepExecutor>,
+    store: Arc<dyn RunStore>,
+    owner: String,
+    lease_ms: u64,
+    /// Per node index, the digest of the component version the run pinned.
+    pins: Vec<Option<String>>,
+    pub(super) events: EventSender,
+    pub(super) cancel: CancellationToken,
+    state: Vec<State>,
+    outputs: Vec<Option<Value>>,
+    inputs: Vec<Option<SharedInput>>,
+    totals: Vec<Totals>,
+    /// The highest attempt number journaled per step.
+    attempts_used: Vec<u32>,
+    delivered: Vec<Vec<Value>>,
+    /// Actions that named a node of the workflow not downstream of their emitter.
+    undelivered: Vec<UndeliveredAction>,
+    /// Each node's position in the topological order.
+    topo_pos: Vec<usize>,
+    completion_order: Vec<usize>,
+    actions: Vec<ActionRecord>,
+    errors: Vec<ErrorRecord>,
+    skipped: Vec<usize>,
+    failed: Vec<usize>,
+    parallel_executions: u64,
+    compensation: Vec<Value>,
+    compensated: Vec<bool>,
+    /// How many times compensation of each step began (a crash may interrupt one).
+    compensation_starts: Vec<u32>,
+    /// Set once the run stopped scheduling (journaled `run_stopping`).
+    stopping: Option<ExecutionStatus>,
+    /// Entries applied but not yet written.
+    pending: Vec<JournalEntry>,
+    started_ms: u64,
+    start_time: String,
+    /// Each node's retry policy, resolved once.
+    policies: Vec<Arc<RetryPolicy>>,
+    /// Identity strings, formatted once.
+    pub(super) ids: RunIds,
+}
+
+/// A run's identity, formatted once.
+pub(super) struct RunIds {
+    pub(super) run_id: String,
+    correlation_id: String,
+    tenant: String,
+}
+
+impl Run {
+    /// A run of `wf` with nothing done yet (a resume then applies its journal).
+    pub(super) fn new(wf: Arc<Workflow>, config: RunConfig, opts: RunOptions, parts: Parts) -> Self {
+        let n = wf.nodes.len();
+        let default_policy = Arc::new(config.environment.retry_policy(wf.rules.max_retries));
+        let policies =
+            wf.nodes.iter().map(|nd| nd.retry.clone().map_or_else(|| default_policy.clone(), Arc::new)).collect();
+        let mut topo_pos = vec![0usize; n];
+        for (pos, &i) in wf.graph.topo_order.iter().enumerate() {
+            topo_pos[i] = pos;
+        }
+        let ids = RunIds {
+            run_id: config.workflow_id.to_string(),
+            correlation_id: config.correlation_id.to_string(),
+            tenant: config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default().to_string(),
+        };
+        let mut pins = parts.pins;
+        pins.resize(n, None);
+        Self {
+            policies,
+            ids,
+            wf,
+            config,
+            opts,
+            executor: parts.executor,
+            store: parts.store,
+            owner: parts.owner,
+            lease_ms: parts.lease_ms,
+            pins,
+            events: EventSender::detached(),
+            cancel: CancellationToken::new(),
+            state: vec![State::Pending; n],
+            outputs: vec![None; n],
+            inputs: vec![None; n],
+            totals: vec![Totals::default(); n],
+            attempts_used: vec![0; n],
+            delivered: vec![Vec::new(); n],
+            undelivered: Vec::new(),
+            topo_pos,
+            completion_order: Vec::new(),
+            actions: Vec::new(),
+            errors: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            parallel_executions: 0,
+            compensation: Vec::new(),
+            compensated: vec![false; n],
+            compensation_starts: vec![0; n],
+            stopping: None,
+            pending: Vec::new(),
+            started_ms: now_ms(),
+            start_time: now_rfc3339(),
+        }
+    }
+
+    /// Per node index of `wf`, the digest `pins` gives its node.
+    pub(super) fn pins_by_node(wf: &Workflow, pins: &BTreeMap<String, PinnedComponent>) -> Vec<Option<String>> {
+        wf.nodes.iter().map(|n| pins.get(&n.id).map(|p| p.digest.clone())).collect()
+    }
+
+    fn emit(&self, e: RunEvent) {
+        self.events.send(e);
+    }
+
+    fn index(&self, step_id: &str) -> Option<usize> {
+        self.wf.graph.index.get(step_id).copied()
+    }
+
+    /// Applies a transition now and queues it for the journal.
+    fn record(&mut self, e: JournalEntry) {
+        self.apply(&e);
+        self.pending.push(e);
+    }
+
+    /// Writes the queued transitions in one transaction.
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let entries = std::mem::take(&mut self.pending);
+        self.store.append(&self.ids.run_id, &self.owner, entries).await.map_err(|e| e.to_string())
+    }
+
+    /// The run's identity as expressions and the output see it (`run`).
+    fn run_json(&self) -> Value {
+        json!({
+            "run_id": self.ids.run_id,
+            "workflow_id": self.ids.run_id,
+            "correlation_id": self.ids.correlation_id,
+            "workflow_type": self.config.workflow_type,
+            "workflow": self.wf.name,
+        })
+    }
+
+    /// Drives the run to its end and returns its output contract.
+    pub(super) async fn drive(mut self) -> RunOutput {
+        self.emit(RunEvent::RunStarted { run_id: self.ids.run_id.clone(), workflow: self.wf.name.clone() });
+        // Removed on every exit, also when the task is dropped mid-run.
+        let _driven = DrivenHere::enter(&self.ids.run_id);
+        let heartbeat = Heartbeat {
+            store: self.store.clone(),
+            run_id: self.ids.run_id.clone(),
+            owner: self.owner.clone(),
+            lease_ms: self.lease_ms,
+            cancel: self.cancel.clone(),
+        }
+        .spawn();
+        let out = self.drive_inner().await;
+        heartbeat.abort();
+        out
+    }
+
+    async fn drive_inner(&mut self) -> RunOutput {
+        let status = match self.stopping {
+            // Resumed after scheduling had stopped: only compensation and the end remain.
+            Some(status) => status,
+            None => match self.schedule().await {
+                Ok(status) => status,
+                Err(message) => return self.store_failure(message),
+            },
+        };
+        if self.config.failure_strategy == FailureStrategy::Compensate
+            && status != ExecutionStatus::Completed
+            && let Err(message) = self.compensate().await
+        {
+            return self.store_failure(message);
+        }
+        if status == ExecutionStatus::Failed && self.wf.rules.dead_letter_queue_enabled {
+            let first = self
+                .errors
+                .iter()
+                .find(|e| e.step_id != "workflow")
+                .or_else(|| self.errors.first())
+                .cloned()
+                .unwrap_or_else(|| ErrorRecord {
+                    step_id: "workflow".into(),
+                    error_type: "failed".into(),
+                    message: "the run failed".into(),
+                });
+            self.record(JournalEntry::DeadLettered {
+                step_id: first.step_id,
+                error_type: first.error_type,
+                message: first.message,
+            });
+        }
+        // Shared with the journal entry; copied back only where the store keeps it (in memory).
+        let output = Arc::new(self.output(status));
+        self.record(JournalEntry::RunFinished { output: output.clone() });
+        let written = self.flush().await;
+        self.pending.clear();
+        let output = Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone());
+        if let Err(message) = written {
+            return self.store_failure_with(output, message);
+        }
+        self.emit(RunEvent::RunFinished { status });
+        output
+    }
+}

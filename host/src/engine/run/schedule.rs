@@ -1,0 +1,304 @@
+//! The scheduling loop: ready steps start in topological order, as many at
+//! once as the mode allows; every decision is journaled before the steps it
+//! enables start; finished steps release their dependents. The loop stops at
+//! the end of the graph, or when the run fails, is cancelled, runs out of
+//! time or cannot write its journal, and then journals `run_stopping`.
+//!
+//! Execution modes plug in here, and only here: [`Run::concurrency`] says
+//! how many steps may be in flight, and [`Run::counts_parallel_executions`]
+//! whether a round that launched steps counts in `parallel_executions`.
+
+use super::in_flight::{Abnormal, InFlight};
+use super::state::State;
+use super::{Run, SharedInput};
+use crate::contract::{AttemptReport, ErrorRecord, ExecutionStatus, now_ms};
+use crate::engine::events::RunEvent;
+use crate::store::JournalEntry;
+use crate::workflow::{ExecutionMode, FailureStrategy, Workflow};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a step task reports back.
+pub(super) struct StepResult {
+    /// The step's node index.
+    pub(super) index: usize,
+    /// The number of the first attempt in `attempts`.
+    pub(super) first_attempt: u32,
+    /// Every attempt this task made, in order.
+    pub(super) attempts: Vec<AttemptReport>,
+    /// The journal (or breaker store) failed: the run must stop.
+    pub(super) store_error: Option<String>,
+}
+
+/// A step about to start: its journaled input and its attempt number.
+struct Launch {
+    index: usize,
+    input: SharedInput,
+    attempt: u32,
+}
+
+/// Why the scheduling loop stopped early.
+enum Stop {
+    /// A step failed and the strategy stops the run.
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+    /// The global timeout passed.
+    TimedOut,
+    /// The journal could not be written.
+    Store(String),
+}
+
+impl Run {
+    /// How many steps may be in flight at once: `max_parallel_steps` in
+    /// parallel mode (the input resolves it to 1 in the others).
+    fn concurrency(&self) -> usize {
+        self.config.max_parallel_steps.max(1) as usize
+    }
+
+    /// Whether a scheduling round that launched steps counts as one of the
+    /// output's `parallel_executions`.
+    fn counts_parallel_executions(&self) -> bool {
+        self.config.execution_mode == ExecutionMode::Parallel
+    }
+
+    /// Schedules the graph until every step is final or the run stops.
+    /// Journals `run_stopping` and returns the status the run ends with.
+    pub(super) async fn schedule(&mut self) -> Result<ExecutionStatus, String> {
+        let n = self.wf.nodes.len();
+        // On resume, final steps are done and count as met dependencies.
+        let mut waiting: Vec<usize> = (0..n)
+            .map(|i| self.wf.graph.dependencies[i].iter().filter(|&&d| !self.state[d].is_final()).count())
+            .collect();
+        let mut ready: ReadyQueue = (0..n)
+            .filter(|&i| waiting[i] == 0 && !self.state[i].is_final())
+            .map(|i| std::cmp::Reverse((self.topo_pos[i], i)))
+            .collect();
+        let mut running = 0usize;
+        let limit = self.concurrency();
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(
+                self.config.global_timeout_ms.saturating_sub(now_ms().saturating_sub(self.started_ms)),
+            );
+        let mut tasks = InFlight::for_concurrency(limit);
+        // Both are created once: a fresh timer per loop turn costs as much as a step.
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(sleep);
+        let cancelled = self.cancel.clone().cancelled_owned();
+        tokio::pin!(cancelled);
+        let rounds = if self.config.failure_strategy == FailureStrategy::Retry {
+            1 + self.wf.rules.max_retries.unwrap_or(1)
+        } else {
+            1
+        };
+        let mut stop: Option<Stop> = None;
+        let mut launches: Vec<Launch> = Vec::new();
+
+        'outer: loop {
+            while running + launches.len() < limit && stop.is_none() {
+                // Nothing new starts once the run is cancelled or out of time.
+                if self.cancel.is_cancelled() {
+                    stop = Some(Stop::Cancelled);
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    stop = Some(Stop::TimedOut);
+                    break;
+                }
+                let Some(std::cmp::Reverse((_, i))) = ready.pop() else { break };
+                // Already final (a replay keeps some steps' results): never again.
+                if self.state[i].is_final() {
+                    continue;
+                }
+                // A step that was in flight when the run was interrupted runs
+                // again with its journaled input and the next attempt number.
+                if self.state[i] == State::Running
+                    && let Some(input) = self.inputs[i].clone()
+                {
+                    let attempt = self.attempts_used[i].saturating_add(1);
+                    self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
+                    launches.push(Launch { index: i, input, attempt });
+                    continue;
+                }
+                // Expressions need the scope; nodes without any skip building it.
+                let bound = self.wf.nodes[i].uses.as_ref().map(|uses| self.bind(i, uses));
+                let decision = self.skip_reason(i, bound.as_ref()).and_then(|skip| match skip {
+                    Some(reason) => Ok(Err(reason)),
+                    None => self.input_for(i, bound.as_ref()).map(Ok),
+                });
+                drop(bound);
+                let step_id = self.wf.nodes[i].id.clone();
+                match decision {
+                    Ok(Ok(input)) => {
+                        let input = Arc::new(input);
+                        self.record(JournalEntry::StepScheduled { step_id: step_id.clone(), input: input.clone() });
+                        self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
+                        launches.push(Launch { index: i, input, attempt: 1 });
+                        continue;
+                    }
+                    Ok(Err(reason)) => {
+                        self.record(JournalEntry::StepSkipped { step_id: step_id.clone(), reason: reason.clone() });
+                        self.emit(RunEvent::StepSkipped { step_id, reason });
+                    }
+                    Err(message) => {
+                        if self.fail_step(i, "expression", message) {
+                            stop = Some(Stop::Failed);
+                        }
+                    }
+                }
+                // Final without running: its dependents may be ready now.
+                release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
+            }
+            // Every transition so far is durable before any step it enables starts.
+            if let Err(message) = self.flush().await {
+                stop = Some(Stop::Store(message));
+                break;
+            }
+            let launched = launches.len();
+            for Launch { index, input, attempt } in launches.drain(..) {
+                let task = self.step_task(index, input, rounds, attempt);
+                tasks.push(index, task);
+                running += 1;
+            }
+            if launched > 0 && self.counts_parallel_executions() {
+                self.parallel_executions += 1;
+            }
+            if running == 0 && (ready.is_empty() || stop.is_some()) {
+                break;
+            }
+            if running == 0 {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut cancelled, if stop.is_none() => { stop = Some(Stop::Cancelled); }
+                _ = &mut sleep, if stop.is_none() => { stop = Some(Stop::TimedOut); }
+                joined = tasks.next() => {
+                    let Some(first) = joined else { break 'outer };
+                    // Take every step that has finished, not just the first.
+                    let mut batch = vec![first];
+                    while let Some(more) = tasks.try_next() {
+                        batch.push(more);
+                    }
+                    for joined in batch {
+                        running -= 1;
+                        match joined {
+                            Ok(result) => {
+                                if let Some(message) = result.store_error {
+                                    stop = Some(Stop::Store(message));
+                                    continue;
+                                }
+                                let i = result.index;
+                                if self.finish_step(result) {
+                                    stop = Some(Stop::Failed);
+                                }
+                                release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
+                            }
+                            // Journaled as the step's failure, so a resume sees the same run.
+                            Err(Abnormal { index: Some(i), message }) => {
+                                self.fail_step(i, "internal", format!("the step's task ended abnormally: {message}"));
+                                stop = Some(Stop::Failed);
+                            }
+                            Err(Abnormal { index: None, message }) => {
+                                self.errors.push(ErrorRecord {
+                                    step_id: "workflow".into(),
+                                    error_type: "internal".into(),
+                                    message: format!("a step task ended abnormally: {message}"),
+                                });
+                                stop = Some(Stop::Failed);
+                            }
+                        }
+                    }
+                }
+            }
+            if stop.is_some() {
+                break;
+            }
+        }
+
+        // Interrupt whatever is still running.
+        let interrupted: Vec<usize> = (0..n).filter(|&i| self.state[i] == State::Running).collect();
+        tasks.abort().await;
+        let wf = self.wf.clone();
+        let id = |i: usize| wf.nodes[i].id.clone();
+        let mut run_errors = Vec::new();
+        let status = match stop {
+            Some(Stop::Store(message)) => return Err(message),
+            Some(Stop::Cancelled) => {
+                for &i in &interrupted {
+                    self.record(JournalEntry::StepFailed {
+                        step_id: id(i),
+                        error_type: "cancelled".into(),
+                        message: "interrupted: the run was cancelled".into(),
+                        tolerated: false,
+                    });
+                }
+                run_errors.push(ErrorRecord {
+                    step_id: "workflow".into(),
+                    error_type: "cancelled".into(),
+                    message: "the run was cancelled".into(),
+                });
+                ExecutionStatus::Cancelled
+            }
+            Some(Stop::TimedOut) => {
+                for &i in &interrupted {
+                    self.record(JournalEntry::StepFailed {
+                        step_id: id(i),
+                        error_type: "timeout".into(),
+                        message: "interrupted: the workflow's global timeout expired".into(),
+                        tolerated: false,
+                    });
+                }
+                run_errors.push(ErrorRecord {
+                    step_id: "workflow".into(),
+                    error_type: "timeout".into(),
+                    message: format!("Workflow exceeded {}ms timeout", self.config.global_timeout_ms),
+                });
+                ExecutionStatus::Failed
+            }
+            Some(Stop::Failed) => {
+                for &i in &interrupted {
+                    let reason = "interrupted: another step failed and the strategy stops the run".to_string();
+                    self.record(JournalEntry::StepSkipped { step_id: id(i), reason: reason.clone() });
+                    self.emit(RunEvent::StepSkipped { step_id: id(i), reason });
+                }
+                ExecutionStatus::Failed
+            }
+            None if self.failed.is_empty() => ExecutionStatus::Completed,
+            None => ExecutionStatus::Failed,
+        };
+        // Steps never reached are skipped.
+        for i in 0..n {
+            if self.state[i] == State::Pending {
+                let reason = match status {
+                    ExecutionStatus::Cancelled => "the run was cancelled",
+                    _ => "the run stopped before this step",
+                };
+                self.record(JournalEntry::StepSkipped { step_id: id(i), reason: reason.into() });
+                self.emit(RunEvent::StepSkipped { step_id: id(i), reason: reason.into() });
+            }
+        }
+        self.record(JournalEntry::RunStopping {
+            status,
+            errors: run_errors,
+            parallel_executions: self.parallel_executions,
+        });
+        self.flush().await?;
+        Ok(status)
+    }
+}
+
+/// The ready queue: steps by topological position.
+type ReadyQueue = BinaryHeap<std::cmp::Reverse<(usize, usize)>>;
+
+/// Node `i` is final: every dependent it was the last unfinished dependency of
+/// becomes ready.
+fn release(wf: &Workflow, i: usize, waiting: &mut [usize], ready: &mut ReadyQueue, topo_pos: &[usize]) {
+    for &d in &wf.graph.dependents[i] {
+        waiting[d] -= 1;
+        if waiting[d] == 0 {
+            ready.push(std::cmp::Reverse((topo_pos[d], d)));
+        }
+    }
+}

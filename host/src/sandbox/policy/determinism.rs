@@ -1,0 +1,102 @@
+//! The compute world's determinism: a compute step sees a wall clock stuck at
+//! the Unix epoch, a monotonic clock that never moves, and random bytes
+//! seeded from its idempotency key, so that its retries see the same world.
+//! Effect steps get the host's clocks and randomness.
+
+use super::super::StepWorld;
+use super::capability::{AttemptWasi, Capability};
+use rand::SeedableRng;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+
+/// The compute world's frozen clocks and seeded randomness.
+pub struct Determinism;
+
+impl Determinism {
+    /// The 32-byte seed of the random source `domain` for the step whose
+    /// idempotency key is `key`: stable across its retries, distinct per step.
+    pub fn seed(domain: &str, key: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(domain.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        h.finalize().into()
+    }
+}
+
+impl Capability for Determinism {
+    fn name(&self) -> &'static str {
+        "determinism"
+    }
+
+    fn grantable(&self) -> bool {
+        false
+    }
+
+    fn check(&self, _world: StepWorld, _grant: Option<&Value>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn prepare(&self, attempt: &mut AttemptWasi<'_>, _grant: Option<&Value>) -> Result<(), String> {
+        if attempt.world != StepWorld::Compute {
+            return Ok(());
+        }
+        let key = attempt.ctx.idempotency_key.as_str();
+        let insecure = Self::seed("weft/compute/insecure-seed", key);
+        let mut low = [0u8; 16];
+        low.copy_from_slice(&insecure[..16]);
+        attempt
+            .builder
+            .secure_random(rand::rngs::StdRng::from_seed(Self::seed("weft/compute/random", key)))
+            .insecure_random(rand::rngs::StdRng::from_seed(Self::seed("weft/compute/insecure", key)))
+            .insecure_random_seed(u128::from_le_bytes(low))
+            .wall_clock(FrozenWallClock)
+            .monotonic_clock(FrozenMonotonicClock);
+        Ok(())
+    }
+}
+
+/// A wall clock stuck at the Unix epoch: compute steps see no real time.
+pub struct FrozenWallClock;
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A monotonic clock that never advances: compute steps cannot time anything.
+pub struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compute_step_gets_the_same_seed_on_every_retry_and_another_step_another_seed() {
+        let first = Determinism::seed("weft/compute/random", "run-1/price");
+        assert_eq!(first, Determinism::seed("weft/compute/random", "run-1/price"));
+        assert_ne!(first, Determinism::seed("weft/compute/random", "run-1/tax"));
+        assert_ne!(first, Determinism::seed("weft/compute/insecure", "run-1/price"));
+    }
+
+    #[test]
+    fn frozen_clocks_do_not_move() {
+        assert_eq!(FrozenWallClock.now(), Duration::ZERO);
+        assert_eq!(FrozenMonotonicClock.now(), 0);
+    }
+}

@@ -1,0 +1,165 @@
+//! The journal: every transition of a run, in the order it happened. The
+//! engine folds it back into a run's state on resume (see `engine::run`).
+
+use crate::contract::{ActionRecord, AttemptReport, ErrorRecord, ExecutionStatus, RunOutput};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// One transition of a run, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JournalEntry {
+    /// The run was created.
+    RunCreated {
+        /// When.
+        start_time: String,
+    },
+    /// A process began (or resumed) driving the run.
+    RunResumed {
+        /// The process.
+        owner: String,
+    },
+    /// A step was decided to run, with this input.
+    StepScheduled {
+        /// The step.
+        step_id: String,
+        /// Its input object (shared with the run's state, not copied).
+        input: Arc<Map<String, Value>>,
+    },
+    /// An attempt is about to run.
+    AttemptStarted {
+        /// The step.
+        step_id: String,
+        /// The attempt number, from 1.
+        attempt: u32,
+    },
+    /// An attempt ended.
+    AttemptFinished {
+        /// The step.
+        step_id: String,
+        /// The attempt number.
+        attempt: u32,
+        /// The typed outcome, fuel, time, memory and log lines. For the
+        /// attempt that completed its step, the output and actions are not
+        /// repeated here (null and empty): they are in the `step_completed`
+        /// entry written in the same transaction.
+        report: AttemptReport,
+    },
+    /// A step completed.
+    StepCompleted {
+        /// The step.
+        step_id: String,
+        /// Its output.
+        output: Value,
+        /// The actions it emitted, with their ids.
+        actions: Vec<ActionRecord>,
+    },
+    /// A step failed for good.
+    StepFailed {
+        /// The step.
+        step_id: String,
+        /// The failure kind.
+        error_type: String,
+        /// What happened.
+        message: String,
+        /// Tolerated by `continue_on_error`.
+        tolerated: bool,
+    },
+    /// A step was skipped.
+    StepSkipped {
+        /// The step.
+        step_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The run stopped scheduling with this status; compensation may follow.
+    RunStopping {
+        /// The status it will end with.
+        status: ExecutionStatus,
+        /// Run-level errors (timeout, cancel).
+        errors: Vec<ErrorRecord>,
+        /// Parallel batches launched so far (for the output after a resume).
+        #[serde(default)]
+        parallel_executions: u64,
+    },
+    /// Compensation of a step is about to run.
+    CompensationStarted {
+        /// The step.
+        step_id: String,
+    },
+    /// Compensation of a step ended.
+    CompensationFinished {
+        /// The step.
+        step_id: String,
+        /// Whether `compensate` succeeded.
+        ok: bool,
+        /// Attempts it took.
+        attempts: u32,
+        /// The last error, if it failed.
+        error: Option<String>,
+    },
+    /// The run failed terminally and went to the dead-letter queue.
+    DeadLettered {
+        /// The first step that failed.
+        step_id: String,
+        /// Its failure kind.
+        error_type: String,
+        /// Its message.
+        message: String,
+    },
+    /// The run finished with this output.
+    RunFinished {
+        /// The output contract.
+        output: Arc<RunOutput>,
+    },
+}
+
+impl JournalEntry {
+    /// The entry's kind, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::RunCreated { .. } => "run_created",
+            Self::RunResumed { .. } => "run_resumed",
+            Self::StepScheduled { .. } => "step_scheduled",
+            Self::AttemptStarted { .. } => "attempt_started",
+            Self::AttemptFinished { .. } => "attempt_finished",
+            Self::StepCompleted { .. } => "step_completed",
+            Self::StepFailed { .. } => "step_failed",
+            Self::StepSkipped { .. } => "step_skipped",
+            Self::RunStopping { .. } => "run_stopping",
+            Self::CompensationStarted { .. } => "compensation_started",
+            Self::CompensationFinished { .. } => "compensation_finished",
+            Self::DeadLettered { .. } => "dead_lettered",
+            Self::RunFinished { .. } => "run_finished",
+        }
+    }
+
+    /// The step the entry is about, if any.
+    pub fn step_id(&self) -> Option<&str> {
+        match self {
+            Self::StepScheduled { step_id, .. }
+            | Self::AttemptStarted { step_id, .. }
+            | Self::AttemptFinished { step_id, .. }
+            | Self::StepCompleted { step_id, .. }
+            | Self::StepFailed { step_id, .. }
+            | Self::StepSkipped { step_id, .. }
+            | Self::CompensationStarted { step_id }
+            | Self::CompensationFinished { step_id, .. }
+            | Self::DeadLettered { step_id, .. } => Some(step_id),
+            _ => None,
+        }
+    }
+}
+
+/// A journal entry as stored: its sequence number and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journaled {
+    /// 1, 2, 3, ... within the run.
+    pub seq: u64,
+    /// When it was written (RFC 3339).
+    pub at: String,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: JournalEntry,
+}

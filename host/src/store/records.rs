@@ -1,0 +1,170 @@
+//! What a store keeps besides the journal: the run's row and spec, list
+//! lines and filters, dead-letter entries, circuit breakers, and the store's
+//! own description for health checks.
+
+use crate::contract::{ExecutionStatus, RunOutput};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A component a run uses, pinned by digest when the run was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedComponent {
+    /// The resolved path of the component file.
+    pub path: String,
+    /// Its `sha256:` digest.
+    pub digest: String,
+}
+
+/// Everything needed to start (or restart) a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    /// The run id (the input's `workflow_id`).
+    pub run_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The file the workflow came from, when it came from a file.
+    pub workflow_path: Option<String>,
+    /// The workflow's YAML text, as run.
+    pub definition: String,
+    /// The directory relative component paths are resolved against.
+    pub base_dir: String,
+    /// The run input, as given.
+    pub input: Value,
+    /// Engine options (environment, jitter seed), as JSON.
+    pub options: Value,
+    /// Per node id, the component it runs.
+    pub components: BTreeMap<String, PinnedComponent>,
+    /// The run this one replays (a dead-letter replay), if any.
+    pub replay_of: Option<String>,
+    /// The process that will drive the run.
+    pub owner: String,
+    /// How long the owner's lease lasts, in milliseconds.
+    pub lease_ms: u64,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// How it was started.
+    #[serde(flatten)]
+    pub run: NewRun,
+    /// Its status (`running` until it finishes).
+    pub status: ExecutionStatus,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+    /// The output contract, once finished.
+    pub output: Option<Arc<RunOutput>>,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+    /// Unix milliseconds until which `run.owner` holds the lease (0: none).
+    pub lease_until_ms: u64,
+}
+
+/// A line of `weft runs list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// The current owner, if a lease is held.
+    pub owner: Option<String>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Only runs with this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only runs of this workflow (name).
+    pub workflow: Option<String>,
+    /// At most this many, newest first (0: all).
+    pub limit: usize,
+}
+
+/// A run in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DlqEntry {
+    /// The failed run.
+    pub run_id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// The first step that failed.
+    pub step_id: String,
+    /// Its failure kind.
+    pub error_type: String,
+    /// Its message.
+    pub message: String,
+    /// When the run went to the queue.
+    pub at: String,
+    /// The run that replayed it, once replayed.
+    pub replayed_as: Option<String>,
+}
+
+/// A component's circuit breaker as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerRecord {
+    /// `closed`, `open` or `half_open`.
+    pub state: BreakerState,
+    /// Consecutive failures while closed.
+    pub failures: u32,
+    /// Unix ms when it opened, or when the half-open probe began.
+    pub since_ms: u64,
+    /// Bumped on every write (compare-and-swap).
+    pub version: u64,
+}
+
+/// The three states of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls go through; failures are counted.
+    Closed,
+    /// Calls fail at once until the cooldown ends.
+    Open,
+    /// One probe call is in flight; the rest fail at once.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "closed" => Self::Closed,
+            "open" => Self::Open,
+            "half_open" => Self::HalfOpen,
+            _ => return None,
+        })
+    }
+}
+
+/// What `weft health` reports about a store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreInfo {
+    /// `sqlite` or `memory`.
+    pub kind: String,
+    /// Where it is (`:memory:` for the in-memory store).
+    pub location: String,
+    /// The schema version.
+    pub schema_version: u32,
+    /// Runs with status `running`.
+    pub active_runs: u64,
+}

@@ -1,0 +1,176 @@
+//! The per-step view of a run (`weft runs show`, and the API's run
+//! document): the run's row, and per step its state, input, output, actions
+//! and every attempt, folded from the journal.
+
+use super::{JournalEntry, Journaled, PinnedComponent, RunRecord, owner_is_dead};
+use crate::contract::{AttemptStats, ExecutionStatus, RunOutput, now_ms};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A run as a person reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    /// The run id.
+    pub run_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow file, when it came from one.
+    pub workflow_path: Option<String>,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// Who holds its lease, if anyone.
+    pub owner: Option<String>,
+    /// Whether its owner is gone (its lease expired, or its process died).
+    pub orphaned: bool,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+    /// The run this one replays, if any.
+    pub replay_of: Option<String>,
+    /// Per node, the component version the run pinned.
+    pub components: BTreeMap<String, PinnedComponent>,
+    /// How many journal entries it has.
+    pub journal_entries: usize,
+    /// The output contract, once finished.
+    pub output: Option<Arc<RunOutput>>,
+    /// Its steps, in the order they were first journaled.
+    pub steps: Vec<StepView>,
+}
+
+/// One step of a [`RunView`].
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    /// The step.
+    pub step_id: String,
+    /// `scheduled`, `running`, `completed`, `failed`, `failed (tolerated)` or `skipped`.
+    pub state: String,
+    /// Its input, once scheduled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// The highest attempt number started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_started: Option<u32>,
+    /// Every finished attempt: its number, its kind (`succeeded` or the
+    /// failure kind), outcome, stats and logs. The completing attempt's
+    /// output is the step's, shown once, on the step.
+    pub attempts: Vec<Value>,
+    /// Its output, once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The actions it emitted, once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Value>,
+    /// The failure kind, once failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    /// Why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `compensated` or `failed`, once compensation ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<String>,
+    /// What its attempts cost, summed (fuel and time) or at most (memory).
+    #[serde(skip)]
+    pub totals: AttemptStats,
+}
+
+impl RunView {
+    /// The view of `record` with its `journal`.
+    pub fn build(record: RunRecord, journal: &[Journaled]) -> Result<Self, serde_json::Error> {
+        let mut steps: Vec<StepView> = Vec::new();
+        let mut slots: HashMap<&str, usize> = HashMap::new();
+        for j in journal {
+            let Some(step) = j.entry.step_id() else { continue };
+            let k = *slots.entry(step).or_insert_with(|| {
+                steps.push(StepView::new(step));
+                steps.len() - 1
+            });
+            steps[k].apply(&j.entry)?;
+        }
+        let owner = (record.lease_until_ms > 0).then(|| record.run.owner.clone());
+        let orphaned = owner.as_deref().is_some_and(|o| record.lease_until_ms < now_ms() || owner_is_dead(o));
+        Ok(Self {
+            run_id: record.run.run_id,
+            workflow: record.run.workflow,
+            workflow_path: record.run.workflow_path,
+            status: record.status,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            owner,
+            orphaned,
+            cancel_requested: record.cancel_requested,
+            replay_of: record.run.replay_of,
+            components: record.run.components,
+            journal_entries: journal.len(),
+            output: record.output,
+            steps,
+        })
+    }
+}
+
+impl StepView {
+    fn new(step_id: &str) -> Self {
+        Self {
+            step_id: step_id.to_string(),
+            state: "scheduled".into(),
+            input: None,
+            attempts_started: None,
+            attempts: Vec::new(),
+            output: None,
+            actions: None,
+            error_type: None,
+            reason: None,
+            compensation: None,
+            totals: AttemptStats::default(),
+        }
+    }
+
+    fn apply(&mut self, entry: &JournalEntry) -> Result<(), serde_json::Error> {
+        match entry {
+            JournalEntry::StepScheduled { input, .. } => self.input = Some(Value::Object((**input).clone())),
+            JournalEntry::AttemptStarted { attempt, .. } => {
+                self.state = "running".into();
+                self.attempts_started = Some(*attempt);
+            }
+            JournalEntry::AttemptFinished { attempt, report, .. } => {
+                let mut a = serde_json::to_value(report)?;
+                if let Some(fields) = a.as_object_mut()
+                    && fields.get("output").is_some_and(Value::is_null)
+                {
+                    fields.remove("output");
+                    fields.remove("actions");
+                }
+                a["attempt"] = json!(attempt);
+                a["kind"] = json!(report.failure().map_or("succeeded", |f| f.kind().as_str()));
+                self.attempts.push(a);
+                let t = &mut self.totals;
+                t.fuel_consumed = t.fuel_consumed.saturating_add(report.stats.fuel_consumed);
+                t.wall_time_us = t.wall_time_us.saturating_add(report.stats.wall_time_us);
+                t.peak_memory_bytes = t.peak_memory_bytes.max(report.stats.peak_memory_bytes);
+            }
+            JournalEntry::StepCompleted { output, actions, .. } => {
+                self.state = "completed".into();
+                self.output = Some(output.clone());
+                self.actions = Some(serde_json::to_value(actions)?);
+            }
+            JournalEntry::StepFailed { tolerated, error_type, .. } => {
+                self.state = if *tolerated { "failed (tolerated)" } else { "failed" }.into();
+                self.error_type = Some(error_type.clone());
+            }
+            JournalEntry::StepSkipped { reason, .. } => {
+                self.state = "skipped".into();
+                self.reason = Some(reason.clone());
+            }
+            JournalEntry::CompensationFinished { ok, .. } => {
+                self.compensation = Some(if *ok { "compensated" } else { "failed" }.into());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

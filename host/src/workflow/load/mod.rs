@@ -1,0 +1,63 @@
+//! From YAML text to a validated [`Workflow`], reporting every problem at
+//! once: the `walker` and its primitives, the `document`'s sections, each
+//! `node`, and the `graph`.
+
+mod document;
+mod graph;
+mod node;
+mod walker;
+
+use super::component::ComponentCheck;
+use super::model::Workflow;
+use super::problem::{Problem, ValidationError};
+use super::yaml::{self, Pos};
+use std::path::Path;
+use walker::Walker;
+
+/// Reads and validates a workflow file.
+pub fn load_file(path: &Path, checker: Option<&dyn ComponentCheck>) -> Result<Workflow, ValidationError> {
+    let label = path.display().to_string();
+    let one = |message: String| ValidationError {
+        problems: vec![Problem { file: label.clone(), pos: Pos::default(), node_id: None, message }],
+    };
+    let text = crate::files::read_text_capped(path, yaml::MAX_FILE_BYTES).map_err(|e| match e {
+        crate::files::ReadError::TooLarge { size, max } => {
+            one(format!("the file is {size} bytes; workflow files larger than {max} bytes are refused"))
+        }
+        e => one(format!("cannot read the workflow file: {e}")),
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut wf = load_str(&text, &base, &label, checker)?;
+    wf.source = Some(path.to_path_buf());
+    Ok(wf)
+}
+
+/// Validates workflow YAML; relative component paths are resolved against `base_dir`.
+pub fn load_str(
+    text: &str,
+    base_dir: &Path,
+    label: &str,
+    checker: Option<&dyn ComponentCheck>,
+) -> Result<Workflow, ValidationError> {
+    let doc = yaml::parse(text).map_err(|e| ValidationError {
+        problems: vec![Problem {
+            file: label.to_string(),
+            pos: e.pos,
+            node_id: None,
+            message: format!("not valid YAML for a workflow: {}", e.message),
+        }],
+    })?;
+    let mut w = Walker::new(label);
+    let wf = w.workflow(&doc, base_dir, checker);
+    match wf {
+        Some(mut wf) if w.problems.is_empty() => {
+            wf.definition = std::sync::Arc::from(text);
+            Ok(wf)
+        }
+        _ => {
+            let mut problems = w.problems;
+            problems.sort_by_key(|p| (p.pos.line, p.pos.column));
+            Err(ValidationError { problems })
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! One node of `execution_graph.nodes`: its keys, bounds, retry policy,
+//! input mapping, condition and component.
+
+use super::super::component::{ComponentCheck, resolve_component};
+use super::super::expr::{Expr, Uses};
+use super::super::model::*;
+use super::super::yaml::{Located, Node};
+use super::graph::ParsedNode;
+use super::walker::{Walker, describe};
+use crate::contract::FailureKind;
+use std::path::Path;
+
+const NODE_KEYS: &[&str] = &[
+    "node_id",
+    "node_type",
+    "description",
+    "timeout_ms",
+    "retry_count",
+    "depends_on",
+    "continue_on_error",
+    "component",
+    "fuel",
+    "memory_mb",
+    "input",
+    "when",
+    "compensate",
+    "retry",
+    "requires_action",
+    "run_if_dependency_skipped",
+];
+const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay_ms", "multiplier", "max_delay_ms", "jitter", "retry_on"];
+
+impl Walker {
+    /// One node, or `None` when it has problems that make it unusable (they
+    /// are recorded).
+    pub(super) fn node(
+        &mut self,
+        item: &Located,
+        base: &Path,
+        rules: &CoordinationRules,
+        workflow_type: WorkflowType,
+        checker: Option<&dyn ComponentCheck>,
+    ) -> Option<ParsedNode> {
+        self.node = None;
+        let e = self.map(item, "each node")?;
+        let id = self.required_string(e, "node_id", item.pos, "a node");
+        self.node = id.as_ref().map(|(s, _)| s.clone());
+        if let Some((s, pos)) = &id
+            && (s.is_empty() || s.len() > 200 || !s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+        {
+            self.problem(*pos, "`node_id` must be 1 to 200 characters of letters, digits, `_`, `-` or `.`");
+        }
+        self.check_keys(e, NODE_KEYS, "a node");
+        let node_type = match self.required_string(e, "node_type", item.pos, "the node") {
+            Some((s, pos)) => match s.as_str() {
+                "compute" => Some(NodeType::Compute),
+                "reducer" | "reduce" => Some(NodeType::Reducer),
+                "effect" => Some(NodeType::Effect),
+                "orchestrator" | "conditional" | "parallel" | "custom" => {
+                    self.problem(
+                        pos,
+                        format!("`node_type: {s}` is not supported yet: Weft runs compute, reducer and effect nodes"),
+                    );
+                    None
+                }
+                _ => {
+                    self.problem(pos, format!("`node_type` is `{s}`; it must be compute, reducer or effect"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let description = self.string(e, "description").map(|s| s.0).unwrap_or_default();
+        let timeout_ms = self.uint(e, "timeout_ms", 100, 300_000).unwrap_or(30_000);
+        let retry_count = self.uint(e, "retry_count", 0, 10).map(|n| n as u32);
+        let mut retry = retry_count.map(RetryPolicy::with_retries);
+        if let Some(r) = Self::get(e, "retry").and_then(|r| self.map(r, "retry")) {
+            let retry = retry.get_or_insert_with(|| RetryPolicy::with_retries(rules.max_retries.unwrap_or(3)));
+            self.check_keys(r, RETRY_KEYS, "retry");
+            if let Some(n) = self.uint(r, "max_attempts", 1, 11) {
+                retry.max_attempts = n as u32;
+                if let Some(rc) = retry_count
+                    && rc + 1 != n as u32
+                    && let Some(v) = Self::get(e, "retry_count")
+                {
+                    self.problem(
+                        v.pos,
+                        format!("`retry_count: {rc}` disagrees with `retry.max_attempts: {n}`; keep one of them"),
+                    );
+                }
+            }
+            if let Some(n) = self.uint(r, "initial_delay_ms", 100, 60_000) {
+                retry.initial_delay_ms = n;
+            }
+            if let Some(x) = self.float(r, "multiplier", 1.0, 5.0) {
+                retry.multiplier = x;
+            }
+            if let Some(n) = self.uint(r, "max_delay_ms", 1000, 300_000) {
+                retry.max_delay_ms = n;
+            }
+            if let Some(x) = self.float(r, "jitter", 0.0, 1.0) {
+                retry.jitter = x;
+            }
+            if let Some(v) = Self::get(r, "retry_on") {
+                match &v.value {
+                    Node::Seq(items) => {
+                        let mut kinds = Vec::new();
+                        for k in items {
+                            match &k.value {
+                                Node::String(s)
+                                    if let Some(kind) =
+                                        FailureKind::parse(s).filter(|k| FailureKind::RETRYABLE.contains(k)) =>
+                                {
+                                    kinds.push(kind)
+                                }
+                                other => {
+                                    let names: Vec<&str> = FailureKind::RETRYABLE.iter().map(|k| k.as_str()).collect();
+                                    self.problem(
+                                        k.pos,
+                                        format!(
+                                            "`retry_on` entry {} is not a retryable failure kind; use any of {}",
+                                            describe(other),
+                                            names.join(", ")
+                                        ),
+                                    )
+                                }
+                            }
+                        }
+                        retry.retry_on = kinds;
+                    }
+                    other => self.problem(v.pos, format!("`retry_on` must be a list, not {}", other.type_name())),
+                }
+            }
+        }
+        let mut depends_on = Vec::new();
+        if let Some(v) = Self::get(e, "depends_on") {
+            match &v.value {
+                Node::Seq(items) => {
+                    for d in items {
+                        match &d.value {
+                            Node::String(s) => depends_on.push((s.clone(), d.pos)),
+                            other => self.problem(
+                                d.pos,
+                                format!("`depends_on` entries are node ids (strings), not {}", other.type_name()),
+                            ),
+                        }
+                    }
+                }
+                Node::Null => {}
+                other => {
+                    self.problem(v.pos, format!("`depends_on` must be a list of node ids, not {}", other.type_name()))
+                }
+            }
+        }
+        let continue_on_error = self.boolean(e, "continue_on_error").unwrap_or(false);
+        let fuel = self.uint(e, "fuel", 1, 1_000_000_000_000_000);
+        let memory_mb = self.uint(e, "memory_mb", 1, 4096);
+        let input = match Self::get(e, "input") {
+            None => InputMapping::Default,
+            Some(v) => match &v.value {
+                Node::String(_) => self.expr(v, "`input`").map(InputMapping::Whole).unwrap_or(InputMapping::Default),
+                Node::Map(entries) => {
+                    let mut fields = Vec::new();
+                    for (k, ev) in entries {
+                        if let Some(x) = self.expr(ev, &format!("`input.{}`", k.value)) {
+                            fields.push((k.value.clone(), x));
+                        }
+                    }
+                    InputMapping::Fields(fields)
+                }
+                other => {
+                    self.problem(
+                        v.pos,
+                        format!(
+                            "`input` must be a CEL expression or a mapping of keys to CEL expressions, not {}",
+                            other.type_name()
+                        ),
+                    );
+                    InputMapping::Default
+                }
+            },
+        };
+        let when = Self::get(e, "when").and_then(|v| self.expr(v, "`when`"));
+        let compensate_explicit = self.boolean(e, "compensate");
+        let compensate = compensate_explicit.unwrap_or(node_type == Some(NodeType::Effect));
+        if compensate
+            && let Some(t) = node_type
+            && !t.is_effect()
+            && let Some(v) = Self::get(e, "compensate")
+        {
+            self.problem(v.pos, "`compensate: true` needs an effect node: only effect steps export `compensate`");
+        }
+        if workflow_type.requires_compensation() && node_type == Some(NodeType::Effect) && !compensate {
+            let pos = Self::get(e, "compensate").map_or(item.pos, |v| v.pos);
+            self.problem(pos, "a saga workflow requires compensation on every effect node; remove `compensate: false`");
+        }
+        let requires_action = self.boolean(e, "requires_action").unwrap_or(false);
+        if requires_action
+            && depends_on.is_empty()
+            && let Some(v) = Self::get(e, "requires_action")
+        {
+            self.problem(
+                v.pos,
+                "`requires_action: true` on a node without `depends_on`: actions reach only nodes downstream of \
+                 the step that emits them, so none can reach this one; add the emitting step to `depends_on`",
+            );
+        }
+        let run_if_dependency_skipped = self.boolean(e, "run_if_dependency_skipped").unwrap_or(false);
+        let component = match self.required_string(e, "component", item.pos, "the node") {
+            Some((c, pos)) => {
+                match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
+                    Ok(path) => {
+                        if let (Some(checker), Some(t)) = (checker, node_type)
+                            && let Err(reason) = self
+                                .checked
+                                .entry((path.clone(), t.is_effect()))
+                                .or_insert_with(|| checker.check(&path, t))
+                                .clone()
+                        {
+                            self.problem(
+                                pos,
+                                format!("component `{c}` cannot run as a {} node: {reason}", type_name(t)),
+                            );
+                        }
+                        Some(path)
+                    }
+                    Err(msg) => {
+                        self.problem(pos, msg);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let (id, id_pos) = id?;
+        self.seen_ids.push((id.clone(), id_pos));
+        // Dependencies are checked for every node that has an id, even one
+        // with other problems.
+        self.dep_refs.push((id.clone(), depends_on.clone()));
+        let uses = node_uses(when.as_ref(), &input);
+        let spec = NodeSpec {
+            id,
+            node_type: node_type?,
+            description,
+            timeout_ms,
+            retry,
+            depends_on: depends_on.iter().map(|(d, _)| d.clone()).collect(),
+            continue_on_error,
+            component: component?,
+            fuel,
+            memory_mb,
+            input,
+            when,
+            compensate,
+            requires_action,
+            run_if_dependency_skipped,
+            uses,
+            pos: item.pos,
+        };
+        self.node = None;
+        Some(ParsedNode { spec, id_pos, deps: depends_on })
+    }
+}
+
+fn type_name(t: NodeType) -> &'static str {
+    match t {
+        NodeType::Compute => "compute",
+        NodeType::Reducer => "reducer",
+        NodeType::Effect => "effect",
+    }
+}
+
+/// What a node's `when` and `input` expressions read, if it has any.
+fn node_uses(when: Option<&Expr>, input: &InputMapping) -> Option<Uses> {
+    let mut exprs: Vec<&Expr> = when.into_iter().collect();
+    match input {
+        InputMapping::Default => {}
+        InputMapping::Whole(e) => exprs.push(e),
+        InputMapping::Fields(fields) => exprs.extend(fields.iter().map(|(_, e)| e)),
+    }
+    let (first, rest) = exprs.split_first()?;
+    let mut uses = first.uses().clone();
+    rest.iter().for_each(|e| uses.merge(e.uses()));
+    Some(uses)
+}
