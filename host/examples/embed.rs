@@ -4,9 +4,11 @@
 //!
 //! ```sh
 //! ./scripts/build-plugins
-//! cargo run -p weft --example embed -- examples/fan-out/workflow.yaml examples/fan-out/input.json
+//! cargo run -p weft --example embed                 # examples/fan-out with its input.json
+//! cargo run -p weft --example embed -- WORKFLOW [INPUT]
 //! ```
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use weft::engine::{Engine, RunEvent, RunInput, RunOptions, SandboxExecutor};
@@ -16,15 +18,22 @@ use weft::store::{SqliteStore, SyncMode};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let workflow_path = args.next().unwrap_or_else(|| "examples/fan-out/workflow.yaml".into());
-    let input_path = args.next();
+    let (workflow_path, input_path) = match args.next() {
+        Some(workflow) => (PathBuf::from(workflow), args.next().map(PathBuf::from)),
+        // With no arguments: the fan-out example, with its input.
+        None => {
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fan-out");
+            (example.join("workflow.yaml"), Some(example.join("input.json")))
+        }
+    };
 
     // One sandbox per host: the wasmtime engine, the compiled-component cache, the limits.
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default())?);
     let executor = Arc::new(SandboxExecutor::new(sandbox));
 
     // Validation reports every problem at once, and checks each component's world.
-    let workflow = weft::workflow::load_file(workflow_path.as_ref(), Some(executor.as_ref()))?;
+    let workflow = weft::workflow::load_file(&workflow_path, Some(executor.as_ref()))
+        .map_err(|e| anyhow::anyhow!("{e}(components missing? build them with ./scripts/build-plugins)"))?;
     let input: RunInput = match input_path {
         Some(p) => serde_json::from_str(&std::fs::read_to_string(p)?)?,
         None => RunInput::default(),

@@ -23,9 +23,10 @@ use crate::contract::{
     ActionKind, AttemptReport, AttemptStats, EmittedAction, FailureKind, PluginErrorKind, StepFailure, StepSuccess,
 };
 use crate::sandbox::{CallKind, Limits, StepCall};
+use crate::store::PinnedComponent;
 use crate::workflow::{NodeSpec, Workflow};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -115,6 +116,8 @@ pub struct ScriptedCall {
     pub input: Map<String, Value>,
     /// The idempotency key the engine gave it.
     pub idempotency_key: String,
+    /// The component digest the engine asked for (the one its run pinned).
+    pub pinned: Option<String>,
 }
 
 /// A [`StepExecutor`] that plays scripted replies (see the module docs).
@@ -122,6 +125,7 @@ pub struct ScriptedCall {
 pub struct ScriptedExecutor {
     runs: HashMap<String, Vec<Reply>>,
     compensations: HashMap<String, Vec<Reply>>,
+    pins: BTreeMap<String, PinnedComponent>,
     calls: Arc<Mutex<Vec<ScriptedCall>>>,
 }
 
@@ -140,6 +144,14 @@ impl ScriptedExecutor {
     /// Scripts `compensate` of `step` (by default it succeeds).
     pub fn on_compensate(mut self, step: &str, replies: impl IntoIterator<Item = Reply>) -> Self {
         self.compensations.insert(step.into(), replies.into_iter().collect());
+        self
+    }
+
+    /// Pins `step` to the component version `digest` (what
+    /// [`StepExecutor::pins`] reports for it).
+    pub fn pin(mut self, step: &str, digest: &str) -> Self {
+        let component = PinnedComponent { path: format!("scripted/{step}.wasm"), digest: digest.into() };
+        self.pins.insert(step.into(), component);
         self
     }
 
@@ -164,7 +176,11 @@ impl StepExecutor for ScriptedExecutor {
         Ok(())
     }
 
-    fn execute(&self, node: &NodeSpec, _pinned: Option<&str>, call: StepCall, limits: Limits) -> AttemptFuture {
+    fn pins(&self, _wf: &Workflow) -> BTreeMap<String, PinnedComponent> {
+        self.pins.clone()
+    }
+
+    fn execute(&self, node: &NodeSpec, pinned: Option<&str>, call: StepCall, limits: Limits) -> AttemptFuture {
         let compensate = matches!(call.kind, CallKind::Compensate { .. });
         let script = if compensate { self.compensations.get(&node.id) } else { self.runs.get(&node.id) };
         let index = usize::try_from(call.ctx.attempt.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -178,6 +194,7 @@ impl StepExecutor for ScriptedExecutor {
             compensate,
             input: call.input.clone(),
             idempotency_key: call.ctx.idempotency_key.clone(),
+            pinned: pinned.map(str::to_string),
         });
         Box::pin(async move {
             let waited = reply.wait.min(limits.timeout);

@@ -396,6 +396,26 @@ async fn actions_reach_downstream_nodes_and_are_refused_for_the_others() {
     assert_eq!(not_delivered, 2);
 }
 
+#[tokio::test]
+async fn every_attempt_and_compensation_asks_for_the_version_its_run_pinned() {
+    let nodes = [node("pay", "effect", ""), node("fail", "compute", ", depends_on: [pay]")].concat();
+    let exec = Arc::new(
+        ScriptedExecutor::new().pin("pay", "sha256:aa").pin("fail", "sha256:bb").on("fail", [Reply::fatal("no")]),
+    );
+    let (out, _) = run(&exec, workflow("sequential", "", &nodes), json!({"failure_strategy": "compensate"})).await;
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    let asked: Vec<(String, bool, Option<String>)> =
+        exec.calls().into_iter().map(|c| (c.step_id, c.compensate, c.pinned)).collect();
+    assert_eq!(
+        asked,
+        [
+            ("pay".to_string(), false, Some("sha256:aa".to_string())),
+            ("fail".to_string(), false, Some("sha256:bb".to_string())),
+            ("pay".to_string(), true, Some("sha256:aa".to_string())),
+        ]
+    );
+}
+
 // ---------------------------------------------------------- resume, replay
 
 #[tokio::test]

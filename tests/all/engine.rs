@@ -1,31 +1,17 @@
 //! End-to-end tests of the workflow engine: real YAML, real components, real
 //! sandbox, through the library API.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
+use crate::common;
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 use weft::engine::{
     Engine, Environment, ExecutionStatus, RunEvent, RunInput, RunOptions, RunOutput, SandboxExecutor, StartError,
 };
-use weft::sandbox::{Sandbox, SandboxConfig};
 use weft::workflow::{Workflow, load_str};
 
 fn executor() -> Arc<SandboxExecutor> {
     static EXEC: OnceLock<Arc<SandboxExecutor>> = OnceLock::new();
-    EXEC.get_or_init(|| {
-        common::plugin("echo"); // builds every plugin once
-        let sandbox = Sandbox::new(SandboxConfig {
-            cache_dir: Some(common::temp_cache("engine")),
-            max_instances: 32,
-            ..SandboxConfig::default()
-        })
-        .unwrap();
-        Arc::new(SandboxExecutor::new(Arc::new(sandbox)))
-    })
-    .clone()
+    EXEC.get_or_init(|| Arc::new(SandboxExecutor::new(Arc::new(common::sandbox("engine", 32))))).clone()
 }
 
 /// A workflow from YAML whose components are named from plugins/dist.

@@ -3,54 +3,27 @@
 //! dead-letter queue and circuit breakers, with real components and the real
 //! SQLite store.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
+use crate::common::{self, chain, json_of};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use weft::engine::{
-    Engine, ExecutionStatus, ResumeOptions, RunEvent, RunInput, RunOptions, SandboxExecutor, StartError,
+    Engine, ExecutionStatus, ResumeOptions, RunEvent, RunInput, RunOptions, SandboxExecutor, StartError, StepExecutor,
 };
-use weft::sandbox::{Sandbox, SandboxConfig};
+use weft::sandbox::{Limits, Sandbox, SandboxConfig, StepCall};
 use weft::store::{BreakerRecord, BreakerState, JournalEntry, RunStore, SqliteStore, SyncMode};
 use weft::workflow::{Workflow, load_file};
 
 fn engine(db: &Path) -> (Engine, Arc<SqliteStore>) {
-    common::plugin("echo");
-    let sandbox = Sandbox::new(SandboxConfig {
-        cache_dir: Some(common::temp_cache("durable")),
-        max_instances: 16,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
+    let sandbox = common::sandbox("durable", 16);
     let store = Arc::new(SqliteStore::open(db, SyncMode::Normal).unwrap());
     (Engine::new(Arc::new(SandboxExecutor::new(Arc::new(sandbox)))).with_store(store.clone()), store)
 }
 
 fn load(path: &Path) -> Arc<Workflow> {
     Arc::new(load_file(path, None).unwrap_or_else(|e| panic!("{e}")))
-}
-
-/// A chain of `n` counter steps whose component is `component`.
-fn chain(dir: &Path, name: &str, component: &Path, n: usize, rules: &str) -> PathBuf {
-    let mut y = format!(
-        "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: {name}, version: 1.0.0}}\n\
-         workflow_metadata: {{workflow_name: {name}, execution_mode: sequential}}\n{rules}execution_graph:\n  nodes:\n"
-    );
-    for i in 1..=n {
-        let dep = if i == 1 { String::new() } else { format!(", depends_on: [s{:02}]", i - 1) };
-        y.push_str(&format!(
-            "    - {{node_id: s{i:02}, node_type: compute, component: \"{}\", retry_count: 0{dep}}}\n",
-            component.display()
-        ));
-    }
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, y).unwrap();
-    path
 }
 
 fn input(v: Value) -> RunInput {
@@ -194,18 +167,7 @@ async fn a_failing_component_opens_its_breaker_across_runs_and_a_probe_closes_it
 // Through the CLI.
 
 fn weft(db: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
-    c.args(args)
-        .args(["--db", db.to_str().unwrap()])
-        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/durable-cli"))
-        .env_remove("WEFT_LOG");
-    c
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    })
+    common::weft_db("durable-cli", db, args)
 }
 
 #[test]
@@ -578,4 +540,28 @@ async fn a_journal_that_cannot_be_written_stops_the_run_resumably() {
     assert_eq!(out.execution_status, ExecutionStatus::Completed, "{:?}", out.errors);
     assert_eq!(out.step_outputs["s05"]["count"], 5);
     assert_eq!(attempts_started(&store.journal(&id).await.unwrap(), "s01"), [1], "s01 was not run again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_runs_the_version_its_run_pinned_after_the_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let step = dir.path().join("step.wasm");
+    std::fs::copy(common::plugin("counter"), &step).unwrap();
+    let wf = Arc::new(load_file(&chain(dir.path(), "pinned", &step, 1, ""), None).unwrap());
+    let executor = SandboxExecutor::new(Arc::new(common::sandbox("pinned", 4)));
+    executor.prepare(&wf).unwrap();
+    let pinned = executor.pins(&wf)["s01"].digest.clone();
+    // Redeployed while the run goes on; the next run reads the new version.
+    let replacement = dir.path().join("new.wasm");
+    std::fs::copy(common::plugin("echo"), &replacement).unwrap();
+    std::fs::rename(&replacement, &step).unwrap();
+    executor.prepare(&wf).unwrap();
+    let now = executor.pins(&wf)["s01"].digest.clone();
+    assert_ne!(pinned, now, "the next run pins the new version");
+    let call = || StepCall::run(json!({"count": 41}).as_object().cloned().unwrap());
+    let node = &wf.nodes[0];
+    let old = executor.execute(node, Some(&pinned), call(), Limits::default()).await;
+    assert_eq!(old.outcome.unwrap().output["count"], 42, "the pinned counter ran, not the new echo");
+    let new = executor.execute(node, Some(&now), call(), Limits::default()).await;
+    assert_eq!(new.outcome.unwrap().output["count"], 41, "the new run's pin runs the echo");
 }

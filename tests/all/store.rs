@@ -1,8 +1,6 @@
 //! The run-store conformance suite: every `RunStore` implementation must
 //! pass every case here. `conformance!` instantiates the suite per store.
 
-#![allow(clippy::unwrap_used)]
-
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;

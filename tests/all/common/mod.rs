@@ -1,10 +1,12 @@
-//! Helpers shared by the end-to-end tests: build the plugins once, find them.
+//! Helpers shared by the end-to-end tests: build the plugins once and find
+//! them, start the `weft` binary, read its JSON, build chains of steps, and
+//! set up a sandbox.
 
-#![allow(dead_code)]
-
+use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
+use weft::sandbox::{Sandbox, SandboxConfig};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -94,4 +96,58 @@ pub fn kill_when_seen(mut cmd: Command, needle: &str, extra_ms: u64) -> bool {
     let _ = child.wait();
     let _ = drain.join();
     seen && !ended
+}
+
+/// The `weft` binary with `args`, its compiled-component cache under
+/// `target/test-cache/<cache>` (shared by the tests that name the same one),
+/// and `WEFT_LOG` unset so that its stderr is only what a user sees.
+pub fn weft(cache: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
+    c.args(args).env("WEFT_CACHE_DIR", root().join("target/test-cache").join(cache)).env_remove("WEFT_LOG");
+    c
+}
+
+/// [`weft`] on the run database `db` (`--db` after `args`).
+pub fn weft_db(cache: &str, db: &Path, args: &[&str]) -> Command {
+    let mut c = weft(cache, args);
+    c.args(["--db", db.to_str().expect("a UTF-8 path")]);
+    c
+}
+
+/// A command's stdout as JSON; panics with its stdout and stderr when it is not.
+pub fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+/// Writes `dir/<name>.yaml`: a sequential chain `s01 -> s02 -> ... -> sNN` of
+/// `component` steps with no retries, with `rules` (YAML, ending in a newline) added.
+pub fn chain(dir: &Path, name: &str, component: &Path, n: usize, rules: &str) -> PathBuf {
+    let mut y = format!(
+        "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: {name}, version: 1.0.0}}\n\
+         workflow_metadata: {{workflow_name: {name}, execution_mode: sequential}}\n{rules}execution_graph:\n  nodes:\n"
+    );
+    for i in 1..=n {
+        let dep = if i == 1 { String::new() } else { format!(", depends_on: [s{:02}]", i - 1) };
+        y.push_str(&format!(
+            "    - {{node_id: s{i:02}, node_type: compute, component: \"{}\", retry_count: 0{dep}}}\n",
+            component.display()
+        ));
+    }
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, y).expect("write the chain workflow");
+    path
+}
+
+/// A sandbox with `instances` instance slots and its own fresh cache
+/// directory (named after `tag`); every plugin is built first.
+pub fn sandbox(tag: &str, instances: u32) -> Sandbox {
+    plugin("echo");
+    Sandbox::new(SandboxConfig {
+        cache_dir: Some(temp_cache(tag)),
+        max_instances: instances,
+        ..SandboxConfig::default()
+    })
+    .expect("the sandbox starts")
 }

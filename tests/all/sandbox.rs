@@ -1,10 +1,7 @@
 //! End-to-end tests of the sandbox through the library: real components built
 //! from plugins/, run under real limits.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
+use crate::common;
 use common::plugin;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, OnceLock};
@@ -18,14 +15,7 @@ use weft::sandbox::{
 /// same host, which must keep serving the others.
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| {
-        Sandbox::new(SandboxConfig {
-            cache_dir: Some(common::temp_cache("sandbox")),
-            max_instances: 16,
-            ..SandboxConfig::default()
-        })
-        .expect("sandbox starts")
-    })
+    SANDBOX.get_or_init(|| common::sandbox("sandbox", 16))
 }
 
 fn load(name: &str, world: StepWorld) -> Arc<LoadedComponent> {

@@ -1,9 +1,6 @@
 //! End-to-end tests of the `weft` binary: real components, real processes.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
+use crate::common;
 use common::plugin;
 use serde_json::Value;
 use std::path::Path;
@@ -15,14 +12,7 @@ fn test_db() -> std::path::PathBuf {
 }
 
 fn weft(args: &[&str]) -> Output {
-    let cache = common::root().join("target/test-cache/cli");
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .env("WEFT_CACHE_DIR", cache)
-        .env("WEFT_DB", test_db())
-        .env_remove("WEFT_LOG")
-        .output()
-        .expect("run weft")
+    common::weft("cli", args).env("WEFT_DB", test_db()).output().expect("run weft")
 }
 
 fn call(name: &str, extra: &[&str]) -> (i32, Value, String) {
@@ -30,8 +20,7 @@ fn call(name: &str, extra: &[&str]) -> (i32, Value, String) {
     let mut args = vec!["plugin", "call", path.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = weft(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
+    let json = common::json_of(&out);
     (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
@@ -226,7 +215,7 @@ fn devices_and_directories_named_as_files_are_refused_not_read() {
         (&["plugin", "inspect", "/dev/zero"], 2, "cannot read /dev/zero: it is a device, not a regular file"),
         (&["plugin", "call", "/dev/zero"], 16, "component_invalid: /dev/zero: it is a device, not a regular file"),
         (
-            &["run", "examples/seed-pipeline/workflow.yaml", "--in-memory", "--input", "/dev/zero"],
+            &["run", "examples/onex-pipeline/workflow.yaml", "--in-memory", "--input", "/dev/zero"],
             2,
             "--input: cannot read /dev/zero: it is a device, not a regular file",
         ),
@@ -277,14 +266,13 @@ fn run_example(name: &str) -> (i32, Value, String) {
     let wf = root.join("examples").join(name).join("workflow.yaml");
     let input = root.join("examples").join(name).join("input.json");
     let out = weft(&["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", "json"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {stdout}"));
+    let json = common::json_of(&out);
     (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).to_string())
 }
 
 #[test]
-fn the_seed_pipeline_example_runs_as_written() {
-    let (code, out, stderr) = run_example("seed-pipeline");
+fn the_onex_pipeline_example_runs_as_written() {
+    let (code, out, stderr) = run_example("onex-pipeline");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(out["execution_status"], "completed");
     assert_eq!(
@@ -341,7 +329,7 @@ fn the_approval_example_routes_by_condition_and_action() {
 
 #[test]
 fn validate_reports_problems_with_file_line_and_column() {
-    let ok = common::root().join("examples/seed-pipeline/workflow.yaml");
+    let ok = common::root().join("examples/onex-pipeline/workflow.yaml");
     plugin("echo");
     let out = weft(&["validate", ok.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -489,4 +477,82 @@ fn a_terminal_gets_a_live_view_of_step_states() {
     assert_eq!(out.status.code(), Some(0), "{screen}");
     assert!(screen.contains("steps: 4 completed, 0 failed, 0 skipped, 0 running, of 4"), "{screen}");
     assert!(screen.contains("\u{1b}[2K"), "redrawn in place: {screen}");
+}
+
+// -------------------------------------------------- the command line as a user meets it
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    // Far more output than a pipe holds, so the writer meets the closed pipe.
+    let echo = plugin("echo");
+    let mut y = String::from("kind: WorkflowDefinition\nexecution_graph:\n  nodes:\n");
+    for i in 0..3000 {
+        y.push_str(&format!(
+            "    - {{node_id: node_number_{i}, node_type: compute, component: '{}'}}\n",
+            echo.display()
+        ));
+    }
+    let wf = write_temp("wide.yaml", y.as_bytes());
+    let script = format!(
+        "'{}' graph '{}' | head -c 100 > /dev/null; echo \"exit ${{PIPESTATUS[0]}}\" >&2",
+        env!("CARGO_BIN_EXE_weft"),
+        wf.display()
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert!(stderr.contains("exit 141"), "exits as a tool killed by SIGPIPE would: {stderr}");
+}
+
+#[test]
+fn commands_that_only_read_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nowhere").join("runs.db");
+    let db = db.to_str().unwrap();
+    for args in [&["runs", "list"][..], &["runs", "show", "some-id"], &["runs", "logs", "some-id"], &["dlq", "list"]] {
+        let out = common::weft("cli", args).args(["--db", db]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&format!("no run database at {db}")), "{args:?}: {err}");
+    }
+    let health = common::weft("cli", &["health", "--db", db]).output().unwrap();
+    assert_eq!(
+        health.status.code(),
+        Some(0),
+        "a store not created yet is healthy: {}",
+        String::from_utf8_lossy(&health.stdout)
+    );
+    assert!(!dir.path().join("nowhere").exists(), "neither the database nor its directory was created");
+}
+
+#[test]
+fn a_command_offers_only_the_options_that_mean_something_for_it() {
+    for args in [&["runs", "show", "x", "--in-memory"][..], &["runs", "list", "--sync", "full"], &["resume"]] {
+        let out = weft(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let help = String::from_utf8_lossy(&weft(&["runs", "show", "--help"]).stdout).to_string();
+    assert!(help.contains("--db") && !help.contains("--sync") && !help.contains("--in-memory"), "{help}");
+}
+
+#[test]
+fn runs_show_on_a_terminal_is_a_table_of_steps_and_json_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = common::chain(dir.path(), "shown", &plugin("counter"), 3, "");
+    let run = common::weft_db("cli", &db, &["run", wf.to_str().unwrap(), "-q", "--output", "json"]).output().unwrap();
+    let id = common::json_of(&run)["output_variables"]["run"]["run_id"].as_str().unwrap().to_string();
+    let cmd = format!("'{}' runs show {id} --db '{}'", env!("CARGO_BIN_EXE_weft"), db.display());
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("Status:     completed"), "{screen}");
+    let header = screen.lines().find(|l| l.starts_with("STEP")).unwrap_or_default();
+    for column in ["STATUS", "ATTEMPTS", "TIME", "FUEL", "MEMORY"] {
+        assert!(header.contains(column), "{screen}");
+    }
+    let row = screen.lines().find(|l| l.starts_with("s02 ")).unwrap_or_default();
+    assert!(row.contains("completed") && row.contains(" 1 "), "{screen}");
+    let json = common::weft_db("cli", &db, &["runs", "show", &id]).output().unwrap();
+    assert_eq!(common::json_of(&json)["steps"][2]["step_id"], "s03", "not a terminal: the whole document");
 }

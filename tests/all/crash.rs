@@ -6,10 +6,7 @@
 //! `WEFT_CRASH_TRIALS` sets the number of trials (10 by default; the README
 //! shows the 100-trial command). `WEFT_CRASH_SEED` fixes the random choices.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
+use crate::common;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -21,32 +18,14 @@ const STEPS: usize = 20;
 const SLEEP_MS: u64 = 15;
 
 fn workflow(dir: &Path) -> PathBuf {
-    let counter = common::plugin("counter");
-    let mut y = String::from(
-        "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {name: crash-chain, version: 1.0.0}\n\
-         workflow_metadata: {workflow_name: crash-chain, execution_mode: sequential}\nexecution_graph:\n  nodes:\n",
-    );
-    for i in 1..=STEPS {
-        let dep = if i == 1 { String::new() } else { format!(", depends_on: [s{:02}]", i - 1) };
-        y.push_str(&format!(
-            "    - {{node_id: s{i:02}, node_type: compute, component: \"{}\", retry_count: 0{dep}}}\n",
-            counter.display()
-        ));
-    }
-    let path = dir.join("crash.yaml");
-    std::fs::write(&path, y).unwrap();
+    let path = common::chain(dir, "crash-chain", &common::plugin("counter"), STEPS, "");
     std::fs::write(dir.join("input.json"), format!("{{\"context\": {{\"count\": 0, \"sleep_ms\": {SLEEP_MS}}}}}"))
         .unwrap();
     path
 }
 
 fn weft(db: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_weft"));
-    c.args(args)
-        .args(["--db", db.to_str().unwrap()])
-        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/crash"))
-        .env_remove("WEFT_LOG");
-    c
+    common::weft_db("crash", db, args)
 }
 
 fn only_run_id(store: &SqliteStore, rt: &tokio::runtime::Runtime) -> Option<String> {

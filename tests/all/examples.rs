@@ -1,0 +1,62 @@
+//! Every folder of `examples/` is a runnable workflow: it holds
+//! `workflow.yaml`, `input.json` and a `README.md`, and it runs to the status
+//! its README promises. So does the plugin example under `plugins/examples/`.
+
+use crate::common::{self, json_of};
+
+/// The status each example's README promises; a new example is added here.
+const EXPECTED: &[(&str, &str)] = &[
+    ("approval", "completed"),
+    ("fan-out", "completed"),
+    ("onex-pipeline", "completed"),
+    // A saga that fails on purpose and compensates.
+    ("order-saga", "failed"),
+];
+
+#[test]
+fn every_example_folder_is_a_workflow_that_runs_as_its_readme_says() {
+    common::plugin("echo");
+    let mut folders: Vec<_> = std::fs::read_dir(common::root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    assert!(folders.len() >= EXPECTED.len(), "{folders:?}");
+    for dir in folders {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        for file in ["workflow.yaml", "input.json", "README.md"] {
+            assert!(dir.join(file).is_file(), "examples/{name} has no {file}: each example folder is a workflow");
+        }
+        let Some((_, status)) = EXPECTED.iter().find(|(n, _)| *n == name) else {
+            panic!("examples/{name} is new: add the status its README promises to EXPECTED in this test");
+        };
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        assert!(readme.contains(&format!("examples/{name}/workflow.yaml")), "its README shows how to run it");
+        let wf = dir.join("workflow.yaml");
+        let input = dir.join("input.json");
+        let out = common::weft(
+            "examples",
+            &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "--in-memory", "-q", "--output", "json"],
+        )
+        .output()
+        .unwrap();
+        let json = json_of(&out);
+        assert_eq!(json["execution_status"], *status, "examples/{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(json["completed_steps"].as_array().is_some_and(|s| !s.is_empty()), "examples/{name}: {json}");
+    }
+}
+
+#[test]
+fn the_price_cart_plugin_example_prices_its_cart_as_its_readme_says() {
+    let component = common::plugin("price_cart");
+    let input = common::root().join("plugins/examples/price-cart/example-input.json");
+    let at = format!("@{}", input.display());
+    let out =
+        common::weft("examples", &["plugin", "call", component.to_str().unwrap(), "--input", &at]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = json_of(&out);
+    assert_eq!(json["output"]["subtotal_cents"], 7499);
+    assert_eq!(json["output"]["total_cents"], 8100);
+    assert_eq!(json["output"]["shipping_cents"], 0);
+}

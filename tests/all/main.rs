@@ -1,0 +1,15 @@
+//! The end-to-end tests, in one binary (as wasmtime's own `tests/all`): each
+//! module is one area, and `common` holds what they share. Real components
+//! built from `plugins/`, real workflows, the real `weft` binary and stores.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod cli;
+mod crash;
+mod durable;
+mod engine;
+mod examples;
+mod sandbox;
+mod store;
