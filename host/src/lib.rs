@@ -1,9 +1,18 @@
 //! Weft: workflows whose steps are sandboxed WebAssembly components.
 //!
 //! This crate is both the `weft` command-line tool and the library that
-//! embedders call. The [`sandbox`] module loads a step component, checks it
-//! against the `weft:step` contract, and runs one attempt of it under hard
-//! limits on fuel, wall time and memory, returning a typed outcome.
+//! embedders call. Data flows one way, and so do imports:
+//!
+//! - [`workflow`] turns YAML into a validated [`workflow::Workflow`];
+//! - [`engine`] runs it: [`engine::Engine`] records each run in a
+//!   [`store::RunStore`] and asks a [`engine::StepExecutor`] for one attempt
+//!   of one step at a time;
+//! - [`sandbox`] is the production executor's wasmtime host: it loads a step
+//!   component, checks it against the `weft:step` contract, and runs one
+//!   attempt under hard limits on fuel, wall time and memory;
+//! - [`store`] keeps every run's journal (in memory or in SQLite);
+//! - [`contract`] holds the types all of them pass around, and imports none;
+//! - [`files`] reads the files users name, capped and only if regular.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

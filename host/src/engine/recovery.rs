@@ -76,7 +76,7 @@ impl Engine {
         // Refuse before anything is written (changed components, a workflow
         // that no longer loads): a refused replay leaves no new run behind.
         self.rebuild(&record, opts.clone()).await?;
-        let first = replay_seed(journal);
+        let first = replay_journal(journal);
         let new_id = uuid::Uuid::new_v4();
         let mut new = record.run.clone();
         new.run_id = new_id.to_string();
@@ -152,7 +152,7 @@ impl Engine {
 /// skips by `when`), and the scheduling of the failed steps, so that they
 /// run again with their journaled inputs. An effect that compensation undid
 /// is not done: it runs again.
-fn replay_seed(journal: Vec<Journaled>) -> Vec<JournalEntry> {
+fn replay_journal(journal: Vec<Journaled>) -> Vec<JournalEntry> {
     let mut completed = HashSet::new();
     let mut failed = HashSet::new();
     let mut kept_final = HashSet::new();

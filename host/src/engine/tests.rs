@@ -478,3 +478,30 @@ async fn a_replay_reruns_the_failed_step_with_its_journaled_input() {
         out.output_variables["run"]["run_id"].as_str()
     );
 }
+
+#[tokio::test]
+async fn events_carry_the_instant_of_their_transition_not_of_their_reading() {
+    let nodes = [node("a", "compute", ""), node("b", "compute", ", depends_on: [a]")].concat();
+    let exec = Arc::new(ScriptedExecutor::new().on("a", [Reply::echo().after(Duration::from_millis(30))]));
+    let before = std::time::Instant::now();
+    let h = Engine::new(exec).start(workflow("sequential", "", &nodes), &input(json!({})), opts()).await.unwrap();
+    let RunHandle { mut events, task, .. } = h;
+    // Read only once the run has ended: the stamps must still be the transitions' own.
+    let out = task.await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Completed);
+    let finished = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut read = Vec::new();
+    while let Some(timed) = events.recv_timed().await {
+        read.push(timed);
+    }
+    let events = read;
+    assert_eq!(events.len(), 6, "{events:?}");
+    assert!(events.iter().all(|(at, _)| *at >= before && *at <= finished));
+    assert!(events.windows(2).all(|w| w[0].0 <= w[1].0), "in order");
+    let started_a =
+        events.iter().find(|(_, e)| matches!(e, RunEvent::AttemptStarted { step_id, .. } if step_id == "a"));
+    let done_a = events.iter().find(|(_, e)| matches!(e, RunEvent::StepCompleted { step_id, .. } if step_id == "a"));
+    let (Some((s, _)), Some((d, _))) = (started_a, done_a) else { panic!("{events:?}") };
+    assert!(*d >= *s + Duration::from_millis(30), "a's completion is stamped after its 30 ms attempt");
+}

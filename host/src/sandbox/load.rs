@@ -143,7 +143,7 @@ impl Sandbox {
     }
 
     /// The pre-linked component with `digest` for `world`, if it is still in
-    /// memory (see [`SandboxConfig::max_loaded_components`]).
+    /// memory (see [`SandboxConfig::max_loaded_components`](super::SandboxConfig::max_loaded_components)).
     pub fn loaded(&self, digest: &str, world: StepWorld) -> Option<Arc<LoadedComponent>> {
         self.lookup(digest, world)
     }

@@ -51,6 +51,16 @@ enum Stop {
 }
 
 impl Run {
+    /// Records the steps `interrupted` by a cancel or the global timeout as
+    /// failed with `error_type`.
+    fn fail_interrupted(&mut self, interrupted: &[usize], error_type: &str, message: &str) {
+        for &i in interrupted {
+            let step_id = self.wf.nodes[i].id.clone();
+            let (error_type, message) = (error_type.to_string(), message.to_string());
+            self.record(JournalEntry::StepFailed { step_id, error_type, message, tolerated: false });
+        }
+    }
+
     /// How many steps may be in flight at once: `max_parallel_steps` in
     /// parallel mode (the input resolves it to 1 in the others).
     fn concurrency(&self) -> usize {
@@ -226,14 +236,7 @@ impl Run {
         let status = match stop {
             Some(Stop::Store(message)) => return Err(message),
             Some(Stop::Cancelled) => {
-                for &i in &interrupted {
-                    self.record(JournalEntry::StepFailed {
-                        step_id: id(i),
-                        error_type: "cancelled".into(),
-                        message: "interrupted: the run was cancelled".into(),
-                        tolerated: false,
-                    });
-                }
+                self.fail_interrupted(&interrupted, "cancelled", "interrupted: the run was cancelled");
                 run_errors.push(ErrorRecord {
                     step_id: "workflow".into(),
                     error_type: "cancelled".into(),
@@ -242,14 +245,7 @@ impl Run {
                 ExecutionStatus::Cancelled
             }
             Some(Stop::TimedOut) => {
-                for &i in &interrupted {
-                    self.record(JournalEntry::StepFailed {
-                        step_id: id(i),
-                        error_type: "timeout".into(),
-                        message: "interrupted: the workflow's global timeout expired".into(),
-                        tolerated: false,
-                    });
-                }
+                self.fail_interrupted(&interrupted, "timeout", "interrupted: the workflow's global timeout expired");
                 run_errors.push(ErrorRecord {
                     step_id: "workflow".into(),
                     error_type: "timeout".into(),
