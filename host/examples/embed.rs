@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use weft::engine::{Engine, RunEvent, RunInput, RunOptions, SandboxExecutor};
 use weft::sandbox::{Sandbox, SandboxConfig};
-use weft::store::{SqliteStore, SyncMode};
+use weft::store::{StoreLocation, SyncMode, open_for_writing};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -40,8 +40,12 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // Runs are journaled to SQLite (WAL): they survive a crash and can be resumed.
-    let db = std::env::var_os("WEFT_DB").map_or_else(|| std::env::temp_dir().join("weft-embed.db"), Into::into);
-    let store = Arc::new(SqliteStore::open(&db, SyncMode::Normal)?);
+    // `$WEFT_DB` names one (a path or sqlite:PATH); else a file in the temp directory.
+    let location = match std::env::var("WEFT_DB") {
+        Ok(text) if !text.is_empty() => StoreLocation::parse(&text)?,
+        _ => StoreLocation::Sqlite(std::env::temp_dir().join("weft-embed.db")),
+    };
+    let store = open_for_writing(&location, SyncMode::Normal)?;
     let engine = Engine::new(executor).with_store(store);
     let mut run = engine.start(Arc::new(workflow), &input, RunOptions::default()).await?;
     println!("started run {}", run.run_id);

@@ -122,7 +122,7 @@ fn malformed_files_are_component_invalid_with_a_reason() {
         let p = write_temp(name, &bytes);
         let out = weft(&["plugin", "call", p.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(16), "{name}");
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let json: Value = common::json_of(&out);
         assert_eq!(json["failure"]["kind"], "component_invalid");
         let reason = json["failure"]["reason"].as_str().unwrap();
         assert!(reason.contains(needle), "{name}: {reason}");
@@ -152,7 +152,7 @@ fn inspect_shows_digest_world_and_wit() {
 
     let effect = plugin("charge_payment");
     let out = weft(&["plugin", "inspect", "--json", effect.to_str().unwrap()]);
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: Value = common::json_of(&out);
     assert_eq!(json["world"], "effect");
     assert_eq!(json["effect"]["fits"], true);
     assert_eq!(json["format"], "component");
@@ -221,13 +221,7 @@ fn devices_and_directories_named_as_files_are_refused_not_read() {
         ),
     ];
     for (args, code, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(args)
-            .current_dir(common::root())
-            .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
-            .env("WEFT_DB", test_db())
-            .output()
-            .unwrap();
+        let out = common::weft("cli", args).current_dir(common::root()).env("WEFT_DB", test_db()).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
@@ -254,7 +248,7 @@ fn pooling_falls_back_to_on_demand_when_the_address_space_is_short() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("falling back to on-demand allocation"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {stderr}");
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: Value = common::json_of(&out);
     assert_eq!(json["output"]["a"], 1);
 }
 
@@ -369,9 +363,7 @@ fn spawn_saga(file: &str, pay: &str, pay_input: &str) -> std::process::Child {
         plugin("flaky").display()
     );
     let wf = write_temp(file, yaml.as_bytes());
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["run", wf.to_str().unwrap(), "--output", "json"])
-        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/cli"))
+    common::weft("cli", &["run", wf.to_str().unwrap(), "--output", "json"])
         .env("WEFT_DB", test_db())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -399,7 +391,7 @@ fn ctrl_c_cancels_a_run() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(4), "cancelled runs exit 4: {seen:?} {rest:?}");
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: Value = common::json_of(&out);
     assert_eq!(json["execution_status"], "cancelled");
     assert_eq!(json["output_variables"]["compensation"][0]["step_id"], "pay");
     assert!(rest.iter().any(|l| l.contains("pay: compensated")), "{rest:?}");
@@ -450,7 +442,7 @@ fn a_second_ctrl_c_stops_at_once_and_the_run_resumes_where_it_was() {
     );
     let out = weft(&["runs", "resume", &run_id, "--output", "json"]);
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: Value = common::json_of(&out);
     assert_eq!(json["execution_status"], "cancelled");
     assert_eq!(json["output_variables"]["compensation"][0]["step_id"], "pay");
     assert_eq!(json["output_variables"]["compensation"][0]["status"], "compensated");
@@ -509,12 +501,20 @@ fn commands_that_only_read_never_create_a_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nowhere").join("runs.db");
     let db = db.to_str().unwrap();
-    for args in [&["runs", "list"][..], &["runs", "show", "some-id"], &["runs", "logs", "some-id"], &["dlq", "list"]] {
+    for args in [&["runs", "show", "some-id"][..], &["runs", "logs", "some-id"]] {
         let out = common::weft("cli", args).args(["--db", db]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(&format!("no run database at {db}")), "{args:?}: {err}");
     }
+    for (args, empty) in [(&["runs", "list"][..], "no runs"), (&["dlq", "list"], "the dead-letter queue is empty")] {
+        let out = common::weft("cli", args).args(["--db", db]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains(&format!("{empty} (there is no database at {db} yet)")), "{args:?}: {err}");
+    }
+    let json = common::weft("cli", &["runs", "list", "--json", "--db", db]).output().unwrap();
+    assert_eq!(common::json_of(&json), serde_json::json!([]));
     let health = common::weft("cli", &["health", "--db", db]).output().unwrap();
     assert_eq!(
         health.status.code(),
@@ -522,6 +522,8 @@ fn commands_that_only_read_never_create_a_database() {
         "a store not created yet is healthy: {}",
         String::from_utf8_lossy(&health.stdout)
     );
+    let note = common::json_of(&health)["notes"][0].as_str().unwrap_or_default().to_string();
+    assert!(note.contains(&format!("there is no database at {db} yet")), "and the report says so: {note}");
     assert!(!dir.path().join("nowhere").exists(), "neither the database nor its directory was created");
 }
 

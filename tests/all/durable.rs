@@ -565,3 +565,34 @@ async fn an_attempt_runs_the_version_its_run_pinned_after_the_file_is_replaced()
     let new = executor.execute(node, Some(&now), call(), Limits::default()).await;
     assert_eq!(new.outcome.unwrap().output["count"], 41, "the new run's pin runs the echo");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_holds_its_pinned_components_after_the_sandbox_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let step = dir.path().join("step.wasm");
+    std::fs::copy(common::plugin("counter"), &step).unwrap();
+    let wf = Arc::new(load_file(&chain(dir.path(), "held", &step, 1, ""), None).unwrap());
+    // Room for one pre-linked component: loading another drops the first.
+    let config = SandboxConfig {
+        cache_dir: Some(common::temp_cache("held")),
+        max_instances: 4,
+        max_loaded_components: 1,
+        ..SandboxConfig::default()
+    };
+    let executor = SandboxExecutor::new(Arc::new(Sandbox::new(config).unwrap()));
+    executor.prepare(&wf).unwrap();
+    let pinned = executor.pins(&wf)["s01"].digest.clone();
+    let held = executor.hold(&wf);
+    let replacement = dir.path().join("new.wasm");
+    std::fs::copy(common::plugin("echo"), &replacement).unwrap();
+    std::fs::rename(&replacement, &step).unwrap();
+    executor.prepare(&wf).unwrap();
+    let call = || StepCall::run(json!({"count": 1}).as_object().cloned().unwrap());
+    let node = &wf.nodes[0];
+    let report = executor.execute(node, Some(&pinned), call(), Limits::default()).await;
+    assert_eq!(report.outcome.unwrap().output["count"], 2, "the held counter ran");
+    drop(held);
+    let report = executor.execute(node, Some(&pinned), call(), Limits::default()).await;
+    let failure = report.failure().map(ToString::to_string).unwrap_or_default();
+    assert!(failure.contains("changed while the run was going"), "nothing holds it now: {failure}");
+}

@@ -46,7 +46,7 @@ async fn run_with_events(wf: Arc<Workflow>, inp: Value) -> (RunOutput, Vec<RunEv
     (out, events)
 }
 
-/// The seed's output subcontract: required fields, types, enums, and the
+/// The contract's output subcontract: required fields, types, enums, and the
 /// status_consistency rule.
 fn check_contract(out: &RunOutput) {
     let v = serde_json::to_value(out).unwrap();

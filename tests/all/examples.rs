@@ -60,3 +60,26 @@ fn the_price_cart_plugin_example_prices_its_cart_as_its_readme_says() {
     assert_eq!(json["output"]["total_cents"], 8100);
     assert_eq!(json["output"]["shipping_cents"], 0);
 }
+
+#[test]
+fn the_embedding_example_runs_with_no_arguments() {
+    common::plugin("echo");
+    // `cargo test` builds the examples beside the binaries it tests.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_weft")).with_file_name("examples").join("embed");
+    assert!(
+        bin.is_file(),
+        "{} was not built: run the tests with `cargo test`, which builds the examples",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&bin)
+        .env("WEFT_DB", dir.path().join("embed.db"))
+        .env("WEFT_CACHE_DIR", common::root().join("target/test-cache/examples"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("started run") && stdout.contains("report completed"), "{stdout}");
+    assert!(stdout.contains("\"execution_status\": \"completed\""), "{stdout}");
+}

@@ -58,9 +58,31 @@ impl ReadStoreArgs {
         location(self.db.as_deref())
     }
 
+    /// Opens the store to list what it holds: `None` when it has not been
+    /// created yet (so the list is empty).
+    pub fn open_if_created(&self) -> anyhow::Result<Option<Arc<dyn RunStore>>> {
+        let at = self.location()?;
+        match open_for_reading(&at) {
+            Ok(store) => Ok(Some(store)),
+            Err(StoreError::Missing(_)) => Ok(None),
+            Err(e) => Err(opening_error(&at, e)),
+        }
+    }
+
+    /// For an empty listing: ` (no database at PATH yet)` when there is none.
+    pub fn none_yet(&self) -> String {
+        match self.location() {
+            Ok(at @ StoreLocation::Sqlite(_)) if at.path().is_some_and(|p| !p.exists()) => {
+                format!(" (there is no database at {at} yet)")
+            }
+            _ => String::new(),
+        }
+    }
+
     /// Opens the store to read it.
     pub fn open(&self) -> anyhow::Result<Arc<dyn RunStore>> {
-        open_for_reading(&self.location()?).map_err(store_error)
+        let at = self.location()?;
+        open_for_reading(&at).map_err(|e| opening_error(&at, e))
     }
 }
 
@@ -76,10 +98,16 @@ pub struct DriveStoreArgs {
 }
 
 impl DriveStoreArgs {
+    /// Where the store is.
+    pub fn location(&self) -> anyhow::Result<StoreLocation> {
+        location(self.db.as_deref())
+    }
+
     /// Opens (creating if missing) the store.
     pub fn open(&self) -> anyhow::Result<Arc<dyn RunStore>> {
         let sync = if self.sync == "full" { SyncMode::Full } else { SyncMode::Normal };
-        open_for_writing(&location(self.db.as_deref())?, sync).map_err(store_error)
+        let at = self.location()?;
+        open_for_writing(&at, sync).map_err(|e| opening_error(&at, e))
     }
 }
 
@@ -105,10 +133,18 @@ impl RunStoreArgs {
 
 fn location(db: Option<&str>) -> anyhow::Result<StoreLocation> {
     match db {
-        Some(text) => StoreLocation::parse(text),
-        None => StoreLocation::default_location(),
+        Some(text) => StoreLocation::parse(text).map_err(|e| usage(format!("--db: {e}"))),
+        None => StoreLocation::default_location().map_err(store_error),
     }
-    .map_err(|e| usage(format!("--db: {e}")))
+}
+
+/// Why the store at `at` did not open: the user's to fix, or the backend's
+/// (said with the path).
+fn opening_error(at: &StoreLocation, e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Backend(_) => anyhow::Error::new(e).context(format!("cannot open the run database {at}")),
+        other => store_error(other),
+    }
 }
 
 /// Options of the commands that drive a run.

@@ -33,12 +33,14 @@ impl DlqCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         match self {
             Self::List { json, store } => {
-                let store = store.open()?;
-                let rows = store.dlq_list().await.map_err(store_error)?;
+                let rows = match store.open_if_created()? {
+                    Some(opened) => opened.dlq_list().await.map_err(store_error)?,
+                    None => Vec::new(),
+                };
                 if json {
                     outln!("{}", serde_json::to_string_pretty(&rows)?);
                 } else if rows.is_empty() {
-                    noteln!("the dead-letter queue is empty");
+                    noteln!("the dead-letter queue is empty{}", store.none_yet());
                 } else {
                     for d in rows {
                         let replayed = d.replayed_as.map(|r| format!(" (replayed as {r})")).unwrap_or_default();

@@ -2,7 +2,7 @@
 
 use super::args::{HostArgs, ReadStoreArgs};
 use super::exit;
-use super::output::outln;
+use super::output::print_sorted;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,11 +24,9 @@ impl HealthArgs {
     /// Runs the command: prints the report as JSON; exit 0 when healthy, 1 when not.
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         let sandbox = self.host.sandbox_sized(8).map(Arc::new).map_err(|e| format!("{e:#}"));
-        let report = match self.store.location() {
-            Ok(location) => check_health(&location, sandbox, &self.workflows).await,
-            Err(e) => return Err(e),
-        };
-        outln!("{}", serde_json::to_string_pretty(&report)?);
+        let location = self.store.location().map_err(|e| format!("{e:#}"));
+        let report = check_health(location, sandbox, &self.workflows).await;
+        print_sorted(&report)?;
         Ok(exit::code(if report.is_healthy() { exit::OK } else { exit::HOST_ERROR }))
     }
 }

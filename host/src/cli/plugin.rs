@@ -128,8 +128,9 @@ impl InspectArgs {
 }
 
 impl CallArgs {
-    /// The limits the flags ask for, refused (not lowered) when over the host's.
-    fn limits(&self, max_memory: u64) -> anyhow::Result<Limits> {
+    /// The limits the flags ask for; a timeout over the sandbox's is refused,
+    /// not lowered (memory is checked against the host once it has started).
+    fn limits(&self) -> anyhow::Result<Limits> {
         let mut limits = Limits::default();
         if let Some(f) = self.fuel {
             limits.fuel = f;
@@ -147,13 +148,6 @@ impl CallArgs {
         if let Some(k) = self.max_output_kb {
             limits.max_output_bytes = k.saturating_mul(1 << 10);
         }
-        if limits.memory_bytes > max_memory {
-            return Err(usage(format!(
-                "--memory-mb {} is over this host's limit of {} MiB (the pool's slot size)",
-                self.memory_mb.unwrap_or_default(),
-                max_memory >> 20
-            )));
-        }
         Ok(limits)
     }
 
@@ -164,11 +158,19 @@ impl CallArgs {
             None => CallKind::Run,
         };
         let world = if self.effect || self.compensate.is_some() { StepWorld::Effect } else { StepWorld::Compute };
+        let limits = self.limits()?;
         if self.attempt == 0 {
             return Err(usage("--attempt starts at 1"));
         }
         let sandbox = self.host.sandbox()?;
-        let limits = self.limits(sandbox.config().max_memory_bytes)?;
+        let max_memory = sandbox.config().max_memory_bytes;
+        if limits.memory_bytes > max_memory {
+            return Err(usage(format!(
+                "--memory-mb {} is over this host's limit of {} MiB (the pool's slot size)",
+                self.memory_mb.unwrap_or_default(),
+                max_memory >> 20
+            )));
+        }
         let mut ctx = StepContext::adhoc(&self.step_id);
         ctx.attempt = self.attempt;
         if let Some(k) = self.idempotency_key {

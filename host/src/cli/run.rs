@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use weft::engine::{Engine, Environment, RunHandle, RunInput, RunOptions, SandboxExecutor};
+use weft::store::StoreLocation;
 
 /// `weft run`
 #[derive(Args)]
@@ -70,7 +71,8 @@ impl RunArgs {
                 handle.run_id
             );
         }
-        let watch = Watch { quiet: self.quiet, output: self.output, total, durable: !self.store.in_memory };
+        let durable = !self.store.in_memory && !matches!(self.store.store.location()?, StoreLocation::Memory);
+        let watch = Watch { quiet: self.quiet, output: self.output, total, durable };
         watch.run(handle).await
     }
 }

@@ -2,14 +2,14 @@
 //! in the run store.
 
 use super::args::{DriveArgs, ReadStoreArgs, store_error};
-use super::output::{noteln, outln, print_json};
+use super::output::{noteln, outln, print_json, print_sorted};
 use super::run::Watch;
 use super::{exit, start_error, usage};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 use std::time::Duration;
 use weft::contract::ExecutionStatus;
-use weft::engine::CancelOutcome;
+use weft::engine::{CancelOutcome, StartError};
 use weft::store::{JournalEntry, RunFilter, RunView};
 
 /// `weft runs ...`
@@ -101,12 +101,16 @@ impl RunsCommand {
         match self {
             Self::List { status, workflow, limit, json, store } => {
                 let status = status.as_deref().map(parse_status).transpose()?;
-                let store = store.open()?;
-                let rows = store.list_runs(&RunFilter { status, workflow, limit }).await.map_err(store_error)?;
+                let rows = match store.open_if_created()? {
+                    Some(store) => {
+                        store.list_runs(&RunFilter { status, workflow, limit }).await.map_err(store_error)?
+                    }
+                    None => Vec::new(),
+                };
                 if json {
                     outln!("{}", serde_json::to_string_pretty(&rows)?);
                 } else if rows.is_empty() {
-                    noteln!("no runs");
+                    noteln!("no runs{}", store.none_yet());
                 } else {
                     outln!("{:<36}  {:<10}  {:<24}  {:<24}  workflow", "run id", "status", "created", "updated");
                     for r in rows {
@@ -128,7 +132,7 @@ impl RunsCommand {
                 let journal = store.journal(&id).await.map_err(store_error)?;
                 let view = RunView::build(record, &journal)?;
                 if json || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                    outln!("{}", serde_json::to_string_pretty(&view)?);
+                    print_sorted(&view)?;
                 } else {
                     super::table::print_run(&view);
                 }
@@ -164,7 +168,11 @@ impl RunsCommand {
             }
             Self::Cancel { id, wait_ms, run } => {
                 let engine = run.engine()?;
-                match engine.cancel(&id, run.options()).await.map_err(start_error)? {
+                let outcome = engine.cancel(&id, run.options()).await.map_err(|e| match e {
+                    StartError::Store(e) => store_error(e),
+                    e => start_error(e),
+                })?;
+                match outcome {
                     CancelOutcome::AlreadyFinished(status) => {
                         noteln!("run {id} has already finished ({})", status.as_str());
                         Ok(exit::code(exit::OK))
@@ -211,11 +219,19 @@ async fn resume_ids(ids: Vec<String>, run: DriveArgs) -> anyhow::Result<ExitCode
         let handle = engine.resume(id, run.options()).await.map_err(start_error)?;
         return Watch { quiet: run.quiet, output: run.output, total: 0, durable: true }.run(handle).await;
     }
-    let mut handles = Vec::new();
-    for id in &ids {
-        handles.push(engine.resume(id, run.options()).await.map_err(start_error)?);
+    // Every run that can be resumed is, and driven to its end, whatever the
+    // others say: none is left half-driven.
+    let (mut handles, mut refused) = (Vec::new(), Vec::new());
+    for id in ids {
+        match engine.resume(&id, run.options()).await {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                noteln!("weft: run {id} was not resumed: {e}");
+                refused.push(id);
+            }
+        }
     }
-    wait_all(handles, Vec::new(), &run).await
+    wait_all(handles, refused, &run).await
 }
 
 /// `weft resume --all`: every interrupted run of the store.

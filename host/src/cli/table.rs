@@ -2,7 +2,7 @@
 //! the way `argo get` shows a workflow.
 
 use super::output::outln;
-use weft::store::RunView;
+use weft::store::{RunView, StepView};
 
 /// Prints `view` as a summary and a table of steps.
 pub fn print_run(view: &RunView) {
@@ -35,8 +35,10 @@ pub fn print_run(view: &RunView) {
     }
     outln!("");
     let id_width = view.steps.iter().map(|s| s.step_id.chars().count()).max().unwrap_or(4).clamp(4, 40);
+    let states: Vec<String> = view.steps.iter().map(step_state).collect();
+    let state_width = states.iter().map(|s| s.chars().count()).max().unwrap_or(6).max(6);
     outln!(
-        "{:<id_width$}  {:<18}  {:>8}  {:>10}  {:>14}  {:>10}",
+        "{:<id_width$}  {:<state_width$}  {:>8}  {:>10}  {:>14}  {:>10}",
         "STEP",
         "STATUS",
         "ATTEMPTS",
@@ -44,16 +46,9 @@ pub fn print_run(view: &RunView) {
         "FUEL",
         "MEMORY"
     );
-    for s in &view.steps {
-        let mut state = s.state.clone();
-        if let Some(kind) = &s.error_type {
-            state = format!("{state}: {kind}");
-        }
-        if let Some(c) = &s.compensation {
-            state = format!("{state}, {c}");
-        }
+    for (s, state) in view.steps.iter().zip(states) {
         outln!(
-            "{:<id_width$}  {:<18}  {:>8}  {:>10}  {:>14}  {:>10}",
+            "{:<id_width$}  {:<state_width$}  {:>8}  {:>10}  {:>14}  {:>10}",
             s.step_id,
             state,
             s.attempts.len(),
@@ -69,6 +64,18 @@ pub fn print_run(view: &RunView) {
         view.run_id,
         view.run_id
     );
+}
+
+/// A step's status column: its state, failure kind and compensation.
+fn step_state(s: &StepView) -> String {
+    let mut state = s.state.clone();
+    if let Some(kind) = &s.error_type {
+        state = format!("{state}: {kind}");
+    }
+    if let Some(c) = &s.compensation {
+        state = format!("{state}, {c}");
+    }
+    state
 }
 
 fn millis(ms: f64) -> String {

@@ -14,7 +14,8 @@
 //!   stamped with.
 //!
 //! Imports flow one way: `contract ← workflow ← engine → sandbox` and
-//! `engine → store`, and `store` and `sandbox` import only `contract`.
+//! `engine → store`; `store` imports only `contract`, and `sandbox` only
+//! `contract` and the capped file reader (`files`).
 
 mod attempt;
 mod failure;

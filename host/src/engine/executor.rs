@@ -16,6 +16,10 @@ use std::pin::Pin;
 /// A boxed attempt future.
 pub type AttemptFuture = Pin<Box<dyn Future<Output = AttemptReport> + Send>>;
 
+/// What an executor keeps loaded for a run, for as long as the run holds it
+/// (see [`StepExecutor::hold`]).
+pub type Held = Box<dyn std::any::Any + Send + Sync>;
+
 /// Executes one attempt of one step.
 pub trait StepExecutor: Send + Sync + 'static {
     /// Loads everything the workflow's nodes need; `Err` lists what failed.
@@ -28,6 +32,12 @@ pub trait StepExecutor: Send + Sync + 'static {
     /// Call after [`StepExecutor::prepare`]. None by default.
     fn pins(&self, _wf: &Workflow) -> BTreeMap<String, PinnedComponent> {
         BTreeMap::new()
+    }
+    /// Keeps what the attempts of a run of `wf` need (its pinned components)
+    /// loaded while the run holds the returned value. Call after
+    /// [`StepExecutor::prepare`]. Holds nothing by default.
+    fn hold(&self, _wf: &Workflow) -> Held {
+        Box::new(())
     }
     /// Whether the component at `path` can run as `node_type` (used when a
     /// journaled workflow is loaded again). Accepts everything by default.

@@ -29,6 +29,9 @@ pub struct HealthReport {
     pub store: Option<StoreInfo>,
     /// Every problem found, each naming its part.
     pub problems: Vec<String>,
+    /// What is worth knowing and is no problem (a store not created yet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// When the check ran.
     pub timestamp: String,
 }
@@ -40,18 +43,28 @@ impl HealthReport {
     }
 }
 
-/// Checks the store at `location` (read only: a store not created yet is
-/// healthy and empty), the `sandbox` (or why it did not start), and the
-/// components of `workflows` and of the store's active runs.
+/// Checks the store at `location` (or why there is none; read only: a store
+/// not created yet is healthy and empty), the `sandbox` (or why it did not
+/// start), and the components of `workflows` and of the store's active runs.
 pub async fn check_health(
-    location: &StoreLocation,
+    location: Result<StoreLocation, String>,
     sandbox: Result<Arc<Sandbox>, String>,
     workflows: &[PathBuf],
 ) -> HealthReport {
     let mut components = Map::new();
     let mut problems: Vec<String> = Vec::new();
-    let store_info = match open_for_reading(location) {
-        Ok(s) => match s.info().await {
+    let mut notes: Vec<String> = Vec::new();
+    let opened = match location {
+        Err(e) => Err(e),
+        Ok(at) => match open_for_reading(&at) {
+            Ok(store) => Ok((at, Some(store))),
+            Err(StoreError::Missing(_)) => Ok((at, None)),
+            Err(e @ StoreError::Incompatible(_)) => Err(e.to_string()),
+            Err(e) => Err(format!("cannot open the run database {at}: {e}")),
+        },
+    };
+    let store_info = match opened {
+        Ok((_, Some(s))) => match s.info().await {
             Ok(info) => Some((Some(s), info)),
             Err(e) => {
                 problems.push(format!("store: {e}"));
@@ -59,10 +72,11 @@ pub async fn check_health(
             }
         },
         // Created by the first run; nothing is wrong with it yet.
-        Err(StoreError::Missing(path)) => Some((
-            None,
-            StoreInfo { kind: "sqlite".into(), location: path, schema_version: SCHEMA_VERSION, active_runs: 0 },
-        )),
+        Ok((at, None)) => {
+            notes.push(format!("store: there is no database at {at} yet; the first run creates it"));
+            let location = at.to_string();
+            Some((None, StoreInfo { kind: "sqlite".into(), location, schema_version: SCHEMA_VERSION, active_runs: 0 }))
+        }
         Err(e) => {
             problems.push(format!("store: {e}"));
             None
@@ -82,7 +96,6 @@ pub async fn check_health(
     };
     let mut loadable = 0usize;
     if let Some(sandbox) = &sandbox {
-        let before = problems.len();
         let executor = SandboxExecutor::new(sandbox.clone());
         for wf in workflows {
             match crate::workflow::load_file(wf, Some(&executor)) {
@@ -93,7 +106,9 @@ pub async fn check_health(
         if let Some((Some(store), _)) = &store_info {
             loadable += pinned_components(store.as_ref(), sandbox, &mut problems).await;
         }
-        let status = if problems.len() > before { "unhealthy" } else { "healthy" };
+        // Problems of the store or the sandbox are theirs, not the components'.
+        let theirs = |p: &String| p.starts_with("store") || p.starts_with("sandbox");
+        let status = if problems.iter().any(|p| !theirs(p)) { "unhealthy" } else { "healthy" };
         components.insert("components".into(), json!(status));
     }
     let healthy = problems.is_empty();
@@ -105,6 +120,7 @@ pub async fn check_health(
         components_checked: loadable,
         store: store_info.map(|(_, i)| i),
         problems,
+        notes,
         timestamp: now_rfc3339(),
     }
 }

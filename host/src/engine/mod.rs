@@ -35,8 +35,8 @@ mod events;
 mod executor;
 mod handle;
 mod health;
+mod heartbeat;
 mod input;
-mod lease;
 mod options;
 mod recovery;
 mod run;
@@ -50,11 +50,11 @@ pub use breaker::{BreakerPolicy, Gate};
 pub use cancel::CancelOutcome;
 pub use environment::Environment;
 pub use events::{RunEvent, RunEvents};
-pub use executor::{AttemptFuture, StepExecutor};
+pub use executor::{AttemptFuture, Held, StepExecutor};
 pub use handle::RunHandle;
 pub use health::{HealthReport, check_health};
+pub use heartbeat::DEFAULT_LEASE_MS;
 pub use input::{RunConfig, RunInput};
-pub use lease::DEFAULT_LEASE_MS;
 pub use options::{ResumeOptions, RunOptions, StartError};
 pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;
@@ -97,6 +97,7 @@ impl Engine {
         let config = input.resolve(&wf, opts.environment).map_err(StartError::Input)?;
         self.executor.prepare(&wf).map_err(StartError::Components)?;
         let pins = self.executor.pins(&wf);
+        let held = self.executor.hold(&wf);
         let run_pins = Run::pins_by_node(&wf, &pins);
         // The journaled input carries the resolved ids so that a resume
         // continues the same run.
@@ -122,7 +123,8 @@ impl Engine {
             lease_ms: self.lease_ms,
         };
         self.store.create_run(&new, &[]).await?;
-        let run = Run::new(wf, config, opts, self.parts(run_pins));
+        let parts = self.parts(run_pins, held);
+        let run = Run::new(wf, config, opts, parts);
         Ok(self.spawn(run))
     }
 
@@ -135,13 +137,14 @@ impl Engine {
 
     /// What a run of this engine shares with it, and the component digests
     /// its nodes are pinned to.
-    fn parts(&self, pins: Vec<Option<String>>) -> Parts {
+    fn parts(&self, pins: Vec<Option<String>>, held: Held) -> Parts {
         Parts {
             executor: self.executor.clone(),
             store: self.store.clone(),
             owner: self.owner.clone(),
             lease_ms: self.lease_ms,
             pins,
+            held,
         }
     }
 

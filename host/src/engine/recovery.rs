@@ -5,7 +5,7 @@
 //! live run uses.
 
 use super::executor::CheckWith;
-use super::lease::is_driven_here;
+use super::heartbeat::is_driven_here;
 use super::options::StoredOptions;
 use super::run::Run;
 use super::{Engine, ResumeOptions, RunHandle, RunInput, RunOptions, StartError};
@@ -107,6 +107,7 @@ impl Engine {
         let wf = Arc::new(wf);
         self.executor.prepare(&wf).map_err(StartError::Components)?;
         let now = self.executor.pins(&wf);
+        let held = self.executor.hold(&wf);
         let pins = Run::pins_by_node(&wf, &now);
         let mut changed = Vec::new();
         for (node, pin) in &spec.components {
@@ -136,7 +137,8 @@ impl Engine {
         let run_opts =
             RunOptions { environment: stored.environment, jitter_seed: stored.jitter_seed, limits: opts.limits };
         let config = input.resolve(&wf, run_opts.environment).map_err(StartError::Input)?;
-        let mut run = Run::new(wf, config, run_opts, self.parts(pins));
+        let parts = self.parts(pins, held);
+        let mut run = Run::new(wf, config, run_opts, parts);
         for j in self.store.journal(&spec.run_id).await? {
             run.apply(&j.entry);
         }

@@ -4,9 +4,10 @@
 //! A component file is read again when it changes on disk (checked when a run
 //! starts or a workflow is validated), so a long-lived engine picks up a new
 //! version for its next runs. An attempt runs the version its run pinned: it
-//! is looked up by digest, never by whatever file is at the path now.
+//! is looked up by digest, never by whatever file is at the path now, and a
+//! run holds its pinned components in memory for as long as it lives.
 
-use super::executor::{AttemptFuture, StepExecutor};
+use super::executor::{AttemptFuture, Held, StepExecutor};
 use crate::contract::{AttemptReport, StepFailure};
 use crate::sandbox::{Limits, LoadedComponent, Sandbox, StepCall, StepWorld};
 use crate::store::PinnedComponent;
@@ -21,6 +22,9 @@ pub struct SandboxExecutor {
     sandbox: Arc<Sandbox>,
     /// Per file, what it held for each world (compute, effect).
     components: Mutex<HashMap<PathBuf, [Option<KnownFile>; 2]>>,
+    /// The components that runs hold (see [`StepExecutor::hold`]), by digest
+    /// and world: found here after the sandbox has dropped them from memory.
+    held: Mutex<HashMap<(String, StepWorld), Weak<LoadedComponent>>>,
 }
 
 /// What a component file held when it was last read (for one world).
@@ -65,7 +69,7 @@ fn world_of(t: NodeType) -> StepWorld {
 impl SandboxExecutor {
     /// An executor on `sandbox`.
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
-        Self { sandbox, components: Mutex::new(HashMap::new()) }
+        Self { sandbox, components: Mutex::new(HashMap::new()), held: Mutex::new(HashMap::new()) }
     }
 
     /// The component at `path`, read again if the file changed since.
@@ -108,6 +112,10 @@ impl SandboxExecutor {
             };
         };
         if let Some(c) = self.sandbox.loaded(digest, world) {
+            return Ok(c);
+        }
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner).get(&(digest.to_string(), world)).cloned();
+        if let Some(c) = held.and_then(|w| w.upgrade()) {
             return Ok(c);
         }
         let c = self.load(path, t)?;
@@ -163,6 +171,30 @@ impl StepExecutor for SandboxExecutor {
 
     fn check_component(&self, path: &Path, node_type: NodeType) -> Result<(), String> {
         self.load(path, node_type).map(|_| ())
+    }
+
+    fn hold(&self, wf: &Workflow) -> Held {
+        let mut kept: Vec<Arc<LoadedComponent>> = Vec::new();
+        let mut seen: HashMap<(&Path, bool), ()> = HashMap::new();
+        for n in &wf.nodes {
+            if seen.insert((n.component.as_path(), n.node_type.is_effect()), ()).is_some() {
+                continue;
+            }
+            let known = {
+                let map = self.components.lock().unwrap_or_else(PoisonError::into_inner);
+                map.get(&n.component).and_then(|w| w[world_slot(world_of(n.node_type))].clone())
+            };
+            // What `prepare` read, which is what `pins` reported.
+            if let Some(c) = known.and_then(|k| k.component.upgrade()) {
+                kept.push(c);
+            }
+        }
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.retain(|_, w| w.strong_count() > 0);
+        for c in &kept {
+            held.insert((c.digest.clone(), c.world), Arc::downgrade(c));
+        }
+        Box::new(kept)
     }
 
     fn execute(&self, node: &NodeSpec, pinned: Option<&str>, call: StepCall, limits: Limits) -> AttemptFuture {

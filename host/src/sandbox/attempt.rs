@@ -27,8 +27,8 @@ impl Sandbox {
         self.execute_granted(component, call, limits, &Grants::none()).await
     }
 
-    /// [`Sandbox::execute`], with `grants` on top of the world's baseline
-    /// (checked with [`Sandbox::check_grants`] when the node was loaded).
+    /// [`Sandbox::execute`], with `grants` on top of the world's baseline;
+    /// check them first with [`Sandbox::check_grants`], before anything runs.
     pub async fn execute_granted(
         &self,
         component: &LoadedComponent,

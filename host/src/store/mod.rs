@@ -7,7 +7,7 @@
 //!
 //! Two implementations: [`MemoryStore`] (per process) and [`SqliteStore`] (the
 //! embedded default: one file, WAL). Every implementation must pass the
-//! conformance suite in `tests/store.rs`. The trait is asynchronous and every
+//! conformance suite in `tests/all/store.rs`. The trait is asynchronous and every
 //! write is fenced by the owner's lease, so that a server-backed store
 //! (PostgreSQL with leases) can implement it unchanged.
 

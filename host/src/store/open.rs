@@ -43,12 +43,12 @@ impl StoreLocation {
     pub fn default_location() -> Result<Self, StoreError> {
         if let Some(v) = std::env::var_os(STORE_ENV).filter(|v| !v.is_empty()) {
             return match v.to_str() {
-                Some(text) => Self::parse(text),
+                Some(text) => Self::parse(text).map_err(|e| StoreError::Incompatible(format!("{STORE_ENV}: {e}"))),
                 None => Ok(Self::Sqlite(PathBuf::from(v))),
             };
         }
         let dir = dirs::data_dir().ok_or_else(|| {
-            StoreError::Incompatible(format!("no user data directory is known here; pass --db PATH or set {STORE_ENV}"))
+            StoreError::Backend(format!("no user data directory is known here; pass --db PATH or set {STORE_ENV}"))
         })?;
         Ok(Self::Sqlite(dir.join("weft").join("weft.db")))
     }

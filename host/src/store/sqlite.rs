@@ -116,17 +116,38 @@ impl SqliteStore {
     /// current schema. Refuses files that are not Weft databases or that come
     /// from a newer Weft.
     pub fn open(path: &Path, sync: SyncMode) -> Result<Self, StoreError> {
-        let shown = path.display();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Backend(format!("cannot create the directory of the database {shown}: {e}"))
+                StoreError::Backend(format!("cannot create the directory of the database {}: {e}", path.display()))
             })?;
         }
+        Self::open_with(path, sync, OpenFlags::SQLITE_OPEN_CREATE)
+    }
+
+    /// Opens the database at `path` if it exists (migrating it as
+    /// [`SqliteStore::open`] does); creates nothing, not even its directory.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        Self::open_with(path, SyncMode::Normal, OpenFlags::empty())
+    }
+
+    fn open_with(path: &Path, sync: SyncMode, create: OpenFlags) -> Result<Self, StoreError> {
+        let shown = path.display();
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | create | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| StoreError::Backend(format!("cannot open the database {shown}: {e}")))?;
+        .map_err(|e| match e {
+            // Gone between the check and the open: as missing as it gets.
+            rusqlite::Error::SqliteFailure(f, _)
+                if create.is_empty() && f.code == rusqlite::ErrorCode::CannotOpen && !path.exists() =>
+            {
+                StoreError::Missing(shown.to_string())
+            }
+            e => StoreError::Backend(format!("cannot open the database {shown}: {e}")),
+        })?;
         // Well under the 10 s lease: a writer never waits long enough to lose it.
         conn.busy_timeout(Duration::from_secs(3))?;
         let not_sqlite = |e: rusqlite::Error| {
@@ -173,16 +194,6 @@ impl SqliteStore {
             tx.commit()?;
         }
         Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
-    }
-
-    /// Opens the database at `path` if it exists (migrating it as
-    /// [`SqliteStore::open`] does); creates nothing, not even its directory.
-    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
-        match std::fs::metadata(path) {
-            Ok(_) => Self::open(path, SyncMode::Normal),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing(path.display().to_string())),
-            Err(e) => Err(StoreError::Backend(format!("cannot open the database {}: {e}", path.display()))),
-        }
     }
 
     /// The database file.

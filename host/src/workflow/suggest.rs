@@ -9,16 +9,16 @@ pub fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
         .iter()
         // The distance is at least the difference in length: skip the hopeless.
         .filter(|a| near(a))
-        .filter(|a| a.len() <= MAX_WORD && word.len() <= MAX_WORD)
+        .filter(|a| a.chars().count() <= MAX_WORD && chars <= MAX_WORD)
         .map(|a| (strsim::levenshtein(word, a), *a))
         .filter(|(d, a)| *d <= 2.max(a.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, a)| a)
 }
 
-/// Longest word compared, in bytes: the distance costs the product of the
-/// lengths, and ids are at most 200 characters.
-const MAX_WORD: usize = 256;
+/// Longest word compared, in characters: the distance costs the product of
+/// the lengths, and a longer word is no typo of a key.
+const MAX_WORD: usize = 64;
 
 #[cfg(test)]
 mod tests {

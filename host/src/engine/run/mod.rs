@@ -23,8 +23,8 @@ mod schedule;
 mod state;
 
 use super::events::{EventSender, RunEvent};
-use super::executor::StepExecutor;
-use super::lease::{DrivenHere, Heartbeat};
+use super::executor::{Held, StepExecutor};
+use super::heartbeat::{DrivenHere, Heartbeat};
 use super::{RunConfig, RunOptions};
 use crate::contract::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput, UndeliveredAction, now_ms, now_rfc3339};
 use crate::store::{JournalEntry, PinnedComponent, RunStore};
@@ -46,6 +46,8 @@ pub(super) struct Parts {
     pub(super) lease_ms: u64,
     /// Per node index, the digest of the component version the run pinned.
     pub(super) pins: Vec<Option<String>>,
+    /// What the executor keeps loaded for the run's attempts.
+    pub(super) held: Held,
 }
 
 /// One run.
@@ -59,6 +61,8 @@ pub(super) struct Run {
     lease_ms: u64,
     /// Per node index, the digest of the component version the run pinned.
     pins: Vec<Option<String>>,
+    /// Kept for as long as the run lives: its pinned components stay loaded.
+    _held: Held,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -130,6 +134,7 @@ impl Run {
             owner: parts.owner,
             lease_ms: parts.lease_ms,
             pins,
+            _held: parts.held,
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],
