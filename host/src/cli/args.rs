@@ -58,24 +58,15 @@ impl ReadStoreArgs {
         location(self.db.as_deref())
     }
 
-    /// Opens the store to list what it holds: `None` when it has not been
-    /// created yet (so the list is empty).
-    pub fn open_if_created(&self) -> anyhow::Result<Option<Arc<dyn RunStore>>> {
+    /// Opens the store to list what it holds. `Err` (inside) when it has not
+    /// been created yet: the list is empty, and the text says why, as
+    /// ` (there is no database at PATH yet)`.
+    pub fn open_if_created(&self) -> anyhow::Result<Result<Arc<dyn RunStore>, String>> {
         let at = self.location()?;
         match open_for_reading(&at) {
-            Ok(store) => Ok(Some(store)),
-            Err(StoreError::Missing(_)) => Ok(None),
+            Ok(store) => Ok(Ok(store)),
+            Err(StoreError::Missing(_)) => Ok(Err(format!(" (there is no database at {at} yet)"))),
             Err(e) => Err(opening_error(&at, e)),
-        }
-    }
-
-    /// For an empty listing: ` (no database at PATH yet)` when there is none.
-    pub fn none_yet(&self) -> String {
-        match self.location() {
-            Ok(at @ StoreLocation::Sqlite(_)) if at.path().is_some_and(|p| !p.exists()) => {
-                format!(" (there is no database at {at} yet)")
-            }
-            _ => String::new(),
         }
     }
 

@@ -33,14 +33,14 @@ impl DlqCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         match self {
             Self::List { json, store } => {
-                let rows = match store.open_if_created()? {
-                    Some(opened) => opened.dlq_list().await.map_err(store_error)?,
-                    None => Vec::new(),
+                let (rows, why_empty) = match store.open_if_created()? {
+                    Ok(opened) => (opened.dlq_list().await.map_err(store_error)?, None),
+                    Err(why) => (Vec::new(), Some(why)),
                 };
                 if json {
                     outln!("{}", serde_json::to_string_pretty(&rows)?);
                 } else if rows.is_empty() {
-                    noteln!("the dead-letter queue is empty{}", store.none_yet());
+                    noteln!("the dead-letter queue is empty{}", why_empty.unwrap_or_default());
                 } else {
                     for d in rows {
                         let replayed = d.replayed_as.map(|r| format!(" (replayed as {r})")).unwrap_or_default();

@@ -101,16 +101,16 @@ impl RunsCommand {
         match self {
             Self::List { status, workflow, limit, json, store } => {
                 let status = status.as_deref().map(parse_status).transpose()?;
-                let rows = match store.open_if_created()? {
-                    Some(store) => {
-                        store.list_runs(&RunFilter { status, workflow, limit }).await.map_err(store_error)?
+                let (rows, why_empty) = match store.open_if_created()? {
+                    Ok(store) => {
+                        (store.list_runs(&RunFilter { status, workflow, limit }).await.map_err(store_error)?, None)
                     }
-                    None => Vec::new(),
+                    Err(why) => (Vec::new(), Some(why)),
                 };
                 if json {
                     outln!("{}", serde_json::to_string_pretty(&rows)?);
                 } else if rows.is_empty() {
-                    noteln!("no runs{}", store.none_yet());
+                    noteln!("no runs{}", why_empty.unwrap_or_default());
                 } else {
                     outln!("{:<36}  {:<10}  {:<24}  {:<24}  workflow", "run id", "status", "created", "updated");
                     for r in rows {

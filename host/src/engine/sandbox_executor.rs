@@ -12,7 +12,7 @@ use crate::contract::{AttemptReport, StepFailure};
 use crate::sandbox::{Limits, LoadedComponent, Sandbox, StepCall, StepWorld};
 use crate::store::PinnedComponent;
 use crate::workflow::{ComponentCheck, NodeSpec, NodeType, Workflow};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::SystemTime;
@@ -175,9 +175,9 @@ impl StepExecutor for SandboxExecutor {
 
     fn hold(&self, wf: &Workflow) -> Held {
         let mut kept: Vec<Arc<LoadedComponent>> = Vec::new();
-        let mut seen: HashMap<(&Path, bool), ()> = HashMap::new();
+        let mut seen: HashSet<(&Path, bool)> = HashSet::new();
         for n in &wf.nodes {
-            if seen.insert((n.component.as_path(), n.node_type.is_effect()), ()).is_some() {
+            if !seen.insert((n.component.as_path(), n.node_type.is_effect())) {
                 continue;
             }
             let known = {

@@ -77,7 +77,7 @@ impl Sandbox {
         for (world, fit) in [(StepWorld::Compute, &mut out.compute), (StepWorld::Effect, &mut out.effect)] {
             let mut problems = world::misfits(&self.engine, &component, world);
             if problems.is_empty()
-                && self.lookup(&digest, world).is_none()
+                && self.loaded(&digest, world).is_none()
                 && let Err(e) = self.link(&component, digest.clone(), bytes.len(), world, origin)
             {
                 problems.push(e.to_string());

@@ -82,7 +82,7 @@ impl Sandbox {
             Some(w) => std::slice::from_ref(w),
             None => &[StepWorld::Compute, StepWorld::Effect],
         };
-        if let Some(hit) = candidates.iter().find_map(|w| self.lookup(&digest, *w)) {
+        if let Some(hit) = candidates.iter().find_map(|w| self.loaded(&digest, *w)) {
             return Ok(hit);
         }
         let (component, origin) = self.compile(&digest, bytes).map_err(LoadError::Invalid)?;
@@ -110,7 +110,7 @@ impl Sandbox {
                 }
             }
         };
-        if let Some(hit) = self.lookup(&digest, world) {
+        if let Some(hit) = self.loaded(&digest, world) {
             return Ok(hit);
         }
         self.link(&component, digest, bytes.len(), world, origin)
@@ -145,10 +145,6 @@ impl Sandbox {
     /// The pre-linked component with `digest` for `world`, if it is still in
     /// memory (see [`SandboxConfig::max_loaded_components`](super::SandboxConfig::max_loaded_components)).
     pub fn loaded(&self, digest: &str, world: StepWorld) -> Option<Arc<LoadedComponent>> {
-        self.lookup(digest, world)
-    }
-
-    pub(super) fn lookup(&self, digest: &str, world: StepWorld) -> Option<Arc<LoadedComponent>> {
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(digest, world)
     }
 
