@@ -86,7 +86,14 @@ impl StepExecutor for Noop {
     fn prepare(&self, _wf: &Workflow) -> Result<(), Vec<String>> {
         Ok(())
     }
-    fn execute(&self, _node: &NodeSpec, _pinned: Option<&str>, _call: StepCall, _limits: Limits) -> AttemptFuture {
+    fn execute(
+        &self,
+        _node: &NodeSpec,
+        _pinned: Option<&str>,
+        _call: StepCall,
+        _limits: Limits,
+        _granted: std::sync::Arc<weft::sandbox::Grants>,
+    ) -> AttemptFuture {
         Box::pin(async {
             AttemptReport {
                 outcome: Ok(StepSuccess { output: json!({"ok": true}), actions: vec![] }),

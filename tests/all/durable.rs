@@ -432,6 +432,27 @@ struct FailingStore {
     ok: std::sync::atomic::AtomicUsize,
 }
 
+impl weft::contract::KeyValue for FailingStore {
+    fn kv_get<'a>(&'a self, scope: &'a str, key: &'a str) -> weft::contract::KvFuture<'a, Option<Vec<u8>>> {
+        self.inner.kv_get(scope, key)
+    }
+    fn kv_set<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        value: &'a [u8],
+        max: u64,
+    ) -> weft::contract::KvFuture<'a, ()> {
+        self.inner.kv_set(scope, key, value, max)
+    }
+    fn kv_delete<'a>(&'a self, scope: &'a str, key: &'a str) -> weft::contract::KvFuture<'a, bool> {
+        self.inner.kv_delete(scope, key)
+    }
+    fn kv_keys<'a>(&'a self, scope: &'a str, prefix: &'a str, n: usize) -> weft::contract::KvFuture<'a, Vec<String>> {
+        self.inner.kv_keys(scope, prefix, n)
+    }
+}
+
 impl RunStore for FailingStore {
     fn info(&self) -> weft::store::StoreFuture<'_, weft::store::StoreInfo> {
         self.inner.info()
@@ -560,9 +581,9 @@ async fn an_attempt_runs_the_version_its_run_pinned_after_the_file_is_replaced()
     assert_ne!(pinned, now, "the next run pins the new version");
     let call = || StepCall::run(json!({"count": 41}).as_object().cloned().unwrap());
     let node = &wf.nodes[0];
-    let old = executor.execute(node, Some(&pinned), call(), Limits::default()).await;
+    let old = executor.execute(node, Some(&pinned), call(), Limits::default(), Default::default()).await;
     assert_eq!(old.outcome.unwrap().output["count"], 42, "the pinned counter ran, not the new echo");
-    let new = executor.execute(node, Some(&now), call(), Limits::default()).await;
+    let new = executor.execute(node, Some(&now), call(), Limits::default(), Default::default()).await;
     assert_eq!(new.outcome.unwrap().output["count"], 41, "the new run's pin runs the echo");
 }
 
@@ -589,10 +610,10 @@ async fn a_run_holds_its_pinned_components_after_the_sandbox_drops_them() {
     executor.prepare(&wf).unwrap();
     let call = || StepCall::run(json!({"count": 1}).as_object().cloned().unwrap());
     let node = &wf.nodes[0];
-    let report = executor.execute(node, Some(&pinned), call(), Limits::default()).await;
+    let report = executor.execute(node, Some(&pinned), call(), Limits::default(), Default::default()).await;
     assert_eq!(report.outcome.unwrap().output["count"], 2, "the held counter ran");
     drop(held);
-    let report = executor.execute(node, Some(&pinned), call(), Limits::default()).await;
+    let report = executor.execute(node, Some(&pinned), call(), Limits::default(), Default::default()).await;
     let failure = report.failure().map(ToString::to_string).unwrap_or_default();
     assert!(failure.contains("changed while the run was going"), "nothing holds it now: {failure}");
 }

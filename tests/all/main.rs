@@ -6,6 +6,7 @@
 
 mod common;
 
+mod capabilities;
 mod cli;
 mod crash;
 mod durable;

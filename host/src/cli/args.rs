@@ -9,10 +9,12 @@ use clap::Args;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use weft::capability::Policy;
 use weft::engine::{Engine, ResumeOptions, SandboxExecutor};
 use weft::files::{self, MAX_JSON_BYTES};
 use weft::sandbox::{Sandbox, SandboxConfig};
 use weft::store::{RunStore, StoreError, StoreLocation, SyncMode, open_for_reading, open_for_writing};
+use weft::workflow::Workflow;
 
 /// Where compiled components are cached.
 #[derive(Args)]
@@ -42,6 +44,44 @@ impl HostArgs {
         config.max_instances = instances;
         Sandbox::new(config).context("could not start the wasm sandbox")
     }
+}
+
+/// The operator's policy, which caps what effect steps may be granted.
+#[derive(Args, Clone)]
+pub struct PolicyArgs {
+    /// The operator policy (TOML) that caps every capability; default $WEFT_POLICY. Without one, nodes get what they
+    /// declare: a host that runs other people's workflows must set one.
+    #[arg(long, value_name = "FILE", env = "WEFT_POLICY")]
+    pub policy: Option<PathBuf>,
+}
+
+impl PolicyArgs {
+    /// The policy, or the no-policy operator mode.
+    pub fn load(&self) -> anyhow::Result<Arc<Policy>> {
+        match &self.policy {
+            Some(path) => Policy::load(path).map(Arc::new).map_err(usage),
+            None => Ok(Arc::new(Policy::operator())),
+        }
+    }
+}
+
+/// What each node of `wf` is granted, one line per grant, for people.
+pub fn grant_lines(wf: &Workflow, policy: &Policy) -> Vec<String> {
+    let mut lines = Vec::new();
+    for node in wf.nodes.iter().filter(|n| !n.capabilities.is_empty()) {
+        for grant in node.capabilities.describe() {
+            lines.push(format!("node `{}`: {grant}", node.id));
+        }
+    }
+    if !lines.is_empty() {
+        lines.push(match &policy.file {
+            Some(f) => format!("(within the policy {})", f.display()),
+            None => "(no policy: each node gets what it declares; a host that runs other people's workflows must \
+                     pass --policy)"
+                .to_string(),
+        });
+    }
+    lines
 }
 
 /// The store a command reads (it is never created).
@@ -154,14 +194,18 @@ pub struct DriveArgs {
     pub store: DriveStoreArgs,
     #[command(flatten)]
     pub host: HostArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 impl DriveArgs {
-    /// An engine on the store, with a sandbox sized for a run's parallel steps.
+    /// An engine on the store, with a sandbox sized for a run's parallel
+    /// steps, under the operator's policy.
     pub fn engine(&self) -> anyhow::Result<Engine> {
         let store = self.store.open()?;
+        let policy = self.policy.load()?;
         let sandbox = Arc::new(self.host.sandbox_sized(64)?);
-        Ok(Engine::new(Arc::new(SandboxExecutor::new(sandbox))).with_store(store))
+        Ok(Engine::new(Arc::new(SandboxExecutor::new(sandbox))).with_store(store).with_policy(policy))
     }
 
     /// How to resume.

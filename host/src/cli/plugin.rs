@@ -1,16 +1,18 @@
 //! `weft plugin inspect` and `weft plugin call`: one component, outside any
 //! workflow.
 
-use super::args::{HostArgs, input_object, read_json_arg};
+use super::args::{HostArgs, PolicyArgs, input_object, read_json_arg};
 use super::exit;
 use super::output::{noteln, outln};
 use super::usage;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
+use weft::capability::{Capabilities, DirGrant, DirMode, DirSource, HttpRule, METHODS, UrlPattern};
 use weft::contract::AttemptReport;
-use weft::sandbox::{CallKind, Limits, LoadError, MAX_TIMEOUT, StepCall, StepContext, StepWorld};
+use weft::sandbox::{CallKind, Grants, KvBinding, Limits, LoadError, MAX_TIMEOUT, StepCall, StepContext, StepWorld};
 
 /// `weft plugin ...`
 #[derive(Subcommand)]
@@ -23,7 +25,7 @@ pub enum PluginCommand {
     /// Exit codes: 0 succeeded, 10 timeout, 11 out_of_fuel, 12 memory_limit,
     /// 13 trap, 14 plugin_error, 15 invalid_output, 16 component_invalid,
     /// 2 bad arguments, 1 host error.
-    Call(CallArgs),
+    Call(Box<CallArgs>),
 }
 
 /// `weft plugin inspect`
@@ -77,6 +79,26 @@ pub struct CallArgs {
     /// Print compact JSON instead of pretty JSON.
     #[arg(long)]
     compact: bool,
+    /// Grant outbound HTTP to URLs matching URL (scheme://host[:port|:*]/path-glob), optionally with the methods
+    /// allowed (URL:GET,POST; default GET). Repeatable. Needs --effect.
+    #[arg(long, value_name = "URL[:METHODS]")]
+    allow_http: Vec<String>,
+    /// Preopen a host directory at a guest path, read-only or read-write (HOST `scratch` is a fresh temporary
+    /// directory). Repeatable. Needs --effect.
+    #[arg(long, value_name = "HOST:GUEST:ro|rw")]
+    dir: Vec<String>,
+    /// Pass the host environment variable NAME through. Repeatable. Needs --effect.
+    #[arg(long, value_name = "NAME")]
+    env: Vec<String>,
+    /// Give the secret NAME (from the policy's secret source; default $WEFT_SECRET_NAME) as an environment
+    /// variable; its value is redacted from the output. Repeatable. Needs --effect.
+    #[arg(long, value_name = "NAME")]
+    secret: Vec<String>,
+    /// Grant key-value state (a fresh in-memory scope for this call). Needs --effect.
+    #[arg(long)]
+    kv: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     host: HostArgs,
 }
@@ -151,6 +173,51 @@ impl CallArgs {
         Ok(limits)
     }
 
+    /// The capabilities the grant flags ask for.
+    fn capabilities(&self, scratch: &std::path::Path) -> anyhow::Result<Capabilities> {
+        let mut caps = Capabilities::default();
+        for arg in &self.allow_http {
+            let (url, methods) = match arg.rsplit_once(':') {
+                Some((url, m))
+                    if !m.is_empty() && m.split(',').all(|x| METHODS.contains(&x.to_ascii_uppercase().as_str())) =>
+                {
+                    (url, m.split(',').map(str::to_string).collect::<Vec<_>>())
+                }
+                _ => (arg.as_str(), Vec::new()),
+            };
+            let url = UrlPattern::parse(url).map_err(|e| usage(format!("--allow-http {arg}: {e}")))?;
+            caps.http.push(HttpRule::new(url, &methods).map_err(|e| usage(format!("--allow-http {arg}: {e}")))?);
+        }
+        for arg in &self.dir {
+            let mut parts = arg.rsplitn(3, ':');
+            let (mode, guest, host) = (parts.next(), parts.next(), parts.next());
+            let (Some(mode), Some(guest), Some(host)) = (mode, guest, host) else {
+                return Err(usage(format!("--dir {arg}: expected HOST:GUEST:ro|rw, such as data:/data:ro")));
+            };
+            let mode = DirMode::parse(mode)
+                .ok_or_else(|| usage(format!("--dir {arg}: the mode is `{mode}`; it must be ro or rw")))?;
+            DirGrant::check_guest(guest).map_err(|e| usage(format!("--dir {arg}: {e}")))?;
+            let source = if host == "scratch" {
+                DirSource::Path(scratch.to_path_buf())
+            } else {
+                let path = std::fs::canonicalize(host).map_err(|e| usage(format!("--dir {arg}: {host}: {e}")))?;
+                DirSource::Path(path)
+            };
+            caps.dirs.push(DirGrant { host: source, guest: guest.to_string(), mode });
+        }
+        for (flag, names, into) in [("--env", &self.env, &mut caps.env), ("--secret", &self.secret, &mut caps.secrets)]
+        {
+            for name in names {
+                if !Capabilities::valid_name(name) {
+                    return Err(usage(format!("{flag} {name}: not a variable name (letters, digits and `_`)")));
+                }
+                into.push(name.clone());
+            }
+        }
+        caps.kv = self.kv;
+        Ok(caps)
+    }
+
     async fn execute(self) -> anyhow::Result<ExitCode> {
         let input = input_object(&self.input)?;
         let kind = match &self.compensate {
@@ -173,12 +240,29 @@ impl CallArgs {
         }
         let mut ctx = StepContext::adhoc(&self.step_id);
         ctx.attempt = self.attempt;
-        if let Some(k) = self.idempotency_key {
+        if let Some(k) = self.idempotency_key.clone() {
             ctx.idempotency_key = k;
         }
         let call = StepCall { ctx, input, kind };
+        let scratch = tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a scratch directory: {e}"))?;
+        let caps = self.capabilities(scratch.path())?;
+        if world == StepWorld::Compute && !caps.is_empty() {
+            return Err(usage(
+                "grant flags (--allow-http, --dir, --env, --secret, --kv) need --effect: compute steps have no authority",
+            ));
+        }
+        let policy = self.policy.load()?;
+        let refused = policy.check(&caps);
+        if !refused.is_empty() {
+            return Err(usage(format!("the operator policy refuses these grants:\n  - {}", refused.join("\n  - "))));
+        }
+        let mut grants = Grants::under(caps, &policy);
+        if grants.capabilities.kv {
+            let store: Arc<dyn weft::contract::KeyValue> = Arc::new(weft::store::MemoryStore::new());
+            grants.kv = Some(KvBinding { store, scope: weft::contract::kv_scope("", "adhoc") });
+        }
         let report = match sandbox.load_file(&self.file, Some(world)) {
-            Ok(component) => sandbox.execute(&component, &call, &limits).await,
+            Ok(component) => sandbox.execute_granted(&component, &call, &limits, &grants).await,
             Err(LoadError::Io { path, source }) => {
                 return Err(usage(format!("cannot read component {path}: {source}")));
             }

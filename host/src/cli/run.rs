@@ -1,7 +1,7 @@
 //! `weft run`: start a workflow and watch it to its end, and the watching
 //! that every command ending with a run shares.
 
-use super::args::{HostArgs, RunStoreArgs, read_text_arg};
+use super::args::{HostArgs, PolicyArgs, RunStoreArgs, grant_lines, read_text_arg};
 use super::exit;
 use super::output::{noteln, print_json};
 use super::progress::Progress;
@@ -37,6 +37,8 @@ pub struct RunArgs {
     store: RunStoreArgs,
     #[command(flatten)]
     host: HostArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 impl RunArgs {
@@ -57,11 +59,13 @@ impl RunArgs {
                 })?
             }
         };
+        let policy = self.policy.load()?;
         let sandbox = Arc::new(self.host.sandbox_sized(64)?);
         let executor = Arc::new(SandboxExecutor::new(sandbox));
         let wf = Arc::new(load_workflow(&self.workflow, Some(executor.as_ref()))?);
         let total = wf.nodes.len();
-        let engine = Engine::new(executor).with_store(self.store.open()?);
+        let handle_wf = wf.clone();
+        let engine = Engine::new(executor).with_store(self.store.open()?).with_policy(policy.clone());
         let opts = RunOptions { environment, jitter_seed: self.jitter_seed, ..RunOptions::default() };
         let handle = engine.start(wf, &run_input, opts).await.map_err(start_error)?;
         if !self.quiet {
@@ -70,6 +74,9 @@ impl RunArgs {
                 handle.run_id,
                 handle.run_id
             );
+            for line in grant_lines(&handle_wf, &policy) {
+                noteln!("grant: {line}");
+            }
         }
         let durable = !self.store.in_memory && !matches!(self.store.store.location()?, StoreLocation::Memory);
         let watch = Watch { quiet: self.quiet, output: self.output, total, durable };

@@ -1,14 +1,15 @@
 //! `weft validate` and `weft graph`: a workflow file, before anything runs.
 
-use super::args::HostArgs;
+use super::args::{HostArgs, PolicyArgs, grant_lines};
 use super::exit;
 use super::load_workflow;
 use super::output::{out, outln};
+use super::usage;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use weft::engine::SandboxExecutor;
+use weft::engine::{SandboxExecutor, check_capabilities};
 use weft::workflow::{ComponentCheck, GraphFormat, render_graph};
 
 /// `weft validate`
@@ -21,6 +22,8 @@ pub struct ValidateArgs {
     skip_components: bool,
     #[command(flatten)]
     host: HostArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 /// `weft graph`
@@ -44,6 +47,15 @@ impl ValidateArgs {
             Some(&executor)
         };
         let wf = load_workflow(&self.workflow, checker)?;
+        let policy = self.policy.load()?;
+        let refused = check_capabilities(&wf, &policy);
+        if !refused.is_empty() {
+            return Err(usage(format!(
+                "{}: the operator policy refuses what these nodes declare:\n  - {}",
+                self.workflow.display(),
+                refused.join("\n  - ")
+            )));
+        }
         outln!(
             "{}: ok: workflow `{}` v{}, {} nodes, {} dependencies, execution_mode {:?}",
             self.workflow.display(),
@@ -53,6 +65,9 @@ impl ValidateArgs {
             wf.graph.edges(),
             wf.execution_mode
         );
+        for line in grant_lines(&wf, &policy) {
+            outln!("grant: {line}");
+        }
         Ok(exit::code(exit::OK))
     }
 }

@@ -63,6 +63,14 @@ pub struct AttemptStats {
     pub wall_time_us: u64,
     /// The largest total linear memory the instance held, in bytes.
     pub peak_memory_bytes: u64,
+    /// How many times a capability refused the step something (each one is
+    /// a `capability_denied` line in its log).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub capability_denials: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where a log line came from.

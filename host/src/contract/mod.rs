@@ -10,6 +10,8 @@
 //!   the guest's [`LogLine`]s. The engine journals it as it is.
 //! - [`FailureKind`] names a failure without its details: retry policies,
 //!   journals and exit codes all speak it.
+//! - [`KeyValue`] is the key-value state effect steps may be granted: the
+//!   stores implement it and the sandbox calls it.
 //! - [`now_ms`] and [`now_rfc3339`] are the one clock every record is
 //!   stamped with.
 //!
@@ -19,6 +21,7 @@
 
 mod attempt;
 mod failure;
+mod kv;
 mod output;
 mod records;
 mod status;
@@ -26,6 +29,7 @@ mod time;
 
 pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};
 pub use failure::{FailureKind, PluginErrorKind, StepFailure};
+pub use kv::{KeyValue, KvError, KvFuture, kv_scope};
 pub use output::RunOutput;
 pub use records::{ActionRecord, ErrorRecord, UndeliveredAction};
 pub use status::ExecutionStatus;

@@ -5,13 +5,14 @@
 //! ([`ScriptedExecutor`](super::scripted::ScriptedExecutor)).
 
 use crate::contract::AttemptReport;
-use crate::sandbox::{Limits, StepCall};
+use crate::sandbox::{Grants, Limits, StepCall};
 use crate::store::PinnedComponent;
 use crate::workflow::{ComponentCheck, NodeSpec, NodeType, Workflow};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A boxed attempt future.
 pub type AttemptFuture = Pin<Box<dyn Future<Output = AttemptReport> + Send>>;
@@ -24,10 +25,18 @@ pub type Held = Box<dyn std::any::Any + Send + Sync>;
 pub trait StepExecutor: Send + Sync + 'static {
     /// Loads everything the workflow's nodes need; `Err` lists what failed.
     fn prepare(&self, wf: &Workflow) -> Result<(), Vec<String>>;
-    /// Runs one attempt of `node`. `pinned` is the digest of the component
-    /// version the run pinned for it (from [`StepExecutor::pins`]): the
-    /// attempt runs that version, whatever the file holds now.
-    fn execute(&self, node: &NodeSpec, pinned: Option<&str>, call: StepCall, limits: Limits) -> AttemptFuture;
+    /// Runs one attempt of `node` with what it is `granted`. `pinned` is the
+    /// digest of the component version the run pinned for it (from
+    /// [`StepExecutor::pins`]): the attempt runs that version, whatever the
+    /// file holds now.
+    fn execute(
+        &self,
+        node: &NodeSpec,
+        pinned: Option<&str>,
+        call: StepCall,
+        limits: Limits,
+        granted: Arc<Grants>,
+    ) -> AttemptFuture;
     /// Per node id, the component it runs and its digest (pinned by the run).
     /// Call after [`StepExecutor::prepare`]. None by default.
     fn pins(&self, _wf: &Workflow) -> BTreeMap<String, PinnedComponent> {
@@ -40,9 +49,10 @@ pub trait StepExecutor: Send + Sync + 'static {
         Box::new(())
     }
     /// Whether the component at `path` can run as `node_type` (used when a
-    /// journaled workflow is loaded again). Accepts everything by default.
-    fn check_component(&self, _path: &Path, _node_type: NodeType) -> Result<(), String> {
-        Ok(())
+    /// journaled workflow is loaded again), with its acting imports when it
+    /// can. Accepts everything, with none, by default.
+    fn check_component(&self, _path: &Path, _node_type: NodeType) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
     }
 }
 
@@ -50,7 +60,7 @@ pub trait StepExecutor: Send + Sync + 'static {
 pub(super) struct CheckWith<'a>(pub(super) &'a dyn StepExecutor);
 
 impl ComponentCheck for CheckWith<'_> {
-    fn check(&self, path: &Path, node_type: NodeType) -> Result<(), String> {
+    fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String> {
         self.0.check_component(path, node_type)
     }
 }

@@ -33,6 +33,7 @@ mod cancel;
 mod environment;
 mod events;
 mod executor;
+mod grants;
 mod handle;
 mod health;
 mod heartbeat;
@@ -51,6 +52,7 @@ pub use cancel::CancelOutcome;
 pub use environment::Environment;
 pub use events::{RunEvent, RunEvents};
 pub use executor::{AttemptFuture, Held, StepExecutor};
+pub use grants::{check_capabilities, default_scratch_root};
 pub use handle::RunHandle;
 pub use health::{HealthReport, check_health};
 pub use heartbeat::DEFAULT_LEASE_MS;
@@ -59,8 +61,10 @@ pub use options::{ResumeOptions, RunOptions, StartError};
 pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;
 
+use crate::capability::Policy;
 use crate::store::{MemoryStore, NewRun, RunStore, process_owner};
 use crate::workflow::Workflow;
+use grants::RunGrants;
 use options::StoredOptions;
 use run::{Parts, Run};
 use serde_json::Value;
@@ -72,12 +76,42 @@ pub struct Engine {
     store: Arc<dyn RunStore>,
     owner: String,
     lease_ms: u64,
+    policy: Arc<Policy>,
+    scratch_root: std::path::PathBuf,
 }
 
 impl Engine {
     /// An engine that runs steps with `executor`, journaling to an in-memory store.
     pub fn new(executor: Arc<dyn StepExecutor>) -> Self {
-        Self { executor, store: Arc::new(MemoryStore::new()), owner: process_owner(), lease_ms: DEFAULT_LEASE_MS }
+        Self {
+            executor,
+            store: Arc::new(MemoryStore::new()),
+            owner: process_owner(),
+            lease_ms: DEFAULT_LEASE_MS,
+            policy: Arc::new(Policy::operator()),
+            scratch_root: default_scratch_root(),
+        }
+    }
+
+    /// The same engine under the operator's `policy`: every node's
+    /// capabilities must lie within it, or a run does not start. Without
+    /// one ([`Policy::operator`]), nodes get what they declare. A host that
+    /// runs other people's workflows must set one.
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The same engine with runs' scratch directories under `root`
+    /// (default: [`default_scratch_root`]).
+    pub fn with_scratch_root(mut self, root: std::path::PathBuf) -> Self {
+        self.scratch_root = root;
+        self
+    }
+
+    /// The operator policy runs are checked against.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// The same engine journaling to `store` (runs become resumable from it).
@@ -95,6 +129,7 @@ impl Engine {
     /// store and starts it on the current tokio runtime.
     pub async fn start(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<RunHandle, StartError> {
         let config = input.resolve(&wf, opts.environment).map_err(StartError::Input)?;
+        self.check_capabilities(&wf)?;
         self.executor.prepare(&wf).map_err(StartError::Components)?;
         let pins = self.executor.pins(&wf);
         let held = self.executor.hold(&wf);
@@ -123,7 +158,7 @@ impl Engine {
             lease_ms: self.lease_ms,
         };
         self.store.create_run(&new, &[]).await?;
-        let parts = self.parts(run_pins, held);
+        let parts = self.parts(&wf, &config, run_pins, held);
         let run = Run::new(wf, config, opts, parts);
         Ok(self.spawn(run))
     }
@@ -137,8 +172,12 @@ impl Engine {
 
     /// What a run of this engine shares with it, and the component digests
     /// its nodes are pinned to.
-    fn parts(&self, pins: Vec<Option<String>>, held: Held) -> Parts {
+    fn parts(&self, wf: &Workflow, config: &RunConfig, pins: Vec<Option<String>>, held: Held) -> Parts {
+        let tenant = config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default();
+        let run_id = config.workflow_id.to_string();
+        let kv: Arc<dyn crate::contract::KeyValue> = self.store.clone();
         Parts {
+            grants: RunGrants::new(wf, &self.policy, kv, &self.scratch_root, &run_id, tenant),
             executor: self.executor.clone(),
             store: self.store.clone(),
             owner: self.owner.clone(),
@@ -146,6 +185,12 @@ impl Engine {
             pins,
             held,
         }
+    }
+
+    /// `Err` lists every node whose capabilities the policy does not allow.
+    fn check_capabilities(&self, wf: &Workflow) -> Result<(), StartError> {
+        let problems = check_capabilities(wf, &self.policy);
+        if problems.is_empty() { Ok(()) } else { Err(StartError::Capabilities(problems)) }
     }
 
     /// Drives `run` on the current tokio runtime.

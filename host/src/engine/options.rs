@@ -47,6 +47,9 @@ pub enum StartError {
     /// The run input breaks the input contract.
     #[error("the run input is invalid:\n  - {}", .0.join("\n  - "))]
     Input(Vec<String>),
+    /// A node declares capabilities the operator's policy does not allow.
+    #[error("the workflow's capabilities are not allowed:\n  - {}", .0.join("\n  - "))]
+    Capabilities(Vec<String>),
     /// A component could not be loaded.
     #[error("the workflow's components cannot be loaded:\n  - {}", .0.join("\n  - "))]
     Components(Vec<String>),

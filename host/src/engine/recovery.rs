@@ -105,6 +105,7 @@ impl Engine {
             .map_err(|e| StartError::Workflow(e.to_string()))?;
         wf.source = spec.workflow_path.as_ref().map(PathBuf::from);
         let wf = Arc::new(wf);
+        self.check_capabilities(&wf)?;
         self.executor.prepare(&wf).map_err(StartError::Components)?;
         let now = self.executor.pins(&wf);
         let held = self.executor.hold(&wf);
@@ -137,7 +138,7 @@ impl Engine {
         let run_opts =
             RunOptions { environment: stored.environment, jitter_seed: stored.jitter_seed, limits: opts.limits };
         let config = input.resolve(&wf, run_opts.environment).map_err(StartError::Input)?;
-        let parts = self.parts(pins, held);
+        let parts = self.parts(&wf, &config, pins, held);
         let mut run = Run::new(wf, config, run_opts, parts);
         for j in self.store.journal(&spec.run_id).await? {
             run.apply(&j.entry);

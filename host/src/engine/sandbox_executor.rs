@@ -9,7 +9,7 @@
 
 use super::executor::{AttemptFuture, Held, StepExecutor};
 use crate::contract::{AttemptReport, StepFailure};
-use crate::sandbox::{Limits, LoadedComponent, Sandbox, StepCall, StepWorld};
+use crate::sandbox::{Grants, Limits, LoadedComponent, Sandbox, StepCall, StepWorld};
 use crate::store::PinnedComponent;
 use crate::workflow::{ComponentCheck, NodeSpec, NodeType, Workflow};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -133,25 +133,29 @@ impl SandboxExecutor {
 }
 
 impl ComponentCheck for SandboxExecutor {
-    fn check(&self, path: &Path, node_type: NodeType) -> Result<(), String> {
-        self.load(path, node_type).map(|_| ())
+    fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String> {
+        self.load(path, node_type).map(|c| c.acts.clone())
     }
 }
 
 impl StepExecutor for SandboxExecutor {
     fn prepare(&self, wf: &Workflow) -> Result<(), Vec<String>> {
-        // Each file is checked once, however many nodes use it.
-        let mut seen: HashMap<(&Path, bool), Option<String>> = HashMap::new();
-        let problems: Vec<String> = wf
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                seen.entry((n.component.as_path(), n.node_type.is_effect()))
-                    .or_insert_with(|| self.load(&n.component, n.node_type).err())
-                    .as_ref()
-                    .map(|e| format!("node `{}`: {e}", n.id))
-            })
-            .collect();
+        // Each file is loaded once, however many nodes use it.
+        let mut seen: HashMap<(&Path, bool), Result<Vec<String>, String>> = HashMap::new();
+        let mut problems = Vec::new();
+        for n in &wf.nodes {
+            let loaded = seen
+                .entry((n.component.as_path(), n.node_type.is_effect()))
+                .or_insert_with(|| self.load(&n.component, n.node_type).map(|c| c.acts.clone()));
+            match loaded {
+                Err(e) => problems.push(format!("node `{}`: {e}", n.id)),
+                Ok(acts) => problems.extend(
+                    acts.iter()
+                        .filter_map(|a| n.capabilities.refuses_import(a))
+                        .map(|r| format!("node `{}`: {r}", n.id)),
+                ),
+            }
+        }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
@@ -169,8 +173,8 @@ impl StepExecutor for SandboxExecutor {
             .collect()
     }
 
-    fn check_component(&self, path: &Path, node_type: NodeType) -> Result<(), String> {
-        self.load(path, node_type).map(|_| ())
+    fn check_component(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String> {
+        self.load(path, node_type).map(|c| c.acts.clone())
     }
 
     fn hold(&self, wf: &Workflow) -> Held {
@@ -197,12 +201,19 @@ impl StepExecutor for SandboxExecutor {
         Box::new(kept)
     }
 
-    fn execute(&self, node: &NodeSpec, pinned: Option<&str>, call: StepCall, limits: Limits) -> AttemptFuture {
+    fn execute(
+        &self,
+        node: &NodeSpec,
+        pinned: Option<&str>,
+        call: StepCall,
+        limits: Limits,
+        granted: Arc<Grants>,
+    ) -> AttemptFuture {
         let sandbox = self.sandbox.clone();
         let component = self.for_attempt(&node.component, node.node_type, pinned);
         Box::pin(async move {
             match component {
-                Ok(c) => sandbox.execute(&c, &call, &limits).await,
+                Ok(c) => sandbox.execute_granted(&c, &call, &limits, &granted).await,
                 Err(reason) => AttemptReport::failed_early(StepFailure::ComponentInvalid { reason }),
             }
         })

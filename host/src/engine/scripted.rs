@@ -22,7 +22,7 @@ use super::executor::{AttemptFuture, StepExecutor};
 use crate::contract::{
     ActionKind, AttemptReport, AttemptStats, EmittedAction, FailureKind, PluginErrorKind, StepFailure, StepSuccess,
 };
-use crate::sandbox::{CallKind, Limits, StepCall};
+use crate::sandbox::{CallKind, Grants, Limits, StepCall};
 use crate::store::PinnedComponent;
 use crate::workflow::{NodeSpec, Workflow};
 use serde_json::{Map, Value};
@@ -180,7 +180,14 @@ impl StepExecutor for ScriptedExecutor {
         self.pins.clone()
     }
 
-    fn execute(&self, node: &NodeSpec, pinned: Option<&str>, call: StepCall, limits: Limits) -> AttemptFuture {
+    fn execute(
+        &self,
+        node: &NodeSpec,
+        pinned: Option<&str>,
+        call: StepCall,
+        limits: Limits,
+        _granted: Arc<Grants>,
+    ) -> AttemptFuture {
         let compensate = matches!(call.kind, CallKind::Compensate { .. });
         let script = if compensate { self.compensations.get(&node.id) } else { self.runs.get(&node.id) };
         let index = usize::try_from(call.ctx.attempt.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -203,6 +210,7 @@ impl StepExecutor for ScriptedExecutor {
                 fuel_consumed: 1,
                 wall_time_us: u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
                 peak_memory_bytes: 0,
+                capability_denials: 0,
             };
             let outcome = if reply.wait > limits.timeout {
                 Err(StepFailure::Timeout { limit_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX) })

@@ -27,8 +27,9 @@ impl Sandbox {
         self.execute_granted(component, call, limits, &Grants::none()).await
     }
 
-    /// [`Sandbox::execute`], with `grants` on top of the world's baseline;
-    /// check them first with [`Sandbox::check_grants`], before anything runs.
+    /// [`Sandbox::execute`], with `grants` on top of the world's baseline.
+    /// Grants that [`Sandbox::check_grants`] refuses fail the attempt before
+    /// anything runs; check them up front to report them earlier.
     pub async fn execute_granted(
         &self,
         component: &LoadedComponent,
@@ -44,6 +45,10 @@ impl Sandbox {
                 ),
             });
         }
+        let refused = self.policy.check(component.world, grants, &component.acts);
+        if !refused.is_empty() {
+            return AttemptReport::failed_early(StepFailure::ComponentInvalid { reason: refused.join("; ") });
+        }
         let mut limits = limits.clone();
         limits.timeout = limits.timeout.min(MAX_TIMEOUT);
         limits.memory_bytes = limits.memory_bytes.min(self.config.max_memory_bytes);
@@ -51,7 +56,7 @@ impl Sandbox {
         // Wait for an instance slot so that the pool is never exhausted.
         let _slot = self.slots.acquire().await.ok();
         let memory_limit = limits.memory_bytes;
-        let PreparedWasi { ctx: wasi, stdout, stderr } =
+        let PreparedWasi { ctx: wasi, stdout, stderr, http, kv, redactor, denials } =
             match self.policy.prepare(component.world, &call.ctx, grants, limits.max_log_bytes) {
                 Ok(prepared) => prepared,
                 Err(reason) => {
@@ -62,7 +67,8 @@ impl Sandbox {
             };
         let tags =
             LogTags { run_id: call.ctx.run_id.clone(), step_id: call.ctx.step_id.clone(), attempt: call.ctx.attempt };
-        let mut store = Store::new(&self.engine, StepState::new(wasi, memory_limit, limits.max_log_bytes, tags));
+        let state = StepState::new(wasi, http, kv, redactor, memory_limit, limits.max_log_bytes, tags);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Bound what one guest-to-host transfer (a log line, or the call's
         // result) may make the host allocate.
@@ -128,7 +134,7 @@ impl Sandbox {
 
         let (stdout_text, stdout_dropped) = stdout.take();
         let (stderr_text, stderr_dropped) = stderr.take();
-        let outcome = match result {
+        let mut outcome = match result {
             Err(_elapsed) => Err(StepFailure::Timeout { limit_ms: millis(limits.timeout) }),
             Ok(Err(e)) => Err(classify(&e, &store, limits, &stderr_text)),
             Ok(Ok(RawCall::Run(Ok(out)))) => check_output(out, limits),
@@ -141,6 +147,12 @@ impl Sandbox {
             _ => limits.fuel.saturating_sub(fuel_left),
         };
         let data = store.data_mut();
+        let denied = denials.take();
+        let capability_denials = u32::try_from(denied.len()).unwrap_or(u32::MAX);
+        for line in denied {
+            data.log(LogLevel::Warn, LogSource::Host, line);
+        }
+        redact_outcome(&data.redactor, &mut outcome);
         for (text, source, level) in
             [(stdout_text, LogSource::Stdout, LogLevel::Info), (stderr_text, LogSource::Stderr, LogLevel::Warn)]
         {
@@ -164,6 +176,7 @@ impl Sandbox {
             fuel_consumed,
             wall_time_us: u64::try_from(wall.as_micros()).unwrap_or(u64::MAX),
             peak_memory_bytes: data.limiter.peak,
+            capability_denials,
         };
         let state = store.into_data();
         let report = AttemptReport { outcome, stats, logs: state.logs.finish() };
@@ -178,6 +191,25 @@ impl Sandbox {
             "attempt finished"
         );
         report
+    }
+}
+
+/// Replaces secret values in what the step returned: its output, its
+/// actions' payloads, and the message of the error it returned.
+fn redact_outcome(redactor: &crate::capability::Redactor, outcome: &mut Result<StepSuccess, StepFailure>) {
+    if redactor.is_empty() {
+        return;
+    }
+    match outcome {
+        Ok(success) => {
+            redactor.json(&mut success.output);
+            for action in &mut success.actions {
+                redactor.json(&mut action.payload);
+            }
+        }
+        Err(StepFailure::PluginError { message, .. }) => redactor.in_place(message),
+        Err(StepFailure::Trap { message, .. }) => redactor.in_place(message),
+        Err(_) => {}
     }
 }
 

@@ -14,15 +14,20 @@ pub mod compute {
     });
 }
 
-/// Bindings of the `effect-step` world.
+/// Bindings of the `effect-step` world (its `kv` import is async: the run
+/// store answers it).
 pub mod effect {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "effect-step",
+        imports: { default: async },
         exports: { default: async },
         with: {
             "weft:step/types": super::compute::weft::step::types,
             "weft:step/log": super::compute::weft::step::log,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         },
     });
 }

@@ -51,6 +51,9 @@ pub struct LoadedComponent {
     pub world: StepWorld,
     /// Whether it came from the disk cache or was compiled.
     pub origin: Origin,
+    /// Its imports that exist only to act (the outgoing HTTP handler, `kv`):
+    /// it runs only on a node granted the matching capabilities.
+    pub acts: Vec<String>,
     pub(super) pre: Pre,
 }
 
@@ -61,6 +64,7 @@ impl std::fmt::Debug for LoadedComponent {
             .field("size", &self.size)
             .field("world", &self.world)
             .field("origin", &self.origin)
+            .field("acts", &self.acts)
             .finish()
     }
 }
@@ -134,7 +138,8 @@ impl Sandbox {
             StepWorld::Effect => EffectStepPre::new(instance_pre).map(Pre::Effect),
         }
         .map_err(|e| LoadError::Invalid(format!("the component's exports do not match the {world} world: {e:#}")))?;
-        let loaded = Arc::new(LoadedComponent { digest: digest.clone(), size, world, origin, pre });
+        let acts = world::acting_imports(&self.engine, component);
+        let loaded = Arc::new(LoadedComponent { digest: digest.clone(), size, world, origin, acts, pre });
         self.loaded
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -44,7 +44,10 @@ pub use call::{CallKind, StepCall, StepContext};
 pub use inspect::{Inspection, WorldFit};
 pub use limits::{Limits, SandboxConfig, default_cache_dir};
 pub use load::{LoadError, LoadedComponent};
-pub use policy::{AttemptWasi, Capability, Determinism, Grants, PreparedWasi, WasiPolicy};
+pub use policy::{
+    AttemptWasi, Capability, Denials, Determinism, Grants, HttpGate, KvBinding, KvSession, MAX_LISTED_KEYS,
+    PreparedWasi, WasiPolicy,
+};
 pub use state::MAX_LOG_LINE;
 pub use wasm_engine::Allocator;
 pub use world::StepWorld;
@@ -109,9 +112,10 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Every reason `grants` cannot be given to a step of `world` (empty
-    /// when they can), checked before anything runs.
-    pub fn check_grants(&self, world: StepWorld, grants: &Grants) -> Vec<String> {
-        self.policy.check(world, grants)
+    /// Every reason `grants` cannot be given to `component` (empty when
+    /// they can), checked before anything runs: a compute step is granted
+    /// nothing, and an acting import needs its capability.
+    pub fn check_grants(&self, component: &LoadedComponent, grants: &Grants) -> Vec<String> {
+        self.policy.check(component.world, grants, &component.acts)
     }
 }

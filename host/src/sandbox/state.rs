@@ -1,5 +1,7 @@
 //! The per-attempt store state: WASI context, memory limiter, log capture.
 
+use super::policy::{HttpGate, KvSession};
+use crate::capability::Redactor;
 use crate::contract::{LogLevel, LogLine, LogSource};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Cuts `s` to at most `max` bytes (on a character boundary) and appends
 /// `marker` when anything was cut.
@@ -276,18 +279,42 @@ pub struct StepState {
     pub(crate) limiter: Limiter,
     pub(crate) logs: LogSink,
     pub(crate) tags: LogTags,
+    pub(crate) http_ctx: WasiHttpCtx,
+    pub(crate) http: HttpGate,
+    pub(crate) kv: KvSession,
+    pub(crate) redactor: Redactor,
 }
 
 impl StepState {
-    /// State for one attempt.
-    pub fn new(wasi: WasiCtx, memory_limit: u64, log_budget: usize, tags: LogTags) -> Self {
+    /// State for one attempt, with the WASI context, HTTP gate, key-value
+    /// session and redactor its capabilities prepared.
+    pub fn new(
+        wasi: WasiCtx,
+        http: HttpGate,
+        kv: KvSession,
+        redactor: Redactor,
+        memory_limit: u64,
+        log_budget: usize,
+        tags: LogTags,
+    ) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        Self { wasi, table, limiter: Limiter::new(memory_limit), logs: LogSink::new(log_budget), tags }
+        Self {
+            wasi,
+            table,
+            limiter: Limiter::new(memory_limit),
+            logs: LogSink::new(log_budget),
+            tags,
+            http_ctx: WasiHttpCtx::new(),
+            http,
+            kv,
+            redactor,
+        }
     }
 
-    /// Records a guest log line and forwards it to `tracing`.
-    pub fn log(&mut self, level: LogLevel, source: LogSource, message: String) {
+    /// Records a guest log line (secrets redacted) and forwards it to `tracing`.
+    pub fn log(&mut self, level: LogLevel, source: LogSource, mut message: String) {
+        self.redactor.in_place(&mut message);
         let Some(line) = self.logs.push(level, source, message) else {
             return;
         };
@@ -308,6 +335,12 @@ impl StepState {
             LogLevel::Warn => tracing::warn!(target: "weft::guest", run_id, step_id, attempt, source = src, "{msg}"),
             LogLevel::Error => tracing::error!(target: "weft::guest", run_id, step_id, attempt, source = src, "{msg}"),
         }
+    }
+}
+
+impl WasiHttpView for StepState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http_ctx, table: &mut self.table, hooks: &mut self.http }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Which `weft:step` world a component fits, and why not.
 
+use crate::capability::acting_capability;
 use serde::Serialize;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -19,8 +20,8 @@ impl StepWorld {
     /// The world's WIT name.
     pub fn wit_name(self) -> &'static str {
         match self {
-            Self::Compute => "weft:step/compute-step@0.1.0",
-            Self::Effect => "weft:step/effect-step@0.1.0",
+            Self::Compute => "weft:step/compute-step@0.1.1",
+            Self::Effect => "weft:step/effect-step@0.1.1",
         }
     }
 
@@ -66,21 +67,51 @@ fn version_is(v: Option<&str>, major_minor: &str) -> bool {
 }
 
 /// Whether a host for `world` provides the import `name`.
-fn import_allowed(name: &str) -> bool {
+fn import_allowed(world: StepWorld, name: &str) -> bool {
     let (iface, version) = split_version(name);
     if let Some(rest) = iface.strip_prefix("wasi:") {
         let pkg = rest.split('/').next().unwrap_or("");
-        return WASI_PACKAGES.contains(&pkg) && version_is(version, "0.2");
+        let effect_only =
+            world == StepWorld::Effect && matches!(iface, "wasi:http/types" | "wasi:http/outgoing-handler");
+        return (WASI_PACKAGES.contains(&pkg) || effect_only) && version_is(version, "0.2");
     }
-    matches!(iface, "weft:step/log" | "weft:step/types") && version_is(version, "0.1")
+    let shared = matches!(iface, "weft:step/log" | "weft:step/types");
+    let effect_only = world == StepWorld::Effect && iface == "weft:step/kv";
+    (shared || effect_only) && version_is(version, "0.1")
 }
 
-/// What the host provides, for error messages.
-fn provided() -> String {
-    format!(
-        "weft:step/log@0.1, weft:step/types@0.1 and WASI 0.2 ({})",
-        WASI_PACKAGES.iter().map(|p| format!("wasi:{p}")).collect::<Vec<_>>().join(", ")
-    )
+/// What the host provides to a `world` step, for error messages.
+fn provided(world: StepWorld) -> String {
+    let wasi = WASI_PACKAGES.iter().map(|p| format!("wasi:{p}")).collect::<Vec<_>>().join(", ");
+    match world {
+        StepWorld::Compute => format!("weft:step/log@0.1, weft:step/types@0.1 and WASI 0.2 ({wasi})"),
+        StepWorld::Effect => format!(
+            "weft:step/log@0.1, weft:step/types@0.1, weft:step/kv@0.1, wasi:http/outgoing-handler@0.2, \
+             wasi:http/types@0.2 and WASI 0.2 ({wasi})"
+        ),
+    }
+}
+
+/// Why a compute component's import cannot be had, when it is one an
+/// effect step could be granted.
+fn compute_hint(name: &str) -> &'static str {
+    if acting_capability(name).is_some() || name.starts_with("wasi:http/") {
+        "; compute steps have no authority: build the component for the effect-step world and run it on an \
+         effect node that declares the capability"
+    } else {
+        ""
+    }
+}
+
+/// The acting imports of `component` (see
+/// [`ACTING_IMPORTS`](crate::capability::ACTING_IMPORTS)), by full name.
+pub fn acting_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .filter(|(name, _)| acting_capability(name).is_some())
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// Every reason `component` does not fit `world`; empty when it fits.
@@ -88,8 +119,10 @@ pub fn misfits(engine: &Engine, component: &Component, world: StepWorld) -> Vec<
     let ty = component.component_type();
     let mut problems = Vec::new();
     for (name, _) in ty.imports(engine) {
-        if !import_allowed(name) {
-            problems.push(format!("unexpected import `{name}`: a {world} host provides only {}", provided()));
+        if !import_allowed(world, name) {
+            let hint = if world == StepWorld::Compute { compute_hint(name) } else { "" };
+            problems
+                .push(format!("unexpected import `{name}`: a {world} host provides only {}{hint}", provided(world)));
         }
     }
     let want = world.export_interface();
@@ -101,7 +134,7 @@ pub fn misfits(engine: &Engine, component: &Component, world: StepWorld) -> Vec<
         None => {
             let names: Vec<String> = ty.exports(engine).map(|(n, _)| format!("`{n}`")).collect();
             problems.push(format!(
-                "missing export `{want}@0.1.0`, which the {world} world requires; the component exports {}",
+                "missing export `{want}@0.1.1` (any 0.1.x fits), which the {world} world requires; the component exports {}",
                 if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
             ));
         }

@@ -17,6 +17,7 @@ mod memory;
 mod open;
 mod records;
 mod sqlite;
+mod sqlite_kv;
 mod view;
 
 pub use crate::contract::{now_ms, now_rfc3339};
@@ -30,7 +31,7 @@ pub use records::{
 pub use sqlite::{SCHEMA_VERSION, SqliteStore, SyncMode};
 pub use view::{RunView, StepView};
 
-use crate::contract::{ExecutionStatus, RunOutput};
+use crate::contract::{ExecutionStatus, KeyValue, RunOutput};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -95,7 +96,7 @@ impl From<serde_json::Error> for StoreError {
 /// Run persistence. Every method is atomic; writes to a run are fenced by the
 /// owner's lease (a write by a process whose lease was taken over fails with
 /// [`StoreError::LeaseLost`]).
-pub trait RunStore: Send + Sync + 'static {
+pub trait RunStore: KeyValue + Send + Sync + 'static {
     /// Reachability and identity, for health checks.
     fn info(&self) -> StoreFuture<'_, StoreInfo>;
     /// Creates a run (status `running`, leased to `run.owner`) and journals

@@ -29,7 +29,7 @@ struct RunRow {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `application_id` of a Weft database: "Weft" in ASCII.
 const APPLICATION_ID: i32 = 0x5765_6674;
@@ -90,6 +90,15 @@ CREATE TABLE run_specs (
 INSERT INTO run_specs (run_id, spec) SELECT run_id, spec FROM runs;
 ALTER TABLE runs DROP COLUMN spec;
 CREATE INDEX runs_by_seq ON runs(created_seq);
+",
+    // 3: key-value state of effect steps, one scope per workflow (and tenant).
+    "
+CREATE TABLE kv (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
 ",
 ];
 
@@ -209,7 +218,7 @@ impl SqliteStore {
         Ok(rows.join("\n"))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -12,8 +12,10 @@ pub const PLUGIN_PATH_ENV: &str = "WEFT_PLUGIN_PATH";
 /// Checks that a component file fits a node type (implemented on top of the
 /// sandbox by the engine).
 pub trait ComponentCheck {
-    /// `Err(reason)` when the component at `path` cannot run as `node_type`.
-    fn check(&self, path: &Path, node_type: NodeType) -> Result<(), String>;
+    /// The component's acting imports (see
+    /// [`ACTING_IMPORTS`](crate::capability::ACTING_IMPORTS)) when the
+    /// component at `path` can run as `node_type`; `Err(reason)` when not.
+    fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String>;
 }
 
 /// Finds a component: a path relative to the workflow file, or a name looked

@@ -2,6 +2,7 @@
 
 use super::expr::{Expr, Uses};
 use super::yaml::Pos;
+use crate::capability::Capabilities;
 use crate::contract::FailureKind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -249,6 +250,8 @@ pub struct NodeSpec {
     pub requires_action: bool,
     /// Run even when a dependency was skipped.
     pub run_if_dependency_skipped: bool,
+    /// What an effect node declares it needs (compute nodes: nothing).
+    pub capabilities: Capabilities,
     /// What the node's `when` and `input` expressions read (None: it has none).
     pub uses: Option<Uses>,
     /// Where the node starts in the file.

@@ -27,6 +27,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod http;
+pub mod kv;
+
 pub use serde_json::{self, Value, json};
 
 /// Generated bindings for the `compute-step` world (used by the macros).
@@ -52,15 +55,24 @@ pub mod effect_bindings {
         pub_export_macro: true,
         export_macro_name: "__weft_export_effect",
         default_bindings_module: "::weft_plugin::effect_bindings",
+        generate_all,
         with: {
-            "weft:step/types@0.1.0": crate::compute_bindings::weft::step::types,
-            "weft:step/log@0.1.0": crate::compute_bindings::weft::step::log,
+            "weft:step/types@0.1.1": crate::compute_bindings::weft::step::types,
+            "weft:step/log@0.1.1": crate::compute_bindings::weft::step::log,
         },
     });
 }
 
 use compute_bindings::weft::step::log as wit_log;
 use compute_bindings::weft::step::types as wit;
+
+/// The value of the secret `name`, when the step's node declares it under
+/// `capabilities: secrets:` (secrets reach the guest as environment
+/// variables; the host redacts their values from the step's output, logs
+/// and errors).
+pub fn secret(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// Why a step failed. The host's retry policy decides what happens next.
 #[derive(Debug, Clone, PartialEq, Eq)]

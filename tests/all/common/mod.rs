@@ -151,3 +151,52 @@ pub fn sandbox(tag: &str, instances: u32) -> Sandbox {
     })
     .expect("the sandbox starts")
 }
+
+/// The example HTTP server (`examples/http-pipeline/server.py`) on a free
+/// port of 127.0.0.1, stopped when dropped.
+pub struct TestServer {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl TestServer {
+    /// Starts it, with `args` (such as `--token T`).
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new("python3")
+            .arg(root().join("examples/http-pipeline/server.py"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is needed for the HTTP tests (it starts examples/http-pipeline/server.py)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("read the port");
+        let port = line.trim().strip_prefix("listening on ").and_then(|p| p.parse().ok());
+        let port = port.unwrap_or_else(|| panic!("the test server did not start: {line:?}"));
+        Self { child, port }
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every request the server has received, as its `/seen` lists them.
+    pub fn seen(&self) -> Value {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the test server");
+        write!(s, "GET /seen HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        serde_json::from_str(body).expect("/seen is JSON")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

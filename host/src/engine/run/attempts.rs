@@ -13,7 +13,7 @@ use crate::contract::{AttemptReport, StepFailure};
 use crate::engine::breaker::{self, BreakerPolicy, Gate};
 use crate::engine::events::{EventSender, RunEvent};
 use crate::engine::executor::StepExecutor;
-use crate::sandbox::{CallKind, Limits, StepCall, StepContext};
+use crate::sandbox::{CallKind, Grants, Limits, StepCall, StepContext};
 use crate::store::{JournalEntry, RunStore};
 use crate::workflow::{NodeSpec, RetryPolicy, Workflow};
 use rand::{RngExt, SeedableRng};
@@ -79,6 +79,7 @@ impl Run {
             wf: self.wf.clone(),
             index: i,
             pinned: self.pins[i].clone(),
+            granted: self.grants[i].clone(),
             limits: self.limits(node),
             executor: self.executor.clone(),
             events: self.events.clone(),
@@ -102,6 +103,7 @@ struct StepTask {
     wf: Arc<Workflow>,
     index: usize,
     pinned: Option<String>,
+    granted: Arc<Grants>,
     limits: Limits,
     executor: Arc<dyn StepExecutor>,
     events: EventSender,
@@ -168,7 +170,7 @@ impl StepTask {
     async fn gated_attempt(&self, node: &NodeSpec, call: StepCall) -> Result<AttemptReport, String> {
         let pinned = self.pinned.as_deref();
         let Some(policy) = self.breaker else {
-            return Ok(self.executor.execute(node, pinned, call, self.limits.clone()).await);
+            return Ok(self.executor.execute(node, pinned, call, self.limits.clone(), self.granted.clone()).await);
         };
         let component = node.component.display().to_string();
         match breaker::gate(self.store.as_ref(), &component, policy).await.map_err(|e| e.to_string())? {
@@ -176,7 +178,7 @@ impl StepTask {
                 Ok(AttemptReport::failed_early(StepFailure::CircuitOpen { component, retry_after_ms }))
             }
             Gate::Pass { probe } => {
-                let report = self.executor.execute(node, pinned, call, self.limits.clone()).await;
+                let report = self.executor.execute(node, pinned, call, self.limits.clone(), self.granted.clone()).await;
                 let ok = report.failure().is_none();
                 if let Err(e) = breaker::report(self.store.as_ref(), &component, policy, ok, probe).await {
                     tracing::warn!(component, error = %e, "the circuit breaker could not be updated");

@@ -37,7 +37,8 @@ impl Run {
                     input: (*input).clone(),
                     kind: CallKind::Compensate { output: output.clone() },
                 };
-                let report = self.executor.execute(&node, self.pins[i].as_deref(), call, limits.clone()).await;
+                let granted = self.grants[i].clone();
+                let report = self.executor.execute(&node, self.pins[i].as_deref(), call, limits.clone(), granted).await;
                 match report.failure() {
                     None => {
                         last_error = None;

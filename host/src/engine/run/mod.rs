@@ -24,9 +24,11 @@ mod state;
 
 use super::events::{EventSender, RunEvent};
 use super::executor::{Held, StepExecutor};
+use super::grants::RunGrants;
 use super::heartbeat::{DrivenHere, Heartbeat};
 use super::{RunConfig, RunOptions};
 use crate::contract::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput, UndeliveredAction, now_ms, now_rfc3339};
+use crate::sandbox::Grants;
 use crate::store::{JournalEntry, PinnedComponent, RunStore};
 use crate::workflow::{FailureStrategy, RetryPolicy, Workflow};
 use serde_json::{Map, Value, json};
@@ -48,6 +50,8 @@ pub(super) struct Parts {
     pub(super) pins: Vec<Option<String>>,
     /// What the executor keeps loaded for the run's attempts.
     pub(super) held: Held,
+    /// What each node's attempts are granted, and the run's scratch directory.
+    pub(super) grants: RunGrants,
 }
 
 /// One run.
@@ -63,6 +67,10 @@ pub(super) struct Run {
     pins: Vec<Option<String>>,
     /// Kept for as long as the run lives: its pinned components stay loaded.
     _held: Held,
+    /// Per node index, what its attempts are granted.
+    grants: Vec<Arc<Grants>>,
+    /// The run's scratch directory, removed when the run finishes.
+    scratch: Option<std::path::PathBuf>,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -135,6 +143,8 @@ impl Run {
             lease_ms: parts.lease_ms,
             pins,
             _held: parts.held,
+            grants: parts.grants.by_node,
+            scratch: parts.grants.scratch,
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],
@@ -259,6 +269,12 @@ impl Run {
         let output = Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone());
         if let Err(message) = written {
             return self.store_failure_with(output, message);
+        }
+        if let Some(dir) = &self.scratch
+            && let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(run_id = %self.ids.run_id, dir = %dir.display(), error = %e, "the scratch directory could not be removed");
         }
         self.emit(RunEvent::RunFinished { status });
         output

@@ -4,9 +4,9 @@
 //! Effect steps get the host's clocks and randomness.
 
 use super::super::StepWorld;
+use super::Grants;
 use super::capability::{AttemptWasi, Capability};
 use rand::SeedableRng;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
@@ -31,15 +31,7 @@ impl Capability for Determinism {
         "determinism"
     }
 
-    fn grantable(&self) -> bool {
-        false
-    }
-
-    fn check(&self, _world: StepWorld, _grant: Option<&Value>) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn prepare(&self, attempt: &mut AttemptWasi<'_>, _grant: Option<&Value>) -> Result<(), String> {
+    fn prepare(&self, attempt: &mut AttemptWasi<'_>, _grants: &Grants) -> Result<(), String> {
         if attempt.world != StepWorld::Compute {
             return Ok(());
         }

@@ -1,43 +1,87 @@
 //! What an attempt's WASI imports grant, and where capabilities plug in.
 //!
 //! Every attempt starts from one baseline: no preopens, no environment, no
-//! arguments, no sockets, and stdout and stderr captured under the attempt's
-//! log budget. The imports are all satisfied, so a guest that tries a door
-//! gets an error inside the guest, not a link failure.
+//! arguments, no sockets and no DNS, an HTTP gate that denies everything, a
+//! closed key-value session, and stdout and stderr captured under the
+//! attempt's log budget. The imports are all satisfied, so a guest that
+//! tries a door gets an error inside the guest, not a link failure.
 //!
-//! On top of the baseline, each [`Capability`] adds what its world or the
-//! node's [`Grants`] allow. A capability has three phases, as Spin's factors
-//! do:
-//! 1. [`Capability::link`], once per sandbox: add its host functions;
-//! 2. [`Capability::check`], when a node is loaded: read the node's grant as
-//!    plain data and refuse what cannot be given, before anything runs;
-//! 3. [`Capability::prepare`], per attempt: build that attempt's state.
-//!
-//! The compute world's determinism (frozen clocks, randomness seeded from the
-//! idempotency key) is one such piece. A new capability (outbound HTTP,
-//! directories, env and secrets, key-value state) is one more module here,
-//! added to [`WasiPolicy::standard`].
+//! On top of the baseline, each [`Capability`] adds what the node's
+//! [`Grants`] allow. A capability has two phases, as Spin's factors do:
+//! [`Capability::link`] adds its host functions once per sandbox, and
+//! [`Capability::prepare`] builds one attempt's state from the grants. The
+//! checks before anything runs are [`WasiPolicy::check`]: a compute step is
+//! granted nothing, and a component that imports an interface that exists
+//! only to act (the outgoing HTTP handler, `kv`) runs only on a node granted
+//! it. The pieces:
+//! - `determinism`: the compute world's frozen clocks and seeded randomness;
+//! - `environment`: declared host variables and secrets;
+//! - `dirs`: preopened directories (cap-std beneath each one);
+//! - `http`: the outbound HTTP gate, checked on every request;
+//! - `kv`: `weft:step/kv`, answered by the run store in the workflow's scope;
+//! - `denials`: what was refused, logged as `capability_denied`.
 
 mod capability;
+mod denials;
 mod determinism;
+mod dirs;
+mod environment;
+mod http;
+mod kv;
 
 pub use capability::{AttemptWasi, Capability};
+pub use denials::Denials;
 pub use determinism::Determinism;
+pub use http::HttpGate;
+pub use kv::{KvSession, MAX_LISTED_KEYS};
 
 use super::StepWorld;
 use super::call::StepContext;
-use super::state::{CapturePipe, StepState};
-use serde_json::Value;
-use std::collections::BTreeMap;
+use super::state::CapturePipe;
+use crate::capability::{Capabilities, HttpLimits, KvLimits, Policy, Redactor, SecretSource};
+use crate::contract::KeyValue;
+use std::path::PathBuf;
+use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
-/// What one node is granted beyond its world's baseline, as plain data: one
-/// section per capability, by the capability's name. Compute nodes are
+/// The store and scope behind a node's `kv`.
+#[derive(Clone)]
+pub struct KvBinding {
+    /// The store (the run store, in practice).
+    pub store: Arc<dyn KeyValue>,
+    /// The scope: see [`kv_scope`](crate::contract::kv_scope).
+    pub scope: String,
+}
+
+/// What one node is granted beyond its world's baseline: its declared
+/// capabilities (already checked against the operator's policy), the
+/// policy's limits, and the run's handles they need. Compute nodes are
 /// granted nothing.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Grants {
-    sections: BTreeMap<String, Value>,
+    /// What the node may use.
+    pub capabilities: Capabilities,
+    /// HTTP limits per attempt.
+    pub http_limits: HttpLimits,
+    /// Key-value limits.
+    pub kv_limits: KvLimits,
+    /// Where the node's secrets are read.
+    pub secret_source: SecretSource,
+    /// The run's scratch directory, for `host: scratch` entries.
+    pub scratch_dir: Option<PathBuf>,
+    /// The store and scope behind `kv`.
+    pub kv: Option<KvBinding>,
+}
+
+impl std::fmt::Debug for Grants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grants")
+            .field("capabilities", &self.capabilities)
+            .field("scratch_dir", &self.scratch_dir)
+            .field("kv_scope", &self.kv.as_ref().map(|k| k.scope.as_str()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Grants {
@@ -46,25 +90,26 @@ impl Grants {
         Self::default()
     }
 
-    /// These grants plus `section` for the capability `name`.
-    pub fn with(mut self, name: &str, section: Value) -> Self {
-        self.sections.insert(name.to_string(), section);
-        self
-    }
-
-    /// The section granted to capability `name`, if any.
-    pub fn section(&self, name: &str) -> Option<&Value> {
-        self.sections.get(name)
+    /// `capabilities` under `policy`'s limits and secret source (check them
+    /// with [`Policy::check`] first).
+    pub fn under(capabilities: Capabilities, policy: &Policy) -> Self {
+        Self {
+            capabilities,
+            http_limits: policy.http_limits,
+            kv_limits: policy.kv_limits,
+            secret_source: policy.secrets.clone(),
+            scratch_dir: None,
+            kv: None,
+        }
     }
 
     /// Whether nothing is granted.
     pub fn is_empty(&self) -> bool {
-        self.sections.is_empty()
+        self.capabilities.is_empty()
     }
 }
 
-/// The WASI state one attempt was given: its context, and the pipes its
-/// stdout and stderr are captured in.
+/// The WASI state one attempt was given.
 pub struct PreparedWasi {
     /// The attempt's WASI context.
     pub ctx: WasiCtx,
@@ -72,6 +117,14 @@ pub struct PreparedWasi {
     pub stdout: CapturePipe,
     /// The guest's stderr, kept up to the log budget.
     pub stderr: CapturePipe,
+    /// The outbound HTTP gate.
+    pub http: HttpGate,
+    /// The key-value session.
+    pub kv: KvSession,
+    /// Replaces the attempt's secret values wherever the host writes.
+    pub redactor: Redactor,
+    /// What was refused.
+    pub denials: Denials,
 }
 
 /// The baseline and the capabilities, in the order they are applied.
@@ -85,17 +138,25 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 impl WasiPolicy {
     /// The policy every sandbox uses.
     pub fn standard() -> Self {
-        Self { pieces: vec![Box::new(Determinism)] }
+        Self {
+            pieces: vec![
+                Box::new(Determinism),
+                Box::new(environment::Environment),
+                Box::new(dirs::Dirs),
+                Box::new(http::Http),
+                Box::new(kv::Kv),
+            ],
+        }
     }
 
-    /// Phase 1: WASI 0.2, `weft:step/log`, and every capability's own host
+    /// WASI 0.2, `weft:step/log`, and every capability's own host
     /// functions, linked once.
-    pub fn link(&self, linker: &mut Linker<StepState>) -> anyhow::Result<()> {
+    pub fn link(&self, linker: &mut Linker<super::state::StepState>) -> anyhow::Result<()> {
         wasmtime_wasi::p2::add_to_linker_async(linker).map_err(anyhow::Error::from)?;
-        super::bindings::compute::weft::step::log::add_to_linker::<StepState, wasmtime::component::HasSelf<StepState>>(
-            linker,
-            |s| s,
-        )
+        super::bindings::compute::weft::step::log::add_to_linker::<
+            super::state::StepState,
+            wasmtime::component::HasSelf<super::state::StepState>,
+        >(linker, |s| s)
         .map_err(anyhow::Error::from)?;
         for piece in &self.pieces {
             piece.link(linker)?;
@@ -103,34 +164,23 @@ impl WasiPolicy {
         Ok(())
     }
 
-    /// Phase 2: every reason `grants` cannot be given to a node of `world`,
-    /// each naming the capability; empty when they can.
-    pub fn check(&self, world: StepWorld, grants: &Grants) -> Vec<String> {
+    /// Every reason `grants` cannot be given to a `world` step whose
+    /// component has the acting imports `acts`; empty when they can.
+    pub fn check(&self, world: StepWorld, grants: &Grants, acts: &[String]) -> Vec<String> {
         let mut problems = Vec::new();
-        for name in grants.sections.keys() {
-            let known = self.pieces.iter().any(|p| p.grantable() && p.name() == name);
-            if !known {
-                let names: Vec<&str> = self.pieces.iter().filter(|p| p.grantable()).map(|p| p.name()).collect();
-                let offered = if names.is_empty() { "none".to_string() } else { names.join(", ") };
-                problems.push(format!("unknown capability `{name}`; this host offers: {offered}"));
-            } else if world == StepWorld::Compute {
-                problems.push(format!(
-                    "capability `{name}` is granted to a compute step; compute steps have no authority: make the \
-                     node an effect node"
-                ));
-            }
+        if world == StepWorld::Compute && !grants.is_empty() {
+            problems.push(
+                "a compute step is granted capabilities; compute steps have no authority: run it as an effect step"
+                    .to_string(),
+            );
         }
-        for piece in &self.pieces {
-            if let Err(e) = piece.check(world, grants.section(piece.name())) {
-                problems.push(format!("capability `{}`: {e}", piece.name()));
-            }
-        }
+        problems.extend(acts.iter().filter_map(|import| grants.capabilities.refuses_import(import)));
         problems
     }
 
-    /// Phase 3: the WASI context of one attempt of a `world` step called as
-    /// `ctx`, with `grants`, keeping at most `log_budget` bytes of each of
-    /// stdout and stderr.
+    /// The WASI state of one attempt of a `world` step called as `ctx`,
+    /// with `grants`, keeping at most `log_budget` bytes of each of stdout
+    /// and stderr.
     pub fn prepare(
         &self,
         world: StepWorld,
@@ -148,11 +198,31 @@ impl WasiPolicy {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .max_random_size(MAX_RANDOM_BYTES);
-        let mut attempt = AttemptWasi { world, ctx, builder };
+        let denials = Denials::default();
+        let mut attempt = AttemptWasi {
+            world,
+            ctx,
+            builder,
+            secrets: Vec::new(),
+            http: HttpGate::closed(denials.clone()),
+            kv: KvSession::closed(denials.clone()),
+            denials: denials.clone(),
+        };
+        // A compute step gets the baseline whatever it is handed.
+        let none = Grants::none();
+        let grants = if world == StepWorld::Compute { &none } else { grants };
         for piece in &self.pieces {
-            piece.prepare(&mut attempt, grants.section(piece.name()))?;
+            piece.prepare(&mut attempt, grants).map_err(|e| format!("capability `{}`: {e}", piece.name()))?;
         }
-        Ok(PreparedWasi { ctx: attempt.builder.build(), stdout, stderr })
+        Ok(PreparedWasi {
+            ctx: attempt.builder.build(),
+            stdout,
+            stderr,
+            http: attempt.http,
+            kv: attempt.kv,
+            redactor: Redactor::new(&attempt.secrets),
+            denials,
+        })
     }
 }
 
@@ -160,27 +230,24 @@ impl WasiPolicy {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn an_unknown_capability_is_refused_with_what_the_host_offers() {
-        let problems = WasiPolicy::standard().check(StepWorld::Effect, &Grants::none().with("teleport", json!({})));
-        assert_eq!(problems, vec!["unknown capability `teleport`; this host offers: none".to_string()]);
-    }
-
-    #[test]
-    fn the_baseline_is_granted_to_both_worlds() {
-        let policy = WasiPolicy::standard();
-        assert!(policy.check(StepWorld::Compute, &Grants::none()).is_empty());
-        assert!(policy.check(StepWorld::Effect, &Grants::none()).is_empty());
-    }
-
-    #[test]
-    fn determinism_is_not_a_capability_a_node_can_be_granted() {
-        let problems =
-            WasiPolicy::standard().check(StepWorld::Effect, &Grants::none().with("determinism", json!(false)));
+    fn a_compute_step_is_granted_nothing() {
+        let caps = Capabilities { env: vec!["HOME".into()], ..Default::default() };
+        let grants = Grants::under(caps, &Policy::operator());
+        let problems = WasiPolicy::standard().check(StepWorld::Compute, &grants, &[]);
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("unknown capability `determinism`"), "{problems:?}");
+        assert!(problems[0].contains("compute steps have no authority"), "{problems:?}");
+        assert!(WasiPolicy::standard().check(StepWorld::Effect, &grants, &[]).is_empty());
+    }
+
+    #[test]
+    fn an_acting_import_needs_its_capability() {
+        let acts = vec!["wasi:http/outgoing-handler@0.2.12".to_string(), "weft:step/kv@0.1.1".to_string()];
+        let problems = WasiPolicy::standard().check(StepWorld::Effect, &Grants::none(), &acts);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("`wasi:http/outgoing-handler@0.2.12`") && problems[0].contains("`http`"));
+        assert!(problems[1].contains("`kv: true`"), "{problems:?}");
     }
 
     #[test]
@@ -191,5 +258,14 @@ mod tests {
             let prepared = policy.prepare(world, &ctx, &Grants::none(), 1024).unwrap();
             assert_eq!(prepared.stdout.take(), (String::new(), 0));
         }
+    }
+
+    #[test]
+    fn a_missing_secret_fails_the_prepare_naming_where_it_was_looked_for() {
+        let caps = Capabilities { secrets: vec!["NO_SUCH_WEFT_TEST_SECRET".into()], ..Default::default() };
+        let grants = Grants::under(caps, &Policy::operator());
+        let e =
+            WasiPolicy::standard().prepare(StepWorld::Effect, &StepContext::adhoc("s"), &grants, 1024).err().unwrap();
+        assert!(e.contains("WEFT_SECRET_NO_SUCH_WEFT_TEST_SECRET"), "{e}");
     }
 }

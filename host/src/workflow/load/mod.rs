@@ -2,6 +2,7 @@
 //! once: the `walker` and its primitives, the `document`'s sections, each
 //! `node`, and the `graph`.
 
+mod capabilities;
 mod document;
 mod graph;
 mod node;

@@ -7,6 +7,7 @@ use super::super::model::*;
 use super::super::yaml::{Located, Node};
 use super::graph::ParsedNode;
 use super::walker::{Walker, describe};
+use crate::capability::Capabilities;
 use crate::contract::FailureKind;
 use std::path::Path;
 
@@ -27,6 +28,7 @@ const NODE_KEYS: &[&str] = &[
     "retry",
     "requires_action",
     "run_if_dependency_skipped",
+    "capabilities",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay_ms", "multiplier", "max_delay_ms", "jitter", "retry_on"];
 
@@ -206,21 +208,47 @@ impl Walker {
             );
         }
         let run_if_dependency_skipped = self.boolean(e, "run_if_dependency_skipped").unwrap_or(false);
+        let capabilities = match Self::get(e, "capabilities") {
+            None => Capabilities::default(),
+            Some(v) => {
+                let caps = self.capabilities(v, base);
+                if let Some(t) = node_type
+                    && !t.is_effect()
+                    && (!caps.is_empty() || !matches!(v.value, Node::Null))
+                {
+                    self.problem(
+                        v.pos,
+                        format!(
+                            "a {} node declares capabilities; compute steps have no authority: make it an effect \
+                             node, or move the I/O to an effect step",
+                            type_name(t)
+                        ),
+                    );
+                }
+                caps
+            }
+        };
         let component = match self.required_string(e, "component", item.pos, "the node") {
             Some((c, pos)) => {
                 match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
                     Ok(path) => {
-                        if let (Some(checker), Some(t)) = (checker, node_type)
-                            && let Err(reason) = self
+                        if let (Some(checker), Some(t)) = (checker, node_type) {
+                            let checked = self
                                 .checked
                                 .entry((path.clone(), t.is_effect()))
                                 .or_insert_with(|| checker.check(&path, t))
-                                .clone()
-                        {
-                            self.problem(
-                                pos,
-                                format!("component `{c}` cannot run as a {} node: {reason}", type_name(t)),
-                            );
+                                .clone();
+                            match checked {
+                                Err(reason) => self.problem(
+                                    pos,
+                                    format!("component `{c}` cannot run as a {} node: {reason}", type_name(t)),
+                                ),
+                                Ok(acts) => {
+                                    for refusal in acts.iter().filter_map(|a| capabilities.refuses_import(a)) {
+                                        self.problem(pos, format!("component `{c}`: {refusal}"));
+                                    }
+                                }
+                            }
                         }
                         Some(path)
                     }
@@ -254,6 +282,7 @@ impl Walker {
             compensate,
             requires_action,
             run_if_dependency_skipped,
+            capabilities,
             uses,
             pos: item.pos,
         };

@@ -27,7 +27,8 @@ pub(super) struct Walker {
     /// Component names already resolved (large graphs reuse a few components).
     pub(super) resolved: HashMap<String, Result<PathBuf, String>>,
     /// Component checks already made, by path and world (effect or not).
-    pub(super) checked: HashMap<(PathBuf, bool), Result<(), String>>,
+    /// Their results: the component's acting imports, or why it does not fit.
+    pub(super) checked: HashMap<(PathBuf, bool), Result<Vec<String>, String>>,
 }
 
 impl Walker {

@@ -1,0 +1,88 @@
+//! Redaction: every place the host writes what a step produced (its output,
+//! its logs, the error it returns) has each secret value the step was given
+//! replaced by `[redacted:NAME]`.
+
+use serde_json::Value;
+
+/// Replaces secret values with their markers.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// (value, marker), longest value first so that a secret containing
+    /// another is replaced whole.
+    secrets: Vec<(String, String)>,
+}
+
+impl Redactor {
+    /// A redactor for these `(name, value)` secrets; empty values are ignored.
+    pub fn new(secrets: &[(String, String)]) -> Self {
+        let mut secrets: Vec<(String, String)> = secrets
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| (v.clone(), format!("[redacted:{n}]")))
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        Self { secrets }
+    }
+
+    /// Whether there is nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// `text` with every secret value replaced.
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (value, marker) in &self.secrets {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), marker);
+            }
+        }
+        out
+    }
+
+    /// Redacts `text` in place.
+    pub fn in_place(&self, text: &mut String) {
+        if self.secrets.iter().any(|(v, _)| text.contains(v.as_str())) {
+            *text = self.text(text);
+        }
+    }
+
+    /// Redacts every string and key of a JSON value in place.
+    pub fn json(&self, value: &mut Value) {
+        if self.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(s) => self.in_place(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (mut k, mut v) in entries {
+                    self.in_place(&mut k);
+                    self.json(&mut v);
+                    map.insert(k, v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_values_are_replaced_in_text_and_json() {
+        let r = Redactor::new(&[("TOKEN".into(), "abc123".into()), ("EMPTY".into(), String::new())]);
+        assert_eq!(r.text("Bearer abc123!"), "Bearer [redacted:TOKEN]!");
+        let mut v = json!({"abc123": ["x abc123", 1], "k": {"n": "abc123abc123"}});
+        r.json(&mut v);
+        assert_eq!(
+            v,
+            json!({"[redacted:TOKEN]": ["x [redacted:TOKEN]", 1], "k": {"n": "[redacted:TOKEN][redacted:TOKEN]"}})
+        );
+    }
+}

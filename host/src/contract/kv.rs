@@ -1,0 +1,40 @@
+//! [`KeyValue`]: the key-value state effect steps are granted, as the
+//! sandbox sees it. The run stores implement it, in the same database as
+//! the journal; the sandbox calls it. Keys live in scopes, one per workflow
+//! (and tenant), so that two workflows never see each other's keys.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// Why a key-value call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The scope would hold more than its quota.
+    #[error("{0}")]
+    Quota(String),
+    /// The store failed.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// A boxed key-value future.
+pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Send + 'a>>;
+
+/// Key-value state in scopes.
+pub trait KeyValue: Send + Sync {
+    /// The value of `key` in `scope`, if any.
+    fn kv_get<'a>(&'a self, scope: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>>;
+    /// Stores `value` under `key`, unless the scope's keys and values would
+    /// then take more than `max_scope_bytes` ([`KvError::Quota`]).
+    fn kv_set<'a>(&'a self, scope: &'a str, key: &'a str, value: &'a [u8], max_scope_bytes: u64) -> KvFuture<'a, ()>;
+    /// Removes `key`; true when it was there.
+    fn kv_delete<'a>(&'a self, scope: &'a str, key: &'a str) -> KvFuture<'a, bool>;
+    /// Up to `limit` keys of `scope` starting with `prefix`, in byte order.
+    fn kv_keys<'a>(&'a self, scope: &'a str, prefix: &'a str, limit: usize) -> KvFuture<'a, Vec<String>>;
+}
+
+/// The scope of a workflow's keys: `tenant/workflow` (`/workflow` when
+/// single-tenant).
+pub fn kv_scope(tenant: &str, workflow: &str) -> String {
+    format!("{tenant}/{workflow}")
+}

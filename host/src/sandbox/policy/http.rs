@@ -1,0 +1,182 @@
+//! Outbound HTTP through `wasi:http`: every request an effect step sends is
+//! checked host-side against its node's `http` rules (scheme, host, port,
+//! path and method) and under its per-attempt limits before anything
+//! touches the network. A redirect is only a new request, checked again.
+//!
+//! A denied request fails inside the guest with `HTTP-request-denied` (a
+//! limit with its own error code) and leaves a `capability_denied` line in
+//! the step's log.
+
+use super::Grants;
+use super::capability::{AttemptWasi, Capability};
+use super::denials::Denials;
+use crate::capability::{HttpLimits, HttpRule, default_port};
+use crate::sandbox::state::StepState;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// The `http` capability.
+pub struct Http;
+
+impl Capability for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn link(&self, linker: &mut Linker<StepState>) -> anyhow::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker).map_err(anyhow::Error::from)
+    }
+
+    fn prepare(&self, attempt: &mut AttemptWasi<'_>, grants: &Grants) -> Result<(), String> {
+        attempt.http = HttpGate::new(grants.capabilities.http.clone(), grants.http_limits, attempt.denials.clone());
+        Ok(())
+    }
+}
+
+/// One attempt's HTTP gate: its rules, its limits, and what it has sent.
+pub struct HttpGate {
+    rules: Vec<HttpRule>,
+    limits: HttpLimits,
+    sent: u32,
+    denials: Denials,
+}
+
+impl HttpGate {
+    /// A gate that lets through what `rules` allow, under `limits`.
+    pub fn new(rules: Vec<HttpRule>, limits: HttpLimits, denials: Denials) -> Self {
+        Self { rules, limits, sent: 0, denials }
+    }
+
+    /// A gate that denies every request.
+    pub fn closed(denials: Denials) -> Self {
+        Self::new(Vec::new(), HttpLimits::default(), denials)
+    }
+
+    /// Whether the request may go out; `Err` is what the guest gets.
+    fn decide(&mut self, method: &str, uri: &http::Uri) -> Result<(), Error> {
+        let shown = format!("{method} {uri}");
+        let deny = |gate: &Self, why: String| {
+            gate.denials.record("http", format!("{shown}: {why}"));
+            Err(Error::HttpRequestDenied)
+        };
+        let Some(scheme) = uri.scheme_str().map(str::to_ascii_lowercase) else {
+            return deny(self, "the request has no scheme".into());
+        };
+        let Some(authority) = uri.authority() else {
+            return deny(self, "the request has no host".into());
+        };
+        if authority.as_str().contains('@') {
+            return deny(self, "user info in the authority is not allowed".into());
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = if authority.host().starts_with('[') { format!("[{host}]") } else { host };
+        let Some(port) = authority.port_u16().or_else(|| default_port(&scheme)) else {
+            return deny(self, format!("scheme `{scheme}` is not http or https"));
+        };
+        let decoded = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
+        if decoded.split('/').any(|seg| seg == ".." || seg == ".") {
+            return deny(self, "the path has `.` or `..` segments".into());
+        }
+        if !self.rules.iter().any(|r| r.allows(method, &scheme, &host, port, &decoded)) {
+            let granted = if self.rules.is_empty() {
+                "the node is granted no HTTP (declare `capabilities: http:`)".to_string()
+            } else {
+                format!(
+                    "not granted; the node may send {}",
+                    self.rules.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                )
+            };
+            return deny(self, granted);
+        }
+        if self.sent >= self.limits.max_requests {
+            return deny(self, format!("the attempt has sent its limit of {} requests", self.limits.max_requests));
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn timeouts(&self, options: Option<RequestOptions>) -> RequestOptions {
+        let cap = Duration::from_millis(self.limits.timeout_ms);
+        let pick = |asked: Option<Duration>| Some(asked.map_or(cap, |d| d.min(cap)));
+        let o = options.unwrap_or_default();
+        RequestOptions {
+            connect_timeout: pick(o.connect_timeout),
+            first_byte_timeout: pick(o.first_byte_timeout),
+            between_bytes_timeout: pick(o.between_bytes_timeout),
+        }
+    }
+}
+
+type SendResult = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>;
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        drop(fut);
+        let method = request.method().as_str().to_string();
+        if let Err(e) = self.decide(&method, request.uri()) {
+            return Box::new(async move { Err(e) });
+        }
+        let options = self.timeouts(Some(options).flatten());
+        let (max_request, max_response) = (self.limits.max_request_bytes, self.limits.max_response_bytes);
+        let denials = self.denials.clone();
+        let shown = format!("{method} {}", request.uri());
+        let request = request.map(|body| limit_body(body, max_request, Error::HttpRequestBodySize(Some(max_request))));
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let response = response.map(|body| {
+                let body = body.map_err(|e| e).boxed_unsync();
+                let limited = limit_body(body, max_response, Error::HttpResponseBodySize(Some(max_response)));
+                let what = shown.clone();
+                let denials = denials.clone();
+                limited
+                    .map_err(move |e| {
+                        if matches!(e, Error::HttpResponseBodySize(_)) {
+                            denials.record(
+                                "http",
+                                format!("{what}: the response body is over the limit of {max_response} bytes"),
+                            );
+                        }
+                        e
+                    })
+                    .boxed_unsync()
+            });
+            Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>))
+        })
+    }
+
+    fn is_supported_scheme(&mut self, scheme: &http::uri::Scheme) -> bool {
+        *scheme == http::uri::Scheme::HTTP || *scheme == http::uri::Scheme::HTTPS
+    }
+}
+
+/// `body`, failing with `over` once more than `max` bytes have passed.
+fn limit_body(
+    body: impl http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
+    max: u64,
+    over: Error,
+) -> WasiBody {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    Limited::new(body, max)
+        .map_err(move |e| match e.downcast::<Error>() {
+            Ok(inner) => *inner,
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => clone_error(&over),
+            Err(e) => Error::InternalError(Some(e.to_string())),
+        })
+        .boxed_unsync()
+}
+
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::HttpRequestBodySize(n) => Error::HttpRequestBodySize(*n),
+        Error::HttpResponseBodySize(n) => Error::HttpResponseBodySize(*n),
+        _ => Error::InternalError(Some("body size limit".into())),
+    }
+}
