@@ -390,3 +390,34 @@ fn a_component_built_against_the_first_wit_still_runs() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_of(&out)["output"]["kind"], "persist");
 }
+
+#[test]
+fn compensation_removes_what_a_persist_step_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let wf = dir.path().join("saga.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: saga-files, version: 1.0.0}}\n\
+             workflow_metadata: {{workflow_name: saga-files}}\ncoordination_rules: {{failure_recovery_strategy: compensate}}\n\
+             execution_graph:\n  nodes:\n\
+             \x20   - node_id: persist\n      node_type: effect\n      component: {}\n\
+             \x20     capabilities: {{dirs: [{{host: out, guest: /out, mode: rw}}]}}\n\
+             \x20     input: {{action: \"'persist'\", data: \"{{'n': 1}}\"}}\n\
+             \x20   - node_id: boom\n      node_type: effect\n      depends_on: [persist]\n      component: {}\n\
+             \x20     input: {{kind: \"'x'\", fail: \"'fatal'\"}}\n",
+            plugin("file_records").display(),
+            plugin("ledger").display()
+        ),
+    )
+    .unwrap();
+    let out =
+        weft("capabilities", &["run", wf.to_str().unwrap(), "--in-memory", "-q", "--output", "json"]).output().unwrap();
+    let v = json_of(&out);
+    assert_eq!(v["execution_status"], "failed", "{v:#}");
+    let written = v["step_outputs"]["persist"]["file"].as_str().unwrap_or_default().to_string();
+    assert!(written.starts_with("/out/"), "{v:#}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();
+    assert!(left.is_empty(), "compensation left {left:?} (the step wrote {written})");
+}

@@ -625,3 +625,29 @@ async fn the_least_recently_used_component_leaves_memory_beyond_the_cap_and_come
     let again = load("price_cart");
     assert_eq!(again.origin, Origin::Cache);
 }
+
+#[test]
+fn wit_deps_match_the_host() {
+    // The WASI packages in wit/deps must be the ones the host implements:
+    // byte for byte the copies the wasmtime-wasi-http crate ships.
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(common::root().join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wasmtime-wasi-http")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("wasmtime-wasi-http is a dependency");
+    let crate_wit = std::path::Path::new(manifest).parent().unwrap().join("wit/deps");
+    for pkg in ["cli", "clocks", "filesystem", "http", "io", "random", "sockets"] {
+        let ours = std::fs::read(common::root().join(format!("wit/deps/{pkg}/{pkg}.wit"))).unwrap();
+        let theirs = std::fs::read(crate_wit.join(format!("{pkg}.wit"))).unwrap();
+        assert!(ours == theirs, "wit/deps/{pkg} differs from {}; copy it again", crate_wit.display());
+    }
+}
