@@ -421,3 +421,72 @@ fn compensation_removes_what_a_persist_step_wrote() {
     let left: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();
     assert!(left.is_empty(), "compensation left {left:?} (the step wrote {written})");
 }
+
+#[test]
+fn kv_and_the_scratch_directory_survive_a_crash_and_the_scratch_directory_goes_when_the_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let db = dir.path().join("runs.db");
+    let caps =
+        "{kv: true, http: [{url: \"http://127.0.0.1:9/unused\"}], dirs: [{host: scratch, guest: /scratch, mode: rw}]}";
+    let ops = |ops: Value| format!("{:?}", json!({ "ops": ops }).to_string());
+    let put = ops(json!([
+        {"op": "kv_set", "key": "stage", "value": "put"},
+        {"op": "write", "path": "/scratch/handoff.txt", "text": "from put"},
+    ]));
+    let get = ops(json!([{"op": "kv_get", "key": "stage"}, {"op": "read", "path": "/scratch/handoff.txt"}]));
+    let wf = dir.path().join("crash-kv.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: crash-kv, version: 1.0.0}}\n\
+             workflow_metadata: {{workflow_name: crash-kv}}\nexecution_graph:\n  nodes:\n\
+             \x20   - {{node_id: put, node_type: effect, component: {probe}, capabilities: {caps}, input: {put}}}\n\
+             \x20   - {{node_id: wait, node_type: effect, component: {slow}, depends_on: [put], input: {{sleep_ms: \"3000\"}}}}\n\
+             \x20   - {{node_id: get, node_type: effect, component: {probe}, capabilities: {caps}, depends_on: [wait], input: {get}}}\n",
+            probe = plugin("probe").display(),
+            slow = plugin("slow_effect").display(),
+        ),
+    )
+    .unwrap();
+    let mut run = weft_db("capabilities", &db, &["run", wf.to_str().unwrap()]);
+    run.env("TMPDIR", &tmp);
+    assert!(crate::common::kill_when_seen(run, "wait: attempt", 100), "killed while `wait` ran");
+    let scratch_root = tmp.join("weft-scratch");
+    let left: Vec<_> = std::fs::read_dir(&scratch_root).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(left.len(), 1, "the interrupted run keeps its scratch directory: {left:?}");
+    let out = weft_db("capabilities", &db, &["resume", "--all", "-q", "--output", "json"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let outs = json_of(&out);
+    let r = outs[0]["step_outputs"]["get"]["results"].as_array().cloned().unwrap_or_else(|| panic!("{outs:#}"));
+    assert_eq!(r[0]["ok"], "put", "the resumed run does not see the key: {outs:#}");
+    assert_eq!(r[1]["ok"], "from put", "the resumed run does not see the scratch file: {outs:#}");
+    assert_eq!(std::fs::read_dir(&scratch_root).unwrap().count(), 0, "the finished run left its scratch directory");
+}
+
+#[test]
+fn a_guest_that_loops_on_a_denied_request_is_counted_not_logged_without_end() {
+    let server = TestServer::start(&[]);
+    let ops: Vec<Value> = (0..40).map(|_| json!({"op": "get", "url": server.url("/secret/path?token=abc")})).collect();
+    let (report, _) = probe(&[], json!(ops));
+    assert_eq!(report["stats"]["capability_denials"], 40, "{report:#}");
+    let log = logs(&report);
+    assert_eq!(log.matches("capability_denied http: GET").count(), 16, "{log}");
+    assert!(log.contains("capability_denied: 24 more denial(s) not listed"), "{log}");
+    assert!(!log.contains("token=abc"), "a query (where secrets travel) was logged: {log}");
+    assert!(server.seen().as_array().unwrap().is_empty());
+    // Denied requests count against the attempt's request limit too: after
+    // 10 denied ones, 54 allowed ones use up the default limit of 64.
+    let mut ops: Vec<Value> = (0..10).map(|_| json!({"op": "get", "url": server.url("/denied")})).collect();
+    ops.extend((0..60).map(|_| json!({"op": "get", "url": server.url("/x")})));
+    let rule = server.url("/x");
+    let (report, _) = probe(&["--allow-http", &rule], json!(ops));
+    let r = results(&report);
+    assert!(r[63]["ok"].is_object(), "{:#}", r[63]);
+    assert!(r[64]["err"].as_str().unwrap().contains("denied"), "{:#}", r[64]);
+    assert_eq!(server.seen().as_array().unwrap().len(), 54);
+}

@@ -4,6 +4,9 @@ use super::url_pattern::UrlPattern;
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// Most `http` rules one node may declare (each request is matched against all).
+pub const MAX_HTTP_RULES: usize = 32;
+
 /// The HTTP methods a rule may name.
 pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -36,9 +39,10 @@ impl HttpRule {
         Ok(Self { url, methods: upper })
     }
 
-    /// Whether a `method` request to the URL's parts is allowed.
+    /// Whether a `method` request to the URL's parts is allowed. Methods
+    /// match exactly (`get` is not `GET`: servers may treat them apart).
     pub fn allows(&self, method: &str, scheme: &str, host: &str, port: u16, path: &str) -> bool {
-        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) && self.url.matches(scheme, host, port, path)
+        self.methods.iter().any(|m| m == method) && self.url.matches(scheme, host, port, path)
     }
 
     /// Whether everything `other` allows, this rule allows too.
@@ -138,37 +142,6 @@ pub struct Capabilities {
     pub secrets: Vec<String>,
     /// Key-value state, scoped per workflow (and tenant).
     pub kv: bool,
-}
-
-/// The imports that exist only to act, and the capability each needs: an
-/// effect component that imports one runs only on a node granted it.
-pub const ACTING_IMPORTS: &[(&str, &str)] = &[("wasi:http/outgoing-handler", "http"), ("weft:step/kv", "kv")];
-
-/// The capability the import `name` (`ns:pkg/iface@version`) needs, if it
-/// is an acting import.
-pub fn acting_capability(name: &str) -> Option<&'static str> {
-    let iface = name.split_once('@').map_or(name, |(i, _)| i);
-    ACTING_IMPORTS.iter().find(|(i, _)| *i == iface).map(|(_, cap)| *cap)
-}
-
-impl Capabilities {
-    /// Why a component with the acting import `import` cannot run on a node
-    /// with these capabilities, if it cannot.
-    pub fn refuses_import(&self, import: &str) -> Option<String> {
-        let cap = acting_capability(import)?;
-        let granted = match cap {
-            "http" => !self.http.is_empty(),
-            "kv" => self.kv,
-            _ => true,
-        };
-        let how = if cap == "kv" { "`kv: true`" } else { "`http:` with the URLs it may call" };
-        (!granted).then(|| {
-            format!(
-                "the component imports `{import}`, which exists only to act, but the node is not granted `{cap}`: \
-                 declare {how} under the node's `capabilities`"
-            )
-        })
-    }
 }
 
 /// The capability names a node may declare, in the order they are listed.

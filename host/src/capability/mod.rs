@@ -6,6 +6,7 @@
 //! [`Policy`] allows it; otherwise the workflow does not validate. The tour:
 //! - `declared`: the node's `capabilities:` section (http rules, directory
 //!   preopens, env names, secret names, kv);
+//! - `acting`: the imports that exist only to act, and what each needs;
 //! - `url_pattern`: `scheme://host[:port|:*]/path-glob`, matched against
 //!   every outgoing request and tested for cover against the policy;
 //! - `policy`: the operator's TOML file, its caps and limits;
@@ -16,15 +17,15 @@
 //! The sandbox enforces a grant at run time (`sandbox::policy`); the
 //! workflow loader parses declarations into these types.
 
+mod acting;
 mod declared;
 mod policy;
 mod redact;
 mod secrets;
 mod url_pattern;
 
-pub use declared::{
-    ACTING_IMPORTS, Capabilities, DirGrant, DirMode, DirSource, HttpRule, METHODS, NAMES, acting_capability,
-};
+pub use acting::{ACTING_IMPORTS, acting_capability};
+pub use declared::{Capabilities, DirGrant, DirMode, DirSource, HttpRule, MAX_HTTP_RULES, METHODS, NAMES};
 pub use policy::{HttpLimits, KvLimits, POLICY_ENV, Policy};
 pub use redact::Redactor;
 pub use secrets::SecretSource;

@@ -52,8 +52,9 @@ pub struct HttpLimits {
     pub max_request_bytes: u64,
     /// Largest response body, in bytes.
     pub max_response_bytes: u64,
-    /// Longest one request may take (connect, first byte, between bytes), in
-    /// milliseconds; it counts toward the step's timeout as well.
+    /// Longest each phase of one request may take (connecting, waiting for
+    /// the first byte, waiting between bytes), in milliseconds. The whole
+    /// request counts toward the step's own timeout as well.
     pub timeout_ms: u64,
 }
 
@@ -310,7 +311,10 @@ impl Policy {
                 DirSource::Scratch => {}
                 DirSource::Path(path) => {
                     let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-                    let root = self.roots.iter().find(|(r, _)| canon.starts_with(r));
+                    // Overlapping roots: the most permissive one that holds the path decides.
+                    let under: Vec<&(PathBuf, bool)> =
+                        self.roots.iter().filter(|(r, _)| canon.starts_with(r)).collect();
+                    let root = under.iter().find(|(_, rw)| *rw).or(under.first()).copied();
                     let roots = list_or_nothing(
                         self.roots.iter().map(|(r, rw)| format!("{} ({})", r.display(), if *rw { "rw" } else { "ro" })),
                     );

@@ -14,12 +14,17 @@ pub struct Redactor {
 
 impl Redactor {
     /// A redactor for these `(name, value)` secrets; empty values are ignored.
-    pub fn new(secrets: &[(String, String)]) -> Self {
-        let mut secrets: Vec<(String, String)> = secrets
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(n, v)| (v.clone(), format!("[redacted:{n}]")))
-            .collect();
+    pub fn new(given: &[(String, String)]) -> Self {
+        let mut secrets: Vec<(String, String)> = Vec::new();
+        for (name, value) in given.iter().filter(|(_, v)| !v.is_empty()) {
+            let marker = format!("[redacted:{name}]");
+            // As it travels in a URL or a form, too.
+            let encoded = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+            if encoded != *value {
+                secrets.push((encoded, marker.clone()));
+            }
+            secrets.push((value.clone(), marker));
+        }
         secrets.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Self { secrets }
     }
@@ -44,6 +49,21 @@ impl Redactor {
     pub fn in_place(&self, text: &mut String) {
         if self.secrets.iter().any(|(v, _)| text.contains(v.as_str())) {
             *text = self.text(text);
+        }
+    }
+
+    /// Redacts `text`, which was cut at its end: a tail that is the start of
+    /// a secret is replaced too, so that a cut cannot reveal a prefix.
+    pub fn cut(&self, text: &mut String) {
+        self.in_place(text);
+        for (value, marker) in &self.secrets {
+            let tail =
+                (1..value.len()).rev().filter(|&k| value.is_char_boundary(k)).find(|&k| text.ends_with(&value[..k]));
+            if let Some(k) = tail {
+                text.truncate(text.len() - k);
+                text.push_str(marker);
+                return;
+            }
         }
     }
 
@@ -84,5 +104,17 @@ mod tests {
             v,
             json!({"[redacted:TOKEN]": ["x [redacted:TOKEN]", 1], "k": {"n": "[redacted:TOKEN][redacted:TOKEN]"}})
         );
+    }
+
+    #[test]
+    fn encoded_forms_and_cut_tails_are_redacted() {
+        let r = Redactor::new(&[("T".into(), "a+b/c=".into())]);
+        assert_eq!(r.text("GET /x?t=a%2Bb%2Fc%3D"), "GET /x?t=[redacted:T]");
+        let mut cut = "log: a+b".to_string();
+        r.cut(&mut cut);
+        assert_eq!(cut, "log: [redacted:T]");
+        let mut whole = "nothing here".to_string();
+        r.cut(&mut whole);
+        assert_eq!(whole, "nothing here");
     }
 }

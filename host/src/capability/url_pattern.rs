@@ -30,8 +30,8 @@ pub struct UrlPattern {
     text: String,
 }
 
-/// Longest pattern accepted, in bytes.
-const MAX_PATTERN: usize = 2048;
+/// Longest pattern accepted, in bytes (matching is linear in it).
+pub const MAX_PATTERN: usize = 512;
 
 /// The scheme's default port.
 pub fn default_port(scheme: &str) -> Option<u16> {

@@ -174,7 +174,7 @@ impl CallArgs {
     }
 
     /// The capabilities the grant flags ask for.
-    fn capabilities(&self, scratch: &std::path::Path) -> anyhow::Result<Capabilities> {
+    fn capabilities(&self) -> anyhow::Result<Capabilities> {
         let mut caps = Capabilities::default();
         for arg in &self.allow_http {
             let (url, methods) = match arg.rsplit_once(':') {
@@ -198,7 +198,7 @@ impl CallArgs {
                 .ok_or_else(|| usage(format!("--dir {arg}: the mode is `{mode}`; it must be ro or rw")))?;
             DirGrant::check_guest(guest).map_err(|e| usage(format!("--dir {arg}: {e}")))?;
             let source = if host == "scratch" {
-                DirSource::Path(scratch.to_path_buf())
+                DirSource::Scratch
             } else {
                 let path = std::fs::canonicalize(host).map_err(|e| usage(format!("--dir {arg}: {host}: {e}")))?;
                 DirSource::Path(path)
@@ -245,7 +245,7 @@ impl CallArgs {
         }
         let call = StepCall { ctx, input, kind };
         let scratch = tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a scratch directory: {e}"))?;
-        let caps = self.capabilities(scratch.path())?;
+        let caps = self.capabilities()?;
         if world == StepWorld::Compute && !caps.is_empty() {
             return Err(usage(
                 "grant flags (--allow-http, --dir, --env, --secret, --kv) need --effect: compute steps have no authority",
@@ -257,6 +257,7 @@ impl CallArgs {
             return Err(usage(format!("the operator policy refuses these grants:\n  - {}", refused.join("\n  - "))));
         }
         let mut grants = Grants::under(caps, &policy);
+        grants.scratch_dir = Some(scratch.path().join("scratch"));
         if grants.capabilities.kv {
             let store: Arc<dyn weft::contract::KeyValue> = Arc::new(weft::store::MemoryStore::new());
             grants.kv = Some(KvBinding { store, scope: weft::contract::kv_scope("", "adhoc") });

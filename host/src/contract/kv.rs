@@ -33,8 +33,21 @@ pub trait KeyValue: Send + Sync {
     fn kv_keys<'a>(&'a self, scope: &'a str, prefix: &'a str, limit: usize) -> KvFuture<'a, Vec<String>>;
 }
 
-/// The scope of a workflow's keys: `tenant/workflow` (`/workflow` when
-/// single-tenant).
+/// The scope of a workflow's keys, from its tenant (empty when
+/// single-tenant) and workflow name: `<tenant length>:<tenant>/<workflow>`,
+/// so that no two pairs share a scope, whatever characters they hold.
 pub fn kv_scope(tenant: &str, workflow: &str) -> String {
-    format!("{tenant}/{workflow}")
+    format!("{}:{tenant}/{workflow}", tenant.len())
 }
+
+/// The error of a write that would take a scope past its quota.
+pub fn quota_message(after: u64, max: u64) -> String {
+    format!(
+        "the write would make this workflow's key-value scope {after} bytes; its quota is {max} bytes (delete keys, \
+         or ask the operator to raise `[kv] max_scope_bytes`)"
+    )
+}
+
+/// What each stored key costs against its scope's quota beyond its key
+/// and value bytes, so that empty values cannot fill a store with rows.
+pub const KV_ROW_OVERHEAD: u64 = 64;

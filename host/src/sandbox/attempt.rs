@@ -132,13 +132,19 @@ impl Sandbox {
         drop(ticking);
         let wall = start.elapsed();
 
-        let (stdout_text, stdout_dropped) = stdout.take();
-        let (stderr_text, stderr_dropped) = stderr.take();
+        let redactor = store.data().redactor.clone();
+        let (mut stdout_text, stdout_dropped) = stdout.take();
+        let (mut stderr_text, stderr_dropped) = stderr.take();
+        // Redacted before anything reads them; a capture cut at its budget
+        // must not end in the start of a secret either.
+        for (text, dropped) in [(&mut stdout_text, stdout_dropped), (&mut stderr_text, stderr_dropped)] {
+            if dropped > 0 { redactor.cut(text) } else { redactor.in_place(text) }
+        }
         let mut outcome = match result {
             Err(_elapsed) => Err(StepFailure::Timeout { limit_ms: millis(limits.timeout) }),
             Ok(Err(e)) => Err(classify(&e, &store, limits, &stderr_text)),
-            Ok(Ok(RawCall::Run(Ok(out)))) => check_output(out, limits),
-            Ok(Ok(RawCall::Run(Err(e)) | RawCall::Compensate(Err(e)))) => Err(plugin_error(e)),
+            Ok(Ok(RawCall::Run(Ok(out)))) => check_output(out, limits, &redactor),
+            Ok(Ok(RawCall::Run(Err(e)) | RawCall::Compensate(Err(e)))) => Err(plugin_error(e, &redactor)),
             Ok(Ok(RawCall::Compensate(Ok(())))) => Ok(StepSuccess { output: Value::Null, actions: Vec::new() }),
         };
         let fuel_left = store.get_fuel().unwrap_or(0);
@@ -147,12 +153,11 @@ impl Sandbox {
             _ => limits.fuel.saturating_sub(fuel_left),
         };
         let data = store.data_mut();
-        let denied = denials.take();
-        let capability_denials = u32::try_from(denied.len()).unwrap_or(u32::MAX);
+        let (denied, capability_denials) = denials.take();
         for line in denied {
             data.log(LogLevel::Warn, LogSource::Host, line);
         }
-        redact_outcome(&data.redactor, &mut outcome);
+        redact_outcome(&redactor, &mut outcome);
         for (text, source, level) in
             [(stdout_text, LogSource::Stdout, LogLevel::Info), (stderr_text, LogSource::Stderr, LogLevel::Warn)]
         {
@@ -207,8 +212,10 @@ fn redact_outcome(redactor: &crate::capability::Redactor, outcome: &mut Result<S
                 redactor.json(&mut action.payload);
             }
         }
-        Err(StepFailure::PluginError { message, .. }) => redactor.in_place(message),
-        Err(StepFailure::Trap { message, .. }) => redactor.in_place(message),
+        Err(StepFailure::PluginError { message, .. } | StepFailure::Trap { message, .. }) => redactor.in_place(message),
+        Err(StepFailure::InvalidOutput { reason } | StepFailure::ComponentInvalid { reason }) => {
+            redactor.in_place(reason)
+        }
         Err(_) => {}
     }
 }

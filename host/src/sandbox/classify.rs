@@ -4,6 +4,7 @@
 use super::attempt::{hostcall_budget, millis};
 use super::state::{self, DeadlineExceeded, MAX_LOG_LINE, MemoryLimitExceeded, StepState};
 use super::{Limits, bindings};
+use crate::capability::Redactor;
 use crate::contract::{ActionKind, EmittedAction, PluginErrorKind, StepFailure, StepSuccess};
 use serde_json::Value;
 use wasmtime::{Store, Trap};
@@ -60,18 +61,28 @@ fn panic_message(stderr: &str) -> Option<String> {
     Some(if location.is_empty() { text } else { format!("{} at {location}", text.trim()) })
 }
 
-pub(super) fn plugin_error(e: bindings::StepError) -> StepFailure {
+/// The plugin's own error, its message redacted before it is cut.
+pub(super) fn plugin_error(e: bindings::StepError, redactor: &Redactor) -> StepFailure {
     let (error_kind, mut message) = match e {
         bindings::StepError::Retryable(m) => (PluginErrorKind::Retryable, m),
         bindings::StepError::Fatal(m) => (PluginErrorKind::Fatal, m),
         bindings::StepError::InvalidInput(m) => (PluginErrorKind::InvalidInput, m),
     };
+    redactor.in_place(&mut message);
     state::truncate_marked(&mut message, MAX_LOG_LINE, " [truncated]");
     StepFailure::PluginError { error_kind, message }
 }
 
 /// Checks a successful call's output against the contract and the limits.
-pub(super) fn check_output(out: bindings::StepOutput, limits: &Limits) -> Result<StepSuccess, StepFailure> {
+/// What its messages quote of the output is redacted before it is cut.
+pub(super) fn check_output(
+    mut out: bindings::StepOutput,
+    limits: &Limits,
+    redactor: &Redactor,
+) -> Result<StepSuccess, StepFailure> {
+    for a in &mut out.actions {
+        redactor.in_place(&mut a.target);
+    }
     let invalid = |reason: String| StepFailure::InvalidOutput { reason };
     let total = out.output.len() + out.actions.iter().map(|a| a.payload.len() + a.target.len()).sum::<usize>();
     if total > limits.max_output_bytes {
@@ -89,7 +100,10 @@ pub(super) fn check_output(out: bindings::StepOutput, limits: &Limits) -> Result
         )));
     }
     let output: Value = serde_json::from_str(&out.output).map_err(|e| {
-        invalid(format!("the output is not valid JSON: {e} (output starts with {:?})", preview(&out.output)))
+        let mut start = redactor.text(preview(&out.output, 200));
+        redactor.cut(&mut start);
+        let start = preview(&start, 40).to_string();
+        invalid(format!("the output is not valid JSON: {e} (output starts with {start:?})"))
     })?;
     let mut actions = Vec::with_capacity(out.actions.len());
     for (i, a) in out.actions.into_iter().enumerate() {
@@ -117,8 +131,9 @@ pub(super) fn check_output(out: bindings::StepOutput, limits: &Limits) -> Result
     Ok(StepSuccess { output, actions })
 }
 
-fn preview(s: &str) -> &str {
-    let mut end = s.len().min(40);
+/// At most `max` bytes of `s`, cut on a character boundary.
+fn preview(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }

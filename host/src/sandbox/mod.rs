@@ -45,8 +45,8 @@ pub use inspect::{Inspection, WorldFit};
 pub use limits::{Limits, SandboxConfig, default_cache_dir};
 pub use load::{LoadError, LoadedComponent};
 pub use policy::{
-    AttemptWasi, Capability, Denials, Determinism, Grants, HttpGate, KvBinding, KvSession, MAX_LISTED_KEYS,
-    PreparedWasi, WasiPolicy,
+    AttemptWasi, Capability, Denials, Determinism, Grants, HttpGate, KvBinding, KvSession, MAX_KV_CALLS,
+    MAX_LISTED_KEYS, PreparedWasi, WasiPolicy,
 };
 pub use state::MAX_LOG_LINE;
 pub use wasm_engine::Allocator;

@@ -4,7 +4,7 @@ use super::{
     BreakerRecord, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary, StoreError,
     StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, ready,
 };
-use crate::contract::{ExecutionStatus, KeyValue, KvError, KvFuture};
+use crate::contract::{ExecutionStatus, KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, quota_message};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -13,8 +13,8 @@ struct Inner {
     runs: BTreeMap<String, (RunRecord, Vec<Journaled>, u64)>,
     dlq: Vec<DlqEntry>,
     breakers: HashMap<String, BreakerRecord>,
-    /// Key-value state: scope -> key -> value.
-    kv: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Key-value state: scope -> (bytes charged, key -> value).
+    kv: BTreeMap<String, (u64, BTreeMap<String, Vec<u8>>)>,
     /// Creation counter, to list newest first.
     created: u64,
     /// Finished runs, oldest first.
@@ -63,26 +63,41 @@ fn push(journal: &mut Vec<Journaled>, entries: impl IntoIterator<Item = JournalE
 
 impl KeyValue for MemoryStore {
     fn kv_get<'a>(&'a self, scope: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        let value = self.lock().kv.get(scope).and_then(|s| s.get(key)).cloned();
+        let value = self.lock().kv.get(scope).and_then(|(_, s)| s.get(key)).cloned();
         Box::pin(std::future::ready(Ok(value)))
     }
 
     fn kv_set<'a>(&'a self, scope: &'a str, key: &'a str, value: &'a [u8], max_scope_bytes: u64) -> KvFuture<'a, ()> {
         let mut g = self.lock();
-        let keys = g.kv.entry(scope.to_string()).or_default();
-        let used: u64 = keys.iter().filter(|(k, _)| k.as_str() != key).map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        let after = used + (key.len() + value.len()) as u64;
+        let cost = |k: &str, v: &[u8]| (k.len() + v.len()) as u64 + KV_ROW_OVERHEAD;
+        let (used, old) = match g.kv.get(scope) {
+            Some((used, keys)) => (*used, keys.get(key).map_or(0, |v| cost(key, v))),
+            None => (0, 0),
+        };
+        let after = used - old + cost(key, value);
         let r = if after > max_scope_bytes {
             Err(KvError::Quota(quota_message(after, max_scope_bytes)))
         } else {
+            let (total, keys) = g.kv.entry(scope.to_string()).or_default();
             keys.insert(key.to_string(), value.to_vec());
+            *total = after;
             Ok(())
         };
         Box::pin(std::future::ready(r))
     }
 
     fn kv_delete<'a>(&'a self, scope: &'a str, key: &'a str) -> KvFuture<'a, bool> {
-        let removed = self.lock().kv.get_mut(scope).is_some_and(|s| s.remove(key).is_some());
+        let mut g = self.lock();
+        let removed = match g.kv.get_mut(scope) {
+            Some((total, keys)) => match keys.remove(key) {
+                Some(v) => {
+                    *total -= (key.len() + v.len()) as u64 + KV_ROW_OVERHEAD;
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
         Box::pin(std::future::ready(Ok(removed)))
     }
 
@@ -91,18 +106,17 @@ impl KeyValue for MemoryStore {
             .lock()
             .kv
             .get(scope)
-            .map(|s| s.keys().filter(|k| k.starts_with(prefix)).take(limit).cloned().collect())
+            .map(|(_, s)| {
+                s.range(prefix.to_string()..)
+                    .map(|(k, _)| k)
+                    .take_while(|k| k.starts_with(prefix))
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         Box::pin(std::future::ready(Ok(keys)))
     }
-}
-
-/// The error of a write that would take a scope past its quota.
-pub(super) fn quota_message(after: u64, max: u64) -> String {
-    format!(
-        "the write would make this workflow's key-value scope {after} bytes; its quota is {max} bytes (delete keys, \
-         or ask the operator to raise `[kv] max_scope_bytes`)"
-    )
 }
 
 impl RunStore for MemoryStore {

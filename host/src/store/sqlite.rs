@@ -99,6 +99,10 @@ CREATE TABLE kv (
     value BLOB NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
+CREATE TABLE kv_usage (
+    scope TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;
 ",
 ];
 

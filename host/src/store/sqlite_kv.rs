@@ -1,9 +1,10 @@
 //! The SQLite store's key-value state: table `kv`, one row per key, in the
-//! same database (and so the same durability) as the journal.
+//! same database (and so the same durability) as the journal, and table
+//! `kv_usage`, the bytes each scope is charged, kept in the same
+//! transaction as every write (so a quota check reads one row).
 
 use super::SqliteStore;
-use super::memory::quota_message;
-use crate::contract::{KeyValue, KvError, KvFuture};
+use crate::contract::{KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, quota_message};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 fn store_error(e: rusqlite::Error) -> KvError {
@@ -24,16 +25,25 @@ impl KeyValue for SqliteStore {
         let r = (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let used: u64 = tx.query_row(
-                "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv WHERE scope = ?1 AND key <> ?2",
-                params![scope, key],
-                |r| r.get(0),
-            )?;
-            let after = used + (key.len() + value.len()) as u64;
+            let used: u64 = tx
+                .query_row("SELECT bytes FROM kv_usage WHERE scope = ?1", [scope], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let old: u64 = tx
+                .query_row("SELECT length(value) FROM kv WHERE scope = ?1 AND key = ?2", params![scope, key], |r| {
+                    r.get::<_, u64>(0)
+                })
+                .optional()?
+                .map_or(0, |v| v + key.len() as u64 + KV_ROW_OVERHEAD);
+            let after = (used - old.min(used)) + (key.len() + value.len()) as u64 + KV_ROW_OVERHEAD;
             if after > max_scope_bytes {
                 return Ok(Err(KvError::Quota(quota_message(after, max_scope_bytes))));
             }
-            tx.execute("INSERT OR REPLACE INTO kv (scope, key, value) VALUES (?1, ?2, ?3)", params![scope, key, value])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO kv (scope, key, value) VALUES (?1, ?2, ?3)",
+                params![scope, key, value],
+            )?;
+            tx.execute("INSERT OR REPLACE INTO kv_usage (scope, bytes) VALUES (?1, ?2)", params![scope, after])?;
             tx.commit()?;
             Ok(Ok(()))
         })()
@@ -43,11 +53,24 @@ impl KeyValue for SqliteStore {
     }
 
     fn kv_delete<'a>(&'a self, scope: &'a str, key: &'a str) -> KvFuture<'a, bool> {
-        let r = self
-            .lock()
-            .execute("DELETE FROM kv WHERE scope = ?1 AND key = ?2", params![scope, key])
-            .map(|n| n > 0)
-            .map_err(store_error);
+        let r = (|| {
+            let mut c = self.lock();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let old: Option<u64> = tx
+                .query_row("SELECT length(value) FROM kv WHERE scope = ?1 AND key = ?2", params![scope, key], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(len) = old else {
+                return Ok(false);
+            };
+            tx.execute("DELETE FROM kv WHERE scope = ?1 AND key = ?2", params![scope, key])?;
+            let freed = len + key.len() as u64 + KV_ROW_OVERHEAD;
+            tx.execute("UPDATE kv_usage SET bytes = MAX(bytes - ?2, 0) WHERE scope = ?1", params![scope, freed])?;
+            tx.commit()?;
+            Ok(true)
+        })()
+        .map_err(store_error);
         Box::pin(std::future::ready(r))
     }
 

@@ -119,13 +119,24 @@ fn checked(r: Response) -> Result<Response, HttpError> {
 }
 
 /// Sends `method url` with `headers` and `body`, following redirects; each
-/// hop is a new request that the host checks against the node's grant.
+/// hop is a new request that the host checks against the node's grant. A
+/// redirect to another origin drops the `authorization` and `cookie`
+/// headers, so credentials go only where they were meant to.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Response, HttpError> {
     let mut url = url.to_string();
     let mut method = method.to_string();
     let mut body = body;
+    let first_origin = origin(&url);
     for _ in 0..=MAX_REDIRECTS {
-        let r = send_once(&method, &url, headers, body)?;
+        let same_origin = origin(&url) == first_origin;
+        let sent: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(k, _)| {
+                same_origin || !(k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie"))
+            })
+            .copied()
+            .collect();
+        let r = send_once(&method, &url, &sent, body)?;
         let Some(location) = r.header("location").filter(|_| (300..400).contains(&r.status)) else {
             return Ok(r);
         };
@@ -138,18 +149,30 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     Err(HttpError::Failed(format!("more than {MAX_REDIRECTS} redirects")))
 }
 
-/// `location` made absolute against `base`.
+/// `scheme://authority` of `url`, lower-cased.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
+}
+
+/// `location` made absolute against `base` (absolute, scheme-relative,
+/// absolute-path or relative-path references).
 fn resolve(base: &str, location: &str) -> String {
     if location.contains("://") {
         return location.to_string();
     }
     let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
-    let authority = rest.split('/').next().unwrap_or("");
-    if location.starts_with('/') {
-        format!("{scheme}://{authority}{location}")
-    } else {
-        format!("{scheme}://{authority}/{location}")
+    if let Some(other) = location.strip_prefix("//") {
+        return format!("{scheme}://{other}");
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = rest[authority.len()..].split(['?', '#']).next().unwrap_or("");
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    format!("{scheme}://{authority}{dir}/{location}")
 }
 
 fn send_once(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Response, HttpError> {

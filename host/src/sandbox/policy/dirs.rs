@@ -1,6 +1,8 @@
 //! The `dirs` capability: WASI preopens, read-only or read-write. wasmtime's
 //! filesystem opens every guest path through cap-std beneath its preopen,
-//! so `..`, absolute paths and symlinks cannot leave it. A `scratch`
+//! so `..`, absolute paths and symlinks cannot leave it. The host path was
+//! resolved when the workflow was loaded and is resolved again per attempt:
+//! if a symlink now leads elsewhere, the attempt is refused. A `scratch`
 //! directory is the run's own, created on first use and removed by the
 //! engine when the run finishes.
 
@@ -20,7 +22,20 @@ impl Capability for Dirs {
     fn prepare(&self, attempt: &mut AttemptWasi<'_>, grants: &Grants) -> Result<(), String> {
         for dir in &grants.capabilities.dirs {
             let host = match &dir.host {
-                DirSource::Path(p) => p.clone(),
+                // Resolved when the workflow was loaded; a symlink swapped in
+                // since must not move the grant.
+                DirSource::Path(p) => match std::fs::canonicalize(p) {
+                    Ok(now) if now == *p => now,
+                    Ok(now) => {
+                        return Err(format!(
+                            "directory {} now resolves to {}: a symlink changed since the run started, so it is \
+                             not opened",
+                            p.display(),
+                            now.display()
+                        ));
+                    }
+                    Err(e) => return Err(format!("directory {} cannot be opened: {e}", p.display())),
+                },
                 DirSource::Scratch => {
                     let Some(scratch) = &grants.scratch_dir else {
                         return Err(format!("`{}` is a scratch directory, but this host gives none", dir.guest));

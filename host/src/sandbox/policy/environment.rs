@@ -1,13 +1,10 @@
-//! The `env` and `secrets` capabilities: only the names a node declares are
-//! visible to it, as environment variables. Host variables are passed
-//! through by name; secrets come from the operator's secret source, and
-//! their values are kept so that the attempt's output, logs and errors are
-//! redacted.
+//! The `env` capability: only the host variables a node declares are
+//! visible to it, passed through by name.
 
 use super::Grants;
 use super::capability::{AttemptWasi, Capability};
 
-/// The `env` and `secrets` capabilities.
+/// The `env` capability.
 pub struct Environment;
 
 impl Capability for Environment {
@@ -22,11 +19,6 @@ impl Capability for Environment {
                 attempt.builder.env(name, value);
             }
         }
-        let secrets = grants.secret_source.resolve(&grants.capabilities.secrets)?;
-        for (name, value) in &secrets {
-            attempt.builder.env(name, value);
-        }
-        attempt.secrets.extend(secrets);
         Ok(())
     }
 }

@@ -40,14 +40,54 @@ impl Capability for Http {
 pub struct HttpGate {
     rules: Vec<HttpRule>,
     limits: HttpLimits,
-    sent: u32,
+    /// Requests the guest has tried, allowed or not.
+    tried: u32,
     denials: Denials,
+}
+
+/// Longest request path the gate checks; longer ones are denied (so that
+/// matching stays cheap inside a host call).
+pub const MAX_CHECKED_PATH: usize = 2048;
+
+/// `METHOD scheme://host[:port]/path` of a request, for logs: no user
+/// info, no query.
+fn shown(method: &str, uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("?");
+    let host = uri.authority().map_or("?", |a| a.host());
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    let mut path = uri.path().to_string();
+    crate::sandbox::state::truncate_marked(&mut path, 200, "...");
+    format!("{method} {scheme}://{host}{port}{path}")
+}
+
+/// Why a path could mean something else to the server than to the gate,
+/// if it could: dot segments (also percent-encoded, or with a `;`
+/// parameter), encoded slashes or backslashes, raw backslashes, and
+/// double encoding.
+fn ambiguous_path(raw: &str) -> Option<String> {
+    let lower = raw.to_ascii_lowercase();
+    for (bad, what) in [
+        ("\\", "a backslash"),
+        ("%5c", "an encoded backslash"),
+        ("%2f", "an encoded slash"),
+        ("%25", "an encoded `%` (double encoding)"),
+    ] {
+        if lower.contains(bad) {
+            return Some(format!("the path has {what}, which servers read differently"));
+        }
+    }
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let dotted = decoded.split('/').any(|seg| {
+        let name = seg.split(';').next().unwrap_or(seg);
+        name == "." || name == ".."
+    });
+    dotted.then(|| "the path has `.` or `..` segments".to_string())
 }
 
 impl HttpGate {
     /// A gate that lets through what `rules` allow, under `limits`.
     pub fn new(rules: Vec<HttpRule>, limits: HttpLimits, denials: Denials) -> Self {
-        Self { rules, limits, sent: 0, denials }
+        Self { rules, limits, tried: 0, denials }
     }
 
     /// A gate that denies every request.
@@ -55,13 +95,19 @@ impl HttpGate {
         Self::new(Vec::new(), HttpLimits::default(), denials)
     }
 
-    /// Whether the request may go out; `Err` is what the guest gets.
+    /// Whether the request may go out; `Err` is what the guest gets. Every
+    /// request the guest tries counts against the limit, denied ones too.
     fn decide(&mut self, method: &str, uri: &http::Uri) -> Result<(), Error> {
-        let shown = format!("{method} {uri}");
+        self.tried = self.tried.saturating_add(1);
+        // Named without user info or query, where secrets travel.
+        let shown = shown(method, uri);
         let deny = |gate: &Self, why: String| {
             gate.denials.record("http", format!("{shown}: {why}"));
             Err(Error::HttpRequestDenied)
         };
+        if self.tried > self.limits.max_requests {
+            return deny(self, format!("the attempt has used its limit of {} requests", self.limits.max_requests));
+        }
         let Some(scheme) = uri.scheme_str().map(str::to_ascii_lowercase) else {
             return deny(self, "the request has no scheme".into());
         };
@@ -71,15 +117,18 @@ impl HttpGate {
         if authority.as_str().contains('@') {
             return deny(self, "user info in the authority is not allowed".into());
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let host = if authority.host().starts_with('[') { format!("[{host}]") } else { host };
+        let host = authority.host().to_ascii_lowercase();
         let Some(port) = authority.port_u16().or_else(|| default_port(&scheme)) else {
             return deny(self, format!("scheme `{scheme}` is not http or https"));
         };
-        let decoded = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
-        if decoded.split('/').any(|seg| seg == ".." || seg == ".") {
-            return deny(self, "the path has `.` or `..` segments".into());
+        let raw = uri.path();
+        if raw.len() > MAX_CHECKED_PATH {
+            return deny(self, format!("the path is {} bytes; at most {MAX_CHECKED_PATH} are allowed", raw.len()));
         }
+        if let Some(why) = ambiguous_path(raw) {
+            return deny(self, why);
+        }
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
         if !self.rules.iter().any(|r| r.allows(method, &scheme, &host, port, &decoded)) {
             let granted = if self.rules.is_empty() {
                 "the node is granted no HTTP (declare `capabilities: http:`)".to_string()
@@ -91,10 +140,6 @@ impl HttpGate {
             };
             return deny(self, granted);
         }
-        if self.sent >= self.limits.max_requests {
-            return deny(self, format!("the attempt has sent its limit of {} requests", self.limits.max_requests));
-        }
-        self.sent += 1;
         Ok(())
     }
 
@@ -132,7 +177,6 @@ impl WasiHttpHooks for HttpGate {
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let response = response.map(|body| {
-                let body = body.map_err(|e| e).boxed_unsync();
                 let limited = limit_body(body, max_response, Error::HttpResponseBodySize(Some(max_response)));
                 let what = shown.clone();
                 let denials = denials.clone();

@@ -18,6 +18,9 @@ pub struct Kv;
 /// Most keys one `list-keys` call returns.
 pub const MAX_LISTED_KEYS: u32 = 1000;
 
+/// Most key-value calls one attempt may make.
+pub const MAX_KV_CALLS: u32 = 10_000;
+
 impl Capability for Kv {
     fn name(&self) -> &'static str {
         "kv"
@@ -36,6 +39,7 @@ impl Capability for Kv {
                 binding: Some((binding.store.clone(), binding.scope.clone())),
                 limits: grants.kv_limits,
                 denials: attempt.denials.clone(),
+                calls: 0,
             };
         }
         Ok(())
@@ -47,16 +51,22 @@ pub struct KvSession {
     binding: Option<(Arc<dyn KeyValue>, String)>,
     limits: KvLimits,
     denials: Denials,
+    calls: u32,
 }
 
 impl KvSession {
     /// A session that refuses every call.
     pub fn closed(denials: Denials) -> Self {
-        Self { binding: None, limits: KvLimits::default(), denials }
+        Self { binding: None, limits: KvLimits::default(), denials, calls: 0 }
     }
 
-    /// The store and scope, or the error for an ungranted call.
-    fn open(&self, op: &str) -> Result<(Arc<dyn KeyValue>, String), wit::KvError> {
+    /// The store and scope, or the error for an ungranted call or one past
+    /// the attempt's [`MAX_KV_CALLS`].
+    fn open(&mut self, op: &str) -> Result<(Arc<dyn KeyValue>, String), wit::KvError> {
+        self.calls = self.calls.saturating_add(1);
+        if self.calls > MAX_KV_CALLS {
+            return Err(wit::KvError::Limit(format!("an attempt may make at most {MAX_KV_CALLS} key-value calls")));
+        }
         match &self.binding {
             Some((store, scope)) => Ok((store.clone(), scope.clone())),
             None => {

@@ -15,7 +15,8 @@
 //! only to act (the outgoing HTTP handler, `kv`) runs only on a node granted
 //! it. The pieces:
 //! - `determinism`: the compute world's frozen clocks and seeded randomness;
-//! - `environment`: declared host variables and secrets;
+//! - `environment`: declared host variables;
+//! - `secrets`: declared secrets, from the operator's source (redacted);
 //! - `dirs`: preopened directories (cap-std beneath each one);
 //! - `http`: the outbound HTTP gate, checked on every request;
 //! - `kv`: `weft:step/kv`, answered by the run store in the workflow's scope;
@@ -28,12 +29,13 @@ mod dirs;
 mod environment;
 mod http;
 mod kv;
+mod secrets;
 
 pub use capability::{AttemptWasi, Capability};
 pub use denials::Denials;
 pub use determinism::Determinism;
 pub use http::HttpGate;
-pub use kv::{KvSession, MAX_LISTED_KEYS};
+pub use kv::{KvSession, MAX_KV_CALLS, MAX_LISTED_KEYS};
 
 use super::StepWorld;
 use super::call::StepContext;
@@ -142,6 +144,7 @@ impl WasiPolicy {
             pieces: vec![
                 Box::new(Determinism),
                 Box::new(environment::Environment),
+                Box::new(secrets::Secrets),
                 Box::new(dirs::Dirs),
                 Box::new(http::Http),
                 Box::new(kv::Kv),
@@ -267,5 +270,31 @@ mod tests {
         let e =
             WasiPolicy::standard().prepare(StepWorld::Effect, &StepContext::adhoc("s"), &grants, 1024).err().unwrap();
         assert!(e.contains("WEFT_SECRET_NO_SUCH_WEFT_TEST_SECRET"), "{e}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod dir_tests {
+    use super::*;
+    use crate::capability::{DirGrant, DirMode, DirSource};
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_validation_is_not_opened() {
+        let root = tempfile::tempdir().unwrap();
+        let granted = root.path().join("granted");
+        std::fs::create_dir(&granted).unwrap();
+        let canonical = std::fs::canonicalize(&granted).unwrap();
+        let caps = Capabilities {
+            dirs: vec![DirGrant { host: DirSource::Path(canonical), guest: "/d".into(), mode: DirMode::Rw }],
+            ..Default::default()
+        };
+        let grants = Grants::under(caps, &Policy::operator());
+        let ctx = StepContext::adhoc("s");
+        assert!(WasiPolicy::standard().prepare(StepWorld::Effect, &ctx, &grants, 1024).is_ok());
+        std::fs::remove_dir(&granted).unwrap();
+        std::os::unix::fs::symlink("/etc", &granted).unwrap();
+        let e = WasiPolicy::standard().prepare(StepWorld::Effect, &ctx, &grants, 1024).err().unwrap();
+        assert!(e.contains("a symlink changed since the run started"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::super::yaml::{Located, Node};
 use super::walker::{Walker, describe};
-use crate::capability::{Capabilities, DirGrant, DirMode, DirSource, HttpRule, NAMES, UrlPattern};
+use crate::capability::{Capabilities, DirGrant, DirMode, DirSource, HttpRule, MAX_HTTP_RULES, NAMES, UrlPattern};
 use std::path::Path;
 
 const HTTP_KEYS: &[&str] = &["url", "methods"];
@@ -18,6 +18,14 @@ impl Walker {
         };
         self.check_keys(entries, NAMES, "`capabilities`");
         if let Some(list) = Self::get(entries, "http").and_then(|h| self.list(h, "capabilities.http")) {
+            if list.len() > MAX_HTTP_RULES
+                && let Some(h) = Self::get(entries, "http")
+            {
+                self.problem(
+                    h.pos,
+                    format!("{} `http` rules; a node may declare at most {MAX_HTTP_RULES}", list.len()),
+                );
+            }
             for item in list {
                 if let Some(rule) = self.http_rule(item) {
                     caps.http.push(rule);
