@@ -6,6 +6,7 @@
                              when --token is given (401 otherwise)
   GET  /redirect?to=URL      a 302 to URL
   GET  /big?bytes=N          N bytes of `x`
+  GET  /slow?ms=N            waits N ms, then answers
   GET  /seen                 every request received so far (method, path, headers, body), as JSON
 
 Prints `listening on PORT` once it accepts connections; stops on SIGTERM or Ctrl-C.
@@ -15,6 +16,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -71,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(404, {"error": f"no records for {order_id}"})
         if url.path == "/redirect":
             return self.reply(302, {}, headers=[("location", query.get("to", ["/"])[0])])
+        if url.path == "/slow":
+            time.sleep(int(query.get("ms", ["1000"])[0]) / 1000)
+            return self.reply(200, {"slow": True})
         if url.path == "/big":
             return self.reply(200, b"x" * int(query.get("bytes", ["1000"])[0]), "text/plain")
         return self.reply(200, {"path": url.path})

@@ -52,9 +52,15 @@ async fn serve() -> SocketAddr {
     addr
 }
 
-/// One GET on a new connection with a plain hyper client, body read whole.
-async fn plain_get(addr: SocketAddr) -> usize {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+/// One GET on a new connection with a plain hyper client, body read whole;
+/// `by_name` connects by `host:port` text (through the resolver), as a
+/// client given a URL does.
+async fn plain_get(addr: SocketAddr, by_name: bool) -> usize {
+    let stream = if by_name {
+        tokio::net::TcpStream::connect(addr.to_string()).await.unwrap()
+    } else {
+        tokio::net::TcpStream::connect(addr).await.unwrap()
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     let req = hyper::Request::get(format!("http://{addr}/records/o-1001"))
@@ -133,7 +139,11 @@ fn grant_cost(c: &mut Criterion) {
 /// One GET from a step (the probe fixture, through wasi:http and the gate)
 /// against the same GET from a plain hyper client; and a kv set + get.
 fn http_get(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = if std::env::var_os("WEFT_BENCH_CURRENT_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    };
     let addr = rt.block_on(serve());
     let sandbox = Sandbox::new(SandboxConfig { cache_dir: None, ..SandboxConfig::default() }).unwrap();
     let probe = sandbox.load_file(&plugin("probe"), Some(StepWorld::Effect)).unwrap();
@@ -147,7 +157,10 @@ fn http_get(c: &mut Criterion) {
         json!({"ops": [{"op": "kv_set", "key": "k", "value": "v"}, {"op": "kv_get", "key": "k"}]}),
     ));
     let mut g = c.benchmark_group("http GET to a local hyper server");
-    g.bench_function("plain hyper client (new connection)", |b| b.to_async(&rt).iter(|| plain_get(addr)));
+    g.bench_function("plain hyper client (new connection)", |b| b.to_async(&rt).iter(|| plain_get(addr, false)));
+    g.bench_function("plain hyper client (new connection, address as text)", |b| {
+        b.to_async(&rt).iter(|| plain_get(addr, true))
+    });
     for (label, call) in [
         ("step: probe attempt, no request", &noop),
         ("step: probe attempt with one GET", &get),

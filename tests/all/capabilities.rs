@@ -490,3 +490,20 @@ fn a_guest_that_loops_on_a_denied_request_is_counted_not_logged_without_end() {
     assert!(r[64]["err"].as_str().unwrap().contains("denied"), "{:#}", r[64]);
     assert_eq!(server.seen().as_array().unwrap().len(), 54);
 }
+
+#[test]
+fn a_request_that_outlasts_the_policy_timeout_fails_with_a_log_line() {
+    let server = TestServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let allow =
+        format!("[http]\nallow = [{{ url = \"{}\" }}, {{ url = \"http://127.0.0.1:9/unused\" }}]\n", server.url("/*"));
+    std::fs::write(&policy, allow + "timeout_ms = 200\n[kv]\nallow = true\n").unwrap();
+    let rule = server.url("/*");
+    let (report, _) = probe(
+        &["--allow-http", &rule, "--policy", policy.to_str().unwrap()],
+        json!([{"op": "get", "url": server.url("/slow?ms=3000")}]),
+    );
+    assert!(results(&report)[0]["err"].as_str().unwrap().contains("failed"), "{report:#}");
+    assert!(logs(&report).contains("no response within 200 ms"), "{report:#}");
+}

@@ -172,10 +172,26 @@ impl WasiHttpHooks for HttpGate {
         let options = self.timeouts(Some(options).flatten());
         let (max_request, max_response) = (self.limits.max_request_bytes, self.limits.max_response_bytes);
         let denials = self.denials.clone();
-        let shown = format!("{method} {}", request.uri());
+        let denials_for_timeout = self.denials.clone();
+        let overall = Duration::from_millis(self.limits.timeout_ms);
+        let shown = shown(&method, request.uri());
         let request = request.map(|body| limit_body(body, max_request, Error::HttpRequestBodySize(Some(max_request))));
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            // The whole wait for the response head is bounded too, not only
+            // each phase: a server that drips its headers gets no longer.
+            let sent = wasmtime_wasi_http::default_send_request(request, Some(options));
+            let sent = tokio::time::timeout(overall, sent).await.unwrap_or(Err(Error::HttpResponseTimeout));
+            let (response, io) = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    if matches!(e, Error::ConnectionTimeout | Error::ConnectionReadTimeout | Error::HttpResponseTimeout)
+                    {
+                        let ms = overall.as_millis();
+                        denials_for_timeout.record("http", format!("{shown}: no response within {ms} ms (the limit)"));
+                    }
+                    return Err(e);
+                }
+            };
             let response = response.map(|body| {
                 let limited = limit_body(body, max_response, Error::HttpResponseBodySize(Some(max_response)));
                 let what = shown.clone();
