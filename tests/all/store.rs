@@ -210,6 +210,29 @@ async fn appends_from_many_tasks_keep_every_entry(s: Arc<dyn RunStore>) {
     assert!(j.iter().enumerate().all(|(k, e)| e.seq == k as u64 + 1), "gapless sequence numbers");
 }
 
+async fn key_value_state_is_scoped_quota_checked_and_freed_on_delete(s: Arc<dyn RunStore>) {
+    use weft::contract::{KV_ROW_OVERHEAD, KvError, kv_scope};
+    let (a, b) = (kv_scope("", "wf-a"), kv_scope("", "wf-b"));
+    assert_ne!(kv_scope("x/y", "z"), kv_scope("x", "y/z"), "scopes are unambiguous");
+    let quota = 2 * (KV_ROW_OVERHEAD + 10);
+    s.kv_set(&a, "k1", b"12345678", quota).await.unwrap();
+    assert_eq!(s.kv_get(&a, "k1").await.unwrap().as_deref(), Some(&b"12345678"[..]));
+    assert_eq!(s.kv_get(&b, "k1").await.unwrap(), None, "another scope sees nothing");
+    // Replacing a value is charged once, not twice.
+    s.kv_set(&a, "k1", b"87654321", quota).await.unwrap();
+    s.kv_set(&a, "k2", b"12345678", quota).await.unwrap();
+    let full = s.kv_set(&a, "k3", b"x", quota).await.unwrap_err();
+    assert!(matches!(&full, KvError::Quota(m) if m.contains("quota")), "{full:?}");
+    assert_eq!(s.kv_keys(&a, "k", 10).await.unwrap(), vec!["k1".to_string(), "k2".to_string()]);
+    assert_eq!(s.kv_keys(&a, "k2", 10).await.unwrap(), vec!["k2".to_string()]);
+    assert_eq!(s.kv_keys(&a, "", 1).await.unwrap().len(), 1);
+    assert!(s.kv_delete(&a, "k2").await.unwrap());
+    assert!(!s.kv_delete(&a, "k2").await.unwrap());
+    // The delete freed its share of the quota.
+    s.kv_set(&a, "k3", b"x", quota).await.unwrap();
+    assert_eq!(s.kv_keys(&b, "", 10).await.unwrap(), Vec::<String>::new());
+}
+
 macro_rules! conformance {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -233,6 +256,7 @@ macro_rules! conformance {
             case!(dead_letters_are_queued_with_the_finish_and_marked_when_replayed);
             case!(breakers_update_by_compare_and_swap);
             case!(appends_from_many_tasks_keep_every_entry);
+            case!(key_value_state_is_scoped_quota_checked_and_freed_on_delete);
         }
     };
 }
