@@ -93,8 +93,11 @@ fn other_hosts_ports_paths_methods_and_redirects_are_denied_with_a_log_line() {
     assert!(results(&report)[0]["err"].as_str().unwrap().contains("denied"), "{report:#}");
     assert!(logs(&report).contains("GET http://127.0.0.2:"), "{report:#}");
     let home = server.url("/redirect?to=/records/o-1001");
-    let (report, _) = probe(&["--allow-http", &wide], json!([{"op": "get", "url": home}]));
+    let relative = server.url("/redirect?to=records/o-1001");
+    let (report, _) =
+        probe(&["--allow-http", &wide], json!([{"op": "get", "url": home}, {"op": "get", "url": relative}]));
     assert_eq!(results(&report)[0]["ok"]["status"], 200, "{report:#}");
+    assert!(results(&report)[1]["ok"]["body"].as_str().unwrap().contains("o-1001"), "{report:#}");
 }
 
 #[test]

@@ -311,10 +311,13 @@ impl Policy {
                 DirSource::Scratch => {}
                 DirSource::Path(path) => {
                     let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-                    // Overlapping roots: the most permissive one that holds the path decides.
-                    let under: Vec<&(PathBuf, bool)> =
-                        self.roots.iter().filter(|(r, _)| canon.starts_with(r)).collect();
-                    let root = under.iter().find(|(_, rw)| *rw).or(under.first()).copied();
+                    // Overlapping roots: the most specific one that holds the path
+                    // decides, so a read-only subtree of a read-write root stays so.
+                    let root = self
+                        .roots
+                        .iter()
+                        .filter(|(r, _)| canon.starts_with(r))
+                        .max_by_key(|(r, _)| r.components().count());
                     let roots = list_or_nothing(
                         self.roots.iter().map(|(r, rw)| format!("{} ({})", r.display(), if *rw { "rw" } else { "ro" })),
                     );
@@ -434,6 +437,21 @@ mod tests {
         assert!(p.check(&dir(DirMode::Ro)).is_empty());
         let problems = p.check(&dir(DirMode::Rw));
         assert!(problems[0].contains("allows it read-only"), "{problems:?}");
+        // A read-only subtree of a read-write root stays read-only.
+        std::fs::create_dir(root.path().join("in/ro")).unwrap();
+        let nested = format!(
+            "[dirs]\nroots = [{{ path = {:?}, rw = true }}, {{ path = {:?} }}]",
+            root.path().display().to_string(),
+            root.path().join("in/ro").display().to_string()
+        );
+        let p2 = Policy::parse(&nested, Path::new(".")).unwrap();
+        let sub = |mode| Capabilities {
+            dirs: vec![DirGrant { host: DirSource::Path(root.path().join("in/ro")), guest: "/ro".into(), mode }],
+            ..Default::default()
+        };
+        assert!(p2.check(&sub(DirMode::Ro)).is_empty());
+        assert!(p2.check(&sub(DirMode::Rw))[0].contains("allows it read-only"));
+        assert!(p2.check(&dir(DirMode::Rw)).is_empty());
         let outside = Capabilities {
             dirs: vec![DirGrant { host: DirSource::Path("/etc".into()), guest: "/etc".into(), mode: DirMode::Ro }],
             ..Default::default()

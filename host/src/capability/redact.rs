@@ -2,7 +2,30 @@
 //! its logs, the error it returns) has each secret value the step was given
 //! replaced by `[redacted:NAME]`.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
+
+/// Percent-encoding that keeps RFC 3986's unreserved characters, as most
+/// URL encoders do.
+const UNRESERVED_KEPT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `encoded` with its percent escapes' hex digits in lower case.
+fn lower_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut left = 0;
+    for c in encoded.chars() {
+        if c == '%' {
+            left = 2;
+            out.push(c);
+        } else if left > 0 {
+            left -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Replaces secret values with their markers.
 #[derive(Debug, Clone, Default)]
@@ -18,10 +41,17 @@ impl Redactor {
         let mut secrets: Vec<(String, String)> = Vec::new();
         for (name, value) in given.iter().filter(|(_, v)| !v.is_empty()) {
             let marker = format!("[redacted:{name}]");
-            // As it travels in a URL or a form, too.
-            let encoded = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
-            if encoded != *value {
-                secrets.push((encoded, marker.clone()));
+            // As it travels in a URL or a form too: encoded with everything
+            // but letters and digits, or keeping RFC 3986's unreserved
+            // characters, each with upper- and lower-case hex digits.
+            for set in [NON_ALPHANUMERIC, UNRESERVED_KEPT] {
+                let upper = percent_encoding::utf8_percent_encode(value, set).to_string();
+                let lower = lower_hex(&upper);
+                for form in [upper, lower] {
+                    if form != *value && !secrets.iter().any(|(v, _)| *v == form) {
+                        secrets.push((form, marker.clone()));
+                    }
+                }
             }
             secrets.push((value.clone(), marker));
         }
@@ -56,14 +86,25 @@ impl Redactor {
     /// a secret is replaced too, so that a cut cannot reveal a prefix.
     pub fn cut(&self, text: &mut String) {
         self.in_place(text);
-        for (value, marker) in &self.secrets {
-            let tail =
-                (1..value.len()).rev().filter(|&k| value.is_char_boundary(k)).find(|&k| text.ends_with(&value[..k]));
-            if let Some(k) = tail {
-                text.truncate(text.len() - k);
-                text.push_str(marker);
-                return;
-            }
+        // A capture cut inside a character ends in U+FFFD: look before it.
+        while text.ends_with('\u{FFFD}') {
+            text.pop();
+        }
+        // The longest tail that starts some secret, whichever secret it is.
+        let longest = self
+            .secrets
+            .iter()
+            .filter_map(|(value, marker)| {
+                (1..value.len())
+                    .rev()
+                    .filter(|&k| value.is_char_boundary(k))
+                    .find(|&k| text.ends_with(&value[..k]))
+                    .map(|k| (k, marker))
+            })
+            .max_by_key(|(k, _)| *k);
+        if let Some((k, marker)) = longest {
+            text.truncate(text.len() - k);
+            text.push_str(marker);
         }
     }
 
@@ -116,5 +157,15 @@ mod tests {
         let mut whole = "nothing here".to_string();
         r.cut(&mut whole);
         assert_eq!(whole, "nothing here");
+        // The longest matching start wins, whichever secret it belongs to.
+        let two = Redactor::new(&[("A".into(), "eXXXXXXXXXX".into()), ("B".into(), "secret".into())]);
+        let mut tail = "the secre".to_string();
+        two.cut(&mut tail);
+        assert_eq!(tail, "the [redacted:B]");
+        let mut broken = "x secr\u{FFFD}".to_string();
+        two.cut(&mut broken);
+        assert_eq!(broken, "x [redacted:B]");
+        let r = Redactor::new(&[("P".into(), "p@ss.w0rd!".into())]);
+        assert_eq!(r.text("u=p%40ss.w0rd%21 v=p%40ss%2ew0rd%21"), "u=[redacted:P] v=[redacted:P]");
     }
 }

@@ -76,13 +76,10 @@ pub(super) fn plugin_error(e: bindings::StepError, redactor: &Redactor) -> StepF
 /// Checks a successful call's output against the contract and the limits.
 /// What its messages quote of the output is redacted before it is cut.
 pub(super) fn check_output(
-    mut out: bindings::StepOutput,
+    out: bindings::StepOutput,
     limits: &Limits,
     redactor: &Redactor,
 ) -> Result<StepSuccess, StepFailure> {
-    for a in &mut out.actions {
-        redactor.in_place(&mut a.target);
-    }
     let invalid = |reason: String| StepFailure::InvalidOutput { reason };
     let total = out.output.len() + out.actions.iter().map(|a| a.payload.len() + a.target.len()).sum::<usize>();
     if total > limits.max_output_bytes {
@@ -111,10 +108,13 @@ pub(super) fn check_output(
             return Err(invalid(format!("action {i} has an empty target node")));
         }
         let payload: Value = serde_json::from_str(&a.payload).map_err(|e| {
-            invalid(format!("action {i} (to `{}`) has a payload that is not valid JSON: {e}", a.target))
+            invalid(format!("action {i} (to `{}`) has a payload that is not valid JSON: {e}", redactor.text(&a.target)))
         })?;
         if !payload.is_object() {
-            return Err(invalid(format!("action {i} (to `{}`) has a payload that is not a JSON object", a.target)));
+            return Err(invalid(format!(
+                "action {i} (to `{}`) has a payload that is not a JSON object",
+                redactor.text(&a.target)
+            )));
         }
         actions.push(EmittedAction {
             action_type: match a.kind {

@@ -29,7 +29,7 @@ struct RunRow {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `application_id` of a Weft database: "Weft" in ASCII.
 const APPLICATION_ID: i32 = 0x5765_6674;
@@ -99,10 +99,18 @@ CREATE TABLE kv (
     value BLOB NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
-CREATE TABLE kv_usage (
+",
+    // 4: the bytes each key-value scope is charged, kept with every write
+    // (a quota check reads one row instead of summing the scope). A
+    // development build briefly made this table in migration 3, hence
+    // IF NOT EXISTS; the charge is recomputed from the rows either way.
+    "
+CREATE TABLE IF NOT EXISTS kv_usage (
     scope TEXT PRIMARY KEY,
     bytes INTEGER NOT NULL
 ) WITHOUT ROWID;
+INSERT OR REPLACE INTO kv_usage (scope, bytes)
+    SELECT scope, SUM(length(CAST(key AS BLOB)) + length(value) + 64) FROM kv GROUP BY scope;
 ",
 ];
 

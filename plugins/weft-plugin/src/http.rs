@@ -17,6 +17,9 @@ use crate::effect_bindings::wasi::io::streams::StreamError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Headers that carry credentials: dropped when a redirect leaves the origin.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
 /// Most redirects one call follows.
 pub const MAX_REDIRECTS: usize = 5;
 
@@ -120,8 +123,8 @@ fn checked(r: Response) -> Result<Response, HttpError> {
 
 /// Sends `method url` with `headers` and `body`, following redirects; each
 /// hop is a new request that the host checks against the node's grant. A
-/// redirect to another origin drops the `authorization` and `cookie`
-/// headers, so credentials go only where they were meant to.
+/// redirect to another origin drops the `authorization`,
+/// `proxy-authorization` and `cookie` headers, so credentials go only where they were meant to.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Response, HttpError> {
     let mut url = url.to_string();
     let mut method = method.to_string();
@@ -129,18 +132,13 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     let first_origin = origin(&url);
     for _ in 0..=MAX_REDIRECTS {
         let same_origin = origin(&url) == first_origin;
-        let sent: Vec<(&str, &str)> = headers
-            .iter()
-            .filter(|(k, _)| {
-                same_origin || !(k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie"))
-            })
-            .copied()
-            .collect();
+        let credential = |k: &str| CREDENTIAL_HEADERS.iter().any(|c| k.eq_ignore_ascii_case(c));
+        let sent: Vec<(&str, &str)> = headers.iter().filter(|(k, _)| same_origin || !credential(k)).copied().collect();
         let r = send_once(&method, &url, &sent, body)?;
         let Some(location) = r.header("location").filter(|_| (300..400).contains(&r.status)) else {
             return Ok(r);
         };
-        url = resolve(&url, location);
+        url = resolve(&url, location)?;
         if r.status == 303 || ((r.status == 301 || r.status == 302) && method == "POST") {
             method = "GET".to_string();
             body = None;
@@ -149,30 +147,17 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     Err(HttpError::Failed(format!("more than {MAX_REDIRECTS} redirects")))
 }
 
-/// `scheme://authority` of `url`, lower-cased.
-fn origin(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    format!("{}://{}", scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
+/// `scheme://host:port` of `url`, as the URL standard defines an origin.
+fn origin(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().map(|u| u.origin().ascii_serialization())
 }
 
-/// `location` made absolute against `base` (absolute, scheme-relative,
-/// absolute-path or relative-path references).
-fn resolve(base: &str, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
-    }
-    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
-    if let Some(other) = location.strip_prefix("//") {
-        return format!("{scheme}://{other}");
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
-    }
-    let path = rest[authority.len()..].split(['?', '#']).next().unwrap_or("");
-    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-    format!("{scheme}://{authority}{dir}/{location}")
+/// `location` resolved against `base` as a browser resolves it (RFC 3986:
+/// absolute, scheme-relative, path, query and fragment references, with
+/// dot segments removed).
+fn resolve(base: &str, location: &str) -> Result<String, HttpError> {
+    let base = url::Url::parse(base).map_err(|e| HttpError::BadUrl(format!("`{base}`: {e}")))?;
+    base.join(location).map(String::from).map_err(|e| HttpError::BadUrl(format!("redirect to `{location}`: {e}")))
 }
 
 fn send_once(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Response, HttpError> {

@@ -55,9 +55,8 @@ fn shown(method: &str, uri: &http::Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("?");
     let host = uri.authority().map_or("?", |a| a.host());
     let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-    let mut path = uri.path().to_string();
-    crate::sandbox::state::truncate_marked(&mut path, 200, "...");
-    format!("{method} {scheme}://{host}{port}{path}")
+    // Not cut here: the log redacts the line first and cuts it after.
+    format!("{method} {scheme}://{host}{port}{}", uri.path())
 }
 
 /// Why a path could mean something else to the server than to the gate,
