@@ -27,7 +27,7 @@ impl Default for SecretSource {
 }
 
 /// Largest secrets file read, in bytes.
-const MAX_SECRETS_FILE: u64 = 1 << 20;
+const MAX_SECRETS_FILE: usize = 1 << 20;
 
 impl SecretSource {
     /// The prefix of secret variables when the policy names none.
@@ -81,11 +81,8 @@ fn read_secrets_file(path: &std::path::Path) -> Result<Vec<(String, String)>, St
             path.display()
         ));
     }
-    if meta.len() > MAX_SECRETS_FILE {
-        return Err(format!("the secrets file {} is larger than {MAX_SECRETS_FILE} bytes", path.display()));
-    }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read the secrets file {}: {e}", path.display()))?;
+    let text = crate::files::read_text_capped(path, MAX_SECRETS_FILE)
+        .map_err(|e| format!("cannot read the secrets file {}: {e}", path.display()))?;
     let mut lines = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -244,7 +244,6 @@ impl CallArgs {
             ctx.idempotency_key = k;
         }
         let call = StepCall { ctx, input, kind };
-        let scratch = tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a scratch directory: {e}"))?;
         let caps = self.capabilities()?;
         if world == StepWorld::Compute && !caps.is_empty() {
             return Err(usage(
@@ -256,8 +255,15 @@ impl CallArgs {
         if !refused.is_empty() {
             return Err(usage(format!("the operator policy refuses these grants:\n  - {}", refused.join("\n  - "))));
         }
+        // A temporary directory only when `--dir scratch:...` asks for one;
+        // it is removed when the call ends.
+        let uses_scratch = caps.dirs.iter().any(|d| d.host == DirSource::Scratch);
+        let scratch = match uses_scratch {
+            true => Some(tempfile::tempdir().map_err(|e| anyhow::anyhow!("cannot create a scratch directory: {e}"))?),
+            false => None,
+        };
         let mut grants = Grants::under(caps, &policy);
-        grants.scratch_dir = Some(scratch.path().join("scratch"));
+        grants.scratch_dir = scratch.as_ref().map(|d| d.path().join("scratch"));
         if grants.capabilities.kv {
             let store: Arc<dyn weft::contract::KeyValue> = Arc::new(weft::store::MemoryStore::new());
             grants.kv = Some(KvBinding { store, scope: weft::contract::kv_scope("", "adhoc") });

@@ -51,3 +51,8 @@ pub fn quota_message(after: u64, max: u64) -> String {
 /// What each stored key costs against its scope's quota beyond its key
 /// and value bytes, so that empty values cannot fill a store with rows.
 pub const KV_ROW_OVERHEAD: u64 = 64;
+
+/// What one stored key costs against its scope's quota.
+pub fn kv_row_cost(key_bytes: usize, value_bytes: usize) -> u64 {
+    (key_bytes + value_bytes) as u64 + KV_ROW_OVERHEAD
+}

@@ -29,7 +29,7 @@ mod time;
 
 pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};
 pub use failure::{FailureKind, PluginErrorKind, StepFailure};
-pub use kv::{KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, kv_scope, quota_message};
+pub use kv::{KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, kv_row_cost, kv_scope, quota_message};
 pub use output::RunOutput;
 pub use records::{ActionRecord, ErrorRecord, UndeliveredAction};
 pub use status::ExecutionStatus;

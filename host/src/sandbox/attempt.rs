@@ -135,10 +135,12 @@ impl Sandbox {
         let redactor = store.data().redactor.clone();
         let (mut stdout_text, stdout_dropped) = stdout.take();
         let (mut stderr_text, stderr_dropped) = stderr.take();
-        // Redacted before anything reads them; a capture cut at its budget
-        // must not end in the start of a secret either.
+        // Every line is redacted when it is logged, but a capture cut at its
+        // budget must not end in the start of a secret: that tail goes now.
         for (text, dropped) in [(&mut stdout_text, stdout_dropped), (&mut stderr_text, stderr_dropped)] {
-            if dropped > 0 { redactor.cut(text) } else { redactor.in_place(text) }
+            if dropped > 0 {
+                redactor.cut(text);
+            }
         }
         let mut outcome = match result {
             Err(_elapsed) => Err(StepFailure::Timeout { limit_ms: millis(limits.timeout) }),
@@ -212,10 +214,10 @@ fn redact_outcome(redactor: &crate::capability::Redactor, outcome: &mut Result<S
                 redactor.json(&mut action.payload);
             }
         }
-        Err(StepFailure::PluginError { message, .. } | StepFailure::Trap { message, .. }) => redactor.in_place(message),
-        Err(StepFailure::InvalidOutput { reason } | StepFailure::ComponentInvalid { reason }) => {
-            redactor.in_place(reason)
-        }
+        // Plugin errors and invalid-output messages were redacted where they
+        // were made, before they were cut (`classify`).
+        Err(StepFailure::Trap { message, .. }) => redactor.in_place(message),
+        Err(StepFailure::ComponentInvalid { reason }) => redactor.in_place(reason),
         Err(_) => {}
     }
 }

@@ -4,7 +4,7 @@ use super::{
     BreakerRecord, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary, StoreError,
     StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, ready,
 };
-use crate::contract::{ExecutionStatus, KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, quota_message};
+use crate::contract::{ExecutionStatus, KeyValue, KvError, KvFuture, kv_row_cost, quota_message};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -69,12 +69,11 @@ impl KeyValue for MemoryStore {
 
     fn kv_set<'a>(&'a self, scope: &'a str, key: &'a str, value: &'a [u8], max_scope_bytes: u64) -> KvFuture<'a, ()> {
         let mut g = self.lock();
-        let cost = |k: &str, v: &[u8]| (k.len() + v.len()) as u64 + KV_ROW_OVERHEAD;
         let (used, old) = match g.kv.get(scope) {
-            Some((used, keys)) => (*used, keys.get(key).map_or(0, |v| cost(key, v))),
+            Some((used, keys)) => (*used, keys.get(key).map_or(0, |v| kv_row_cost(key.len(), v.len()))),
             None => (0, 0),
         };
-        let after = used - old + cost(key, value);
+        let after = used - old + kv_row_cost(key.len(), value.len());
         let r = if after > max_scope_bytes {
             Err(KvError::Quota(quota_message(after, max_scope_bytes)))
         } else {
@@ -91,7 +90,7 @@ impl KeyValue for MemoryStore {
         let removed = match g.kv.get_mut(scope) {
             Some((total, keys)) => match keys.remove(key) {
                 Some(v) => {
-                    *total -= (key.len() + v.len()) as u64 + KV_ROW_OVERHEAD;
+                    *total -= kv_row_cost(key.len(), v.len());
                     true
                 }
                 None => false,

@@ -103,7 +103,8 @@ CREATE TABLE kv (
     // 4: the bytes each key-value scope is charged, kept with every write
     // (a quota check reads one row instead of summing the scope). A
     // development build briefly made this table in migration 3, hence
-    // IF NOT EXISTS; the charge is recomputed from the rows either way.
+    // IF NOT EXISTS; the charge is recomputed from the rows either way (64 is
+    // `contract::KV_ROW_OVERHEAD`).
     "
 CREATE TABLE IF NOT EXISTS kv_usage (
     scope TEXT PRIMARY KEY,

@@ -4,7 +4,7 @@
 //! transaction as every write (so a quota check reads one row).
 
 use super::SqliteStore;
-use crate::contract::{KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, quota_message};
+use crate::contract::{KeyValue, KvError, KvFuture, kv_row_cost, quota_message};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 fn store_error(e: rusqlite::Error) -> KvError {
@@ -31,11 +31,11 @@ impl KeyValue for SqliteStore {
                 .unwrap_or(0);
             let old: u64 = tx
                 .query_row("SELECT length(value) FROM kv WHERE scope = ?1 AND key = ?2", params![scope, key], |r| {
-                    r.get::<_, u64>(0)
+                    r.get::<_, usize>(0)
                 })
                 .optional()?
-                .map_or(0, |v| v + key.len() as u64 + KV_ROW_OVERHEAD);
-            let after = (used - old.min(used)) + (key.len() + value.len()) as u64 + KV_ROW_OVERHEAD;
+                .map_or(0, |v| kv_row_cost(key.len(), v));
+            let after = (used - old.min(used)) + kv_row_cost(key.len(), value.len());
             if after > max_scope_bytes {
                 return Ok(Err(KvError::Quota(quota_message(after, max_scope_bytes))));
             }
@@ -56,7 +56,7 @@ impl KeyValue for SqliteStore {
         let r = (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let old: Option<u64> = tx
+            let old: Option<usize> = tx
                 .query_row("SELECT length(value) FROM kv WHERE scope = ?1 AND key = ?2", params![scope, key], |r| {
                     r.get(0)
                 })
@@ -65,7 +65,7 @@ impl KeyValue for SqliteStore {
                 return Ok(false);
             };
             tx.execute("DELETE FROM kv WHERE scope = ?1 AND key = ?2", params![scope, key])?;
-            let freed = len + key.len() as u64 + KV_ROW_OVERHEAD;
+            let freed = kv_row_cost(key.len(), len);
             tx.execute("UPDATE kv_usage SET bytes = MAX(bytes - ?2, 0) WHERE scope = ?1", params![scope, freed])?;
             tx.commit()?;
             Ok(true)

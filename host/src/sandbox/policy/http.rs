@@ -168,13 +168,12 @@ impl WasiHttpHooks for HttpGate {
         if let Err(e) = self.decide(&method, request.uri()) {
             return Box::new(async move { Err(e) });
         }
-        let options = self.timeouts(Some(options).flatten());
+        let options = self.timeouts(options);
         let (max_request, max_response) = (self.limits.max_request_bytes, self.limits.max_response_bytes);
         let denials = self.denials.clone();
-        let denials_for_timeout = self.denials.clone();
         let overall = Duration::from_millis(self.limits.timeout_ms);
         let shown = shown(&method, request.uri());
-        let request = request.map(|body| limit_body(body, max_request, Error::HttpRequestBodySize(Some(max_request))));
+        let request = request.map(|body| limit_body(body, max_request, Error::HttpRequestBodySize));
         Box::new(async move {
             // The whole wait for the response head is bounded too, not only
             // each phase: a server that drips its headers gets no longer.
@@ -186,13 +185,13 @@ impl WasiHttpHooks for HttpGate {
                     if matches!(e, Error::ConnectionTimeout | Error::ConnectionReadTimeout | Error::HttpResponseTimeout)
                     {
                         let ms = overall.as_millis();
-                        denials_for_timeout.record("http", format!("{shown}: no response within {ms} ms (the limit)"));
+                        denials.record("http", format!("{shown}: no response within {ms} ms (the limit)"));
                     }
                     return Err(e);
                 }
             };
             let response = response.map(|body| {
-                let limited = limit_body(body, max_response, Error::HttpResponseBodySize(Some(max_response)));
+                let limited = limit_body(body, max_response, Error::HttpResponseBodySize);
                 let what = shown.clone();
                 let denials = denials.clone();
                 limited
@@ -216,26 +215,18 @@ impl WasiHttpHooks for HttpGate {
     }
 }
 
-/// `body`, failing with `over` once more than `max` bytes have passed.
+/// `body`, failing with `over(max)` once more than `max` bytes have passed.
 fn limit_body(
     body: impl http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
     max: u64,
-    over: Error,
+    over: fn(Option<u64>) -> Error,
 ) -> WasiBody {
-    let max = usize::try_from(max).unwrap_or(usize::MAX);
-    Limited::new(body, max)
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    Limited::new(body, limit)
         .map_err(move |e| match e.downcast::<Error>() {
             Ok(inner) => *inner,
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => clone_error(&over),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => over(Some(max)),
             Err(e) => Error::InternalError(Some(e.to_string())),
         })
         .boxed_unsync()
-}
-
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::HttpRequestBodySize(n) => Error::HttpRequestBodySize(*n),
-        Error::HttpResponseBodySize(n) => Error::HttpResponseBodySize(*n),
-        _ => Error::InternalError(Some("body size limit".into())),
-    }
 }
