@@ -12,5 +12,6 @@ mod crash;
 mod durable;
 mod engine;
 mod examples;
+mod modes;
 mod sandbox;
 mod store;

@@ -26,6 +26,11 @@
 //! max_key_bytes = 512
 //! max_value_bytes = 1048576
 //! max_scope_bytes = 67108864
+//!
+//! [expressions]            # the CEL budget of each evaluation (not a capability)
+//! max_steps = 1000000      # comprehension iterations
+//! max_built_bytes = 67108864
+//! max_time_ms = 2000
 //! ```
 //!
 //! A section left out allows nothing of its capability. With a policy, a
@@ -37,6 +42,7 @@
 use super::declared::{Capabilities, DirMode, DirSource, HttpRule};
 use super::secrets::SecretSource;
 use super::url_pattern::UrlPattern;
+use crate::contract::ExprBudget;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -100,6 +106,9 @@ pub struct Policy {
     kv: bool,
     /// KV limits.
     pub kv_limits: KvLimits,
+    /// The budget of every CEL evaluation (`[expressions]`; the defaults
+    /// without a policy, or when the section is left out).
+    pub expressions: ExprBudget,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +124,16 @@ struct PolicyFile {
     secrets: Option<SecretsSection>,
     #[serde(default)]
     kv: Option<KvSection>,
+    #[serde(default)]
+    expressions: Option<ExpressionsSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpressionsSection {
+    max_steps: Option<u64>,
+    max_built_bytes: Option<u64>,
+    max_time_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +223,7 @@ impl Policy {
             secrets: SecretSource::default(),
             kv: true,
             kv_limits: KvLimits::default(),
+            expressions: ExprBudget::default(),
         }
     }
 
@@ -280,6 +300,18 @@ impl Policy {
             l.max_value_bytes =
                 bounded("[kv] max_value_bytes", k.max_value_bytes, l.max_value_bytes, MAX_KV_VALUE_BYTES)?;
             l.max_scope_bytes = bounded("[kv] max_scope_bytes", k.max_scope_bytes, l.max_scope_bytes, u64::MAX)?;
+        }
+        if let Some(x) = file.expressions {
+            let b = &mut p.expressions;
+            b.max_steps = bounded("[expressions] max_steps", x.max_steps, b.max_steps, ExprBudget::MAX_STEPS)?;
+            b.max_built_bytes = bounded(
+                "[expressions] max_built_bytes",
+                x.max_built_bytes,
+                b.max_built_bytes,
+                ExprBudget::MAX_BUILT_BYTES,
+            )?;
+            b.max_time_ms =
+                bounded("[expressions] max_time_ms", x.max_time_ms, b.max_time_ms, ExprBudget::MAX_TIME_MS)?;
         }
         Ok(p)
     }

@@ -10,6 +10,8 @@
 //!   the guest's [`LogLine`]s. The engine journals it as it is.
 //! - [`FailureKind`] names a failure without its details: retry policies,
 //!   journals and exit codes all speak it.
+//! - [`ExprBudget`] bounds one CEL evaluation; the policy sets it and the
+//!   engine enforces it.
 //! - [`KeyValue`] is the key-value state effect steps may be granted: the
 //!   stores implement it and the sandbox calls it.
 //! - [`now_ms`] and [`now_rfc3339`] are the one clock every record is
@@ -20,6 +22,7 @@
 //! `contract` and the capped file reader (`files`).
 
 mod attempt;
+mod expr_budget;
 mod failure;
 mod kv;
 mod output;
@@ -28,6 +31,7 @@ mod status;
 mod time;
 
 pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};
+pub use expr_budget::ExprBudget;
 pub use failure::{FailureKind, PluginErrorKind, StepFailure};
 pub use kv::{KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, kv_row_cost, kv_scope, quota_message};
 pub use output::RunOutput;

@@ -184,6 +184,7 @@ impl Engine {
             lease_ms: self.lease_ms,
             pins,
             held,
+            expr_budget: self.policy.expressions,
         }
     }
 

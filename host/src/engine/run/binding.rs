@@ -4,8 +4,9 @@
 
 use super::Run;
 use super::state::State;
+use crate::contract::now_ms;
 use crate::workflow::InputMapping;
-use crate::workflow::expr::{Bound, Uses, bind_with};
+use crate::workflow::expr::{Bound, Meter, Uses, bind_with};
 use serde_json::{Map, Value};
 
 impl Run {
@@ -28,7 +29,16 @@ impl Run {
             if uses.reads("actions") { &self.delivered[i] } else { none },
             &if uses.reads("run") { self.run_json() } else { Value::Null },
             &object(uses.reads("metadata"), &self.config.metadata),
+            self.meter(),
         )
+    }
+
+    /// A meter for one node's evaluations: the operator's budget, stopped
+    /// sooner by the run's global timeout or a cancel.
+    pub(super) fn meter(&self) -> Meter {
+        let left = self.config.global_timeout_ms.saturating_sub(now_ms().saturating_sub(self.started_ms));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(left);
+        Meter::new(self.expr_budget, Some(deadline), Some(self.cancel.clone()))
     }
 
     /// The input object of node `i`, or why it could not be computed.

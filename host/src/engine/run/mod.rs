@@ -52,6 +52,8 @@ pub(super) struct Parts {
     pub(super) held: Held,
     /// What each node's attempts are granted, and the run's scratch directory.
     pub(super) grants: RunGrants,
+    /// The budget of each expression evaluation.
+    pub(super) expr_budget: crate::contract::ExprBudget,
 }
 
 /// One run.
@@ -71,6 +73,8 @@ pub(super) struct Run {
     grants: Vec<Arc<Grants>>,
     /// The run's scratch directory, removed when the run finishes.
     scratch: Option<std::path::PathBuf>,
+    /// The budget of each expression evaluation.
+    expr_budget: crate::contract::ExprBudget,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -145,6 +149,7 @@ impl Run {
             _held: parts.held,
             grants: parts.grants.by_node,
             scratch: parts.grants.scratch,
+            expr_budget: parts.expr_budget,
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],

@@ -164,7 +164,13 @@ impl Walker {
             Node::String(s) => match Expr::parse(s) {
                 Ok(e) => Some(e),
                 Err(e) => {
-                    self.problem(v.pos, format!("{what} is not a valid CEL expression: {e}"));
+                    // Weft's own bounds say "the expression ..."; anything else is CEL's parser.
+                    let verdict = if e.starts_with("the expression") {
+                        "cannot be used"
+                    } else {
+                        "is not a valid CEL expression"
+                    };
+                    self.problem(v.pos, format!("{what} {verdict}: {e}"));
                     None
                 }
             },

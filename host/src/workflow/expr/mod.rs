@@ -7,7 +7,16 @@
 //!   `action_id`, `action_type`, `source_node` and `payload`);
 //! - `run`: `{"run_id", "workflow_id", "correlation_id", "workflow_type"}`;
 //! - `metadata`: the run's `metadata` object.
+//!
+//! Every evaluation runs under a budget (`budget.rs`): comprehensions nest
+//! at most [`MAX_COMPREHENSION_NESTING`] deep, and a [`Meter`] bounds the
+//! iterations, what they build and the time they take.
 
+mod budget;
+
+pub use budget::{CHECK_EVERY, MAX_COMPREHENSION_NESTING, Meter, comprehension_nesting, measure};
+
+use crate::contract::ExprBudget;
 use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr, LiteralValue, operators};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -27,6 +36,9 @@ pub const MAX_EXPR_OPERATORS: usize = 500;
 pub struct Expr {
     source: String,
     program: Arc<cel::Program>,
+    /// With comprehensions: the tree evaluated instead, which ticks the
+    /// evaluation's [`Meter`] on every iteration.
+    guarded: Option<Arc<IdedExpr>>,
     uses: Uses,
 }
 
@@ -148,21 +160,37 @@ fn stdlib() -> Arc<cel::Env> {
     ENV.get_or_init(|| Arc::new(cel::Env::stdlib())).clone()
 }
 
-/// A scope turned into CEL variables once, for every expression of a node.
-pub struct Bound(cel::Context<'static, 'static>);
+/// A scope turned into CEL variables once, for every expression of a node,
+/// with the [`Meter`] its evaluations are counted on.
+pub struct Bound {
+    ctx: cel::Context<'static, 'static>,
+    meter: Arc<Meter>,
+}
 
 impl Scope {
-    /// Converts the scope to CEL once; evaluate with [`Expr::eval_in`].
+    /// Converts the scope to CEL once, under the default budget; evaluate
+    /// with [`Expr::eval_in`].
     pub fn bind(&self) -> Bound {
         let steps: Vec<(&str, &Value)> = self.steps.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        bind_with(&self.context, &steps, &self.actions, &self.run, &self.metadata)
+        let meter = Meter::new(ExprBudget::default(), None, None);
+        bind_with(&self.context, &steps, &self.actions, &self.run, &self.metadata, meter)
     }
 }
 
 /// Binds the scope's variables from borrowed parts (step outputs are not
-/// copied before they are converted).
-pub fn bind_with(context: &Value, steps: &[(&str, &Value)], actions: &[Value], run: &Value, metadata: &Value) -> Bound {
+/// copied before they are converted); evaluations count on `meter`.
+pub fn bind_with(
+    context: &Value,
+    steps: &[(&str, &Value)],
+    actions: &[Value],
+    run: &Value,
+    metadata: &Value,
+    meter: Meter,
+) -> Bound {
+    let meter = Arc::new(meter);
     let mut ctx = cel::Context::with_env(stdlib());
+    // The name cannot be written in CEL, so this cannot clash with anything.
+    let _ = ctx.add_function(budget::TICK, Meter::tick_function(meter.clone()));
     for (name, value) in [("context", context), ("run", run), ("metadata", metadata)] {
         ctx.add_variable_from_value(name, to_cel(value));
     }
@@ -170,10 +198,8 @@ pub fn bind_with(context: &Value, steps: &[(&str, &Value)], actions: &[Value], r
     let steps: std::collections::HashMap<String, cel::Value> =
         steps.iter().map(|(k, v)| (k.to_string(), to_cel(v))).collect();
     ctx.add_variable_from_value("steps", cel::Value::from(steps));
-    Bound(ctx)
+    Bound { ctx, meter }
 }
-
-impl Scope {}
 
 impl Expr {
     /// Parses `source`; the error is CEL's own message.
@@ -200,9 +226,18 @@ impl Expr {
             ));
         }
         let program = cel::Program::compile(source).map_err(|e| e.to_string().replace('\n', "; "))?;
+        let nesting = comprehension_nesting(program.expression());
+        if nesting > MAX_COMPREHENSION_NESTING {
+            return Err(format!(
+                "the expression nests comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) {nesting} deep; \
+                 at most {MAX_COMPREHENSION_NESTING} are allowed, because each level multiplies the work by the \
+                 length of its list (compute it in a step instead)"
+            ));
+        }
+        let guarded = (nesting > 0).then(|| Arc::new(budget::guard(program.expression())));
         let mut uses = Uses::default();
         uses.walk(program.expression());
-        Ok(Self { source: source.to_string(), program: Arc::new(program), uses })
+        Ok(Self { source: source.to_string(), program: Arc::new(program), guarded, uses })
     }
 
     /// The expression's text.
@@ -223,7 +258,18 @@ impl Expr {
 
     /// Evaluates the expression against a bound scope.
     pub fn eval_in(&self, bound: &Bound) -> Result<Value, String> {
-        let out = self.program.execute(&bound.0).map_err(|e| e.to_string())?;
+        let out = match &self.guarded {
+            Some(tree) => bound.ctx.resolve(tree),
+            None => self.program.execute(&bound.ctx),
+        };
+        let out = out.map_err(|e| bound.meter.tripped().unwrap_or_else(|| e.to_string()))?;
+        let limit = bound.meter.budget().max_built_bytes;
+        if measure(&out, limit).is_none() {
+            return Err(format!(
+                "the expression's result is larger than its budget of {limit} bytes (`max_built_bytes`, estimated \
+                 as 16 bytes per value plus string lengths); return less, or compute it in a step"
+            ));
+        }
         out.json().map_err(|e| format!("the result cannot be turned into JSON: {e:?}"))
     }
 

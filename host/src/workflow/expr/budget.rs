@@ -1,0 +1,394 @@
+//! The cost budget of one CEL evaluation.
+//!
+//! CEL has no loops, but its comprehensions (`map`, `filter`, `all`,
+//! `exists`, `exists_one`) nest, and each level multiplies the work by the
+//! length of its list: three levels over 300 numbers are 27 million
+//! iterations. Three bounds keep an evaluation cheap whatever the workflow
+//! author wrote:
+//!
+//! - **nesting**, checked when the expression is parsed
+//!   ([`comprehension_nesting`], at most [`MAX_COMPREHENSION_NESTING`]);
+//! - **work**: every expression with a comprehension is evaluated from a
+//!   copy of its tree in which each iteration calls the host's tick
+//!   function ([`guard`]). The [`Meter`] behind it counts iterations and
+//!   what they build, checks the clock and the run's cancellation every
+//!   [`CHECK_EVERY`] ticks, and fails the evaluation once a bound is passed;
+//! - **size**: the result is measured ([`measure`]) before it is turned
+//!   into JSON, so a small list of shared large lists cannot explode there.
+//!
+//! The tick wraps a `map`'s appended element (not the whole step), so that
+//! CEL's in-place append still applies and a guarded `map` costs one call
+//! per element.
+
+use crate::contract::ExprBudget;
+use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr as Ast, IdedExpr, operators};
+use cel::common::value::{CowVal, Val};
+use cel::{ExecutionError, FunctionContext};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Most comprehensions nested inside one another in one expression.
+pub const MAX_COMPREHENSION_NESTING: u32 = 2;
+
+/// The clock and the cancellation are checked once per this many ticks.
+pub const CHECK_EVERY: u64 = 1024;
+
+/// The name of the tick function in guarded trees (not writable in CEL
+/// source, so no expression can call or shadow it).
+pub(super) const TICK: &str = "@weft_tick";
+
+/// Bytes counted per value built.
+const VALUE_BYTES: u64 = 16;
+
+/// How deep comprehensions nest in `e` (0: none).
+pub fn comprehension_nesting(e: &IdedExpr) -> u32 {
+    let deepest = |parts: &mut dyn Iterator<Item = &IdedExpr>| parts.map(comprehension_nesting).max().unwrap_or(0);
+    match &e.expr {
+        Ast::Comprehension(c) => {
+            1 + deepest(&mut [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter())
+        }
+        Ast::Call(call) => deepest(&mut call.target.iter().map(|t| t.as_ref()).chain(call.args.iter())),
+        Ast::Select(sel) => comprehension_nesting(&sel.operand),
+        Ast::List(l) => deepest(&mut l.elements.iter()),
+        Ast::Map(m) => deepest(&mut m.entries.iter().flat_map(|x| entry_parts(&x.expr))),
+        Ast::Struct(st) => deepest(&mut st.entries.iter().flat_map(|x| entry_parts(&x.expr))),
+        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => 0,
+    }
+}
+
+fn entry_parts(e: &EntryExpr) -> Vec<&IdedExpr> {
+    match e {
+        EntryExpr::StructField(f) => vec![&f.value],
+        EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+    }
+}
+
+/// A copy of `e` in which every comprehension iteration calls [`TICK`]:
+/// on the element a `map`/`filter` appends (and on a `filter`'s guard), or
+/// on the loop condition of any other comprehension.
+pub(super) fn guard(e: &IdedExpr) -> IdedExpr {
+    let mut out = e.clone();
+    guard_in_place(&mut out);
+    out
+}
+
+fn tick(e: &mut IdedExpr) {
+    let inner = std::mem::replace(e, IdedExpr { id: 0, expr: Ast::Unspecified });
+    // Ids only locate nodes for error messages; the wrapper borrows its operand's.
+    *e = IdedExpr {
+        id: inner.id,
+        expr: Ast::Call(CallExpr { func_name: TICK.into(), target: None, args: vec![inner] }),
+    };
+}
+
+fn guard_in_place(e: &mut IdedExpr) {
+    match &mut e.expr {
+        Ast::Comprehension(c) => {
+            for part in [&mut c.iter_range, &mut c.accu_init, &mut c.loop_cond, &mut c.loop_step, &mut c.result] {
+                guard_in_place(part);
+            }
+            guard_iterations(c);
+        }
+        Ast::Call(call) => {
+            if let Some(t) = call.target.as_deref_mut() {
+                guard_in_place(t);
+            }
+            call.args.iter_mut().for_each(guard_in_place);
+        }
+        Ast::Select(sel) => guard_in_place(&mut sel.operand),
+        Ast::List(l) => l.elements.iter_mut().for_each(guard_in_place),
+        Ast::Map(m) => m.entries.iter_mut().for_each(|x| entry_in_place(&mut x.expr)),
+        Ast::Struct(st) => st.entries.iter_mut().for_each(|x| entry_in_place(&mut x.expr)),
+        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
+    }
+}
+
+fn entry_in_place(e: &mut EntryExpr) {
+    match e {
+        EntryExpr::StructField(f) => guard_in_place(&mut f.value),
+        EntryExpr::MapEntry(m) => {
+            guard_in_place(&mut m.key);
+            guard_in_place(&mut m.value);
+        }
+    }
+}
+
+/// Puts the tick where each iteration of `c` passes.
+fn guard_iterations(c: &mut ComprehensionExpr) {
+    let accu = c.accu_var.as_str();
+    let is_accu = |e: &IdedExpr| matches!(&e.expr, Ast::Ident(n) if n == accu);
+    // `map` and `filter`: `@result + [x]`, or `g ? @result + [x] : @result`.
+    if matches!(c.loop_cond.expr, Ast::Literal(_)) && is_accu(&c.result) {
+        if let Some(elements) = appended(&mut c.loop_step, accu) {
+            elements.iter_mut().for_each(tick);
+            return;
+        }
+        if let Ast::Call(call) = &mut c.loop_step.expr
+            && call.func_name == operators::CONDITIONAL
+            && call.target.is_none()
+            && let [g, step, otherwise] = call.args.as_mut_slice()
+            && is_accu(otherwise)
+            && let Some(elements) = appended(step, accu)
+        {
+            elements.iter_mut().for_each(tick);
+            tick(g);
+            return;
+        }
+    }
+    tick(&mut c.loop_cond);
+}
+
+/// The elements of `[x]` when `e` is `accu + [x]`.
+fn appended<'a>(e: &'a mut IdedExpr, accu: &str) -> Option<&'a mut Vec<IdedExpr>> {
+    let Ast::Call(call) = &mut e.expr else { return None };
+    if call.func_name != operators::ADD || call.target.is_some() {
+        return None;
+    }
+    match call.args.as_mut_slice() {
+        [lhs, rhs] if matches!(&lhs.expr, Ast::Ident(n) if n == accu) => match &mut rhs.expr {
+            Ast::List(l) => Some(&mut l.elements),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The host function guarded trees call on every iteration.
+pub(super) type TickFunction =
+    Box<dyn for<'c, 'k> Fn(&mut FunctionContext<'c, 'k>) -> Result<CowVal<'c, 'k>, ExecutionError> + Send + Sync>;
+
+/// Counts one evaluation's work against its budget.
+pub struct Meter {
+    budget: ExprBudget,
+    deadline: Instant,
+    cancel: Option<CancellationToken>,
+    steps: AtomicU64,
+    built: AtomicU64,
+    /// Why the evaluation was stopped, once it was.
+    tripped: Mutex<Option<String>>,
+}
+
+impl Meter {
+    /// A meter for one evaluation: `budget`, and a deadline that is the
+    /// sooner of `budget.max_time_ms` from now and `deadline`.
+    pub fn new(budget: ExprBudget, deadline: Option<Instant>, cancel: Option<CancellationToken>) -> Self {
+        let own = Instant::now() + std::time::Duration::from_millis(budget.max_time_ms);
+        Self {
+            budget,
+            deadline: deadline.map_or(own, |d| d.min(own)),
+            cancel,
+            steps: AtomicU64::new(0),
+            built: AtomicU64::new(0),
+            tripped: Mutex::new(None),
+        }
+    }
+
+    /// The budget it counts against.
+    pub fn budget(&self) -> &ExprBudget {
+        &self.budget
+    }
+
+    /// Why the evaluation was stopped, if it was.
+    pub fn tripped(&self) -> Option<String> {
+        self.tripped.lock().ok().and_then(|t| t.clone())
+    }
+
+    fn trip(&self, why: String) -> ExecutionError {
+        if let Ok(mut t) = self.tripped.lock() {
+            t.get_or_insert_with(|| why.clone());
+        }
+        ExecutionError::function_error("budget", why)
+    }
+
+    /// Charges `bytes` built so far; `Err` past the budget.
+    fn charge_built(&self, bytes: u64) -> Result<(), String> {
+        let built = self.built.fetch_add(bytes, Ordering::Relaxed).saturating_add(bytes);
+        if built > self.budget.max_built_bytes {
+            return Err(format!(
+                "the expression built more than its budget of {} bytes (`max_built_bytes`, estimated as 16 bytes per \
+                 value plus string lengths); build less, or compute it in a step",
+                self.budget.max_built_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// One iteration that produced `value`.
+    fn tick(&self, value: &dyn Val) -> Result<(), ExecutionError> {
+        let steps = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        if steps > self.budget.max_steps {
+            return Err(self.trip(format!(
+                "the expression ran more than its budget of {} comprehension iterations (`max_steps`); iterate over \
+                 less, or compute it in a step",
+                self.budget.max_steps
+            )));
+        }
+        // A list or map appended is copied entry by entry; a string byte by byte.
+        let size = value.as_sizer().map_or(0, |s| (*s.size().inner()).max(0) as u64);
+        let per_entry = if matches!(value.get_type().name(), "string" | "bytes") { 1 } else { VALUE_BYTES };
+        self.charge_built(VALUE_BYTES.saturating_add(size.saturating_mul(per_entry))).map_err(|why| self.trip(why))?;
+        if steps.is_multiple_of(CHECK_EVERY) {
+            if self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+                return Err(self.trip("the evaluation was interrupted: the run was cancelled".into()));
+            }
+            if Instant::now() >= self.deadline {
+                return Err(self.trip(format!(
+                    "the expression ran out of time after {steps} iterations (its budget is {} ms, `max_time_ms`, \
+                     and no evaluation outlives the run's global timeout); iterate over less, or compute it in a step",
+                    self.budget.max_time_ms
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tick function guarded trees call: counts, then hands its one
+    /// argument back unchanged.
+    pub(super) fn tick_function(meter: std::sync::Arc<Meter>) -> TickFunction {
+        Box::new(move |ftx| {
+            let value = ftx.args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
+            meter.tick(value.as_ref())?;
+            Ok(value)
+        })
+    }
+}
+
+/// The size of `v` as the budget counts it, or `None` once it passes `limit`
+/// (the walk stops there: a list of shared lists is never walked whole).
+pub fn measure(v: &cel::Value, limit: u64) -> Option<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(VALUE_BYTES);
+        match v {
+            cel::Value::List(items) => stack.extend(items.iter()),
+            cel::Value::Map(m) => {
+                for (k, v) in m.map.iter() {
+                    total = total.saturating_add(VALUE_BYTES + key_len(k));
+                    stack.push(v);
+                }
+            }
+            cel::Value::String(s) => total = total.saturating_add(s.len() as u64),
+            cel::Value::Bytes(b) => total = total.saturating_add(b.len() as u64),
+            _ => {}
+        }
+        if total > limit {
+            return None;
+        }
+    }
+    Some(total)
+}
+
+fn key_len(k: &cel::objects::Key) -> u64 {
+    match k {
+        cel::objects::Key::String(s) => s.len() as u64,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Expr, Scope, bind_with};
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn scope_with(context: Value) -> Scope {
+        Scope { context, ..Scope::default() }
+    }
+
+    fn eval_under(src: &str, context: Value, meter: Meter) -> Result<Value, String> {
+        let e = Expr::parse(src)?;
+        let bound = bind_with(&context, &[], &[], &Value::Null, &Value::Null, meter);
+        e.eval_in(&bound)
+    }
+
+    fn numbers(n: usize) -> Value {
+        json!({ "l": (0..n).collect::<Vec<_>>(), "s": "x".repeat(100_000) })
+    }
+
+    #[test]
+    fn three_nested_comprehensions_are_refused_when_parsed() {
+        let bomb = "context.l.map(a, context.l.map(b, context.l.map(c, a+b+c))).size()";
+        let e = Expr::parse(bomb).err().unwrap_or_default();
+        assert!(e.contains("nests comprehensions") && e.contains("3 deep") && e.contains("at most 2"), "{e}");
+        assert!(Expr::parse("context.l.map(a, context.l.map(b, a+b)).size()").is_ok());
+    }
+
+    #[test]
+    fn guarded_comprehensions_compute_what_plain_ones_do() {
+        let scope = scope_with(json!({"l": [1, 2, 3]}));
+        for (src, want) in [
+            ("context.l.map(x, x * 2)", json!([2, 4, 6])),
+            ("context.l.filter(x, x > 1)", json!([2, 3])),
+            ("context.l.map(x, x > 1, x * 10)", json!([20, 30])),
+            ("context.l.all(x, x > 0)", json!(true)),
+            ("context.l.exists(x, x == 2)", json!(true)),
+            ("context.l.exists_one(x, x > 2)", json!(true)),
+            ("context.l.map(a, context.l.filter(b, b < a).size())", json!([0, 1, 2])),
+            ("{'n': context.l.map(x, [x, x]).size()}", json!({"n": 3})),
+        ] {
+            assert_eq!(Expr::parse(src).and_then(|e| e.eval(&scope)), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn every_kind_of_comprehension_counts_its_iterations() {
+        // 2,000 x 2,000 = 4 million iterations, past the default million.
+        for src in [
+            "context.l.map(a, context.l.map(b, a + b)).size()",
+            "context.l.filter(a, context.l.filter(b, false).size() > 0).size()",
+            "context.l.all(a, context.l.all(b, true))",
+            "context.l.exists(a, context.l.exists(b, false))",
+            "context.l.map(a, context.l.exists_one(b, b == a)).size()",
+        ] {
+            let e =
+                eval_under(src, numbers(2000), Meter::new(ExprBudget::default(), None, None)).err().unwrap_or_default();
+            assert!(e.contains("budget of 1000000 comprehension iterations (`max_steps`)"), "{src}: {e}");
+        }
+    }
+
+    #[test]
+    fn what_an_evaluation_builds_is_bounded() {
+        // 1,000 copies of a 100 KB string: about 100 MB, past 64 MiB.
+        let e = eval_under(
+            "context.l.map(a, context.s + 'y')",
+            numbers(1000),
+            Meter::new(ExprBudget::default(), None, None),
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(e.contains("`max_built_bytes`"), "{e}");
+        // 3,000 copies of a 3,000-item list: 9 million values.
+        let e = eval_under("context.l.map(a, context.l)", numbers(3000), Meter::new(ExprBudget::default(), None, None))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("`max_built_bytes`"), "{e}");
+        // Nine references to one 500,000-item list: no iteration, 4.5 million values as JSON.
+        let nine = ["context.l"; 9].join(", ");
+        let e = eval_under(&format!("[{nine}]"), numbers(500_000), Meter::new(ExprBudget::default(), None, None))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("result is larger than its budget"), "{e}");
+    }
+
+    #[test]
+    fn a_deadline_or_a_cancel_stops_an_evaluation() {
+        let src = "context.l.map(a, context.l.map(b, a + b)).size()";
+        let past = Instant::now();
+        let e = eval_under(src, numbers(900), Meter::new(ExprBudget::default(), Some(past), None))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("ran out of time after 1024 iterations"), "{e}");
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let e = eval_under(src, numbers(900), Meter::new(ExprBudget::default(), None, Some(cancel)))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("the run was cancelled"), "{e}");
+        // The same expression within its budget.
+        let ok = eval_under(src, numbers(900), Meter::new(ExprBudget::default(), None, None));
+        assert_eq!(ok, Ok(json!(900)));
+    }
+}
