@@ -55,6 +55,12 @@ impl Environment {
         }
     }
 
+    /// Steps per wave in batch mode: the contract's `ParallelConfig.batch_size`
+    /// default, which no profile changes.
+    pub(super) fn batch_size(self) -> u32 {
+        10
+    }
+
     pub(super) fn failure_strategy(self) -> FailureStrategy {
         match self {
             Self::Development => FailureStrategy::FailFast,

@@ -20,10 +20,12 @@ pub struct RunInput {
     pub workflow_type: Option<String>,
     /// For tracing across services; a fresh UUID when absent.
     pub correlation_id: Option<Uuid>,
-    /// sequential, parallel, conditional (batch and streaming are not supported yet).
+    /// sequential, parallel, conditional, batch or streaming.
     pub execution_mode: Option<String>,
     /// 1..=100.
     pub max_parallel_steps: Option<u32>,
+    /// Steps per wave in batch mode, 1..=1000 (the contract's `ParallelConfig.batch_size`).
+    pub batch_size: Option<u32>,
     /// 1000..=3600000.
     pub global_timeout_ms: Option<u64>,
     /// fail_fast, continue_on_error, retry, compensate.
@@ -58,6 +60,8 @@ pub struct RunConfig {
     pub execution_mode: ExecutionMode,
     /// Concurrency bound (1 in sequential and conditional modes).
     pub max_parallel_steps: u32,
+    /// Steps per wave in batch mode.
+    pub batch_size: u32,
     /// Whole-run timeout.
     pub global_timeout_ms: u64,
     /// What to do on failure.
@@ -89,17 +93,24 @@ impl RunInput {
                 wf.execution_mode
             }),
         };
-        match execution_mode {
-            ExecutionMode::Batch | ExecutionMode::Streaming => problems.push(format!(
-                "execution_mode `{}` is not yet supported: use sequential, parallel or conditional",
-                if execution_mode == ExecutionMode::Batch { "batch" } else { "streaming" }
-            )),
-            ExecutionMode::Parallel if !wf.rules.parallel_execution_allowed => problems.push(
-                "execution_mode `parallel` is refused: the workflow's coordination_rules set \
-                 parallel_execution_allowed: false"
+        if matches!(execution_mode, ExecutionMode::Parallel | ExecutionMode::Batch)
+            && !wf.rules.parallel_execution_allowed
+        {
+            problems.push(format!(
+                "execution_mode `{}` is refused: the workflow's coordination_rules set parallel_execution_allowed: \
+                 false",
+                execution_mode.as_str()
+            ));
+        }
+        if execution_mode == ExecutionMode::Streaming {
+            problems.push(
+                "execution_mode `streaming` is not yet supported: use sequential, parallel, conditional or batch"
                     .into(),
-            ),
-            _ => {}
+            );
+        }
+        let batch_size = self.batch_size.or(wf.rules.batch_size).unwrap_or(env.batch_size());
+        if !(1..=1000).contains(&batch_size) {
+            problems.push(format!("batch_size is {batch_size}; it must be between 1 and 1000"));
         }
         let max_parallel_steps = self.max_parallel_steps.unwrap_or(env.max_parallel_steps());
         if !(1..=100).contains(&max_parallel_steps) {
@@ -157,7 +168,12 @@ impl RunInput {
             workflow_type,
             correlation_id: self.correlation_id.unwrap_or_else(Uuid::new_v4),
             execution_mode,
-            max_parallel_steps: if execution_mode == ExecutionMode::Parallel { max_parallel_steps } else { 1 },
+            max_parallel_steps: if matches!(execution_mode, ExecutionMode::Parallel | ExecutionMode::Batch) {
+                max_parallel_steps
+            } else {
+                1
+            },
+            batch_size,
             global_timeout_ms,
             failure_strategy,
             environment: env,

@@ -133,19 +133,86 @@ async fn conditional_mode_skips_a_false_branch_and_its_dependents() {
     ));
 }
 
-#[tokio::test]
-async fn batch_and_streaming_are_refused_before_anything_runs() {
-    let exec = Arc::new(ScriptedExecutor::new());
-    for mode in ["batch", "streaming"] {
-        let wf = workflow("sequential", "", &node("a", "compute", ""));
-        let err = Engine::new(exec.clone()).start(wf, &input(json!({"execution_mode": mode})), opts()).await;
-        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains(&format!("execution_mode `{mode}` is not yet supported")), "{msg}");
+/// The waves a batch run launched, from its events: each wave is the steps
+/// started after every earlier start had finished.
+fn waves(events: &[RunEvent]) -> Vec<Vec<String>> {
+    let (mut waves, mut open): (Vec<Vec<String>>, usize) = (Vec::new(), 0);
+    for e in events {
+        match e {
+            RunEvent::AttemptStarted { step_id, .. } => {
+                if open == 0 {
+                    waves.push(Vec::new());
+                }
+                open += 1;
+                waves.last_mut().unwrap().push(step_id.clone());
+            }
+            RunEvent::StepCompleted { .. } | RunEvent::StepFailed { .. } => open = open.saturating_sub(1),
+            _ => {}
+        }
     }
-    assert!(exec.calls().is_empty());
+    waves
 }
 
-// ------------------------------------------------------------- strategies
+fn seven_steps() -> (String, ScriptedExecutor) {
+    let nodes: String = (0..7).map(|i| node(&format!("w{i}"), "compute", "")).collect();
+    // The first step of each wave is the slowest: a strict wave waits for it.
+    let mut exec = ScriptedExecutor::new();
+    for i in 0..7 {
+        let ms = if i % 3 == 0 { 80 } else { 5 };
+        exec = exec.on(&format!("w{i}"), [Reply::echo().after(Duration::from_millis(ms))]);
+    }
+    (nodes, exec)
+}
+
+#[tokio::test]
+async fn batch_mode_runs_ready_steps_in_waves_of_batch_size() {
+    let (nodes, exec) = seven_steps();
+    let exec = Arc::new(exec);
+    let (out, events) =
+        run(&exec, workflow("batch", "", &nodes), json!({"batch_size": 3, "max_parallel_steps": 10})).await;
+    assert_eq!(out.execution_status, ExecutionStatus::Completed);
+    let w = |l: &[&str]| ids(l);
+    assert_eq!(waves(&events), vec![w(&["w0", "w1", "w2"]), w(&["w3", "w4", "w5"]), w(&["w6"])]);
+    assert_eq!(out.parallel_executions, 3, "one per wave");
+    assert_eq!(out.output_variables["execution_mode"], "batch");
+    // Within a wave, max_parallel_steps still bounds what runs at once.
+    let (nodes, exec) = seven_steps();
+    let exec = Arc::new(exec);
+    let (out, events) =
+        run(&exec, workflow("batch", "", &nodes), json!({"batch_size": 4, "max_parallel_steps": 2})).await;
+    assert_eq!(out.completed_steps.len(), 7);
+    assert_eq!(most_in_flight(&events), 2);
+    assert_eq!(out.parallel_executions, 2);
+}
+
+#[tokio::test]
+async fn a_failure_in_a_wave_stops_the_run_when_its_wave_ends() {
+    let (nodes, exec) = seven_steps();
+    let exec = Arc::new(exec.on("w1", [Reply::fatal("no")]));
+    let (out, events) = run(&exec, workflow("batch", "", &nodes), json!({"batch_size": 3})).await;
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    assert_eq!(out.failed_steps, ids(&["w1"]));
+    assert_eq!(out.completed_steps, ids(&["w2", "w0"]), "the slow step of the failed wave was not interrupted");
+    assert_eq!(waves(&events).len(), 1, "no wave starts after the failure");
+    assert_eq!(out.skipped_steps.len(), 4);
+}
+
+#[tokio::test]
+async fn batch_size_comes_from_the_input_the_rules_or_the_contract_default() {
+    let (nodes, exec) = seven_steps();
+    let exec = Arc::new(exec);
+    let (_, events) = run(&exec, workflow("batch", "coordination_rules: {batch_size: 2}\n", &nodes), json!({})).await;
+    assert_eq!(waves(&events).len(), 4, "coordination_rules.batch_size: 2");
+    let (_, events) = run(&exec, workflow("batch", "", &nodes), json!({})).await;
+    assert_eq!(waves(&events).len(), 1, "the default of 10 takes all seven");
+    for bad in [0, 1001] {
+        let err = Engine::new(exec.clone())
+            .start(workflow("batch", "", &nodes), &input(json!({"batch_size": bad})), opts())
+            .await;
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains(&format!("batch_size is {bad}; it must be between 1 and 1000")), "{msg}");
+    }
+}
 
 fn two_branches() -> String {
     [

@@ -38,15 +38,28 @@ pub enum ExecutionMode {
     Parallel,
     /// One step at a time; `when` conditions pick the branches.
     Conditional,
-    /// Not supported yet.
+    /// Ready steps run in waves of at most `batch_size`; each wave ends
+    /// before the next starts.
     Batch,
-    /// Not supported yet.
+    /// A producer's emitted items flow to its `stream_from` consumers while
+    /// it runs.
     Streaming,
 }
 
 impl ExecutionMode {
     /// All names, for messages.
     pub const NAMES: &'static [&'static str] = &["sequential", "parallel", "conditional", "batch", "streaming"];
+
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sequential => "sequential",
+            Self::Parallel => "parallel",
+            Self::Conditional => "conditional",
+            Self::Batch => "batch",
+            Self::Streaming => "streaming",
+        }
+    }
 
     /// Parses a mode name.
     pub fn parse(s: &str) -> Option<Self> {
@@ -277,6 +290,10 @@ pub struct CoordinationRules {
     pub circuit_breaker_failure_threshold: u32,
     /// How long an open breaker refuses calls before letting a probe through.
     pub circuit_breaker_cooldown_ms: u64,
+    /// Steps per wave in batch mode (the contract's `ParallelConfig.batch_size`), when given.
+    pub batch_size: Option<u32>,
+    /// Whether compute nodes are memoized unless they say otherwise.
+    pub memoize: bool,
 }
 
 impl Default for CoordinationRules {
@@ -290,6 +307,8 @@ impl Default for CoordinationRules {
             dead_letter_queue_enabled: false,
             circuit_breaker_failure_threshold: 5,
             circuit_breaker_cooldown_ms: 30_000,
+            batch_size: None,
+            memoize: false,
         }
     }
 }

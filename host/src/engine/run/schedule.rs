@@ -5,8 +5,12 @@
 //! time or cannot write its journal, and then journals `run_stopping`.
 //!
 //! Execution modes plug in here, and only here: [`Run::concurrency`] says
-//! how many steps may be in flight, and [`Run::counts_parallel_executions`]
-//! whether a round that launched steps counts in `parallel_executions`.
+//! how many steps may be in flight, [`Run::counts_parallel_executions`]
+//! whether a round that launched steps counts in `parallel_executions`, and
+//! [`Run::wave_size`] whether launches come in waves (batch mode): a wave
+//! of at most `batch_size` steps ends, every step of it final, before the
+//! next one starts, and a failure that stops the run does so at the end of
+//! its wave.
 
 use super::in_flight::{Abnormal, InFlight};
 use super::state::State;
@@ -68,9 +72,14 @@ impl Run {
     }
 
     /// Whether a scheduling round that launched steps counts as one of the
-    /// output's `parallel_executions`.
+    /// output's `parallel_executions` (in batch mode, each wave counts once).
     fn counts_parallel_executions(&self) -> bool {
         self.config.execution_mode == ExecutionMode::Parallel
+    }
+
+    /// Steps per wave in batch mode; `None` in the modes without waves.
+    fn wave_size(&self) -> Option<usize> {
+        (self.config.execution_mode == ExecutionMode::Batch).then_some(self.config.batch_size.max(1) as usize)
     }
 
     /// Schedules the graph until every step is final or the run stops.
@@ -104,8 +113,38 @@ impl Run {
         };
         let mut stop: Option<Stop> = None;
         let mut launches: Vec<Launch> = Vec::new();
+        let waves = self.wave_size();
+        // Batch mode: the steps of the current wave, taken from the ready
+        // queue when the last wave has ended; whether it counted in
+        // `parallel_executions` yet; whether a failure in it stops the run
+        // once it has ended.
+        let mut wave: std::collections::VecDeque<usize> = Default::default();
+        let mut wave_counted = false;
+        let mut wave_failed = false;
 
         'outer: loop {
+            if let Some(size) = waves
+                && running == 0
+                && wave.is_empty()
+            {
+                if wave_failed && stop.is_none() {
+                    stop = Some(Stop::Failed);
+                }
+                while wave.len() < size
+                    && let Some(std::cmp::Reverse((_, i))) = ready.pop()
+                {
+                    wave.push_back(i);
+                }
+                wave_counted = false;
+            }
+            let fail_stops = |wave_failed: &mut bool| {
+                if waves.is_some() {
+                    *wave_failed = true;
+                    None
+                } else {
+                    Some(Stop::Failed)
+                }
+            };
             while running + launches.len() < limit && stop.is_none() {
                 // Nothing new starts once the run is cancelled or out of time.
                 if self.cancel.is_cancelled() {
@@ -116,7 +155,11 @@ impl Run {
                     stop = Some(Stop::TimedOut);
                     break;
                 }
-                let Some(std::cmp::Reverse((_, i))) = ready.pop() else { break };
+                let next = match waves {
+                    Some(_) => wave.pop_front(),
+                    None => ready.pop().map(|std::cmp::Reverse((_, i))| i),
+                };
+                let Some(i) = next else { break };
                 // Already final (a replay keeps some steps' results): never again.
                 if self.state[i].is_final() {
                     continue;
@@ -153,7 +196,7 @@ impl Run {
                     }
                     Err(message) => {
                         if self.fail_step(i, "expression", message) {
-                            stop = Some(Stop::Failed);
+                            stop = stop.or(fail_stops(&mut wave_failed));
                         }
                     }
                 }
@@ -171,10 +214,13 @@ impl Run {
                 tasks.push(index, task);
                 running += 1;
             }
-            if launched > 0 && self.counts_parallel_executions() {
+            // A wave counts once, in the first round that launched any of it.
+            let opens_wave = waves.is_some() && !wave_counted;
+            if launched > 0 && (self.counts_parallel_executions() || opens_wave) {
                 self.parallel_executions += 1;
+                wave_counted = true;
             }
-            if running == 0 && (ready.is_empty() || stop.is_some()) {
+            if running == 0 && (stop.is_some() || (wave.is_empty() && ready.is_empty())) {
                 break;
             }
             if running == 0 {
@@ -201,7 +247,7 @@ impl Run {
                                 }
                                 let i = result.index;
                                 if self.finish_step(result) {
-                                    stop = Some(Stop::Failed);
+                                    stop = stop.or(fail_stops(&mut wave_failed));
                                 }
                                 release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
                             }

@@ -22,6 +22,8 @@ const RULES_KEYS: &[&str] = &[
     "dead_letter_queue_enabled",
     "circuit_breaker_failure_threshold",
     "circuit_breaker_cooldown_ms",
+    "batch_size",
+    "memoize",
 ];
 
 impl Walker {
@@ -126,6 +128,10 @@ impl Walker {
             }
             if let Some(n) = self.uint(r, "circuit_breaker_cooldown_ms", 100, 86_400_000) {
                 rules.circuit_breaker_cooldown_ms = n;
+            }
+            rules.batch_size = self.uint(r, "batch_size", 1, 1000).map(|n| n as u32);
+            if let Some(b) = self.boolean(r, "memoize") {
+                rules.memoize = b;
             }
         }
 
