@@ -194,17 +194,15 @@ async fn conditional_skips_branches_and_their_dependents() {
 }
 
 #[tokio::test]
-async fn batch_and_streaming_are_refused_as_not_yet_supported() {
+async fn a_bad_run_input_is_refused_with_every_problem_named() {
     let wf = workflow(&yaml("sequential", "", "    - {node_id: a, node_type: compute, component: echo}\n"));
-    for mode in ["batch", "streaming"] {
-        let err = Engine::new(executor())
-            .start(wf.clone(), &input(json!({"execution_mode": mode})), opts())
-            .await
-            .err()
-            .unwrap();
-        assert!(matches!(err, StartError::Input(_)));
-        assert!(err.to_string().contains(&format!("`{mode}` is not yet supported")), "{err}");
-    }
+    let err = Engine::new(executor())
+        .start(wf.clone(), &input(json!({"execution_mode": "batch", "batch_size": 0})), opts())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StartError::Input(_)));
+    assert!(err.to_string().contains("batch_size is 0; it must be between 1 and 1000"), "{err}");
     let err = Engine::new(executor())
         .start(wf, &input(json!({"max_parallel_steps": 0, "global_timeout_ms": 5, "failure_strategy": "pray"})), opts())
         .await

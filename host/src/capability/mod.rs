@@ -26,7 +26,7 @@ mod url_pattern;
 
 pub use acting::{ACTING_IMPORTS, acting_capability};
 pub use declared::{Capabilities, DirGrant, DirMode, DirSource, HttpRule, MAX_HTTP_RULES, METHODS, NAMES};
-pub use policy::{HttpLimits, KvLimits, POLICY_ENV, Policy};
+pub use policy::{FanOutLimits, HttpLimits, KvLimits, POLICY_ENV, Policy};
 pub use redact::Redactor;
 pub use secrets::SecretSource;
 pub use url_pattern::{PortPattern, UrlPattern, default_port};

@@ -27,6 +27,10 @@
 //! max_value_bytes = 1048576
 //! max_scope_bytes = 67108864
 //!
+//! [fan_out]                # for_each, per node
+//! max_items = 100000
+//! max_shards = 10000
+//!
 //! [expressions]            # the CEL budget of each evaluation (not a capability)
 //! max_steps = 1000000      # comprehension iterations
 //! max_built_bytes = 67108864
@@ -87,6 +91,21 @@ impl Default for KvLimits {
     }
 }
 
+/// Limits of a node's `for_each` fan-out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FanOutLimits {
+    /// Most items one node's list may have.
+    pub max_items: u64,
+    /// Most shards one node may run.
+    pub max_shards: u64,
+}
+
+impl Default for FanOutLimits {
+    fn default() -> Self {
+        Self { max_items: 100_000, max_shards: 10_000 }
+    }
+}
+
 /// The operator policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -109,6 +128,8 @@ pub struct Policy {
     /// The budget of every CEL evaluation (`[expressions]`; the defaults
     /// without a policy, or when the section is left out).
     pub expressions: ExprBudget,
+    /// The limits of `for_each` (`[fan_out]`).
+    pub fan_out: FanOutLimits,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +147,15 @@ struct PolicyFile {
     kv: Option<KvSection>,
     #[serde(default)]
     expressions: Option<ExpressionsSection>,
+    #[serde(default)]
+    fan_out: Option<FanOutSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FanOutSection {
+    max_items: Option<u64>,
+    max_shards: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +235,7 @@ const MAX_BODY_BYTES: u64 = 1 << 30;
 const MAX_HTTP_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 const MAX_KV_VALUE_BYTES: u64 = 16 << 20;
 const MAX_KV_KEY_BYTES: u64 = 4096;
+const MAX_FAN_OUT_ITEMS: u64 = 10_000_000;
 
 impl Policy {
     /// No policy file: the person running the workflow is the operator, so
@@ -224,6 +255,7 @@ impl Policy {
             kv: true,
             kv_limits: KvLimits::default(),
             expressions: ExprBudget::default(),
+            fan_out: FanOutLimits::default(),
         }
     }
 
@@ -312,6 +344,11 @@ impl Policy {
             )?;
             b.max_time_ms =
                 bounded("[expressions] max_time_ms", x.max_time_ms, b.max_time_ms, ExprBudget::MAX_TIME_MS)?;
+        }
+        if let Some(f) = file.fan_out {
+            let l = &mut p.fan_out;
+            l.max_items = bounded("[fan_out] max_items", f.max_items, l.max_items, MAX_FAN_OUT_ITEMS)?;
+            l.max_shards = bounded("[fan_out] max_shards", f.max_shards, l.max_shards, MAX_FAN_OUT_ITEMS)?;
         }
         Ok(p)
     }

@@ -75,6 +75,9 @@ impl LiveView {
             RunEvent::AttemptStarted { step_id, attempt } => {
                 self.running.insert(step_id.clone(), *attempt);
             }
+            RunEvent::FanOutStarted { step_id, .. } => {
+                self.running.insert(step_id.clone(), 1);
+            }
             RunEvent::StepCompleted { step_id, .. } => {
                 self.running.remove(step_id);
                 self.completed += 1;
@@ -142,6 +145,12 @@ fn describe(e: &RunEvent) -> String {
     match e {
         RunEvent::RunStarted { run_id, workflow } => format!("run {run_id} of `{workflow}` started"),
         RunEvent::AttemptStarted { step_id, attempt } => format!("{step_id}: attempt {attempt} started"),
+        RunEvent::FanOutStarted { step_id, shards, remaining } if remaining == shards => {
+            format!("{step_id}: fanned out into {shards} shard(s)")
+        }
+        RunEvent::FanOutStarted { step_id, shards, remaining } => {
+            format!("{step_id}: resumed its fan-out: {remaining} of {shards} shard(s) left")
+        }
         RunEvent::Retrying { step_id, attempt, error_type, delay_ms } => {
             format!("{step_id}: attempt {attempt} failed ({error_type}); retrying in {delay_ms} ms")
         }

@@ -24,6 +24,15 @@ pub enum RunEvent {
         /// Its attempt number.
         attempt: u32,
     },
+    /// A `for_each` node began (or, after a resume, went on with) its shards.
+    FanOutStarted {
+        /// The node.
+        step_id: String,
+        /// Its shards in all.
+        shards: u32,
+        /// The shards still to run.
+        remaining: u32,
+    },
     /// An attempt failed and will be retried after `delay_ms`.
     Retrying {
         /// The step.

@@ -62,6 +62,8 @@ pub struct RunConfig {
     pub max_parallel_steps: u32,
     /// Steps per wave in batch mode.
     pub batch_size: u32,
+    /// Shards of one `for_each` node run at once: `max_parallel_steps`, in every mode.
+    pub shard_parallelism: u32,
     /// Whole-run timeout.
     pub global_timeout_ms: u64,
     /// What to do on failure.
@@ -174,6 +176,7 @@ impl RunInput {
                 1
             },
             batch_size,
+            shard_parallelism: max_parallel_steps,
             global_timeout_ms,
             failure_strategy,
             environment: env,

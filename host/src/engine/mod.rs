@@ -185,6 +185,7 @@ impl Engine {
             pins,
             held,
             expr_budget: self.policy.expressions,
+            fan_out_limits: self.policy.fan_out,
         }
     }
 

@@ -153,12 +153,14 @@ impl Engine {
 /// The journal a replay of a dead-lettered run starts from: the completed
 /// steps (outputs kept), the decisions that stand (tolerated failures and
 /// skips by `when`), and the scheduling of the failed steps, so that they
-/// run again with their journaled inputs. An effect that compensation undid
-/// is not done: it runs again.
+/// run again with their journaled inputs. A fan-out keeps its completed
+/// shards, so only the others run again. An effect (or a shard of one) that
+/// compensation undid is not done: it runs again.
 fn replay_journal(journal: Vec<Journaled>) -> Vec<JournalEntry> {
     let mut completed = HashSet::new();
     let mut failed = HashSet::new();
     let mut kept_final = HashSet::new();
+    let mut shards_done = HashSet::new();
     for j in &journal {
         match &j.entry {
             JournalEntry::StepCompleted { step_id, .. } => {
@@ -174,9 +176,19 @@ fn replay_journal(journal: Vec<Journaled>) -> Vec<JournalEntry> {
             JournalEntry::StepSkipped { step_id, reason } if reason.starts_with("`when` is false") => {
                 kept_final.insert(step_id.clone());
             }
+            JournalEntry::ShardFinished { step_id, shard, report, .. } if report.failure().is_none() => {
+                shards_done.insert((step_id.clone(), *shard));
+            }
             // An undone effect is not done: it runs again.
-            JournalEntry::CompensationFinished { step_id, ok: true, .. } => {
+            JournalEntry::CompensationFinished { step_id, shard: None, ok: true, .. } => {
                 completed.remove(step_id);
+            }
+            // A fan-out with an undone shard runs again, with its journaled input.
+            JournalEntry::CompensationFinished { step_id, shard: Some(k), ok: true, .. } => {
+                shards_done.remove(&(step_id.clone(), *k));
+                if completed.remove(step_id) {
+                    failed.insert(step_id.clone());
+                }
             }
             _ => {}
         }
@@ -188,6 +200,11 @@ fn replay_journal(journal: Vec<Journaled>) -> Vec<JournalEntry> {
             JournalEntry::AttemptStarted { step_id, .. }
             | JournalEntry::AttemptFinished { step_id, .. }
             | JournalEntry::StepCompleted { step_id, .. } => completed.contains(step_id),
+            JournalEntry::ShardFinished { step_id, shard, report, .. } => {
+                report.failure().is_none()
+                    && (completed.contains(step_id) || failed.contains(step_id))
+                    && shards_done.contains(&(step_id.clone(), *shard))
+            }
             JournalEntry::StepFailed { step_id, tolerated: true, .. } | JournalEntry::StepSkipped { step_id, .. } => {
                 kept_final.contains(step_id)
             }

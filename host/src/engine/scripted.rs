@@ -124,9 +124,13 @@ pub struct ScriptedCall {
 #[derive(Default)]
 pub struct ScriptedExecutor {
     runs: HashMap<String, Vec<Reply>>,
+    /// Per step and shard of a `for_each` node: its own script.
+    shard_runs: HashMap<(String, u64), Vec<Reply>>,
     compensations: HashMap<String, Vec<Reply>>,
     pins: BTreeMap<String, PinnedComponent>,
     calls: Arc<Mutex<Vec<ScriptedCall>>>,
+    /// Attempts running now, and the most that ever ran at once.
+    in_flight: Arc<(std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicUsize)>,
 }
 
 impl ScriptedExecutor {
@@ -138,6 +142,13 @@ impl ScriptedExecutor {
     /// Scripts `run` of `step`: attempt `n` plays reply `n` (the last repeats).
     pub fn on(mut self, step: &str, replies: impl IntoIterator<Item = Reply>) -> Self {
         self.runs.insert(step.into(), replies.into_iter().collect());
+        self
+    }
+
+    /// Scripts `run` of shard `shard` of the `for_each` node `step` (the
+    /// other shards play the node's own script).
+    pub fn on_shard(mut self, step: &str, shard: u64, replies: impl IntoIterator<Item = Reply>) -> Self {
+        self.shard_runs.insert((step.into(), shard), replies.into_iter().collect());
         self
     }
 
@@ -158,6 +169,11 @@ impl ScriptedExecutor {
     /// Every call so far, in the order the engine made them.
     pub fn calls(&self) -> Vec<ScriptedCall> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The most attempts that were running at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.in_flight.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The steps whose `run` was called, in order, once per attempt.
@@ -189,7 +205,12 @@ impl StepExecutor for ScriptedExecutor {
         _granted: Arc<Grants>,
     ) -> AttemptFuture {
         let compensate = matches!(call.kind, CallKind::Compensate { .. });
-        let script = if compensate { self.compensations.get(&node.id) } else { self.runs.get(&node.id) };
+        let shard = call.input.get("shard").and_then(Value::as_u64).filter(|_| node.for_each.is_some());
+        let script = match shard {
+            _ if compensate => self.compensations.get(&node.id),
+            Some(k) => self.shard_runs.get(&(node.id.clone(), k)).or_else(|| self.runs.get(&node.id)),
+            None => self.runs.get(&node.id),
+        };
         let index = usize::try_from(call.ctx.attempt.saturating_sub(1)).unwrap_or(usize::MAX);
         let reply = script
             .and_then(|s| s.get(index).or_else(|| s.last()))
@@ -203,9 +224,14 @@ impl StepExecutor for ScriptedExecutor {
             idempotency_key: call.ctx.idempotency_key.clone(),
             pinned: pinned.map(str::to_string),
         });
+        let in_flight = self.in_flight.clone();
         Box::pin(async move {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = in_flight.0.fetch_add(1, SeqCst) + 1;
+            in_flight.1.fetch_max(now, SeqCst);
             let waited = reply.wait.min(limits.timeout);
             tokio::time::sleep(waited).await;
+            in_flight.0.fetch_sub(1, SeqCst);
             let stats = AttemptStats {
                 fuel_consumed: 1,
                 wall_time_us: u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),

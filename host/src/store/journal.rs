@@ -65,6 +65,32 @@ pub enum JournalEntry {
         message: String,
         /// Tolerated by `continue_on_error`.
         tolerated: bool,
+        /// What it produced anyway: a fan-out's results, with its failed shards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+    },
+    /// An attempt of one shard of a `for_each` node is about to run.
+    ShardStarted {
+        /// The node.
+        step_id: String,
+        /// The shard, from 0.
+        shard: u32,
+        /// The shard's attempt number, from 1.
+        attempt: u32,
+    },
+    /// An attempt of one shard ended. The shard completed when `report` is
+    /// a success, and failed for good when it is a failure and `last`.
+    ShardFinished {
+        /// The node.
+        step_id: String,
+        /// The shard.
+        shard: u32,
+        /// The attempt number.
+        attempt: u32,
+        /// The typed outcome, with the shard's output on success.
+        report: AttemptReport,
+        /// No further attempt of this shard follows.
+        last: bool,
     },
     /// A step was skipped.
     StepSkipped {
@@ -87,11 +113,17 @@ pub enum JournalEntry {
     CompensationStarted {
         /// The step.
         step_id: String,
+        /// The shard, for a `for_each` node (each shard is undone on its own).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<u32>,
     },
     /// Compensation of a step ended.
     CompensationFinished {
         /// The step.
         step_id: String,
+        /// The shard, for a `for_each` node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<u32>,
         /// Whether `compensate` succeeded.
         ok: bool,
         /// Attempts it took.
@@ -127,6 +159,8 @@ impl JournalEntry {
             Self::StepCompleted { .. } => "step_completed",
             Self::StepFailed { .. } => "step_failed",
             Self::StepSkipped { .. } => "step_skipped",
+            Self::ShardStarted { .. } => "shard_started",
+            Self::ShardFinished { .. } => "shard_finished",
             Self::RunStopping { .. } => "run_stopping",
             Self::CompensationStarted { .. } => "compensation_started",
             Self::CompensationFinished { .. } => "compensation_finished",
@@ -144,7 +178,9 @@ impl JournalEntry {
             | Self::StepCompleted { step_id, .. }
             | Self::StepFailed { step_id, .. }
             | Self::StepSkipped { step_id, .. }
-            | Self::CompensationStarted { step_id }
+            | Self::ShardStarted { step_id, .. }
+            | Self::ShardFinished { step_id, .. }
+            | Self::CompensationStarted { step_id, .. }
             | Self::CompensationFinished { step_id, .. }
             | Self::DeadLettered { step_id, .. } => Some(step_id),
             _ => None,

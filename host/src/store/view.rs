@@ -74,9 +74,26 @@ pub struct StepView {
     /// `compensated` or `failed`, once compensation ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compensation: Option<String>,
+    /// A `for_each` node's shards: how many completed and failed, and their attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsView>,
+    /// True when the step completed from the memo cache without running.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub memoized: bool,
     /// What its attempts cost, summed (fuel and time) or at most (memory).
     #[serde(skip)]
     pub totals: AttemptStats,
+}
+
+/// What the journal says of a `for_each` node's shards.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardsView {
+    /// Shards that completed.
+    pub completed: u32,
+    /// Shards that failed for good.
+    pub failed: u32,
+    /// Shard attempts finished, retries included.
+    pub attempts: u32,
 }
 
 impl RunView {
@@ -126,8 +143,18 @@ impl StepView {
             error_type: None,
             reason: None,
             compensation: None,
+            shards: None,
+            memoized: false,
             totals: AttemptStats::default(),
         }
+    }
+
+    /// Adds one attempt's cost to the step's totals.
+    fn add_cost(&mut self, report: &crate::contract::AttemptReport) {
+        let t = &mut self.totals;
+        t.fuel_consumed = t.fuel_consumed.saturating_add(report.stats.fuel_consumed);
+        t.wall_time_us = t.wall_time_us.saturating_add(report.stats.wall_time_us);
+        t.peak_memory_bytes = t.peak_memory_bytes.max(report.stats.peak_memory_bytes);
     }
 
     fn apply(&mut self, entry: &JournalEntry) -> Result<(), serde_json::Error> {
@@ -148,10 +175,7 @@ impl StepView {
                 a["attempt"] = json!(attempt);
                 a["kind"] = json!(report.failure().map_or("succeeded", |f| f.kind().as_str()));
                 self.attempts.push(a);
-                let t = &mut self.totals;
-                t.fuel_consumed = t.fuel_consumed.saturating_add(report.stats.fuel_consumed);
-                t.wall_time_us = t.wall_time_us.saturating_add(report.stats.wall_time_us);
-                t.peak_memory_bytes = t.peak_memory_bytes.max(report.stats.peak_memory_bytes);
+                self.add_cost(report);
             }
             JournalEntry::StepCompleted { output, actions, .. } => {
                 self.state = "completed".into();
@@ -165,6 +189,17 @@ impl StepView {
             JournalEntry::StepSkipped { reason, .. } => {
                 self.state = "skipped".into();
                 self.reason = Some(reason.clone());
+            }
+            JournalEntry::ShardStarted { .. } => self.state = "running".into(),
+            JournalEntry::ShardFinished { report, last, .. } => {
+                let shards = self.shards.get_or_insert_with(ShardsView::default);
+                shards.attempts += 1;
+                match report.failure() {
+                    None => shards.completed += 1,
+                    Some(_) if *last => shards.failed += 1,
+                    Some(_) => {}
+                }
+                self.add_cost(report);
             }
             JournalEntry::CompensationFinished { ok, .. } => {
                 self.compensation = Some(if *ok { "compensated" } else { "failed" }.into());

@@ -265,10 +265,25 @@ pub struct NodeSpec {
     pub run_if_dependency_skipped: bool,
     /// What an effect node declares it needs (compute nodes: nothing).
     pub capabilities: Capabilities,
+    /// Fan-out: a CEL expression giving the list whose shards each run as
+    /// one execution of the step.
+    pub for_each: Option<FanOut>,
+    /// Complete from the memo cache when the same component has run on the
+    /// same input under the same limits (compute and reducer nodes only).
+    pub memoize: bool,
     /// What the node's `when` and `input` expressions read (None: it has none).
     pub uses: Option<Uses>,
     /// Where the node starts in the file.
     pub pos: Pos,
+}
+
+/// A node's `for_each`: the list, and how many items each shard takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanOut {
+    /// The CEL expression that gives the list.
+    pub items: Expr,
+    /// Items per shard (`batch_size` on the node; default 1).
+    pub batch_size: u32,
 }
 
 /// The ONEX orchestrator contract's `coordination_rules`.

@@ -73,35 +73,45 @@ impl Run {
         rounds: u32,
         first_attempt: u32,
     ) -> impl Future<Output = StepResult> + Send + 'static {
+        let mut task = self.step_task_template(i, rounds);
+        task.max_attempts = task.max_attempts.max(first_attempt);
+        task.first_ctx = self.ctx(&self.wf.nodes[i], first_attempt);
+        task.run(input, first_attempt)
+    }
+
+    /// What every attempt of step `i` (or of one of its shards) shares.
+    pub(super) fn step_task_template(&self, i: usize, rounds: u32) -> StepTask {
         let policy = self.policy(i);
         let node = &self.wf.nodes[i];
-        let task = StepTask {
+        StepTask {
             wf: self.wf.clone(),
             index: i,
+            shard: None,
             pinned: self.pins[i].clone(),
             granted: self.grants[i].clone(),
             limits: self.limits(node),
             executor: self.executor.clone(),
             events: self.events.clone(),
-            // A resumed step always gets one more attempt than it had.
-            max_attempts: policy.max_attempts.saturating_mul(rounds.max(1)).max(first_attempt),
-            first_ctx: self.ctx(node, first_attempt),
+            max_attempts: policy.max_attempts.saturating_mul(rounds.max(1)),
+            first_ctx: self.ctx(node, 1),
             backoff: Backoff::new(policy.clone(), self.opts.jitter_seed, &node.id),
             policy,
             store: self.store.clone(),
             run_id: self.ids.run_id.clone(),
             owner: self.owner.clone(),
             breaker: self.breaker(),
-        };
-        task.run(input, first_attempt)
+        }
     }
 }
 
 /// Everything one step's attempts need, owned, so that the task can run
 /// apart from the run.
-struct StepTask {
+#[derive(Clone)]
+pub(super) struct StepTask {
     wf: Arc<Workflow>,
     index: usize,
+    /// The shard it runs, for one shard of a `for_each` node.
+    shard: Option<u32>,
     pinned: Option<String>,
     granted: Arc<Grants>,
     limits: Limits,
@@ -118,19 +128,52 @@ struct StepTask {
 }
 
 impl StepTask {
-    async fn run(mut self, input: SharedInput, first_attempt: u32) -> StepResult {
+    /// The same task for shard `k` of a `for_each` node, from attempt
+    /// `first_attempt`: its own idempotency key, and its own backoff seed.
+    pub(super) fn for_shard(&self, k: u32, first_attempt: u32) -> StepTask {
+        let mut t = self.clone();
+        t.shard = Some(k);
+        t.max_attempts = t.max_attempts.max(first_attempt);
+        t.first_ctx.idempotency_key = format!("{}/shard-{k}", self.first_ctx.idempotency_key);
+        let node_id = &self.wf.nodes[self.index].id;
+        t.backoff = Backoff::new(self.policy.clone(), self.backoff.seed_base, &format!("{node_id}/{k}"));
+        t
+    }
+
+    /// The journal entry that an attempt starts.
+    fn started(&self, step_id: &str, attempt: u32) -> JournalEntry {
+        let step_id = step_id.to_string();
+        match self.shard {
+            Some(shard) => JournalEntry::ShardStarted { step_id, shard, attempt },
+            None => JournalEntry::AttemptStarted { step_id, attempt },
+        }
+    }
+
+    /// The journal entry that an attempt ended (`last`: none follows).
+    fn finished(&self, step_id: &str, attempt: u32, report: AttemptReport, last: bool) -> JournalEntry {
+        let step_id = step_id.to_string();
+        match self.shard {
+            Some(shard) => JournalEntry::ShardFinished { step_id, shard, attempt, report, last },
+            None => JournalEntry::AttemptFinished { step_id, attempt, report },
+        }
+    }
+
+    pub(super) async fn run(mut self, input: SharedInput, first_attempt: u32) -> StepResult {
         let (wf, i) = (self.wf.clone(), self.index);
         let node = &wf.nodes[i];
         let mut attempts = Vec::new();
         let mut store_error = None;
         for attempt in first_attempt..=self.max_attempts {
-            if attempt > first_attempt
-                && let Err(e) = self.journal(JournalEntry::AttemptStarted { step_id: node.id.clone(), attempt }).await
+            // A step's first attempt is journaled by the scheduler; a shard's by its task.
+            if (attempt > first_attempt || self.shard.is_some())
+                && let Err(e) = self.journal(self.started(&node.id, attempt)).await
             {
                 store_error = Some(e);
                 break;
             }
-            self.events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
+            if self.shard.is_none() {
+                self.events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
+            }
             let ctx = StepContext { attempt, ..self.first_ctx.clone() };
             let call = StepCall { ctx, input: (*input).clone(), kind: CallKind::Run };
             let report = match self.gated_attempt(node, call).await {
@@ -144,21 +187,36 @@ impl StepTask {
                 attempt < self.max_attempts && f.is_retryable() && self.policy.retry_on.contains(&f.kind())
             });
             if !retry {
+                // A shard's last attempt is journaled here too: no scheduler records it.
+                if self.shard.is_some()
+                    && let Err(e) = self.journal(self.finished(&node.id, attempt, report.clone(), true)).await
+                {
+                    store_error = Some(e);
+                }
                 attempts.push(report);
                 break;
             }
             let delay = self.backoff.delay_ms(attempt);
             let error_type = report.failure().map(|f| f.kind().as_str()).unwrap_or_default().to_string();
-            self.events.send(RunEvent::Retrying { step_id: node.id.clone(), attempt, error_type, delay_ms: delay });
-            let finished = JournalEntry::AttemptFinished { step_id: node.id.clone(), attempt, report: report.clone() };
-            if let Err(e) = self.journal(finished).await {
+            if self.shard.is_none() {
+                self.events.send(RunEvent::Retrying { step_id: node.id.clone(), attempt, error_type, delay_ms: delay });
+            }
+            if let Err(e) = self.journal(self.finished(&node.id, attempt, report.clone(), false)).await {
                 store_error = Some(e);
                 break;
             }
             attempts.push(report);
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        StepResult { index: i, first_attempt, attempts, store_error }
+        StepResult {
+            index: i,
+            first_attempt,
+            attempts,
+            store_error,
+            shard: self.shard,
+            shards: Vec::new(),
+            abnormal: None,
+        }
     }
 
     async fn journal(&self, entry: JournalEntry) -> Result<(), String> {
@@ -196,11 +254,20 @@ struct Backoff {
     /// made on the first jittered wait.
     rng: Option<rand::rngs::StdRng>,
     seed: Option<u64>,
+    /// The run's jitter seed it was derived from.
+    seed_base: Option<u64>,
+}
+
+impl Clone for Backoff {
+    /// A fresh copy: its random source is made again on its first jittered wait.
+    fn clone(&self) -> Self {
+        Self { policy: self.policy.clone(), rng: None, seed: self.seed, seed_base: self.seed_base }
+    }
 }
 
 impl Backoff {
     fn new(policy: Arc<RetryPolicy>, jitter_seed: Option<u64>, step_id: &str) -> Self {
-        Self { policy, rng: None, seed: jitter_seed.map(|s| s ^ fnv(step_id)) }
+        Self { policy, rng: None, seed: jitter_seed.map(|s| s ^ fnv(step_id)), seed_base: jitter_seed }
     }
 
     /// The wait after attempt `attempt` failed: the n-th retry within a

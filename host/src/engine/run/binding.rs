@@ -81,6 +81,10 @@ impl Run {
         {
             input.insert("actions".into(), Value::Array(self.delivered[i].clone()));
         }
+        if let Some(fan) = &node.for_each {
+            let items = fan.items.eval_in(bound_for(bound)?).map_err(|m| format!("`for_each`: {m}"))?;
+            return self.fan_out_input(i, items, input);
+        }
         Ok(input)
     }
 

@@ -7,11 +7,15 @@ use super::schedule::StepResult;
 use crate::engine::events::RunEvent;
 use crate::store::JournalEntry;
 use crate::workflow::FailureStrategy;
+use serde_json::Value;
 
 impl Run {
     /// Records a step's final result. Returns true when the run must stop.
     pub(super) fn finish_step(&mut self, result: StepResult) -> bool {
         let i = result.index;
+        if self.wf.nodes[i].for_each.is_some() {
+            return self.finish_fan_out(result);
+        }
         let step_id = self.wf.nodes[i].id.clone();
         let mut attempts = result.attempts;
         let last = attempts.pop();
@@ -49,6 +53,17 @@ impl Run {
 
     /// Marks a step failed (or tolerated). Returns true when the run must stop.
     pub(super) fn fail_step(&mut self, i: usize, error_type: &str, message: String) -> bool {
+        self.fail_step_with(i, error_type, message, None)
+    }
+
+    /// [`Self::fail_step`], keeping what the step produced anyway.
+    pub(super) fn fail_step_with(
+        &mut self,
+        i: usize,
+        error_type: &str,
+        message: String,
+        output: Option<Value>,
+    ) -> bool {
         let node = &self.wf.nodes[i];
         let tolerated = node.continue_on_error;
         let step_id = node.id.clone();
@@ -57,6 +72,7 @@ impl Run {
             error_type: error_type.into(),
             message: message.clone(),
             tolerated,
+            output,
         });
         self.emit(RunEvent::StepFailed { step_id, error_type: error_type.into(), message, tolerated });
         !tolerated && !matches!(self.config.failure_strategy, FailureStrategy::ContinueOnError)

@@ -16,6 +16,7 @@ mod actions;
 mod attempts;
 mod binding;
 mod compensation;
+mod fan_out;
 mod finish;
 mod in_flight;
 mod output;
@@ -54,6 +55,8 @@ pub(super) struct Parts {
     pub(super) grants: RunGrants,
     /// The budget of each expression evaluation.
     pub(super) expr_budget: crate::contract::ExprBudget,
+    /// The limits of `for_each`.
+    pub(super) fan_out_limits: crate::capability::FanOutLimits,
 }
 
 /// One run.
@@ -75,6 +78,10 @@ pub(super) struct Run {
     scratch: Option<std::path::PathBuf>,
     /// The budget of each expression evaluation.
     expr_budget: crate::contract::ExprBudget,
+    /// The limits of `for_each`.
+    fan_out_limits: crate::capability::FanOutLimits,
+    /// Per `for_each` node, what its shards did (None: not fanned out yet).
+    fans: Vec<Option<fan_out::FanState>>,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -150,6 +157,8 @@ impl Run {
             grants: parts.grants.by_node,
             scratch: parts.grants.scratch,
             expr_budget: parts.expr_budget,
+            fan_out_limits: parts.fan_out_limits,
+            fans: vec![None; n],
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],

@@ -32,6 +32,12 @@ impl Run {
             };
             step_outputs.insert(self.wf.nodes[i].id.clone(), out);
         }
+        // A failed step that produced something anyway (a fan-out's partial results).
+        for i in 0..self.outputs.len() {
+            if let Some(out) = self.outputs[i].take() {
+                step_outputs.insert(self.wf.nodes[i].id.clone(), out);
+            }
+        }
         let mut output_variables = Map::new();
         output_variables.insert("run".into(), self.run_json());
         output_variables.insert("failure_strategy".into(), json!(self.config.failure_strategy));
@@ -68,6 +74,7 @@ impl Run {
             per_step.push((key("wall_time_ms"), t.wall_us as f64 / 1000.0));
             per_step.push((key("peak_memory_bytes"), t.peak as f64));
         }
+        per_step.extend(self.shard_metrics());
         let mut all: BTreeMap<String, f64> = per_step.into_iter().collect();
         all.append(&mut metrics);
         let metrics = all;

@@ -33,6 +33,12 @@ pub(super) struct StepResult {
     pub(super) attempts: Vec<AttemptReport>,
     /// The journal (or breaker store) failed: the run must stop.
     pub(super) store_error: Option<String>,
+    /// The shard this task ran, for one shard of a `for_each` node.
+    pub(super) shard: Option<u32>,
+    /// For a `for_each` node: the result of each shard task it ran.
+    pub(super) shards: Vec<StepResult>,
+    /// For a `for_each` node: a shard task that ended without a result.
+    pub(super) abnormal: Option<String>,
 }
 
 /// A step about to start: its journaled input and its attempt number.
@@ -61,7 +67,7 @@ impl Run {
         for &i in interrupted {
             let step_id = self.wf.nodes[i].id.clone();
             let (error_type, message) = (error_type.to_string(), message.to_string());
-            self.record(JournalEntry::StepFailed { step_id, error_type, message, tolerated: false });
+            self.record(JournalEntry::StepFailed { step_id, error_type, message, tolerated: false, output: None });
         }
     }
 
@@ -170,7 +176,10 @@ impl Run {
                     && let Some(input) = self.inputs[i].clone()
                 {
                     let attempt = self.attempts_used[i].saturating_add(1);
-                    self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
+                    // A fan-out's shards journal their own attempts.
+                    if self.wf.nodes[i].for_each.is_none() {
+                        self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
+                    }
                     launches.push(Launch { index: i, input, attempt });
                     continue;
                 }
@@ -186,7 +195,9 @@ impl Run {
                     Ok(Ok(input)) => {
                         let input = Arc::new(input);
                         self.record(JournalEntry::StepScheduled { step_id: step_id.clone(), input: input.clone() });
-                        self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
+                        if self.wf.nodes[i].for_each.is_none() {
+                            self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
+                        }
                         launches.push(Launch { index: i, input, attempt: 1 });
                         continue;
                     }
@@ -210,8 +221,11 @@ impl Run {
             }
             let launched = launches.len();
             for Launch { index, input, attempt } in launches.drain(..) {
-                let task = self.step_task(index, input, rounds, attempt);
-                tasks.push(index, task);
+                if self.wf.nodes[index].for_each.is_some() {
+                    tasks.push(index, self.fan_out_task(index, input, rounds));
+                } else {
+                    tasks.push(index, self.step_task(index, input, rounds, attempt));
+                }
                 running += 1;
             }
             // A wave counts once, in the first round that launched any of it.

@@ -39,6 +39,17 @@ pub(super) struct Totals {
     pub(super) attempts: u32,
 }
 
+impl Totals {
+    /// Adds one attempt's cost. Journals come from the store: no number in
+    /// them may overflow.
+    pub(super) fn add(&mut self, report: &crate::contract::AttemptReport) {
+        self.fuel = self.fuel.saturating_add(report.stats.fuel_consumed);
+        self.wall_us = self.wall_us.saturating_add(report.stats.wall_time_us);
+        self.peak = self.peak.max(report.stats.peak_memory_bytes);
+        self.attempts = self.attempts.saturating_add(1);
+    }
+}
+
 impl Run {
     /// Applies a transition to the run's state (live, or replayed from the
     /// journal on resume): the only place a run's state changes.
@@ -58,12 +69,7 @@ impl Run {
             }
             (JournalEntry::AttemptFinished { attempt, report, .. }, Some(i)) => {
                 self.attempts_used[i] = self.attempts_used[i].max(*attempt);
-                let t = &mut self.totals[i];
-                // Journals come from the store: no number in them may overflow.
-                t.fuel = t.fuel.saturating_add(report.stats.fuel_consumed);
-                t.wall_us = t.wall_us.saturating_add(report.stats.wall_time_us);
-                t.peak = t.peak.max(report.stats.peak_memory_bytes);
-                t.attempts = t.attempts.saturating_add(1);
+                self.totals[i].add(report);
             }
             (JournalEntry::StepCompleted { step_id, output, actions }, Some(i)) => {
                 self.state[i] = State::Completed;
@@ -71,7 +77,10 @@ impl Run {
                 self.outputs[i] = Some(output.clone());
                 self.deliver(i, step_id, actions);
             }
-            (JournalEntry::StepFailed { step_id, error_type, message, tolerated }, Some(i)) => {
+            (JournalEntry::StepFailed { step_id, error_type, message, tolerated, output }, Some(i)) => {
+                if output.is_some() {
+                    self.outputs[i] = output.clone();
+                }
                 self.errors.push(ErrorRecord {
                     step_id: step_id.clone(),
                     error_type: error_type.clone(),
@@ -93,11 +102,21 @@ impl Run {
                 self.stopping = Some(*status);
                 self.parallel_executions = self.parallel_executions.max(*parallel_executions);
             }
+            (JournalEntry::ShardStarted { .. } | JournalEntry::ShardFinished { .. }, Some(i)) => self.apply_shard(i, e),
+            (JournalEntry::CompensationStarted { shard: Some(k), .. }, Some(i)) => {
+                let fan = self.fans[i].get_or_insert_with(Default::default);
+                *fan.compensation_starts.entry(*k).or_default() += 1;
+            }
             (JournalEntry::CompensationStarted { .. }, Some(i)) => {
                 self.compensation_starts[i] = self.compensation_starts[i].saturating_add(1);
             }
-            (JournalEntry::CompensationFinished { step_id, ok, attempts, error }, Some(i)) => {
-                self.compensated[i] = true;
+            (JournalEntry::CompensationFinished { step_id, shard, ok, attempts, error }, Some(i)) => {
+                match shard {
+                    Some(k) => {
+                        self.fans[i].get_or_insert_with(Default::default).compensated.insert(*k);
+                    }
+                    None => self.compensated[i] = true,
+                }
                 if let Some(message) = error.as_ref().filter(|_| !ok) {
                     self.errors.push(ErrorRecord {
                         step_id: step_id.clone(),
@@ -105,12 +124,16 @@ impl Run {
                         message: message.clone(),
                     });
                 }
-                self.compensation.push(json!({
+                let mut record = json!({
                     "step_id": step_id,
                     "status": if *ok { "compensated" } else { "failed" },
                     "attempts": attempts,
                     "error": error,
-                }));
+                });
+                if let Some(k) = shard {
+                    record["shard"] = json!(k);
+                }
+                self.compensation.push(record);
             }
             _ => {}
         }

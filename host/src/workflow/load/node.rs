@@ -29,6 +29,9 @@ const NODE_KEYS: &[&str] = &[
     "requires_action",
     "run_if_dependency_skipped",
     "capabilities",
+    "for_each",
+    "batch_size",
+    "memoize",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay_ms", "multiplier", "max_delay_ms", "jitter", "retry_on"];
 
@@ -228,6 +231,30 @@ impl Walker {
                 caps
             }
         };
+        let for_each = Self::get(e, "for_each").and_then(|v| self.expr(v, "`for_each`"));
+        let batch_size = self.uint(e, "batch_size", 1, 100_000).map(|n| n as u32);
+        if for_each.is_none()
+            && batch_size.is_some()
+            && let (None, Some(v)) = (Self::get(e, "for_each"), Self::get(e, "batch_size"))
+        {
+            self.problem(
+                v.pos,
+                "`batch_size` on a node sets the items per `for_each` shard; add `for_each`, or remove it",
+            );
+        }
+        let for_each = for_each.map(|items| FanOut { items, batch_size: batch_size.unwrap_or(1) });
+        let memoize_explicit = self.boolean(e, "memoize");
+        if memoize_explicit == Some(true)
+            && node_type == Some(NodeType::Effect)
+            && let Some(v) = Self::get(e, "memoize")
+        {
+            self.problem(
+                v.pos,
+                "an effect node cannot be memoized: completing it from a cache would skip its side effects; remove \
+                 `memoize`, or make the node a compute step",
+            );
+        }
+        let memoize = memoize_explicit.unwrap_or(rules.memoize) && node_type.is_some_and(|t| !t.is_effect());
         let component = match self.required_string(e, "component", item.pos, "the node") {
             Some((c, pos)) => {
                 match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
@@ -265,7 +292,7 @@ impl Walker {
         // Dependencies are checked for every node that has an id, even one
         // with other problems.
         self.dep_refs.push((id.clone(), depends_on.clone()));
-        let uses = node_uses(when.as_ref(), &input);
+        let uses = node_uses(when.as_ref(), &input, for_each.as_ref().map(|f| &f.items));
         let spec = NodeSpec {
             id,
             node_type: node_type?,
@@ -283,6 +310,8 @@ impl Walker {
             requires_action,
             run_if_dependency_skipped,
             capabilities,
+            for_each,
+            memoize,
             uses,
             pos: item.pos,
         };
@@ -299,9 +328,9 @@ fn type_name(t: NodeType) -> &'static str {
     }
 }
 
-/// What a node's `when` and `input` expressions read, if it has any.
-fn node_uses(when: Option<&Expr>, input: &InputMapping) -> Option<Uses> {
-    let mut exprs: Vec<&Expr> = when.into_iter().collect();
+/// What a node's `when`, `input` and `for_each` expressions read, if it has any.
+fn node_uses(when: Option<&Expr>, input: &InputMapping, for_each: Option<&Expr>) -> Option<Uses> {
+    let mut exprs: Vec<&Expr> = when.into_iter().chain(for_each).collect();
     match input {
         InputMapping::Default => {}
         InputMapping::Whole(e) => exprs.push(e),
