@@ -93,3 +93,73 @@ fn an_expression_past_its_budget_fails_its_step_naming_node_key_and_budget() {
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out).contains("[expressions] max_steps is 0"), "{}", text(&out));
 }
+
+/// A `for_each` node over `counter`: 20 numbers in shards of 2, each shard sleeping `sleep_ms`.
+fn fan_out_workflow(d: &Path, mode: &str) -> (PathBuf, PathBuf) {
+    let y = format!(
+        "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: fan, version: 1.0.0}}\n\
+         workflow_metadata: {{workflow_name: fan, execution_mode: {mode}}}\nexecution_graph:\n  nodes:\n\
+         \x20   - node_id: fan\n      node_type: compute\n      component: \"{}\"\n      retry_count: 0\n\
+         \x20     for_each: context.items\n      batch_size: 2\n      input: {{sleep_ms: context.sleep_ms}}\n",
+        plugin("counter").display()
+    );
+    let wf = d.join("fan.yaml");
+    std::fs::write(&wf, y).unwrap();
+    let input = d.join("input.json");
+    let items: Vec<u32> = (1..=20).collect();
+    std::fs::write(&input, json!({"context": {"items": items, "sleep_ms": 80}, "max_parallel_steps": 2}).to_string())
+        .unwrap();
+    (wf, input)
+}
+
+#[test]
+fn a_fan_out_killed_mid_way_resumes_and_runs_each_completed_shard_once() {
+    use weft::store::{JournalEntry, RunFilter, RunStore, SqliteStore, SyncMode};
+    let d = dir("fan-crash");
+    let (wf, input) = fan_out_workflow(&d, "sequential");
+    let db = d.join("runs.db");
+    let run = common::weft_db("modes", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+    let killed = common::kill_when_seen(run, "fanned out into 10 shard(s)", 250);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
+    let id = rt.block_on(store.list_runs(&RunFilter::default())).unwrap()[0].run_id.clone();
+    let out = if killed {
+        let done = common::weft_db("modes", &db, &["runs", "resume", &id, "--output", "json", "-q"]).output().unwrap();
+        assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+        common::json_of(&done)
+    } else {
+        serde_json::to_value(rt.block_on(store.get_run(&id)).unwrap().output).unwrap()
+    };
+    assert_eq!(out["execution_status"], "completed", "{out}");
+    let results = out["step_outputs"]["fan"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 10);
+    let sum: f64 = results.iter().map(|r| r["item_sum"].as_f64().unwrap()).sum();
+    assert_eq!(sum, 210.0, "every item counted once");
+    assert_eq!(out["metrics"]["step.fan.shards_completed"], 10.0);
+
+    let journal = rt.block_on(store.journal(&id)).unwrap();
+    let resumed_at = journal.iter().position(|j| matches!(j.entry, JournalEntry::RunResumed { .. }));
+    let mut done_before = std::collections::BTreeSet::new();
+    let mut completions = [0usize; 10];
+    let mut started_after = Vec::new();
+    for (pos, j) in journal.iter().enumerate() {
+        let after = resumed_at.is_some_and(|r| pos > r);
+        match &j.entry {
+            JournalEntry::ShardFinished { shard, report, .. } if report.failure().is_none() => {
+                completions[*shard as usize] += 1;
+                if !after {
+                    done_before.insert(*shard);
+                }
+            }
+            JournalEntry::ShardStarted { shard, .. } if after => started_after.push(*shard),
+            _ => {}
+        }
+    }
+    eprintln!("killed mid-run: {killed}; shards done before the resume: {done_before:?}");
+    assert_eq!(completions, [1; 10], "each shard completed exactly once");
+    assert!(started_after.iter().all(|k| !done_before.contains(k)), "a completed shard ran again: {started_after:?}");
+    if killed {
+        assert!(!done_before.is_empty() && done_before.len() < 10, "the kill landed mid-fan-out: {done_before:?}");
+        assert_eq!(started_after.len() + done_before.len(), 10, "the resume ran exactly the unfinished shards");
+    }
+}
