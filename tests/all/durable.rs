@@ -533,6 +533,23 @@ impl RunStore for FailingStore {
     ) -> weft::store::StoreFuture<'a, bool> {
         self.inner.breaker_cas(component, expected, next)
     }
+    fn memo_get<'a>(&'a self, key: &'a str) -> weft::store::StoreFuture<'a, Option<weft::store::MemoEntry>> {
+        self.inner.memo_get(key)
+    }
+    fn memo_put<'a>(
+        &'a self,
+        key: &'a str,
+        entry: &'a weft::store::MemoEntry,
+        max_bytes: u64,
+    ) -> weft::store::StoreFuture<'a, ()> {
+        self.inner.memo_put(key, entry, max_bytes)
+    }
+    fn memo_stats(&self) -> weft::store::StoreFuture<'_, weft::store::MemoStats> {
+        self.inner.memo_stats()
+    }
+    fn memo_clear(&self) -> weft::store::StoreFuture<'_, u64> {
+        self.inner.memo_clear()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,3 +163,72 @@ fn a_fan_out_killed_mid_way_resumes_and_runs_each_completed_shard_once() {
         assert_eq!(started_after.len() + done_before.len(), 10, "the resume ran exactly the unfinished shards");
     }
 }
+
+/// A memoized `component` node `r` (compute, given the input's `context`),
+/// then an `echo` of it.
+fn memo_workflow(d: &Path, component: &Path) -> PathBuf {
+    let y = format!(
+        "api_version: v1.0.0\nkind: WorkflowDefinition\nmetadata: {{name: memo, version: 1.0.0}}\n\
+         workflow_metadata: {{workflow_name: memo, execution_mode: sequential}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: r, node_type: compute, component: \"{}\", memoize: true, retry_count: 0}}\n\
+         \x20   - {{node_id: e, node_type: compute, component: \"{}\", depends_on: [r], retry_count: 0}}\n",
+        component.display(),
+        plugin("echo").display()
+    );
+    let wf = d.join("memo.yaml");
+    std::fs::write(&wf, y).unwrap();
+    wf
+}
+
+#[test]
+fn a_memoized_step_hits_across_processes_and_misses_when_its_component_or_input_changes() {
+    let d = dir("memo");
+    let db = d.join("runs.db");
+    let step = d.join("step.wasm");
+    std::fs::copy(plugin("escape"), &step).unwrap();
+    let wf = memo_workflow(&d, &step);
+    let input = |n: u32| {
+        let p = d.join(format!("in-{n}.json"));
+        std::fs::write(&p, json!({"context": {"n": n}}).to_string()).unwrap();
+        p
+    };
+    let run = |input: &Path| {
+        let out = common::weft_db("modes", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        (common::json_of(&out), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (first, said) = run(&input(1));
+    assert!(!said.contains("memoized"), "{said}");
+    let random = first["step_outputs"]["r"]["random_hex"].clone();
+    // A second process on the same store: a hit.
+    let (second, said) = run(&input(1));
+    assert!(said.contains("r: memoized: completed from the memo cache, not run"), "{said}");
+    assert_eq!(second["metrics"]["step.r.memoized"], 1.0);
+    assert_eq!(second["step_outputs"]["r"], first["step_outputs"]["r"]);
+    let run_id = second["output_variables"]["run"]["run_id"].as_str().unwrap().to_string();
+    let shown = common::weft_db("modes", &db, &["runs", "show", &run_id, "--json"]).output().unwrap();
+    let shown = common::json_of(&shown);
+    let r = shown["steps"].as_array().unwrap().iter().find(|s| s["step_id"] == "r").cloned().unwrap();
+    assert_eq!(r["memoized"], true, "{r}");
+    assert_eq!(r["attempts"], json!([]), "a hit runs no attempt");
+    let stats = common::json_of(&common::weft_db("modes", &db, &["cache", "stats", "--json"]).output().unwrap());
+    assert_eq!((stats["entries"].as_u64(), stats["hits"].as_u64()), (Some(1), Some(1)), "{stats}");
+    // Another input misses.
+    let (_, said) = run(&input(2));
+    assert!(!said.contains("memoized"), "{said}");
+    // Another component at the same path misses.
+    std::fs::copy(plugin("echo"), &step).unwrap();
+    let (changed, said) = run(&input(1));
+    assert!(!said.contains("memoized"), "{said}");
+    assert_eq!(changed["step_outputs"]["r"], json!({"n": 1}), "the new component ran");
+    // Cleared, the original misses, and computes the same random bytes: they
+    // are seeded from the memo key, not from the run.
+    std::fs::copy(plugin("escape"), &step).unwrap();
+    let cleared = common::weft_db("modes", &db, &["cache", "clear"]).output().unwrap();
+    assert!(text(&cleared).contains("memo cache cleared: 3 entries dropped"), "{}", text(&cleared));
+    let (again, said) = run(&input(1));
+    assert!(!said.contains("memoized"), "{said}");
+    assert_eq!(again["step_outputs"]["r"]["random_hex"], random);
+}

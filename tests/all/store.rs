@@ -233,6 +233,27 @@ async fn key_value_state_is_scoped_quota_checked_and_freed_on_delete(s: Arc<dyn 
     assert_eq!(s.kv_keys(&b, "", 10).await.unwrap(), Vec::<String>::new());
 }
 
+async fn the_memo_cache_keeps_entries_counts_hits_and_evicts_the_least_recently_used(s: Arc<dyn RunStore>) {
+    use weft::store::MemoEntry;
+    let entry = |v: u32| MemoEntry { output: json!({ "v": v }), actions: Vec::new() };
+    assert_eq!(s.memo_get("k1").await.unwrap(), None);
+    let size = entry(1).encode("k1").unwrap().1;
+    let cap = 2 * size;
+    s.memo_put("k1", &entry(1), cap).await.unwrap();
+    s.memo_put("k2", &entry(2), cap).await.unwrap();
+    assert_eq!(s.memo_get("k1").await.unwrap(), Some(entry(1)), "a hit, and k1 is now the most recently used");
+    s.memo_put("k3", &entry(3), cap).await.unwrap();
+    assert_eq!(s.memo_get("k2").await.unwrap(), None, "k2, the least recently used, was evicted");
+    assert_eq!(s.memo_get("k3").await.unwrap(), Some(entry(3)));
+    let stats = s.memo_stats().await.unwrap();
+    assert_eq!((stats.entries, stats.bytes, stats.hits), (2, 2 * size, 2));
+    // An entry larger than the whole cache is not kept, and evicts nothing.
+    s.memo_put("big", &entry(4), size - 1).await.unwrap();
+    assert_eq!(s.memo_get("big").await.unwrap(), None);
+    assert_eq!(s.memo_clear().await.unwrap(), 2);
+    assert_eq!(s.memo_stats().await.unwrap().entries, 0);
+}
+
 macro_rules! conformance {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -257,6 +278,7 @@ macro_rules! conformance {
             case!(breakers_update_by_compare_and_swap);
             case!(appends_from_many_tasks_keep_every_entry);
             case!(key_value_state_is_scoped_quota_checked_and_freed_on_delete);
+            case!(the_memo_cache_keeps_entries_counts_hits_and_evicts_the_least_recently_used);
         }
     };
 }

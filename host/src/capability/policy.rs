@@ -31,6 +31,9 @@
 //! max_items = 100000
 //! max_shards = 10000
 //!
+//! [memo]                   # the memo cache of `memoize: true` compute steps
+//! max_bytes = 268435456    # least recently used entries go first
+//!
 //! [expressions]            # the CEL budget of each evaluation (not a capability)
 //! max_steps = 1000000      # comprehension iterations
 //! max_built_bytes = 67108864
@@ -49,6 +52,9 @@ use super::url_pattern::UrlPattern;
 use crate::contract::ExprBudget;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The memo cache's default size cap (256 MiB).
+pub const DEFAULT_MEMO_MAX_BYTES: u64 = 256 << 20;
 
 /// The environment variable naming the policy file.
 pub const POLICY_ENV: &str = "WEFT_POLICY";
@@ -130,6 +136,8 @@ pub struct Policy {
     pub expressions: ExprBudget,
     /// The limits of `for_each` (`[fan_out]`).
     pub fan_out: FanOutLimits,
+    /// The memo cache's size cap, in bytes (`[memo] max_bytes`).
+    pub memo_max_bytes: u64,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +157,14 @@ struct PolicyFile {
     expressions: Option<ExpressionsSection>,
     #[serde(default)]
     fan_out: Option<FanOutSection>,
+    #[serde(default)]
+    memo: Option<MemoSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoSection {
+    max_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +272,7 @@ impl Policy {
             kv_limits: KvLimits::default(),
             expressions: ExprBudget::default(),
             fan_out: FanOutLimits::default(),
+            memo_max_bytes: DEFAULT_MEMO_MAX_BYTES,
         }
     }
 
@@ -349,6 +366,9 @@ impl Policy {
             let l = &mut p.fan_out;
             l.max_items = bounded("[fan_out] max_items", f.max_items, l.max_items, MAX_FAN_OUT_ITEMS)?;
             l.max_shards = bounded("[fan_out] max_shards", f.max_shards, l.max_shards, MAX_FAN_OUT_ITEMS)?;
+        }
+        if let Some(m) = file.memo {
+            p.memo_max_bytes = bounded("[memo] max_bytes", m.max_bytes, p.memo_max_bytes, u64::MAX)?;
         }
         Ok(p)
     }

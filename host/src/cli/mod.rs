@@ -7,11 +7,13 @@
 //!   (`progress` draws it on stderr);
 //! - `runs`: `runs list|show|logs|cancel|resume`, `resume` (`table` draws
 //!   `runs show` on a terminal);
-//! - `dlq`, `health`, `workflow` (`validate`, `graph`);
+//! - `dlq`, `health`, `workflow` (`validate`, `graph`), `cache` (the memo
+//!   cache: `stats`, `clear`);
 //! - `args`: options several commands share; `output`: stdout and stderr;
 //!   `exit`: every exit code.
 
 mod args;
+mod cache;
 mod dlq;
 pub mod exit;
 mod health;
@@ -68,6 +70,9 @@ pub enum Command {
     Validate(workflow::ValidateArgs),
     /// Print the workflow's graph as Mermaid or Graphviz dot.
     Graph(workflow::GraphArgs),
+    /// The memo cache of `memoize: true` compute steps, kept in the run store.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 impl Command {
@@ -82,6 +87,7 @@ impl Command {
             Self::Health(args) => args.execute().await,
             Self::Validate(args) => args.execute(),
             Self::Graph(args) => args.execute(),
+            Self::Cache(cmd) => cmd.execute().await,
         }
     }
 }

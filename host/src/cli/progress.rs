@@ -154,6 +154,8 @@ fn describe(e: &RunEvent) -> String {
         RunEvent::Retrying { step_id, attempt, error_type, delay_ms } => {
             format!("{step_id}: attempt {attempt} failed ({error_type}); retrying in {delay_ms} ms")
         }
+        RunEvent::Memoized { step_id } => format!("{step_id}: memoized: completed from the memo cache, not run"),
+        RunEvent::StepCompleted { step_id, attempts: 0 } => format!("{step_id}: completed"),
         RunEvent::StepCompleted { step_id, attempts } => format!("{step_id}: completed after {attempts} attempt(s)"),
         RunEvent::StepFailed { step_id, error_type, message, tolerated } => {
             let t = if *tolerated { " (tolerated: continue_on_error)" } else { "" };

@@ -66,9 +66,15 @@ pub fn print_run(view: &RunView) {
     );
 }
 
-/// A step's status column: its state, failure kind and compensation.
+/// A step's status column: its state (memoized, shards), failure kind and compensation.
 fn step_state(s: &StepView) -> String {
     let mut state = s.state.clone();
+    if s.memoized {
+        state = format!("{state} (memoized)");
+    }
+    if let Some(sh) = &s.shards {
+        state = format!("{state} ({} shards ok, {} failed)", sh.completed, sh.failed);
+    }
     if let Some(kind) = &s.error_type {
         state = format!("{state}: {kind}");
     }

@@ -44,6 +44,11 @@ pub enum RunEvent {
         /// The wait before the next attempt.
         delay_ms: u64,
     },
+    /// A memoized step was found in the memo cache: it completes without running.
+    Memoized {
+        /// The step.
+        step_id: String,
+    },
     /// A step completed.
     StepCompleted {
         /// The step.

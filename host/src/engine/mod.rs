@@ -38,6 +38,7 @@ mod handle;
 mod health;
 mod heartbeat;
 mod input;
+mod memo;
 mod options;
 mod recovery;
 mod run;
@@ -186,6 +187,7 @@ impl Engine {
             held,
             expr_budget: self.policy.expressions,
             fan_out_limits: self.policy.fan_out,
+            memo_max_bytes: self.policy.memo_max_bytes,
         }
     }
 

@@ -21,6 +21,10 @@ pub struct StepContext {
     pub correlation_id: String,
     /// The owning tenant (empty when single-tenant).
     pub tenant: String,
+    /// What a compute step's random source is seeded from, when not its
+    /// idempotency key: a memoized step's memo key, so that a hit and a miss
+    /// compute the same thing.
+    pub seed_key: Option<String>,
 }
 
 impl StepContext {
@@ -35,6 +39,7 @@ impl StepContext {
             step_id: step_id.into(),
             attempt: 1,
             tenant: String::new(),
+            seed_key: None,
         }
     }
 }

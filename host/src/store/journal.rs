@@ -55,6 +55,14 @@ pub enum JournalEntry {
         /// The actions it emitted, with their ids.
         actions: Vec<ActionRecord>,
     },
+    /// A memoized step was completed from the memo cache, without running
+    /// (its `step_completed` follows in the same transaction).
+    StepMemoized {
+        /// The step.
+        step_id: String,
+        /// The memo key it was found under.
+        key: String,
+    },
     /// A step failed for good.
     StepFailed {
         /// The step.
@@ -159,6 +167,7 @@ impl JournalEntry {
             Self::StepCompleted { .. } => "step_completed",
             Self::StepFailed { .. } => "step_failed",
             Self::StepSkipped { .. } => "step_skipped",
+            Self::StepMemoized { .. } => "step_memoized",
             Self::ShardStarted { .. } => "shard_started",
             Self::ShardFinished { .. } => "shard_finished",
             Self::RunStopping { .. } => "run_stopping",
@@ -178,6 +187,7 @@ impl JournalEntry {
             | Self::StepCompleted { step_id, .. }
             | Self::StepFailed { step_id, .. }
             | Self::StepSkipped { step_id, .. }
+            | Self::StepMemoized { step_id, .. }
             | Self::ShardStarted { step_id, .. }
             | Self::ShardFinished { step_id, .. }
             | Self::CompensationStarted { step_id, .. }

@@ -1,8 +1,8 @@
 //! The in-memory store: the same contract as SQLite, lost when the process ends.
 
 use super::{
-    BreakerRecord, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary, StoreError,
-    StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, ready,
+    BreakerRecord, DlqEntry, JournalEntry, Journaled, MemoEntry, MemoStats, NewRun, RunFilter, RunRecord, RunStore,
+    RunSummary, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, ready,
 };
 use crate::contract::{ExecutionStatus, KeyValue, KvError, KvFuture, kv_row_cost, quota_message};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -15,10 +15,22 @@ struct Inner {
     breakers: HashMap<String, BreakerRecord>,
     /// Key-value state: scope -> (bytes charged, key -> value).
     kv: BTreeMap<String, (u64, BTreeMap<String, Vec<u8>>)>,
+    /// The memo cache: key -> (entry, bytes charged, last use, hits).
+    memo: HashMap<String, MemoRow>,
+    /// A counter that orders memo uses (the least recently used is evicted first).
+    memo_clock: u64,
     /// Creation counter, to list newest first.
     created: u64,
     /// Finished runs, oldest first.
     finished: VecDeque<String>,
+}
+
+/// One memo entry held in memory.
+struct MemoRow {
+    entry: MemoEntry,
+    bytes: u64,
+    used: u64,
+    hits: u64,
 }
 
 /// A [`RunStore`] in process memory. It keeps every unfinished run and the
@@ -321,5 +333,54 @@ impl RunStore for MemoryStore {
         }
         g.breakers.insert(component.into(), BreakerRecord { version: expected + 1, ..next.clone() });
         ready(Ok(true))
+    }
+
+    fn memo_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<MemoEntry>> {
+        let mut g = self.lock();
+        g.memo_clock += 1;
+        let now = g.memo_clock;
+        let hit = g.memo.get_mut(key).map(|row| {
+            row.used = now;
+            row.hits += 1;
+            row.entry.clone()
+        });
+        ready(Ok(hit))
+    }
+
+    fn memo_put<'a>(&'a self, key: &'a str, entry: &'a MemoEntry, max_bytes: u64) -> StoreFuture<'a, ()> {
+        let bytes = match entry.encode(key) {
+            Ok((_, bytes)) => bytes,
+            Err(e) => return ready(Err(e.into())),
+        };
+        if bytes > max_bytes {
+            return ready(Ok(()));
+        }
+        let mut g = self.lock();
+        g.memo_clock += 1;
+        let used = g.memo_clock;
+        g.memo.insert(key.to_string(), MemoRow { entry: entry.clone(), bytes, used, hits: 0 });
+        let mut total: u64 = g.memo.values().map(|r| r.bytes).sum();
+        while total > max_bytes {
+            let Some(oldest) = g.memo.iter().min_by_key(|(_, r)| r.used).map(|(k, _)| k.clone()) else { break };
+            total = total.saturating_sub(g.memo.remove(&oldest).map_or(0, |r| r.bytes));
+        }
+        ready(Ok(()))
+    }
+
+    fn memo_stats(&self) -> StoreFuture<'_, MemoStats> {
+        let g = self.lock();
+        let stats = MemoStats {
+            entries: g.memo.len() as u64,
+            bytes: g.memo.values().map(|r| r.bytes).sum(),
+            hits: g.memo.values().map(|r| r.hits).sum(),
+        };
+        ready(Ok(stats))
+    }
+
+    fn memo_clear(&self) -> StoreFuture<'_, u64> {
+        let mut g = self.lock();
+        let n = g.memo.len() as u64;
+        g.memo.clear();
+        ready(Ok(n))
     }
 }

@@ -13,16 +13,19 @@
 
 mod journal;
 mod lease;
+mod memo;
 mod memory;
 mod open;
 mod records;
 mod sqlite;
 mod sqlite_kv;
+mod sqlite_memo;
 mod view;
 
 pub use crate::contract::{now_ms, now_rfc3339};
 pub use journal::{JournalEntry, Journaled};
 pub use lease::{owner_is_dead, process_owner};
+pub use memo::{MemoEntry, MemoStats};
 pub use memory::MemoryStore;
 pub use open::{STORE_ENV, StoreLocation, open_for_reading, open_for_writing};
 pub use records::{
@@ -139,6 +142,17 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
     /// Writes `next` if the stored version is still `expected` (0: absent).
     /// Returns false when another writer got there first.
     fn breaker_cas<'a>(&'a self, component: &'a str, expected: u64, next: &'a BreakerRecord) -> StoreFuture<'a, bool>;
+    /// The memo entry under `key`, if any; a hit is counted and makes it the
+    /// most recently used.
+    fn memo_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<MemoEntry>>;
+    /// Stores `entry` under `key`, then evicts the least recently used
+    /// entries until the cache holds at most `max_bytes` (an entry larger
+    /// than that is not stored).
+    fn memo_put<'a>(&'a self, key: &'a str, entry: &'a MemoEntry, max_bytes: u64) -> StoreFuture<'a, ()>;
+    /// What the memo cache holds.
+    fn memo_stats(&self) -> StoreFuture<'_, MemoStats>;
+    /// Drops every memo entry; returns how many there were.
+    fn memo_clear(&self) -> StoreFuture<'_, u64>;
 }
 
 /// The status a batch of entries moves a run to, with its output.

@@ -5,8 +5,9 @@
 //! files are migrated in order, newer ones are refused.
 
 use super::{
-    BreakerRecord, BreakerState, DlqEntry, JournalEntry, Journaled, NewRun, RunFilter, RunRecord, RunStore, RunSummary,
-    StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, parse_status, ready,
+    BreakerRecord, BreakerState, DlqEntry, JournalEntry, Journaled, MemoEntry, MemoStats, NewRun, RunFilter, RunRecord,
+    RunStore, RunSummary, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339,
+    parse_status, ready,
 };
 use crate::contract::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -29,7 +30,7 @@ struct RunRow {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `application_id` of a Weft database: "Weft" in ASCII.
 const APPLICATION_ID: i32 = 0x5765_6674;
@@ -112,6 +113,18 @@ CREATE TABLE IF NOT EXISTS kv_usage (
 ) WITHOUT ROWID;
 INSERT OR REPLACE INTO kv_usage (scope, bytes)
     SELECT scope, SUM(length(CAST(key AS BLOB)) + length(value) + 64) FROM kv GROUP BY scope;
+",
+    // 5: the memo cache of compute steps, evicted least recently used first
+    // (`used` is a counter: every use takes the next number).
+    "
+CREATE TABLE memo (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX memo_by_use ON memo(used);
 ",
 ];
 
@@ -591,6 +604,22 @@ impl RunStore for SqliteStore {
             Ok(true)
         })();
         ready(r)
+    }
+
+    fn memo_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<MemoEntry>> {
+        self.memo_get_now(key)
+    }
+
+    fn memo_put<'a>(&'a self, key: &'a str, entry: &'a MemoEntry, max_bytes: u64) -> StoreFuture<'a, ()> {
+        self.memo_put_now(key, entry, max_bytes)
+    }
+
+    fn memo_stats(&self) -> StoreFuture<'_, MemoStats> {
+        self.memo_stats_now()
+    }
+
+    fn memo_clear(&self) -> StoreFuture<'_, u64> {
+        self.memo_clear_now()
     }
 }
 

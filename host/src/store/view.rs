@@ -190,6 +190,7 @@ impl StepView {
                 self.state = "skipped".into();
                 self.reason = Some(reason.clone());
             }
+            JournalEntry::StepMemoized { .. } => self.memoized = true,
             JournalEntry::ShardStarted { .. } => self.state = "running".into(),
             JournalEntry::ShardFinished { report, last, .. } => {
                 let shards = self.shards.get_or_insert_with(ShardsView::default);

@@ -9,12 +9,13 @@
 
 use super::schedule::StepResult;
 use super::{Run, SharedInput};
-use crate::contract::{AttemptReport, StepFailure};
+use crate::contract::{AttemptReport, StepFailure, StepSuccess};
 use crate::engine::breaker::{self, BreakerPolicy, Gate};
 use crate::engine::events::{EventSender, RunEvent};
 use crate::engine::executor::StepExecutor;
+use crate::engine::memo::memo_key;
 use crate::sandbox::{CallKind, Grants, Limits, StepCall, StepContext};
-use crate::store::{JournalEntry, RunStore};
+use crate::store::{JournalEntry, MemoEntry, RunStore};
 use crate::workflow::{NodeSpec, RetryPolicy, Workflow};
 use rand::{RngExt, SeedableRng};
 use std::future::Future;
@@ -51,6 +52,7 @@ impl Run {
             attempt,
             correlation_id: self.ids.correlation_id.clone(),
             tenant: self.ids.tenant.clone(),
+            seed_key: None,
         }
     }
 
@@ -73,9 +75,17 @@ impl Run {
         rounds: u32,
         first_attempt: u32,
     ) -> impl Future<Output = StepResult> + Send + 'static {
+        let node = &self.wf.nodes[i];
         let mut task = self.step_task_template(i, rounds);
         task.max_attempts = task.max_attempts.max(first_attempt);
-        task.first_ctx = self.ctx(&self.wf.nodes[i], first_attempt);
+        task.first_ctx = self.ctx(node, first_attempt);
+        if node.memoize && node.for_each.is_none() {
+            let component = self.pins[i].clone().unwrap_or_else(|| node.component.display().to_string());
+            let key = memo_key(&self.ids.tenant, &component, &input, &task.limits);
+            task.first_ctx.seed_key = Some(key.clone());
+            task.memo = Some(key);
+            task.own_first_start = true;
+        }
         task.run(input, first_attempt)
     }
 
@@ -100,6 +110,9 @@ impl Run {
             run_id: self.ids.run_id.clone(),
             owner: self.owner.clone(),
             breaker: self.breaker(),
+            memo: None,
+            memo_max_bytes: self.memo_max_bytes,
+            own_first_start: false,
         }
     }
 }
@@ -125,6 +138,12 @@ pub(super) struct StepTask {
     run_id: String,
     owner: String,
     breaker: Option<BreakerPolicy>,
+    /// A memoized step's memo key.
+    memo: Option<String>,
+    /// The memo cache's size cap.
+    memo_max_bytes: u64,
+    /// The task journals its first attempt's start (shards, memoized steps).
+    own_first_start: bool,
 }
 
 impl StepTask {
@@ -133,6 +152,7 @@ impl StepTask {
     pub(super) fn for_shard(&self, k: u32, first_attempt: u32) -> StepTask {
         let mut t = self.clone();
         t.shard = Some(k);
+        t.own_first_start = true;
         t.max_attempts = t.max_attempts.max(first_attempt);
         t.first_ctx.idempotency_key = format!("{}/shard-{k}", self.first_ctx.idempotency_key);
         let node_id = &self.wf.nodes[self.index].id;
@@ -161,11 +181,14 @@ impl StepTask {
     pub(super) async fn run(mut self, input: SharedInput, first_attempt: u32) -> StepResult {
         let (wf, i) = (self.wf.clone(), self.index);
         let node = &wf.nodes[i];
+        if let Some(hit) = self.memo_hit().await {
+            return StepResult { memo_hit: self.memo.clone(), ..self.result(first_attempt, vec![hit], None) };
+        }
         let mut attempts = Vec::new();
         let mut store_error = None;
         for attempt in first_attempt..=self.max_attempts {
-            // A step's first attempt is journaled by the scheduler; a shard's by its task.
-            if (attempt > first_attempt || self.shard.is_some())
+            // A step's first attempt is journaled by the scheduler, unless its task does it.
+            if (attempt > first_attempt || self.own_first_start)
                 && let Err(e) = self.journal(self.started(&node.id, attempt)).await
             {
                 store_error = Some(e);
@@ -208,14 +231,43 @@ impl StepTask {
             attempts.push(report);
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
+        if let (Some(key), Some(Ok(success))) = (&self.memo, attempts.last().map(|r: &AttemptReport| &r.outcome)) {
+            let entry = MemoEntry { output: success.output.clone(), actions: success.actions.clone() };
+            if let Err(e) = self.store.memo_put(key, &entry, self.memo_max_bytes).await {
+                tracing::warn!(step_id = %node.id, error = %e, "the memo cache could not be written");
+            }
+        }
+        self.result(first_attempt, attempts, store_error)
+    }
+
+    /// What the task reports back.
+    fn result(&self, first_attempt: u32, attempts: Vec<AttemptReport>, store_error: Option<String>) -> StepResult {
         StepResult {
-            index: i,
+            index: self.index,
             first_attempt,
             attempts,
             store_error,
+            memo_hit: None,
             shard: self.shard,
             shards: Vec::new(),
             abnormal: None,
+        }
+    }
+
+    /// A memoized step's cached result, as the report of an attempt that did not run.
+    async fn memo_hit(&self) -> Option<AttemptReport> {
+        let key = self.memo.as_deref()?;
+        match self.store.memo_get(key).await {
+            Ok(Some(entry)) => Some(AttemptReport {
+                outcome: Ok(StepSuccess { output: entry.output, actions: entry.actions }),
+                stats: Default::default(),
+                logs: Vec::new(),
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "the memo cache could not be read; the step runs");
+                None
+            }
         }
     }
 

@@ -166,7 +166,16 @@ impl Run {
                     }
                 }
             }
-            StepResult { index: i, first_attempt: 0, attempts: Vec::new(), store_error, shard: None, shards, abnormal }
+            StepResult {
+                index: i,
+                first_attempt: 0,
+                attempts: Vec::new(),
+                store_error,
+                memo_hit: None,
+                shard: None,
+                shards,
+                abnormal,
+            }
         }
     }
 
@@ -192,18 +201,7 @@ impl Run {
             (0..n).map(|k| fan.done.get(&k).map_or(Value::Null, |(out, _)| out.clone())).collect();
         if fan.done.len() as u32 == n && result.abnormal.is_none() {
             let emitted: Vec<EmittedAction> = fan.done.values().flat_map(|(_, a)| a.iter().cloned()).collect();
-            let actions = super::actions::action_records(&emitted);
-            let before = self.undelivered.len();
-            self.record(JournalEntry::StepCompleted {
-                step_id: step_id.clone(),
-                output: json!({ "results": results }),
-                actions,
-            });
-            self.emit(RunEvent::StepCompleted { step_id, attempts: self.totals[i].attempts });
-            for k in before..self.undelivered.len() {
-                self.emit(RunEvent::ActionNotDelivered { action: self.undelivered[k].clone() });
-            }
-            return false;
+            return self.complete_step(i, json!({ "results": results }), &emitted);
         }
         let failed_shards: Vec<Value> = fan
             .failed

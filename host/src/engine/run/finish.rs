@@ -4,6 +4,7 @@
 use super::Run;
 use super::actions::action_records;
 use super::schedule::StepResult;
+use crate::contract::EmittedAction;
 use crate::engine::events::RunEvent;
 use crate::store::JournalEntry;
 use crate::workflow::FailureStrategy;
@@ -15,6 +16,14 @@ impl Run {
         let i = result.index;
         if self.wf.nodes[i].for_each.is_some() {
             return self.finish_fan_out(result);
+        }
+        if let Some(key) = result.memo_hit.clone() {
+            self.record(JournalEntry::StepMemoized { step_id: self.wf.nodes[i].id.clone(), key });
+            self.emit(RunEvent::Memoized { step_id: self.wf.nodes[i].id.clone() });
+            return match result.attempts.into_iter().next().map(|r| r.outcome) {
+                Some(Ok(success)) => self.complete_step(i, success.output, &success.actions),
+                _ => self.fail_step(i, "internal", "a memo hit without its output".into()),
+            };
         }
         let step_id = self.wf.nodes[i].id.clone();
         let mut attempts = result.attempts;
@@ -36,19 +45,24 @@ impl Run {
             outcome
         });
         match outcome {
-            Some(Ok((output, emitted))) => {
-                let actions = action_records(&emitted);
-                let before = self.undelivered.len();
-                self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output, actions });
-                self.emit(RunEvent::StepCompleted { step_id, attempts: self.totals[i].attempts });
-                for k in before..self.undelivered.len() {
-                    self.emit(RunEvent::ActionNotDelivered { action: self.undelivered[k].clone() });
-                }
-                false
-            }
+            Some(Ok((output, emitted))) => self.complete_step(i, output, &emitted),
             Some(Err(f)) => self.fail_step(i, f.kind().as_str(), f.to_string()),
             None => self.fail_step(i, "internal", "the step made no attempt".into()),
         }
+    }
+
+    /// Records that step `i` completed with `output`, delivering the actions
+    /// it `emitted`. Returns false: a completion never stops the run.
+    pub(super) fn complete_step(&mut self, i: usize, output: Value, emitted: &[EmittedAction]) -> bool {
+        let step_id = self.wf.nodes[i].id.clone();
+        let actions = action_records(emitted);
+        let before = self.undelivered.len();
+        self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output, actions });
+        self.emit(RunEvent::StepCompleted { step_id, attempts: self.totals[i].attempts });
+        for k in before..self.undelivered.len() {
+            self.emit(RunEvent::ActionNotDelivered { action: self.undelivered[k].clone() });
+        }
+        false
     }
 
     /// Marks a step failed (or tolerated). Returns true when the run must stop.

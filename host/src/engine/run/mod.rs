@@ -57,6 +57,8 @@ pub(super) struct Parts {
     pub(super) expr_budget: crate::contract::ExprBudget,
     /// The limits of `for_each`.
     pub(super) fan_out_limits: crate::capability::FanOutLimits,
+    /// The memo cache's size cap.
+    pub(super) memo_max_bytes: u64,
 }
 
 /// One run.
@@ -82,6 +84,10 @@ pub(super) struct Run {
     fan_out_limits: crate::capability::FanOutLimits,
     /// Per `for_each` node, what its shards did (None: not fanned out yet).
     fans: Vec<Option<fan_out::FanState>>,
+    /// The memo cache's size cap.
+    memo_max_bytes: u64,
+    /// Per node: completed from the memo cache.
+    memoized: Vec<bool>,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -159,6 +165,8 @@ impl Run {
             expr_budget: parts.expr_budget,
             fan_out_limits: parts.fan_out_limits,
             fans: vec![None; n],
+            memo_max_bytes: parts.memo_max_bytes,
+            memoized: vec![false; n],
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],

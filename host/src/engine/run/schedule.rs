@@ -33,6 +33,8 @@ pub(super) struct StepResult {
     pub(super) attempts: Vec<AttemptReport>,
     /// The journal (or breaker store) failed: the run must stop.
     pub(super) store_error: Option<String>,
+    /// Completed from the memo cache under this key, without running.
+    pub(super) memo_hit: Option<String>,
     /// The shard this task ran, for one shard of a `for_each` node.
     pub(super) shard: Option<u32>,
     /// For a `for_each` node: the result of each shard task it ran.
@@ -81,6 +83,13 @@ impl Run {
     /// output's `parallel_executions` (in batch mode, each wave counts once).
     fn counts_parallel_executions(&self) -> bool {
         self.config.execution_mode == ExecutionMode::Parallel
+    }
+
+    /// Whether node `i`'s task journals its first attempt itself: a
+    /// fan-out's shards do, and so does a memoized step (a hit runs none).
+    fn task_journals_first_start(&self, i: usize) -> bool {
+        let node = &self.wf.nodes[i];
+        node.for_each.is_some() || node.memoize
     }
 
     /// Steps per wave in batch mode; `None` in the modes without waves.
@@ -176,8 +185,7 @@ impl Run {
                     && let Some(input) = self.inputs[i].clone()
                 {
                     let attempt = self.attempts_used[i].saturating_add(1);
-                    // A fan-out's shards journal their own attempts.
-                    if self.wf.nodes[i].for_each.is_none() {
+                    if !self.task_journals_first_start(i) {
                         self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
                     }
                     launches.push(Launch { index: i, input, attempt });
@@ -195,7 +203,7 @@ impl Run {
                     Ok(Ok(input)) => {
                         let input = Arc::new(input);
                         self.record(JournalEntry::StepScheduled { step_id: step_id.clone(), input: input.clone() });
-                        if self.wf.nodes[i].for_each.is_none() {
+                        if !self.task_journals_first_start(i) {
                             self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
                         }
                         launches.push(Launch { index: i, input, attempt: 1 });

@@ -103,6 +103,7 @@ impl Run {
                 self.parallel_executions = self.parallel_executions.max(*parallel_executions);
             }
             (JournalEntry::ShardStarted { .. } | JournalEntry::ShardFinished { .. }, Some(i)) => self.apply_shard(i, e),
+            (JournalEntry::StepMemoized { .. }, Some(i)) => self.memoized[i] = true,
             (JournalEntry::CompensationStarted { shard: Some(k), .. }, Some(i)) => {
                 let fan = self.fans[i].get_or_insert_with(Default::default);
                 *fan.compensation_starts.entry(*k).or_default() += 1;

@@ -1,6 +1,7 @@
 //! The compute world's determinism: a compute step sees a wall clock stuck at
 //! the Unix epoch, a monotonic clock that never moves, and random bytes
-//! seeded from its idempotency key, so that its retries see the same world.
+//! seeded from its idempotency key (a memoized step's: its memo key), so
+//! that its retries see the same world.
 //! Effect steps get the host's clocks and randomness.
 
 use super::super::StepWorld;
@@ -35,7 +36,7 @@ impl Capability for Determinism {
         if attempt.world != StepWorld::Compute {
             return Ok(());
         }
-        let key = attempt.ctx.idempotency_key.as_str();
+        let key = attempt.ctx.seed_key.as_deref().unwrap_or(&attempt.ctx.idempotency_key);
         let insecure = Self::seed("weft/compute/insecure-seed", key);
         let mut low = [0u8; 16];
         low.copy_from_slice(&insecure[..16]);

@@ -254,7 +254,19 @@ impl Walker {
                  `memoize`, or make the node a compute step",
             );
         }
-        let memoize = memoize_explicit.unwrap_or(rules.memoize) && node_type.is_some_and(|t| !t.is_effect());
+        if memoize_explicit == Some(true)
+            && for_each.is_some()
+            && let Some(v) = Self::get(e, "memoize")
+        {
+            self.problem(
+                v.pos,
+                "`memoize` applies to a step's one execution, and a `for_each` node's shards are not memoized; \
+                 remove one of them",
+            );
+        }
+        let memoize = memoize_explicit.unwrap_or(rules.memoize)
+            && node_type.is_some_and(|t| !t.is_effect())
+            && for_each.is_none();
         let component = match self.required_string(e, "component", item.pos, "the node") {
             Some((c, pos)) => {
                 match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
