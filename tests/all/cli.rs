@@ -147,8 +147,8 @@ fn inspect_shows_digest_world_and_wit() {
     assert!(text.contains("world:   compute"), "{text}");
     assert!(text.contains("fits compute-step"), "{text}");
     assert!(text.contains("does not fit effect-step"), "{text}");
-    assert!(text.contains("export weft:step/compute@0.1.1;"), "{text}");
-    assert!(text.contains("import weft:step/log@0.1.1;"), "{text}");
+    assert!(text.contains("export weft:step/compute@0.1.2;"), "{text}");
+    assert!(text.contains("import weft:step/log@0.1.2;"), "{text}");
 
     let effect = plugin("charge_payment");
     let out = weft(&["plugin", "inspect", "--json", effect.to_str().unwrap()]);
@@ -165,7 +165,7 @@ fn inspect_explains_a_wrong_world() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("world:   neither"), "{text}");
     assert!(text.contains("unexpected import `evil:plugin/secrets@1.0.0`"), "{text}");
-    assert!(text.contains("missing export `weft:step/effect@0.1.1`"), "{text}");
+    assert!(text.contains("missing export `weft:step/effect@0.1.2`"), "{text}");
     assert!(text.contains("export evil:plugin/greeter@1.0.0;"), "{text}");
 }
 

@@ -620,7 +620,7 @@ fn every_validation_problem_is_reported_at_once_with_its_place() {
         "node `b`: `when` is not a valid CEL expression",
         "node `c`: component `no_such_plugin` not found",
         "node `d`: component `charge_payment` cannot run as a compute node",
-        "missing export `weft:step/compute@0.1.1`",
+        "missing export `weft:step/compute@0.1.2`",
         "node `e`: `node_type` is `wizard`",
         "node `f`: component `/dev/zero` (/dev/zero) is not a regular file",
     ];

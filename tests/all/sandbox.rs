@@ -460,7 +460,7 @@ fn wrong_world_names_the_missing_export_and_the_unexpected_import() {
     let bytes = std::fs::read(plugin("wrong_world")).unwrap();
     let msg = load_error(&bytes, Some(StepWorld::Compute));
     assert!(msg.contains("unexpected import `evil:plugin/secrets@1.0.0`"), "{msg}");
-    assert!(msg.contains("missing export `weft:step/compute@0.1.1`"), "{msg}");
+    assert!(msg.contains("missing export `weft:step/compute@0.1.2`"), "{msg}");
     assert!(msg.contains("evil:plugin/greeter"), "{msg}");
     let any = load_error(&bytes, None);
     assert!(any.contains("compute-step") && any.contains("effect-step"), "{any}");
@@ -470,10 +470,10 @@ fn wrong_world_names_the_missing_export_and_the_unexpected_import() {
 fn a_compute_step_is_not_an_effect_step_and_vice_versa() {
     let compute = std::fs::read(plugin("echo")).unwrap();
     let msg = load_error(&compute, Some(StepWorld::Effect));
-    assert!(msg.contains("missing export `weft:step/effect@0.1.1`"), "{msg}");
+    assert!(msg.contains("missing export `weft:step/effect@0.1.2`"), "{msg}");
     let effect = std::fs::read(plugin("charge_payment")).unwrap();
     let msg = load_error(&effect, Some(StepWorld::Compute));
-    assert!(msg.contains("missing export `weft:step/compute@0.1.1`"), "{msg}");
+    assert!(msg.contains("missing export `weft:step/compute@0.1.2`"), "{msg}");
     // Without a world, each is recognised as what it is.
     assert_eq!(sandbox().load_bytes(&compute, None).unwrap().world, StepWorld::Compute);
     assert_eq!(sandbox().load_bytes(&effect, None).unwrap().world, StepWorld::Effect);

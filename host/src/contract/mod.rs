@@ -14,6 +14,8 @@
 //!   engine enforces it.
 //! - [`KeyValue`] is the key-value state effect steps may be granted: the
 //!   stores implement it and the sandbox calls it.
+//! - [`StreamSink`] takes the items a step emits while it runs (streaming
+//!   mode): the engine implements it and the sandbox calls it.
 //! - [`now_ms`] and [`now_rfc3339`] are the one clock every record is
 //!   stamped with.
 //!
@@ -28,6 +30,7 @@ mod kv;
 mod output;
 mod records;
 mod status;
+mod stream;
 mod time;
 
 pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};
@@ -37,4 +40,5 @@ pub use kv::{KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, kv_row_cost, kv_scope
 pub use output::RunOutput;
 pub use records::{ActionRecord, ErrorRecord, UndeliveredAction};
 pub use status::ExecutionStatus;
+pub use stream::{StreamFuture, StreamSink};
 pub use time::{now_ms, now_rfc3339, parse_rfc3339_ms};

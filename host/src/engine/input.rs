@@ -95,7 +95,7 @@ impl RunInput {
                 wf.execution_mode
             }),
         };
-        if matches!(execution_mode, ExecutionMode::Parallel | ExecutionMode::Batch)
+        if matches!(execution_mode, ExecutionMode::Parallel | ExecutionMode::Batch | ExecutionMode::Streaming)
             && !wf.rules.parallel_execution_allowed
         {
             problems.push(format!(
@@ -104,11 +104,14 @@ impl RunInput {
                 execution_mode.as_str()
             ));
         }
-        if execution_mode == ExecutionMode::Streaming {
-            problems.push(
-                "execution_mode `streaming` is not yet supported: use sequential, parallel, conditional or batch"
-                    .into(),
-            );
+        if execution_mode != ExecutionMode::Streaming
+            && let Some(n) = wf.nodes.iter().find(|n| n.stream_from.is_some())
+        {
+            problems.push(format!(
+                "node `{}` has `stream_from`, which runs only in execution_mode `streaming` (this run's mode is `{}`)",
+                n.id,
+                execution_mode.as_str()
+            ));
         }
         let batch_size = self.batch_size.or(wf.rules.batch_size).unwrap_or(env.batch_size());
         if !(1..=1000).contains(&batch_size) {
@@ -170,7 +173,10 @@ impl RunInput {
             workflow_type,
             correlation_id: self.correlation_id.unwrap_or_else(Uuid::new_v4),
             execution_mode,
-            max_parallel_steps: if matches!(execution_mode, ExecutionMode::Parallel | ExecutionMode::Batch) {
+            max_parallel_steps: if matches!(
+                execution_mode,
+                ExecutionMode::Parallel | ExecutionMode::Batch | ExecutionMode::Streaming
+            ) {
                 max_parallel_steps
             } else {
                 1

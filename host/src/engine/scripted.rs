@@ -35,6 +35,8 @@ use std::time::Duration;
 pub struct Reply {
     wait: Duration,
     outcome: Outcome,
+    /// Items emitted to the step's stream before it ends.
+    items: Vec<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,22 +44,25 @@ enum Outcome {
     Echo,
     Output(Value, Vec<EmittedAction>),
     Fail(StepFailure),
+    /// A stream consumer's fold: `{"sum", "count"}` of the numbers in
+    /// `items`, added to `state`'s.
+    Sum,
 }
 
 impl Reply {
     /// Succeeds with the step's own input as its output.
     pub fn echo() -> Self {
-        Self { wait: Duration::ZERO, outcome: Outcome::Echo }
+        Self { wait: Duration::ZERO, outcome: Outcome::Echo, items: Vec::new() }
     }
 
     /// Succeeds with `output`.
     pub fn output(output: Value) -> Self {
-        Self { wait: Duration::ZERO, outcome: Outcome::Output(output, Vec::new()) }
+        Self { wait: Duration::ZERO, outcome: Outcome::Output(output, Vec::new()), items: Vec::new() }
     }
 
     /// Fails with `failure`.
     pub fn failure(failure: StepFailure) -> Self {
-        Self { wait: Duration::ZERO, outcome: Outcome::Fail(failure) }
+        Self { wait: Duration::ZERO, outcome: Outcome::Fail(failure), items: Vec::new() }
     }
 
     /// Fails with a typical failure of `kind` (a plugin error is retryable;
@@ -83,6 +88,19 @@ impl Reply {
         Self::failure(StepFailure::PluginError { error_kind: PluginErrorKind::Fatal, message: message.into() })
     }
 
+    /// A stream consumer's fold: its output is `{"sum", "count"}` of the
+    /// numbers in its input's `items`, added to its input's `state`.
+    pub fn sum() -> Self {
+        Self { wait: Duration::ZERO, outcome: Outcome::Sum, items: Vec::new() }
+    }
+
+    /// The same reply, emitting `items` to the step's stream first (each
+    /// `emit` waits while its consumers' buffers are full).
+    pub fn emitting(mut self, items: impl IntoIterator<Item = Value>) -> Self {
+        self.items = items.into_iter().collect();
+        self
+    }
+
     /// The same reply, after waiting `wait` (an attempt whose wait is past its
     /// wall-time limit fails with `timeout` at the limit, as in the sandbox).
     pub fn after(mut self, wait: Duration) -> Self {
@@ -97,7 +115,7 @@ impl Reply {
         match &mut self.outcome {
             Outcome::Output(_, actions) => actions.push(action),
             Outcome::Echo => self.outcome = Outcome::Output(Value::Object(Map::new()), vec![action]),
-            Outcome::Fail(_) => {}
+            Outcome::Fail(_) | Outcome::Sum => {}
         }
         self
     }
@@ -202,7 +220,7 @@ impl StepExecutor for ScriptedExecutor {
         pinned: Option<&str>,
         call: StepCall,
         limits: Limits,
-        _granted: Arc<Grants>,
+        granted: Arc<Grants>,
     ) -> AttemptFuture {
         let compensate = matches!(call.kind, CallKind::Compensate { .. });
         let shard = call.input.get("shard").and_then(Value::as_u64).filter(|_| node.for_each.is_some());
@@ -225,10 +243,18 @@ impl StepExecutor for ScriptedExecutor {
             pinned: pinned.map(str::to_string),
         });
         let in_flight = self.in_flight.clone();
+        let sink = granted.stream.clone();
         Box::pin(async move {
             use std::sync::atomic::Ordering::SeqCst;
             let now = in_flight.0.fetch_add(1, SeqCst) + 1;
             in_flight.1.fetch_max(now, SeqCst);
+            if let Some(sink) = &sink {
+                for item in reply.items.iter().cloned() {
+                    if sink.emit(item).await.is_err() {
+                        break;
+                    }
+                }
+            }
             let waited = reply.wait.min(limits.timeout);
             tokio::time::sleep(waited).await;
             in_flight.0.fetch_sub(1, SeqCst);
@@ -245,9 +271,19 @@ impl StepExecutor for ScriptedExecutor {
                     Outcome::Echo => Ok(StepSuccess { output: Value::Object(call.input), actions: Vec::new() }),
                     Outcome::Output(output, actions) => Ok(StepSuccess { output, actions }),
                     Outcome::Fail(f) => Err(f),
+                    Outcome::Sum => Ok(StepSuccess { output: sum(&call.input), actions: Vec::new() }),
                 }
             };
             AttemptReport { outcome, stats, logs: Vec::new() }
         })
     }
+}
+
+/// A consumer's fold of one micro-batch: the numbers in `items` added to `state`.
+fn sum(input: &Map<String, Value>) -> Value {
+    let state = input.get("state");
+    let field = |k: &str| state.and_then(|s| s.get(k)).and_then(Value::as_f64).unwrap_or(0.0);
+    let items = input.get("items").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let sum: f64 = items.iter().filter_map(Value::as_f64).sum();
+    serde_json::json!({ "sum": field("sum") + sum, "count": field("count") + items.len() as f64 })
 }

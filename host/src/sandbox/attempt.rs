@@ -4,7 +4,7 @@
 use super::classify::{check_output, classify, plugin_error};
 use super::load::Pre;
 use super::policy::{Grants, PreparedWasi};
-use super::state::{DeadlineExceeded, LogTags, StepState};
+use super::state::{DeadlineExceeded, LogTags, Sessions, StepState};
 use super::{CallKind, Limits, LoadedComponent, Sandbox, StepCall, StepWorld, bindings};
 use crate::contract::{AttemptReport, AttemptStats, LogLevel, LogSource, StepFailure, StepSuccess};
 use serde_json::Value;
@@ -56,7 +56,7 @@ impl Sandbox {
         // Wait for an instance slot so that the pool is never exhausted.
         let _slot = self.slots.acquire().await.ok();
         let memory_limit = limits.memory_bytes;
-        let PreparedWasi { ctx: wasi, stdout, stderr, http, kv, redactor, denials } =
+        let PreparedWasi { ctx: wasi, stdout, stderr, http, kv, stream, redactor, denials } =
             match self.policy.prepare(component.world, &call.ctx, grants, limits.max_log_bytes) {
                 Ok(prepared) => prepared,
                 Err(reason) => {
@@ -67,7 +67,8 @@ impl Sandbox {
             };
         let tags =
             LogTags { run_id: call.ctx.run_id.clone(), step_id: call.ctx.step_id.clone(), attempt: call.ctx.attempt };
-        let state = StepState::new(wasi, http, kv, redactor, memory_limit, limits.max_log_bytes, tags);
+        let sessions = Sessions { http, kv, stream, redactor };
+        let state = StepState::new(wasi, sessions, memory_limit, limits.max_log_bytes, tags);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Bound what one guest-to-host transfer (a log line, or the call's

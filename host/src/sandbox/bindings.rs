@@ -5,11 +5,13 @@
 use super::state::StepState;
 use crate::contract::{LogLevel, LogSource};
 
-/// Bindings of the `compute-step` world (and the shared `types` and `log`).
+/// Bindings of the `compute-step` world (and the shared `types`, `log` and
+/// `stream`; `stream.emit` is async: it waits while the buffer is full).
 pub mod compute {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "compute-step",
+        imports: { "weft:step/stream.emit": async },
         exports: { default: async },
     });
 }
@@ -25,6 +27,7 @@ pub mod effect {
         with: {
             "weft:step/types": super::compute::weft::step::types,
             "weft:step/log": super::compute::weft::step::log,
+            "weft:step/stream": super::compute::weft::step::stream,
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,

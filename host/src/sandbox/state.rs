@@ -1,6 +1,6 @@
 //! The per-attempt store state: WASI context, memory limiter, log capture.
 
-use super::policy::{HttpGate, KvSession};
+use super::policy::{HttpGate, KvSession, StreamSession};
 use crate::capability::Redactor;
 use crate::contract::{LogLevel, LogLine, LogSource};
 use bytes::Bytes;
@@ -282,21 +282,27 @@ pub struct StepState {
     pub(crate) http_ctx: WasiHttpCtx,
     pub(crate) http: HttpGate,
     pub(crate) kv: KvSession,
+    pub(crate) stream: StreamSession,
     pub(crate) redactor: Redactor,
 }
 
+/// What an attempt's capabilities prepared beside its WASI context.
+pub struct Sessions {
+    /// The outbound HTTP gate.
+    pub http: HttpGate,
+    /// The key-value session.
+    pub kv: KvSession,
+    /// Where emitted items go.
+    pub stream: StreamSession,
+    /// Replaces secret values wherever the host writes.
+    pub redactor: Redactor,
+}
+
 impl StepState {
-    /// State for one attempt, with the WASI context, HTTP gate, key-value
-    /// session and redactor its capabilities prepared.
-    pub fn new(
-        wasi: WasiCtx,
-        http: HttpGate,
-        kv: KvSession,
-        redactor: Redactor,
-        memory_limit: u64,
-        log_budget: usize,
-        tags: LogTags,
-    ) -> Self {
+    /// State for one attempt, with the WASI context and the sessions its
+    /// capabilities prepared.
+    pub fn new(wasi: WasiCtx, sessions: Sessions, memory_limit: u64, log_budget: usize, tags: LogTags) -> Self {
+        let Sessions { http, kv, stream, redactor } = sessions;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         Self {
@@ -308,6 +314,7 @@ impl StepState {
             http_ctx: WasiHttpCtx::new(),
             http,
             kv,
+            stream,
             redactor,
         }
     }

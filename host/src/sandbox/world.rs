@@ -20,8 +20,8 @@ impl StepWorld {
     /// The world's WIT name.
     pub fn wit_name(self) -> &'static str {
         match self {
-            Self::Compute => "weft:step/compute-step@0.1.1",
-            Self::Effect => "weft:step/effect-step@0.1.1",
+            Self::Compute => "weft:step/compute-step@0.1.2",
+            Self::Effect => "weft:step/effect-step@0.1.2",
         }
     }
 
@@ -75,7 +75,7 @@ fn import_allowed(world: StepWorld, name: &str) -> bool {
             world == StepWorld::Effect && matches!(iface, "wasi:http/types" | "wasi:http/outgoing-handler");
         return (WASI_PACKAGES.contains(&pkg) || effect_only) && version_is(version, "0.2");
     }
-    let shared = matches!(iface, "weft:step/log" | "weft:step/types");
+    let shared = matches!(iface, "weft:step/log" | "weft:step/types" | "weft:step/stream");
     let effect_only = world == StepWorld::Effect && iface == "weft:step/kv";
     (shared || effect_only) && version_is(version, "0.1")
 }
@@ -84,10 +84,12 @@ fn import_allowed(world: StepWorld, name: &str) -> bool {
 fn provided(world: StepWorld) -> String {
     let wasi = WASI_PACKAGES.iter().map(|p| format!("wasi:{p}")).collect::<Vec<_>>().join(", ");
     match world {
-        StepWorld::Compute => format!("weft:step/log@0.1, weft:step/types@0.1 and WASI 0.2 ({wasi})"),
+        StepWorld::Compute => {
+            format!("weft:step/log@0.1, weft:step/types@0.1, weft:step/stream@0.1 and WASI 0.2 ({wasi})")
+        }
         StepWorld::Effect => format!(
-            "weft:step/log@0.1, weft:step/types@0.1, weft:step/kv@0.1, wasi:http/outgoing-handler@0.2, \
-             wasi:http/types@0.2 and WASI 0.2 ({wasi})"
+            "weft:step/log@0.1, weft:step/types@0.1, weft:step/stream@0.1, weft:step/kv@0.1, \
+             wasi:http/outgoing-handler@0.2, wasi:http/types@0.2 and WASI 0.2 ({wasi})"
         ),
     }
 }
@@ -134,7 +136,7 @@ pub fn misfits(engine: &Engine, component: &Component, world: StepWorld) -> Vec<
         None => {
             let names: Vec<String> = ty.exports(engine).map(|(n, _)| format!("`{n}`")).collect();
             problems.push(format!(
-                "missing export `{want}@0.1.1` (any 0.1.x fits), which the {world} world requires; the component exports {}",
+                "missing export `{want}@0.1.2` (any 0.1.x fits), which the {world} world requires; the component exports {}",
                 if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
             ));
         }

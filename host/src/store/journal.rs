@@ -63,6 +63,19 @@ pub enum JournalEntry {
         /// The memo key it was found under.
         key: String,
     },
+    /// A micro-batch of a producer's items, journaled before a consumer is
+    /// invoked on it (its invocation's attempts are `shard_*` entries with
+    /// `shard` = `batch`).
+    StreamBatch {
+        /// The consumer.
+        step_id: String,
+        /// The micro-batch, from 0.
+        batch: u32,
+        /// The position of its first item in the producer's stream.
+        first_item: u64,
+        /// Its items.
+        items: Vec<Value>,
+    },
     /// A step failed for good.
     StepFailed {
         /// The step.
@@ -168,6 +181,7 @@ impl JournalEntry {
             Self::StepFailed { .. } => "step_failed",
             Self::StepSkipped { .. } => "step_skipped",
             Self::StepMemoized { .. } => "step_memoized",
+            Self::StreamBatch { .. } => "stream_batch",
             Self::ShardStarted { .. } => "shard_started",
             Self::ShardFinished { .. } => "shard_finished",
             Self::RunStopping { .. } => "run_stopping",
@@ -188,6 +202,7 @@ impl JournalEntry {
             | Self::StepFailed { step_id, .. }
             | Self::StepSkipped { step_id, .. }
             | Self::StepMemoized { step_id, .. }
+            | Self::StreamBatch { step_id, .. }
             | Self::ShardStarted { step_id, .. }
             | Self::ShardFinished { step_id, .. }
             | Self::CompensationStarted { step_id, .. }

@@ -271,6 +271,9 @@ pub struct NodeSpec {
     /// Complete from the memo cache when the same component has run on the
     /// same input under the same limits (compute and reducer nodes only).
     pub memoize: bool,
+    /// Streaming mode: the node whose emitted items this one folds, in
+    /// micro-batches, while that node runs.
+    pub stream_from: Option<StreamFrom>,
     /// What the node's `when` and `input` expressions read (None: it has none).
     pub uses: Option<Uses>,
     /// Where the node starts in the file.
@@ -284,6 +287,18 @@ pub struct FanOut {
     pub items: Expr,
     /// Items per shard (`batch_size` on the node; default 1).
     pub batch_size: u32,
+}
+
+/// A consumer's `stream_from`: its producer, and how it takes the items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFrom {
+    /// The producer's node id.
+    pub producer: String,
+    /// Most items per micro-batch (`batch_size` on the node; default 100).
+    pub batch_size: u32,
+    /// Most items waiting between the producer and this consumer
+    /// (`stream_buffer`; default 1024): `emit` blocks past it.
+    pub buffer: u32,
 }
 
 /// The ONEX orchestrator contract's `coordination_rules`.

@@ -29,6 +29,9 @@ use serde::de::DeserializeOwned;
 
 pub mod http;
 pub mod kv;
+pub mod stream;
+
+pub use stream::{EmitError, emit};
 
 pub use serde_json::{self, Value, json};
 
@@ -57,8 +60,9 @@ pub mod effect_bindings {
         default_bindings_module: "::weft_plugin::effect_bindings",
         generate_all,
         with: {
-            "weft:step/types@0.1.1": crate::compute_bindings::weft::step::types,
-            "weft:step/log@0.1.1": crate::compute_bindings::weft::step::log,
+            "weft:step/types@0.1.2": crate::compute_bindings::weft::step::types,
+            "weft:step/log@0.1.2": crate::compute_bindings::weft::step::log,
+            "weft:step/stream@0.1.2": crate::compute_bindings::weft::step::stream,
         },
     });
 }

@@ -79,7 +79,7 @@ impl Run {
         let mut task = self.step_task_template(i, rounds);
         task.max_attempts = task.max_attempts.max(first_attempt);
         task.first_ctx = self.ctx(node, first_attempt);
-        if node.memoize && node.for_each.is_none() {
+        if self.memoized_here(i) {
             let component = self.pins[i].clone().unwrap_or_else(|| node.component.display().to_string());
             let key = memo_key(&self.ids.tenant, &component, &input, &task.limits);
             task.first_ctx.seed_key = Some(key.clone());
@@ -113,6 +113,7 @@ impl Run {
             memo: None,
             memo_max_bytes: self.memo_max_bytes,
             own_first_start: false,
+            stream: None,
         }
     }
 }
@@ -123,15 +124,16 @@ impl Run {
 pub(super) struct StepTask {
     wf: Arc<Workflow>,
     index: usize,
-    /// The shard it runs, for one shard of a `for_each` node.
+    /// The part it runs: a shard of a `for_each` node, or a micro-batch of a
+    /// stream consumer (journaled as `shard_*` entries).
     shard: Option<u32>,
     pinned: Option<String>,
-    granted: Arc<Grants>,
+    pub(super) granted: Arc<Grants>,
     limits: Limits,
     executor: Arc<dyn StepExecutor>,
     events: EventSender,
-    max_attempts: u32,
-    first_ctx: StepContext,
+    pub(super) max_attempts: u32,
+    pub(super) first_ctx: StepContext,
     policy: Arc<RetryPolicy>,
     backoff: Backoff,
     store: Arc<dyn RunStore>,
@@ -144,20 +146,33 @@ pub(super) struct StepTask {
     memo_max_bytes: u64,
     /// The task journals its first attempt's start (shards, memoized steps).
     own_first_start: bool,
+    /// A stream producer's fanout: its item positions restart with each attempt.
+    pub(super) stream: Option<Arc<super::streaming::Fanout>>,
 }
 
 impl StepTask {
-    /// The same task for shard `k` of a `for_each` node, from attempt
-    /// `first_attempt`: its own idempotency key, and its own backoff seed.
-    pub(super) fn for_shard(&self, k: u32, first_attempt: u32) -> StepTask {
+    /// The same task for part `k` (a `label`: `shard` of a `for_each` node,
+    /// or `batch` of a stream consumer), from attempt `first_attempt`: its
+    /// own idempotency key, and its own backoff seed.
+    pub(super) fn for_part(&self, label: &str, k: u32, first_attempt: u32) -> StepTask {
         let mut t = self.clone();
         t.shard = Some(k);
         t.own_first_start = true;
         t.max_attempts = t.max_attempts.max(first_attempt);
-        t.first_ctx.idempotency_key = format!("{}/shard-{k}", self.first_ctx.idempotency_key);
+        t.first_ctx.idempotency_key = format!("{}/{label}-{k}", self.first_ctx.idempotency_key);
         let node_id = &self.wf.nodes[self.index].id;
         t.backoff = Backoff::new(self.policy.clone(), self.backoff.seed_base, &format!("{node_id}/{k}"));
         t
+    }
+
+    /// The node it runs.
+    pub(super) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The id of the node it runs.
+    pub(super) fn step_id(&self) -> &str {
+        &self.wf.nodes[self.index].id
     }
 
     /// The journal entry that an attempt starts.
@@ -196,6 +211,9 @@ impl StepTask {
             }
             if self.shard.is_none() {
                 self.events.send(RunEvent::AttemptStarted { step_id: node.id.clone(), attempt });
+            }
+            if let Some(fanout) = &self.stream {
+                fanout.begin_attempt();
             }
             let ctx = StepContext { attempt, ..self.first_ctx.clone() };
             let call = StepCall { ctx, input: (*input).clone(), kind: CallKind::Run };
@@ -251,6 +269,8 @@ impl StepTask {
             shard: self.shard,
             shards: Vec::new(),
             abnormal: None,
+            consumers: Vec::new(),
+            stream: None,
         }
     }
 
@@ -271,7 +291,8 @@ impl StepTask {
         }
     }
 
-    async fn journal(&self, entry: JournalEntry) -> Result<(), String> {
+    /// Appends one entry to the run's journal.
+    pub(super) async fn journal(&self, entry: JournalEntry) -> Result<(), String> {
         self.store.append(&self.run_id, &self.owner, vec![entry]).await.map_err(|e| e.to_string())
     }
 

@@ -38,6 +38,9 @@ pub(super) struct FanState {
     pub(super) compensation_starts: HashMap<u32, u32>,
     /// Shards compensated (successfully or not).
     pub(super) compensated: std::collections::BTreeSet<u32>,
+    /// A stream consumer's journaled micro-batches: their first item's
+    /// position and their items (its invocations are the parts above).
+    pub(super) batches: BTreeMap<u32, (u64, Vec<Value>)>,
 }
 
 /// The number of shards `items` items make in shards of `batch_size`.
@@ -147,7 +150,7 @@ impl Run {
             loop {
                 while set.len() < parallelism && (run_all || !failed) && store_error.is_none() {
                     let Some((k, attempt)) = queue.next() else { break };
-                    let task = template.for_shard(k, attempt);
+                    let task = template.for_part("shard", k, attempt);
                     let shard_input = std::sync::Arc::new(shard_input(&input, batch_size, k as usize));
                     set.spawn(task.run(shard_input, attempt));
                 }
@@ -175,6 +178,8 @@ impl Run {
                 shard: None,
                 shards,
                 abnormal,
+                consumers: Vec::new(),
+                stream: None,
             }
         }
     }
@@ -183,16 +188,7 @@ impl Run {
     /// already journaled by its task). Returns true when the run must stop.
     pub(super) fn finish_fan_out(&mut self, result: StepResult) -> bool {
         let i = result.index;
-        let step_id = self.wf.nodes[i].id.clone();
-        for shard in result.shards {
-            let Some(k) = shard.shard else { continue };
-            let count = shard.attempts.len();
-            for (j, report) in shard.attempts.into_iter().enumerate() {
-                let attempt = shard.first_attempt.saturating_add(j as u32);
-                let last = j + 1 == count;
-                self.apply(&JournalEntry::ShardFinished { step_id: step_id.clone(), shard: k, attempt, report, last });
-            }
-        }
+        self.apply_parts(i, result.shards);
         let input = self.inputs[i].clone().unwrap_or_default();
         let batch_size = self.wf.nodes[i].for_each.as_ref().map_or(1, |f| f.batch_size);
         let n = shard_count(input.get("items").and_then(Value::as_array).map_or(0, Vec::len), batch_size) as u32;
@@ -226,6 +222,21 @@ impl Run {
         self.fail_step_with(i, &error_type, message, Some(output))
     }
 
+    /// Applies what the part tasks of node `i` (shards, or micro-batch
+    /// invocations) did, each already journaled by its task.
+    pub(super) fn apply_parts(&mut self, i: usize, parts: Vec<StepResult>) {
+        let step_id = self.wf.nodes[i].id.clone();
+        for part in parts {
+            let Some(k) = part.shard else { continue };
+            let count = part.attempts.len();
+            for (j, report) in part.attempts.into_iter().enumerate() {
+                let attempt = part.first_attempt.saturating_add(j as u32);
+                let last = j + 1 == count;
+                self.apply(&JournalEntry::ShardFinished { step_id: step_id.clone(), shard: k, attempt, report, last });
+            }
+        }
+    }
+
     /// Applies one shard entry of the journal to node `i`'s fan-out state.
     pub(super) fn apply_shard(&mut self, i: usize, e: &JournalEntry) {
         let fan = self.fans[i].get_or_insert_with(FanState::default);
@@ -248,6 +259,9 @@ impl Run {
                     Err(_) => {}
                 }
                 self.totals[i].add(report);
+            }
+            JournalEntry::StreamBatch { batch, first_item, items, .. } => {
+                fan.batches.insert(*batch, (*first_item, items.clone()));
             }
             _ => {}
         }

@@ -12,8 +12,17 @@ use serde_json::Value;
 
 impl Run {
     /// Records a step's final result. Returns true when the run must stop.
-    pub(super) fn finish_step(&mut self, result: StepResult) -> bool {
+    pub(super) fn finish_step(&mut self, mut result: StepResult) -> bool {
         let i = result.index;
+        if !result.consumers.is_empty() {
+            // A stream group: the producer first, so its consumers know how it ended.
+            let consumers = std::mem::take(&mut result.consumers);
+            let mut stop = self.finish_step(result);
+            for c in consumers {
+                stop |= self.finish_consumer(c, i);
+            }
+            return stop;
+        }
         if self.wf.nodes[i].for_each.is_some() {
             return self.finish_fan_out(result);
         }

@@ -22,6 +22,7 @@ mod in_flight;
 mod output;
 mod schedule;
 mod state;
+mod streaming;
 
 use super::events::{EventSender, RunEvent};
 use super::executor::{Held, StepExecutor};
@@ -88,6 +89,10 @@ pub(super) struct Run {
     memo_max_bytes: u64,
     /// Per node: completed from the memo cache.
     memoized: Vec<bool>,
+    /// Per node, the `stream_from` consumers that name it.
+    consumers_of: Vec<Vec<usize>>,
+    /// Per consumer, its buffer and latency statistics (live only).
+    stream_stats: Vec<Option<streaming::StreamStats>>,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -148,6 +153,7 @@ impl Run {
         };
         let mut pins = parts.pins;
         pins.resize(n, None);
+        let consumers_of = Self::consumers_by_producer(&wf);
         Self {
             policies,
             ids,
@@ -167,6 +173,8 @@ impl Run {
             fans: vec![None; n],
             memo_max_bytes: parts.memo_max_bytes,
             memoized: vec![false; n],
+            consumers_of,
+            stream_stats: vec![None; n],
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],

@@ -75,6 +75,7 @@ impl Run {
             per_step.push((key("peak_memory_bytes"), t.peak as f64));
         }
         per_step.extend(self.shard_metrics());
+        per_step.extend(self.stream_metrics());
         for (i, _) in self.memoized.iter().enumerate().filter(|(_, hit)| **hit) {
             per_step.push((["step.", &self.wf.nodes[i].id, ".memoized"].concat(), 1.0));
         }

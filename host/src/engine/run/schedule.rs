@@ -41,13 +41,37 @@ pub(super) struct StepResult {
     pub(super) shards: Vec<StepResult>,
     /// For a `for_each` node: a shard task that ended without a result.
     pub(super) abnormal: Option<String>,
+    /// For a stream producer: the result of each consumer of its group.
+    pub(super) consumers: Vec<StepResult>,
+    /// For a stream consumer: its micro-batches and buffer statistics.
+    pub(super) stream: Option<super::streaming::StreamEnd>,
 }
 
-/// A step about to start: its journaled input and its attempt number.
+impl StepResult {
+    /// The result of node `index` with nothing in it yet.
+    pub(super) fn empty(index: usize) -> Self {
+        Self {
+            index,
+            first_attempt: 1,
+            attempts: Vec::new(),
+            store_error: None,
+            memo_hit: None,
+            shard: None,
+            shards: Vec::new(),
+            abnormal: None,
+            consumers: Vec::new(),
+            stream: None,
+        }
+    }
+}
+
+/// A step about to start: its journaled input, its attempt number, and (a
+/// stream producer) the consumers that start with it.
 struct Launch {
     index: usize,
     input: SharedInput,
     attempt: u32,
+    consumers: Vec<usize>,
 }
 
 /// Why the scheduling loop stopped early.
@@ -82,14 +106,64 @@ impl Run {
     /// Whether a scheduling round that launched steps counts as one of the
     /// output's `parallel_executions` (in batch mode, each wave counts once).
     fn counts_parallel_executions(&self) -> bool {
-        self.config.execution_mode == ExecutionMode::Parallel
+        matches!(self.config.execution_mode, ExecutionMode::Parallel | ExecutionMode::Streaming)
     }
 
     /// Whether node `i`'s task journals its first attempt itself: a
     /// fan-out's shards do, and so does a memoized step (a hit runs none).
     fn task_journals_first_start(&self, i: usize) -> bool {
+        self.wf.nodes[i].for_each.is_some() || self.memoized_here(i)
+    }
+
+    /// Whether node `i` is looked up in the memo cache: a memoized step
+    /// that is not a fan-out and whose stream nobody consumes.
+    pub(super) fn memoized_here(&self, i: usize) -> bool {
         let node = &self.wf.nodes[i];
-        node.for_each.is_some() || node.memoize
+        node.memoize && node.for_each.is_none() && self.consumers_of[i].is_empty()
+    }
+
+    /// The consumers of node `i` that start with it (streaming mode): each
+    /// one not final yet is decided now (skipped, failed, or scheduled with
+    /// its journaled input). Returns the scheduled ones, and the ones that
+    /// became final, each with whether its failure stops the run.
+    fn start_consumers(&mut self, i: usize) -> (Vec<usize>, Vec<(usize, bool)>) {
+        let mut started = Vec::new();
+        let mut decided = Vec::new();
+        if self.config.execution_mode != ExecutionMode::Streaming {
+            return (started, decided);
+        }
+        for c in self.consumers_of[i].clone() {
+            let step_id = self.wf.nodes[c].id.clone();
+            match self.state[c] {
+                State::Running => started.push(c),
+                State::Pending => {
+                    let bound = self.wf.nodes[c].uses.as_ref().map(|uses| self.bind(c, uses));
+                    let decision = self.skip_reason(c, bound.as_ref());
+                    drop(bound);
+                    match decision.and_then(|skip| match skip {
+                        Some(reason) => Ok(Err(reason)),
+                        None => self.consumer_input(c).map(Ok),
+                    }) {
+                        Ok(Ok(input)) => {
+                            self.record(JournalEntry::StepScheduled { step_id, input: Arc::new(input) });
+                            started.push(c);
+                        }
+                        Ok(Err(reason)) => {
+                            self.record(JournalEntry::StepSkipped { step_id: step_id.clone(), reason: reason.clone() });
+                            self.emit(RunEvent::StepSkipped { step_id, reason });
+                            decided.push((c, false));
+                        }
+                        // The producer still runs; the strategy decides what follows.
+                        Err(message) => {
+                            let stops = self.fail_step(c, "expression", message);
+                            decided.push((c, stops));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        (started, decided)
     }
 
     /// Steps per wave in batch mode; `None` in the modes without waves.
@@ -188,7 +262,14 @@ impl Run {
                     if !self.task_journals_first_start(i) {
                         self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
                     }
-                    launches.push(Launch { index: i, input, attempt });
+                    let (consumers, decided) = self.start_consumers(i);
+                    for (c, stops) in decided {
+                        if stops {
+                            stop = stop.or(fail_stops(&mut wave_failed));
+                        }
+                        release(&self.wf, c, &mut waiting, &mut ready, &self.topo_pos);
+                    }
+                    launches.push(Launch { index: i, input, attempt, consumers });
                     continue;
                 }
                 // Expressions need the scope; nodes without any skip building it.
@@ -206,7 +287,14 @@ impl Run {
                         if !self.task_journals_first_start(i) {
                             self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
                         }
-                        launches.push(Launch { index: i, input, attempt: 1 });
+                        let (consumers, decided) = self.start_consumers(i);
+                        for (c, stops) in decided {
+                            if stops {
+                                stop = stop.or(fail_stops(&mut wave_failed));
+                            }
+                            release(&self.wf, c, &mut waiting, &mut ready, &self.topo_pos);
+                        }
+                        launches.push(Launch { index: i, input, attempt: 1, consumers });
                         continue;
                     }
                     Ok(Err(reason)) => {
@@ -228,9 +316,11 @@ impl Run {
                 break;
             }
             let launched = launches.len();
-            for Launch { index, input, attempt } in launches.drain(..) {
+            for Launch { index, input, attempt, consumers } in launches.drain(..) {
                 if self.wf.nodes[index].for_each.is_some() {
                     tasks.push(index, self.fan_out_task(index, input, rounds));
+                } else if !consumers.is_empty() {
+                    tasks.push(index, self.stream_group_task(index, input, rounds, attempt, consumers));
                 } else {
                     tasks.push(index, self.step_task(index, input, rounds, attempt));
                 }
@@ -267,11 +357,15 @@ impl Run {
                                     stop = Some(Stop::Store(message));
                                     continue;
                                 }
-                                let i = result.index;
+                                // A stream group ends its producer and its consumers together.
+                                let members: Vec<usize> =
+                                    std::iter::once(result.index).chain(result.consumers.iter().map(|c| c.index)).collect();
                                 if self.finish_step(result) {
                                     stop = stop.or(fail_stops(&mut wave_failed));
                                 }
-                                release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
+                                for i in members {
+                                    release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
+                                }
                             }
                             // Journaled as the step's failure, so a resume sees the same run.
                             Err(Abnormal { index: Some(i), message }) => {

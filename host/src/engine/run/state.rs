@@ -102,7 +102,12 @@ impl Run {
                 self.stopping = Some(*status);
                 self.parallel_executions = self.parallel_executions.max(*parallel_executions);
             }
-            (JournalEntry::ShardStarted { .. } | JournalEntry::ShardFinished { .. }, Some(i)) => self.apply_shard(i, e),
+            (
+                JournalEntry::ShardStarted { .. }
+                | JournalEntry::ShardFinished { .. }
+                | JournalEntry::StreamBatch { .. },
+                Some(i),
+            ) => self.apply_shard(i, e),
             (JournalEntry::StepMemoized { .. }, Some(i)) => self.memoized[i] = true,
             (JournalEntry::CompensationStarted { shard: Some(k), .. }, Some(i)) => {
                 let fan = self.fans[i].get_or_insert_with(Default::default);

@@ -7,6 +7,7 @@ use super::Grants;
 use super::denials::Denials;
 use super::http::HttpGate;
 use super::kv::KvSession;
+use super::stream::StreamSession;
 use wasmtime::component::Linker;
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -25,6 +26,8 @@ pub struct AttemptWasi<'a> {
     pub http: HttpGate,
     /// The key-value session (closed unless `kv` is granted).
     pub kv: KvSession,
+    /// Where emitted items go.
+    pub stream: StreamSession,
     /// Where refusals are recorded.
     pub denials: Denials,
 }

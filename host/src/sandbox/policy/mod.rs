@@ -30,18 +30,20 @@ mod environment;
 mod http;
 mod kv;
 mod secrets;
+mod stream;
 
 pub use capability::{AttemptWasi, Capability};
 pub use denials::Denials;
 pub use determinism::Determinism;
 pub use http::HttpGate;
 pub use kv::{KvSession, MAX_KV_CALLS, MAX_LISTED_KEYS};
+pub use stream::StreamSession;
 
 use super::StepWorld;
 use super::call::StepContext;
 use super::state::CapturePipe;
 use crate::capability::{Capabilities, HttpLimits, KvLimits, Policy, Redactor, SecretSource};
-use crate::contract::KeyValue;
+use crate::contract::{KeyValue, StreamSink};
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::Linker;
@@ -74,6 +76,9 @@ pub struct Grants {
     pub scratch_dir: Option<PathBuf>,
     /// The store and scope behind `kv`.
     pub kv: Option<KvBinding>,
+    /// Where the node's emitted items go (streaming mode); given to either
+    /// world, since emitting reaches only the run's own consumers.
+    pub stream: Option<Arc<dyn StreamSink>>,
 }
 
 impl std::fmt::Debug for Grants {
@@ -102,6 +107,7 @@ impl Grants {
             secret_source: policy.secrets.clone(),
             scratch_dir: None,
             kv: None,
+            stream: None,
         }
     }
 
@@ -123,6 +129,8 @@ pub struct PreparedWasi {
     pub http: HttpGate,
     /// The key-value session.
     pub kv: KvSession,
+    /// Where emitted items go.
+    pub stream: StreamSession,
     /// Replaces the attempt's secret values wherever the host writes.
     pub redactor: Redactor,
     /// What was refused.
@@ -148,6 +156,7 @@ impl WasiPolicy {
                 Box::new(dirs::Dirs),
                 Box::new(http::Http),
                 Box::new(kv::Kv),
+                Box::new(stream::Stream),
             ],
         }
     }
@@ -209,10 +218,11 @@ impl WasiPolicy {
             secrets: Vec::new(),
             http: HttpGate::closed(denials.clone()),
             kv: KvSession::closed(denials.clone()),
+            stream: StreamSession::default(),
             denials: denials.clone(),
         };
-        // A compute step gets the baseline whatever it is handed.
-        let none = Grants::none();
+        // A compute step gets the baseline whatever it is handed (and its stream).
+        let none = Grants { stream: grants.stream.clone(), ..Grants::none() };
         let grants = if world == StepWorld::Compute { &none } else { grants };
         for piece in &self.pieces {
             piece.prepare(&mut attempt, grants).map_err(|e| format!("capability `{}`: {e}", piece.name()))?;
@@ -223,6 +233,7 @@ impl WasiPolicy {
             stderr,
             http: attempt.http,
             kv: attempt.kv,
+            stream: attempt.stream,
             redactor: Redactor::new(&attempt.secrets),
             denials,
         })

@@ -165,6 +165,7 @@ impl Walker {
             }
         }
         let graph = self.graph(&parsed)?;
+        self.check_streams(&parsed, &graph);
         let nodes = parsed.into_iter().map(|p| p.spec).collect();
         Some(Workflow {
             name,

@@ -6,6 +6,7 @@ mod capabilities;
 mod document;
 mod graph;
 mod node;
+mod stream;
 mod walker;
 
 use super::component::ComponentCheck;

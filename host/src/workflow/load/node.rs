@@ -32,6 +32,8 @@ const NODE_KEYS: &[&str] = &[
     "for_each",
     "batch_size",
     "memoize",
+    "stream_from",
+    "stream_buffer",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay_ms", "multiplier", "max_delay_ms", "jitter", "retry_on"];
 
@@ -233,15 +235,41 @@ impl Walker {
         };
         let for_each = Self::get(e, "for_each").and_then(|v| self.expr(v, "`for_each`"));
         let batch_size = self.uint(e, "batch_size", 1, 100_000).map(|n| n as u32);
+        let stream_from = self.string(e, "stream_from");
+        let stream_buffer = self.uint(e, "stream_buffer", 1, 65_536).map(|n| n as u32);
         if for_each.is_none()
+            && stream_from.is_none()
             && batch_size.is_some()
             && let (None, Some(v)) = (Self::get(e, "for_each"), Self::get(e, "batch_size"))
         {
             self.problem(
                 v.pos,
-                "`batch_size` on a node sets the items per `for_each` shard; add `for_each`, or remove it",
+                "`batch_size` on a node sets the items per `for_each` shard, or per micro-batch of a `stream_from` \
+                 consumer; add one of them, or remove it",
             );
         }
+        if stream_from.is_none()
+            && let Some(v) = Self::get(e, "stream_buffer")
+        {
+            self.problem(v.pos, "`stream_buffer` applies to a `stream_from` consumer; add `stream_from`, or remove it");
+        }
+        if let Some((_, pos)) = &stream_from {
+            if for_each.is_some() {
+                self.problem(*pos, "a `stream_from` consumer cannot also have `for_each`; keep one of them");
+            }
+            if node_type == Some(NodeType::Effect) {
+                self.problem(
+                    *pos,
+                    "a `stream_from` consumer must be a compute or reducer node: each micro-batch folds into its \
+                     state, and a fold has no side effects",
+                );
+            }
+        }
+        let stream_from = stream_from.map(|(producer, _)| StreamFrom {
+            producer,
+            batch_size: batch_size.unwrap_or(100),
+            buffer: stream_buffer.unwrap_or(1024),
+        });
         let for_each = for_each.map(|items| FanOut { items, batch_size: batch_size.unwrap_or(1) });
         let memoize_explicit = self.boolean(e, "memoize");
         if memoize_explicit == Some(true)
@@ -264,9 +292,16 @@ impl Walker {
                  remove one of them",
             );
         }
+        if memoize_explicit == Some(true)
+            && stream_from.is_some()
+            && let Some(v) = Self::get(e, "memoize")
+        {
+            self.problem(v.pos, "a `stream_from` consumer is not memoized: its input is a stream; remove `memoize`");
+        }
         let memoize = memoize_explicit.unwrap_or(rules.memoize)
             && node_type.is_some_and(|t| !t.is_effect())
-            && for_each.is_none();
+            && for_each.is_none()
+            && stream_from.is_none();
         let component = match self.required_string(e, "component", item.pos, "the node") {
             Some((c, pos)) => {
                 match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
@@ -301,6 +336,13 @@ impl Walker {
         };
         let (id, id_pos) = id?;
         self.seen_ids.push((id.clone(), id_pos));
+        // A consumer comes after its producer in the graph (it starts with it,
+        // and ends after it).
+        if let (Some(s), Some(v)) = (&stream_from, Self::get(e, "stream_from"))
+            && !depends_on.iter().any(|(d, _)| *d == s.producer)
+        {
+            depends_on.push((s.producer.clone(), v.pos));
+        }
         // Dependencies are checked for every node that has an id, even one
         // with other problems.
         self.dep_refs.push((id.clone(), depends_on.clone()));
@@ -324,6 +366,7 @@ impl Walker {
             capabilities,
             for_each,
             memoize,
+            stream_from,
             uses,
             pos: item.pos,
         };

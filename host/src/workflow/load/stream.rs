@@ -1,0 +1,63 @@
+//! The checks `stream_from` needs once the graph is known: a producer that
+//! can stream, and consumers whose other dependencies are done before their
+//! producer starts (a consumer starts with its producer).
+
+use super::super::model::Graph;
+use super::graph::ParsedNode;
+use super::walker::Walker;
+
+impl Walker {
+    /// Checks every `stream_from` consumer against the graph.
+    pub(super) fn check_streams(&mut self, parsed: &[ParsedNode], graph: &Graph) {
+        for (c, node) in parsed.iter().enumerate() {
+            let Some(stream) = &node.spec.stream_from else { continue };
+            let Some(&p) = graph.index.get(&stream.producer) else { continue };
+            let producer = &parsed[p].spec;
+            self.node = Some(node.spec.id.clone());
+            let pos = node.spec.pos;
+            if producer.for_each.is_some() {
+                self.problem(
+                    pos,
+                    format!("`stream_from: {}` names a `for_each` node, which cannot stream", producer.id),
+                );
+            }
+            if let Some(up) = &producer.stream_from {
+                self.problem(
+                    pos,
+                    format!(
+                        "`stream_from: {}` names a consumer itself (of `{}`); streams do not chain: consume `{}` \
+                         directly",
+                        producer.id, up.producer, up.producer
+                    ),
+                );
+            }
+            let ancestors = ancestors(graph, p);
+            for &d in &graph.dependencies[c] {
+                if d != p && !ancestors.contains(&d) {
+                    self.problem(
+                        pos,
+                        format!(
+                            "depends on `{}`, which does not come before its producer `{}`: a consumer starts with \
+                             its producer, so its other dependencies must be upstream of it (add `{}` to the \
+                             producer's `depends_on`)",
+                            parsed[d].spec.id, producer.id, parsed[d].spec.id
+                        ),
+                    );
+                }
+            }
+        }
+        self.node = None;
+    }
+}
+
+/// Every node `p` depends on, directly or not.
+fn ancestors(graph: &Graph, p: usize) -> std::collections::HashSet<usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = graph.dependencies[p].clone();
+    while let Some(d) = stack.pop() {
+        if seen.insert(d) {
+            stack.extend(graph.dependencies[d].iter().copied());
+        }
+    }
+    seen
+}
