@@ -7,12 +7,14 @@ use crate::common::{self, json_of};
 /// The status each example's README promises; a new example is added here.
 const EXPECTED: &[(&str, &str)] = &[
     ("approval", "completed"),
+    ("batch-fan-out", "completed"),
     ("fan-out", "completed"),
     // Against its own server (server.py), started here as its run.sh starts it.
     ("http-pipeline", "completed"),
     ("onex-pipeline", "completed"),
     // A saga that fails on purpose and compensates.
     ("order-saga", "failed"),
+    ("streaming-pipeline", "completed"),
 ];
 
 #[test]

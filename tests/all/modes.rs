@@ -232,3 +232,77 @@ fn a_memoized_step_hits_across_processes_and_misses_when_its_component_or_input_
     assert!(!said.contains("memoized"), "{said}");
     assert_eq!(again["step_outputs"]["r"]["random_hex"], random);
 }
+
+/// The streaming example's workflow with `count` readings, a consumer buffer
+/// of `buffer` items and micro-batches of `batch`.
+fn stream_workflow(d: &Path, count: u64, buffer: u32, batch: u32) -> (PathBuf, PathBuf) {
+    let example = common::root().join("examples/streaming-pipeline");
+    let y = std::fs::read_to_string(example.join("workflow.yaml"))
+        .unwrap()
+        .replace("../../plugins/dist/", &format!("{}/", common::root().join("plugins/dist").display()))
+        .replace("batch_size: 250", &format!("batch_size: {batch}"))
+        .replace("stream_buffer: 1000", &format!("stream_buffer: {buffer}"));
+    let wf = d.join("stream.yaml");
+    std::fs::write(&wf, y).unwrap();
+    let input = d.join("stream-input.json");
+    let v = json!({"context": {"count": count, "sensors": ["a", "b", "c"], "alert_threshold": 90}});
+    std::fs::write(&input, v.to_string()).unwrap();
+    (wf, input)
+}
+
+#[test]
+fn a_stream_of_real_components_stays_within_its_buffer_and_folds_every_reading() {
+    plugin("emit_readings");
+    let d = dir("stream");
+    let (wf, input) = stream_workflow(&d, 20_000, 64, 16);
+    let out =
+        weft(&["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "--in-memory", "--output", "json"]);
+    let o = common::json_of(&out);
+    assert_eq!(o["execution_status"], "completed", "{}", text(&out));
+    assert_eq!(o["step_outputs"]["stats"]["count"], 20_000);
+    // Every 97th reading spikes: 20,000 / 97 of them.
+    assert_eq!(o["final_result"]["alerts"], 206);
+    assert_eq!(o["metrics"]["step.stats.stream_items"], 20_000.0);
+    let peak = o["metrics"]["step.stats.stream_peak_buffered"].as_f64().unwrap();
+    assert!((1.0..=64.0).contains(&peak), "at most the buffer waited: {peak}");
+    assert!(o["metrics"]["step.stats.stream_batches"].as_f64().unwrap() >= 1250.0, "micro-batches of at most 16");
+}
+
+#[test]
+fn a_stream_killed_mid_way_resumes_without_delivering_a_reading_twice() {
+    use weft::store::{JournalEntry, RunFilter, RunStore, SqliteStore, SyncMode};
+    plugin("emit_readings");
+    let d = dir("stream-crash");
+    let (wf, input) = stream_workflow(&d, 60_000, 256, 100);
+    let db = d.join("runs.db");
+    let run = common::weft_db("modes", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+    let killed = common::kill_when_seen(run, "readings: attempt 1 started", 150);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
+    let id = rt.block_on(store.list_runs(&RunFilter::default())).unwrap()[0].run_id.clone();
+    let before = rt.block_on(store.journal(&id)).unwrap();
+    let journaled_before = before.iter().filter(|j| matches!(j.entry, JournalEntry::StreamBatch { .. })).count();
+    let out = if killed {
+        let done = common::weft_db("modes", &db, &["runs", "resume", &id, "--output", "json", "-q"]).output().unwrap();
+        assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+        common::json_of(&done)
+    } else {
+        serde_json::to_value(rt.block_on(store.get_run(&id)).unwrap().output).unwrap()
+    };
+    eprintln!("killed mid-run: {killed}; micro-batches journaled before the resume: {journaled_before}");
+    assert_eq!(out["execution_status"], "completed", "{out}");
+    assert_eq!(out["step_outputs"]["stats"]["count"], 60_000, "every reading folded once");
+    assert_eq!(out["final_result"]["alerts"], 618);
+    let journal = rt.block_on(store.journal(&id)).unwrap();
+    let mut next = 0u64;
+    for j in &journal {
+        if let JournalEntry::StreamBatch { first_item, items, .. } = &j.entry {
+            assert_eq!(*first_item, next, "micro-batches follow each other, none twice");
+            next += items.len() as u64;
+        }
+    }
+    assert_eq!(next, 60_000);
+    if killed {
+        assert!(journaled_before > 0, "the kill landed mid-stream");
+    }
+}

@@ -45,8 +45,6 @@ struct Out {
     /// Items forwarded to it so far, over every producer attempt (and,
     /// after a resume, the ones journaled before).
     sent: AtomicU64,
-    /// Items the consumer has taken out of its buffer.
-    taken: Arc<AtomicU64>,
     /// The most items that were ever waiting in its buffer.
     peak: AtomicU64,
 }
@@ -100,8 +98,8 @@ impl StreamSink for Fanout {
                     }
                     continue;
                 }
-                let sent = out.sent.fetch_add(1, Ordering::SeqCst) + 1;
-                let waiting = sent.saturating_sub(out.taken.load(Ordering::SeqCst));
+                out.sent.fetch_add(1, Ordering::SeqCst);
+                let waiting = tx.max_capacity().saturating_sub(tx.capacity()) as u64;
                 out.peak.fetch_max(waiting, Ordering::SeqCst);
             }
             Ok(())
@@ -179,7 +177,6 @@ pub(super) struct StreamStats {
 struct Consumer {
     template: StepTask,
     rx: mpsc::Receiver<(Instant, Value)>,
-    taken: Arc<AtomicU64>,
     state: Value,
     with: Option<Value>,
     /// Micro-batches journaled before a resume and not completed.
@@ -214,7 +211,6 @@ impl Consumer {
                             Err(_) => break,
                         }
                     }
-                    self.taken.fetch_add(items.len() as u64, Ordering::SeqCst);
                     let b = (self.next_batch, self.next_item, items);
                     self.next_batch += 1;
                     self.next_item += b.2.len() as u64;
@@ -313,17 +309,10 @@ impl Run {
                 .map(|(b, a)| (*b, a.saturating_add(1)))
                 .collect::<std::collections::HashMap<_, _>>();
             let state = fan.done.iter().next_back().map_or(Value::Null, |(_, (out, _))| out.clone());
-            let taken = Arc::new(AtomicU64::new(journaled));
-            outs.push(Out {
-                tx: Mutex::new(Some(tx)),
-                sent: AtomicU64::new(journaled),
-                taken: taken.clone(),
-                peak: AtomicU64::new(0),
-            });
+            outs.push(Out { tx: Mutex::new(Some(tx)), sent: AtomicU64::new(journaled), peak: AtomicU64::new(0) });
             parts.push(Consumer {
                 template: self.step_task_template(c, rounds),
                 rx,
-                taken,
                 state,
                 with: self.inputs[c].as_ref().and_then(|m| m.get("with").cloned()),
                 pending,
