@@ -6,7 +6,7 @@ use super::Run;
 use super::state::State;
 use crate::contract::now_ms;
 use crate::workflow::InputMapping;
-use crate::workflow::expr::{Bound, Meter, Uses, bind_with};
+use crate::workflow::expr::{Bound, CelValue, Meter, Uses, bind_with};
 use serde_json::{Map, Value};
 
 impl Run {
@@ -21,14 +21,21 @@ impl Run {
             let outputs = uses.steps.iter().filter_map(|id| Some((id, self.index(id)?)));
             outputs.filter_map(|(id, j)| Some((id.as_str(), self.outputs[j].as_ref()?))).collect()
         };
-        let object = |read: bool, m: &Map<String, Value>| if read { Value::Object(m.clone()) } else { Value::Null };
+        // The run's context and metadata are converted once per run, then shared.
+        let cached = |read: bool, cell: &std::cell::OnceCell<CelValue>, m: &Map<String, Value>| {
+            if read {
+                cell.get_or_init(|| CelValue::from_json(&Value::Object(m.clone()))).clone()
+            } else {
+                self.null.clone()
+            }
+        };
         let none: &[Value] = &[];
         bind_with(
-            &object(uses.reads("context"), &self.config.context),
+            &cached(uses.reads("context"), &self.context_cel, &self.config.context),
             &steps,
             if uses.reads("actions") { &self.delivered[i] } else { none },
             &if uses.reads("run") { self.run_json() } else { Value::Null },
-            &object(uses.reads("metadata"), &self.config.metadata),
+            &cached(uses.reads("metadata"), &self.metadata_cel, &self.config.metadata),
             self.meter(),
         )
     }
@@ -83,7 +90,10 @@ impl Run {
         }
         if let Some(fan) = &node.for_each {
             let items = fan.items.eval_in(bound_for(bound)?).map_err(|m| format!("`for_each`: {m}"))?;
-            return self.fan_out_input(i, items, input);
+            // Without `input:`, `with` is empty: the default input (the run's
+            // context, for a root node) would copy the list into every shard.
+            let with = if matches!(node.input, InputMapping::Default) { Map::new() } else { input };
+            return self.fan_out_input(i, items, with);
         }
         Ok(input)
     }

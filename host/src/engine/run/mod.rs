@@ -93,6 +93,11 @@ pub(super) struct Run {
     consumers_of: Vec<Vec<usize>>,
     /// Per consumer, its buffer and latency statistics (live only).
     stream_stats: Vec<Option<streaming::StreamStats>>,
+    /// The run's context and metadata as CEL, converted on first use.
+    context_cel: std::cell::OnceCell<crate::workflow::expr::CelValue>,
+    metadata_cel: std::cell::OnceCell<crate::workflow::expr::CelValue>,
+    /// CEL null, for what a node's expressions do not read.
+    null: crate::workflow::expr::CelValue,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -175,6 +180,9 @@ impl Run {
             memoized: vec![false; n],
             consumers_of,
             stream_stats: vec![None; n],
+            context_cel: Default::default(),
+            metadata_cel: Default::default(),
+            null: crate::workflow::expr::CelValue::from_json(&Value::Null),
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],

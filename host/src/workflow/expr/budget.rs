@@ -290,7 +290,7 @@ fn key_len(k: &cel::objects::Key) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Expr, Scope, bind_with};
+    use super::super::{CelValue, Expr, Scope, bind_with};
     use super::*;
     use serde_json::{Value, json};
 
@@ -300,7 +300,8 @@ mod tests {
 
     fn eval_under(src: &str, context: Value, meter: Meter) -> Result<Value, String> {
         let e = Expr::parse(src)?;
-        let bound = bind_with(&context, &[], &[], &Value::Null, &Value::Null, meter);
+        let (context, none) = (CelValue::from_json(&context), CelValue::from_json(&Value::Null));
+        let bound = bind_with(&context, &[], &[], &Value::Null, &none, meter);
         e.eval_in(&bound)
     }
 

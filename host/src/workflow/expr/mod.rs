@@ -173,27 +173,41 @@ impl Scope {
     pub fn bind(&self) -> Bound {
         let steps: Vec<(&str, &Value)> = self.steps.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let meter = Meter::new(ExprBudget::default(), None, None);
-        bind_with(&self.context, &steps, &self.actions, &self.run, &self.metadata, meter)
+        let (context, metadata) = (CelValue::from_json(&self.context), CelValue::from_json(&self.metadata));
+        bind_with(&context, &steps, &self.actions, &self.run, &metadata, meter)
+    }
+}
+
+/// A JSON value converted to CEL once, to be bound into many scopes (the
+/// run's `context` and `metadata`: binding it again costs a reference count,
+/// not a copy).
+#[derive(Debug, Clone)]
+pub struct CelValue(cel::Value);
+
+impl CelValue {
+    /// Converts `v`.
+    pub fn from_json(v: &Value) -> Self {
+        Self(to_cel(v))
     }
 }
 
 /// Binds the scope's variables from borrowed parts (step outputs are not
 /// copied before they are converted); evaluations count on `meter`.
 pub fn bind_with(
-    context: &Value,
+    context: &CelValue,
     steps: &[(&str, &Value)],
     actions: &[Value],
     run: &Value,
-    metadata: &Value,
+    metadata: &CelValue,
     meter: Meter,
 ) -> Bound {
     let meter = Arc::new(meter);
     let mut ctx = cel::Context::with_env(stdlib());
     // The name cannot be written in CEL, so this cannot clash with anything.
     let _ = ctx.add_function(budget::TICK, Meter::tick_function(meter.clone()));
-    for (name, value) in [("context", context), ("run", run), ("metadata", metadata)] {
-        ctx.add_variable_from_value(name, to_cel(value));
-    }
+    ctx.add_variable_from_value("context", context.0.clone());
+    ctx.add_variable_from_value("metadata", metadata.0.clone());
+    ctx.add_variable_from_value("run", to_cel(run));
     ctx.add_variable_from_value("actions", cel::Value::List(Arc::new(actions.iter().map(to_cel).collect())));
     let steps: std::collections::HashMap<String, cel::Value> =
         steps.iter().map(|(k, v)| (k.to_string(), to_cel(v))).collect();
