@@ -94,6 +94,48 @@ fn an_expression_past_its_budget_fails_its_step_naming_node_key_and_budget() {
     assert!(text(&out).contains("[expressions] max_steps is 0"), "{}", text(&out));
 }
 
+/// A run of `wf` on `input` in a fresh database under `d`, killed by SIGKILL
+/// `extra_ms` after its stderr shows `needle`, then resumed to its end.
+struct Crashed {
+    /// Whether the kill landed before the run ended by itself.
+    killed: bool,
+    store: weft::store::SqliteStore,
+    rt: tokio::runtime::Runtime,
+    id: String,
+    /// The journal as the kill left it.
+    before: Vec<weft::store::Journaled>,
+    /// The run's output contract once finished.
+    out: serde_json::Value,
+}
+
+impl Crashed {
+    fn run(d: &Path, wf: &Path, input: &Path, needle: &str, extra_ms: u64) -> Self {
+        use weft::store::{RunFilter, RunStore, SqliteStore, SyncMode};
+        let db = d.join("runs.db");
+        let run = common::weft_db("modes", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+        let killed = common::kill_when_seen(run, needle, extra_ms);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
+        let id = rt.block_on(store.list_runs(&RunFilter::default())).unwrap()[0].run_id.clone();
+        let before = rt.block_on(store.journal(&id)).unwrap();
+        let out = if killed {
+            let done =
+                common::weft_db("modes", &db, &["runs", "resume", &id, "--output", "json", "-q"]).output().unwrap();
+            assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+            common::json_of(&done)
+        } else {
+            serde_json::to_value(rt.block_on(store.get_run(&id)).unwrap().output).unwrap()
+        };
+        Self { killed, store, rt, id, before, out }
+    }
+
+    /// The whole journal, after the resume.
+    fn journal(&self) -> Vec<weft::store::Journaled> {
+        use weft::store::RunStore;
+        self.rt.block_on(self.store.journal(&self.id)).unwrap()
+    }
+}
+
 /// A `for_each` node over `counter`: 20 numbers in shards of 2, each shard sleeping `sleep_ms`.
 fn fan_out_workflow(d: &Path, mode: &str) -> (PathBuf, PathBuf) {
     let y = format!(
@@ -114,22 +156,11 @@ fn fan_out_workflow(d: &Path, mode: &str) -> (PathBuf, PathBuf) {
 
 #[test]
 fn a_fan_out_killed_mid_way_resumes_and_runs_each_completed_shard_once() {
-    use weft::store::{JournalEntry, RunFilter, RunStore, SqliteStore, SyncMode};
+    use weft::store::JournalEntry;
     let d = dir("fan-crash");
     let (wf, input) = fan_out_workflow(&d, "sequential");
-    let db = d.join("runs.db");
-    let run = common::weft_db("modes", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()]);
-    let killed = common::kill_when_seen(run, "fanned out into 10 shard(s)", 250);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
-    let id = rt.block_on(store.list_runs(&RunFilter::default())).unwrap()[0].run_id.clone();
-    let out = if killed {
-        let done = common::weft_db("modes", &db, &["runs", "resume", &id, "--output", "json", "-q"]).output().unwrap();
-        assert_eq!(done.status.code(), Some(0), "{}", text(&done));
-        common::json_of(&done)
-    } else {
-        serde_json::to_value(rt.block_on(store.get_run(&id)).unwrap().output).unwrap()
-    };
+    let crashed = Crashed::run(&d, &wf, &input, "fanned out into 10 shard(s)", 250);
+    let (killed, out) = (crashed.killed, &crashed.out);
     assert_eq!(out["execution_status"], "completed", "{out}");
     let results = out["step_outputs"]["fan"]["results"].as_array().unwrap();
     assert_eq!(results.len(), 10);
@@ -137,7 +168,7 @@ fn a_fan_out_killed_mid_way_resumes_and_runs_each_completed_shard_once() {
     assert_eq!(sum, 210.0, "every item counted once");
     assert_eq!(out["metrics"]["step.fan.shards_completed"], 10.0);
 
-    let journal = rt.block_on(store.journal(&id)).unwrap();
+    let journal = crashed.journal();
     let resumed_at = journal.iter().position(|j| matches!(j.entry, JournalEntry::RunResumed { .. }));
     let mut done_before = std::collections::BTreeSet::new();
     let mut completions = [0usize; 10];
@@ -270,30 +301,19 @@ fn a_stream_of_real_components_stays_within_its_buffer_and_folds_every_reading()
 
 #[test]
 fn a_stream_killed_mid_way_resumes_without_delivering_a_reading_twice() {
-    use weft::store::{JournalEntry, RunFilter, RunStore, SqliteStore, SyncMode};
+    use weft::store::JournalEntry;
     plugin("emit_readings");
     let d = dir("stream-crash");
     let (wf, input) = stream_workflow(&d, 60_000, 256, 100);
-    let db = d.join("runs.db");
-    let run = common::weft_db("modes", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()]);
-    let killed = common::kill_when_seen(run, "readings: attempt 1 started", 150);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store = SqliteStore::open(&db, SyncMode::Normal).unwrap();
-    let id = rt.block_on(store.list_runs(&RunFilter::default())).unwrap()[0].run_id.clone();
-    let before = rt.block_on(store.journal(&id)).unwrap();
-    let journaled_before = before.iter().filter(|j| matches!(j.entry, JournalEntry::StreamBatch { .. })).count();
-    let out = if killed {
-        let done = common::weft_db("modes", &db, &["runs", "resume", &id, "--output", "json", "-q"]).output().unwrap();
-        assert_eq!(done.status.code(), Some(0), "{}", text(&done));
-        common::json_of(&done)
-    } else {
-        serde_json::to_value(rt.block_on(store.get_run(&id)).unwrap().output).unwrap()
-    };
+    let crashed = Crashed::run(&d, &wf, &input, "readings: attempt 1 started", 150);
+    let (killed, out) = (crashed.killed, &crashed.out);
+    let journaled_before =
+        crashed.before.iter().filter(|j| matches!(j.entry, JournalEntry::StreamBatch { .. })).count();
     eprintln!("killed mid-run: {killed}; micro-batches journaled before the resume: {journaled_before}");
     assert_eq!(out["execution_status"], "completed", "{out}");
     assert_eq!(out["step_outputs"]["stats"]["count"], 60_000, "every reading folded once");
     assert_eq!(out["final_result"]["alerts"], 618);
-    let journal = rt.block_on(store.journal(&id)).unwrap();
+    let journal = crashed.journal();
     let mut next = 0u64;
     for j in &journal {
         if let JournalEntry::StreamBatch { first_item, items, .. } = &j.entry {

@@ -11,8 +11,8 @@ pub type StreamFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Se
 
 /// Takes the items one attempt of a step emits, in order.
 pub trait StreamSink: Send + Sync {
-    /// Takes one item; waits while the consumers' buffer is full. `Err` says
-    /// why no more items are taken (every consumer stopped, the run is
+    /// Takes one item, `bytes` long as JSON text; waits while the consumers'
+    /// buffer is full. `Err` says why no more items are taken (the run is
     /// stopping): the step should stop emitting.
-    fn emit(&self, item: Value) -> StreamFuture<'_>;
+    fn emit(&self, item: Value, bytes: usize) -> StreamFuture<'_>;
 }

@@ -75,8 +75,8 @@ impl Engine {
         let journal = self.store.journal(run_id).await?;
         // Refuse before anything is written (changed components, a workflow
         // that no longer loads): a refused replay leaves no new run behind.
-        self.rebuild(&record, opts.clone()).await?;
-        let first = replay_journal(journal);
+        let groups = self.rebuild(&record, opts.clone()).await?.stream_groups();
+        let first = replay_journal(journal, &groups);
         let new_id = uuid::Uuid::new_v4();
         let mut new = record.run.clone();
         new.run_id = new_id.to_string();
@@ -154,9 +154,10 @@ impl Engine {
 /// steps (outputs kept), the decisions that stand (tolerated failures and
 /// skips by `when`), and the scheduling of the failed steps, so that they
 /// run again with their journaled inputs. A fan-out keeps its completed
-/// shards, so only the others run again. An effect (or a shard of one) that
+/// shards, so only the others run again; a stream group with a consumer
+/// that did not complete runs again whole. An effect (or a shard of one) that
 /// compensation undid is not done: it runs again.
-fn replay_journal(journal: Vec<Journaled>) -> Vec<JournalEntry> {
+fn replay_journal(journal: Vec<Journaled>, groups: &[(String, Vec<String>)]) -> Vec<JournalEntry> {
     let mut completed = HashSet::new();
     let mut failed = HashSet::new();
     let mut kept_final = HashSet::new();
@@ -191,6 +192,19 @@ fn replay_journal(journal: Vec<Journaled>) -> Vec<JournalEntry> {
                 }
             }
             _ => {}
+        }
+    }
+    // A stream group runs again whole, from its producer's first item, unless
+    // every consumer completed: a consumer's state cannot be resumed without
+    // the producer's stream.
+    for (producer, consumers) in groups {
+        if consumers.iter().all(|c| completed.contains(c)) {
+            continue;
+        }
+        for member in std::iter::once(producer).chain(consumers) {
+            completed.remove(member);
+            failed.remove(member);
+            kept_final.remove(member);
         }
     }
     let mut first = Vec::new();

@@ -250,7 +250,8 @@ impl StepExecutor for ScriptedExecutor {
             in_flight.1.fetch_max(now, SeqCst);
             if let Some(sink) = &sink {
                 for item in reply.items.iter().cloned() {
-                    if sink.emit(item).await.is_err() {
+                    let bytes = item.to_string().len();
+                    if sink.emit(item, bytes).await.is_err() {
                         break;
                     }
                 }

@@ -366,6 +366,28 @@ async fn compensation_undoes_each_completed_shard_newest_first() {
 }
 
 #[tokio::test]
+async fn a_cancel_mid_fan_out_compensates_the_shards_that_completed() {
+    let nodes = node("f", "effect", ", for_each: context.items, batch_size: 1, timeout_ms: 60000");
+    let exec = Arc::new(ScriptedExecutor::new().on_shard("f", 2, [Reply::echo().after(Duration::from_secs(30))]));
+    let ctx = input(
+        json!({"context": {"items": ["a", "b", "c", "d"]}, "failure_strategy": "compensate", "max_parallel_steps": 1}),
+    );
+    let h = Engine::new(exec.clone()).start(workflow("sequential", "", &nodes), &ctx, opts()).await.unwrap();
+    for _ in 0..500 {
+        if shard_calls(&exec, "f").len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.cancel();
+    let out = h.wait().await;
+    assert_eq!(out.execution_status, ExecutionStatus::Cancelled);
+    let undone: Vec<u64> =
+        exec.calls().into_iter().filter(|c| c.compensate).map(|c| c.input["shard"].as_u64().unwrap()).collect();
+    assert_eq!(undone, vec![1, 0], "the two shards that completed before the cancel, newest first");
+}
+
+#[tokio::test]
 async fn a_resumed_fan_out_runs_only_the_shards_that_did_not_finish() {
     let store: Arc<dyn crate::store::RunStore> = Arc::new(MemoryStore::new());
     let wf = workflow("sequential", "", &fan_out_node(""));

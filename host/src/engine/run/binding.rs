@@ -92,7 +92,13 @@ impl Run {
             let items = fan.items.eval_in(bound_for(bound)?).map_err(|m| format!("`for_each`: {m}"))?;
             // Without `input:`, `with` is empty: the default input (the run's
             // context, for a root node) would copy the list into every shard.
-            let with = if matches!(node.input, InputMapping::Default) { Map::new() } else { input };
+            let with = match node.input {
+                // Only the actions delivered to it, when there are any.
+                InputMapping::Default => {
+                    input.remove("actions").map(|a| Map::from_iter([("actions".into(), a)])).unwrap_or_default()
+                }
+                _ => input,
+            };
             return self.fan_out_input(i, items, with);
         }
         Ok(input)

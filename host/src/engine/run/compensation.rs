@@ -6,6 +6,7 @@
 
 use super::Run;
 use super::fan_out::shard_input;
+use super::state::State;
 use crate::engine::events::RunEvent;
 use crate::sandbox::{CallKind, StepCall};
 use crate::store::JournalEntry;
@@ -17,8 +18,13 @@ impl Run {
     /// What compensation undoes, newest first: (node, shard of a fan-out).
     fn to_compensate(&self) -> Vec<(usize, Option<u32>)> {
         let undoable = |i: usize| self.wf.nodes[i].node_type.is_effect() && self.wf.nodes[i].compensate;
+        // Fan-outs that failed (or whose failure was tolerated) may have
+        // completed shards: they are undone first, as the newest work.
         let failed_fan_outs = self.failed.iter().rev().copied().filter(|&i| self.wf.nodes[i].for_each.is_some());
-        let order = failed_fan_outs.chain(self.completion_order.iter().rev().copied());
+        let tolerated = (0..self.wf.nodes.len())
+            .rev()
+            .filter(|&i| self.state[i] == State::Tolerated && self.wf.nodes[i].for_each.is_some());
+        let order = failed_fan_outs.chain(tolerated).chain(self.completion_order.iter().rev().copied());
         let mut units = Vec::new();
         for i in order.filter(|&i| undoable(i)) {
             match (&self.wf.nodes[i].for_each, &self.fans[i]) {

@@ -25,6 +25,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use tokio::task::JoinSet;
 
+/// The shard results a running fan-out has gathered so far.
+pub(super) type Finished = std::sync::Arc<std::sync::Mutex<Vec<StepResult>>>;
+
 /// What the journal says of one `for_each` node's shards.
 #[derive(Debug, Default, Clone)]
 pub(super) struct FanState {
@@ -38,9 +41,28 @@ pub(super) struct FanState {
     pub(super) compensation_starts: HashMap<u32, u32>,
     /// Shards compensated (successfully or not).
     pub(super) compensated: std::collections::BTreeSet<u32>,
-    /// A stream consumer's journaled micro-batches: their first item's
-    /// position and their items (its invocations are the parts above).
-    pub(super) batches: BTreeMap<u32, (u64, Vec<Value>)>,
+    /// A stream consumer's journaled micro-batches (its invocations are the
+    /// parts above).
+    pub(super) batches: BTreeMap<u32, Batch>,
+}
+
+/// One journaled micro-batch of a stream consumer.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Batch {
+    /// The position of its first item in the producer's stream.
+    pub(super) first: u64,
+    /// How many items it has.
+    pub(super) len: u64,
+    /// Its items, kept only while its invocation has not completed (from the
+    /// journal, to deliver it again after a resume).
+    pub(super) items: Option<Vec<Value>>,
+}
+
+impl Batch {
+    /// The position just past its last item.
+    pub(super) fn end(&self) -> u64 {
+        self.first.saturating_add(self.len)
+    }
 }
 
 /// The number of shards `items` items make in shards of `batch_size`.
@@ -122,7 +144,7 @@ impl Run {
     /// Runs the shards of `for_each` node `i` that the journal does not
     /// show as finished, at most `max_parallel_steps` at once.
     pub(super) fn fan_out_task(
-        &self,
+        &mut self,
         i: usize,
         input: SharedInput,
         rounds: u32,
@@ -140,11 +162,14 @@ impl Run {
         let run_all = self.runs_every_shard(i);
         let parallelism = self.config.shard_parallelism.max(1) as usize;
         let mut failed = !fan.failed.is_empty();
+        // Finished shards land here as they finish, so that an interrupted
+        // fan-out still knows them (to compensate them).
+        let finished: Finished = Default::default();
+        self.fan_finished[i] = Some(finished.clone());
         self.emit(RunEvent::FanOutStarted { step_id: node.id.clone(), shards: n as u32, remaining: todo.len() as u32 });
         async move {
             let mut set = JoinSet::new();
             let mut queue = todo.into_iter();
-            let mut shards = Vec::new();
             let mut store_error = None;
             let mut abnormal = None;
             loop {
@@ -161,7 +186,9 @@ impl Run {
                             store_error.get_or_insert_with(|| e.clone());
                         }
                         failed |= result.attempts.last().is_none_or(|r| r.failure().is_some());
-                        shards.push(result);
+                        if let Ok(mut done) = finished.lock() {
+                            done.push(result);
+                        }
                     }
                     Err(e) => {
                         failed = true;
@@ -169,25 +196,24 @@ impl Run {
                     }
                 }
             }
-            StepResult {
-                index: i,
-                first_attempt: 0,
-                attempts: Vec::new(),
-                store_error,
-                memo_hit: None,
-                shard: None,
-                shards,
-                abnormal,
-                consumers: Vec::new(),
-                stream: None,
-            }
+            let shards = finished.lock().map(|mut done| std::mem::take(&mut *done)).unwrap_or_default();
+            StepResult { store_error, shards, abnormal, ..StepResult::empty(i) }
         }
+    }
+
+    /// Applies the shards that an interrupted fan-out of node `i` finished
+    /// before it was interrupted.
+    pub(super) fn collect_interrupted_shards(&mut self, i: usize) {
+        let Some(finished) = self.fan_finished[i].take() else { return };
+        let shards = finished.lock().map(|mut done| std::mem::take(&mut *done)).unwrap_or_default();
+        self.apply_parts(i, shards);
     }
 
     /// Records the end of `for_each` node `i` from its shards' results (each
     /// already journaled by its task). Returns true when the run must stop.
     pub(super) fn finish_fan_out(&mut self, result: StepResult) -> bool {
         let i = result.index;
+        self.fan_finished[i] = None;
         self.apply_parts(i, result.shards);
         let input = self.inputs[i].clone().unwrap_or_default();
         let batch_size = self.wf.nodes[i].for_each.as_ref().map_or(1, |f| f.batch_size);
@@ -204,7 +230,7 @@ impl Run {
             .iter()
             .map(|(k, (error_type, message))| json!({ "shard": k, "error_type": error_type, "message": message }))
             .collect();
-        let not_run = n as usize - fan.done.len() - fan.failed.len();
+        let not_run = (n as usize).saturating_sub(fan.done.len() + fan.failed.len());
         let (error_type, mut message) = match (fan.failed.iter().next(), &result.abnormal) {
             (Some((k, (error_type, message))), _) => {
                 (error_type.clone(), format!("shard {k} of {n} failed ({error_type}): {message}"))
@@ -252,6 +278,10 @@ impl Run {
                     Ok(success) => {
                         fan.failed.remove(shard);
                         fan.done.insert(*shard, (success.output.clone(), success.actions.clone()));
+                        // A delivered micro-batch's items are not needed any more.
+                        if let Some(b) = fan.batches.get_mut(shard) {
+                            b.items = None;
+                        }
                     }
                     Err(f) if *last => {
                         fan.failed.insert(*shard, (f.kind().as_str().to_string(), f.to_string()));
@@ -261,7 +291,8 @@ impl Run {
                 self.totals[i].add(report);
             }
             JournalEntry::StreamBatch { batch, first_item, items, .. } => {
-                fan.batches.insert(*batch, (*first_item, items.clone()));
+                let batch_entry = Batch { first: *first_item, len: items.len() as u64, items: Some(items.clone()) };
+                fan.batches.insert(*batch, batch_entry);
             }
             _ => {}
         }

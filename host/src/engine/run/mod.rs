@@ -85,6 +85,8 @@ pub(super) struct Run {
     fan_out_limits: crate::capability::FanOutLimits,
     /// Per `for_each` node, what its shards did (None: not fanned out yet).
     fans: Vec<Option<fan_out::FanState>>,
+    /// Per running `for_each` node, the shard results gathered so far.
+    fan_finished: Vec<Option<fan_out::Finished>>,
     /// The memo cache's size cap.
     memo_max_bytes: u64,
     /// Per node: completed from the memo cache.
@@ -176,6 +178,7 @@ impl Run {
             expr_budget: parts.expr_budget,
             fan_out_limits: parts.fan_out_limits,
             fans: vec![None; n],
+            fan_finished: vec![None; n],
             memo_max_bytes: parts.memo_max_bytes,
             memoized: vec![false; n],
             consumers_of,

@@ -34,9 +34,12 @@ impl Run {
         }
         // A failed step that produced something anyway (a fan-out's partial results).
         for i in 0..self.outputs.len() {
-            if let Some(out) = self.outputs[i].take() {
-                step_outputs.insert(self.wf.nodes[i].id.clone(), out);
-            }
+            let out = match self.outputs[i].take() {
+                Some(Value::Object(m)) => Value::Object(m),
+                Some(other) => json!({ "value": other }),
+                None => continue,
+            };
+            step_outputs.insert(self.wf.nodes[i].id.clone(), out);
         }
         let mut output_variables = Map::new();
         output_variables.insert("run".into(), self.run_json());

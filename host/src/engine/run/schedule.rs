@@ -253,6 +253,22 @@ impl Run {
                 if self.state[i].is_final() {
                     continue;
                 }
+                // A consumer runs only in its producer's group: one whose
+                // producer became final without streaming to it does not run.
+                if let Some(stream) = &self.wf.nodes[i].stream_from {
+                    let step_id = self.wf.nodes[i].id.clone();
+                    let reason = format!("its producer `{}` did not stream to it (it did not run)", stream.producer);
+                    if self.state[i] == State::Running {
+                        if self.fail_step(i, "stream", reason) {
+                            stop = stop.or(fail_stops(&mut wave_failed));
+                        }
+                    } else {
+                        self.record(JournalEntry::StepSkipped { step_id: step_id.clone(), reason: reason.clone() });
+                        self.emit(RunEvent::StepSkipped { step_id, reason });
+                    }
+                    release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
+                    continue;
+                }
                 // A step that was in flight when the run was interrupted runs
                 // again with its journaled input and the next attempt number.
                 if self.state[i] == State::Running
@@ -314,6 +330,11 @@ impl Run {
             if let Err(message) = self.flush().await {
                 stop = Some(Stop::Store(message));
                 break;
+            }
+            // Once the run stops, what was decided in this round does not start:
+            // it is interrupted below, with everything still running.
+            if stop.is_some() {
+                launches.clear();
             }
             let launched = launches.len();
             for Launch { index, input, attempt, consumers } in launches.drain(..) {
@@ -392,6 +413,10 @@ impl Run {
         // Interrupt whatever is still running.
         let interrupted: Vec<usize> = (0..n).filter(|&i| self.state[i] == State::Running).collect();
         tasks.abort().await;
+        // An interrupted fan-out keeps what its finished shards did.
+        for &i in &interrupted {
+            self.collect_interrupted_shards(i);
+        }
         let wf = self.wf.clone();
         let id = |i: usize| wf.nodes[i].id.clone();
         let mut run_errors = Vec::new();
@@ -416,10 +441,16 @@ impl Run {
                 ExecutionStatus::Failed
             }
             Some(Stop::Failed) => {
+                let reason = "interrupted: another step failed and the strategy stops the run";
                 for &i in &interrupted {
-                    let reason = "interrupted: another step failed and the strategy stops the run".to_string();
-                    self.record(JournalEntry::StepSkipped { step_id: id(i), reason: reason.clone() });
-                    self.emit(RunEvent::StepSkipped { step_id: id(i), reason });
+                    // A fan-out with completed shards did part of its work: it
+                    // failed (and is compensated), it was not skipped.
+                    if self.fans[i].as_ref().is_some_and(|f| !f.done.is_empty()) {
+                        self.fail_interrupted(&[i], "interrupted", reason);
+                        continue;
+                    }
+                    self.record(JournalEntry::StepSkipped { step_id: id(i), reason: reason.into() });
+                    self.emit(RunEvent::StepSkipped { step_id: id(i), reason: reason.into() });
                 }
                 ExecutionStatus::Failed
             }

@@ -24,6 +24,7 @@
 //! the producer goes on for the others.
 
 use super::attempts::StepTask;
+use super::fan_out::Batch;
 use super::schedule::StepResult;
 use super::state::State;
 use super::{Run, SharedInput};
@@ -39,9 +40,21 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+/// Most bytes of items (as JSON text) that may wait for one consumer,
+/// whatever its `stream_buffer` in items.
+pub const BUFFER_BYTES: usize = 16 << 20;
+
+/// A micro-batch stops growing once its items reach this many bytes.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// An item on its way to a consumer: when it was emitted, and its size.
+type Sent = (Instant, Value, usize);
+
 /// One consumer's end of the fanout.
 struct Out {
-    tx: Mutex<Option<mpsc::Sender<(Instant, Value)>>>,
+    tx: Mutex<Option<mpsc::Sender<Sent>>>,
+    /// Bytes the buffer may still take; closed when the consumer stops.
+    room: Arc<tokio::sync::Semaphore>,
     /// Items forwarded to it so far, over every producer attempt (and,
     /// after a resume, the ones journaled before).
     sent: AtomicU64,
@@ -77,7 +90,7 @@ impl Fanout {
 }
 
 impl StreamSink for Fanout {
-    fn emit(&self, item: Value) -> StreamFuture<'_> {
+    fn emit(&self, item: Value, bytes: usize) -> StreamFuture<'_> {
         Box::pin(async move {
             if self.closed.load(Ordering::SeqCst) {
                 return Err("the stream is closed: its producer's run is stopping".into());
@@ -91,7 +104,16 @@ impl StreamSink for Fanout {
                 }
                 let tx = out.tx.lock().ok().and_then(|tx| tx.clone());
                 let Some(tx) = tx else { continue };
-                if tx.send((Instant::now(), item.clone())).await.is_err() {
+                // Bounded in bytes as well as in items.
+                let bytes = bytes.min(BUFFER_BYTES);
+                let Ok(permit) = out.room.acquire_many(bytes as u32).await else {
+                    if let Ok(mut tx) = out.tx.lock() {
+                        *tx = None;
+                    }
+                    continue;
+                };
+                permit.forget();
+                if tx.send((Instant::now(), item.clone(), bytes)).await.is_err() {
                     // The consumer stopped (it failed): the others go on.
                     if let Ok(mut tx) = out.tx.lock() {
                         *tx = None;
@@ -110,8 +132,8 @@ impl StreamSink for Fanout {
 /// What a consumer's part of a group reports besides its invocations.
 #[derive(Debug, Default)]
 pub(super) struct StreamEnd {
-    /// The micro-batches it journaled: (batch, first item, items).
-    pub(super) batches: Vec<(u32, u64, Vec<Value>)>,
+    /// The micro-batches it journaled: (batch, first item, item count).
+    pub(super) batches: Vec<(u32, u64, u64)>,
     /// The most items that waited in its buffer.
     pub(super) peak_buffered: u64,
     /// Emit-to-delivery latencies, in a log-scale histogram.
@@ -176,7 +198,9 @@ pub(super) struct StreamStats {
 /// One consumer's part of a group, owned, so that it runs apart from the run.
 struct Consumer {
     template: StepTask,
-    rx: mpsc::Receiver<(Instant, Value)>,
+    rx: mpsc::Receiver<Sent>,
+    /// Its buffer's room in bytes, given back as items are taken.
+    room: Arc<tokio::sync::Semaphore>,
     state: Value,
     with: Option<Value>,
     /// Micro-batches journaled before a resume and not completed.
@@ -199,12 +223,16 @@ impl Consumer {
             let (batch, _, items) = match self.pending.pop_front() {
                 Some(b) => b,
                 None => {
-                    let Some((at, item)) = self.rx.recv().await else { break };
+                    let Some((at, item, bytes)) = self.rx.recv().await else { break };
+                    self.room.add_permits(bytes);
                     end.latency.record(at.elapsed().as_micros() as u64);
                     let mut items = vec![item];
-                    while items.len() < self.max_batch {
+                    let mut batch_bytes = bytes;
+                    while items.len() < self.max_batch && batch_bytes < MAX_BATCH_BYTES {
                         match self.rx.try_recv() {
-                            Ok((at, item)) => {
+                            Ok((at, item, bytes)) => {
+                                self.room.add_permits(bytes);
+                                batch_bytes += bytes;
                                 end.latency.record(at.elapsed().as_micros() as u64);
                                 items.push(item);
                             }
@@ -225,7 +253,7 @@ impl Consumer {
                         store_error = Some(e);
                         break;
                     }
-                    end.batches.push(b.clone());
+                    end.batches.push((b.0, b.1, b.2.len() as u64));
                     b
                 }
             };
@@ -249,6 +277,8 @@ impl Consumer {
                 _ => break,
             }
         }
+        // A producer waiting for room in this buffer must not wait forever.
+        self.room.close();
         StepResult { store_error, shards: invocations, stream: Some(end), ..StepResult::empty(self.template.index()) }
     }
 }
@@ -265,6 +295,13 @@ impl Run {
             }
         }
         by
+    }
+
+    /// Per producer with consumers, its id and theirs (for a replay).
+    pub(in crate::engine) fn stream_groups(&self) -> Vec<(String, Vec<String>)> {
+        let id = |i: usize| self.wf.nodes[i].id.clone();
+        let groups = self.consumers_of.iter().enumerate().filter(|(_, cs)| !cs.is_empty());
+        groups.map(|(p, cs)| (id(p), cs.iter().map(|&c| id(c)).collect())).collect()
     }
 
     /// The journaled input of consumer `c` when its group starts: `with`,
@@ -295,13 +332,12 @@ impl Run {
             let Some(stream) = &self.wf.nodes[c].stream_from else { continue };
             let (tx, rx) = mpsc::channel(stream.buffer.max(1) as usize);
             let fan = self.fans[c].clone().unwrap_or_default();
-            let journaled: u64 =
-                fan.batches.values().map(|(first, items)| first + items.len() as u64).max().unwrap_or(0);
+            let journaled: u64 = fan.batches.values().map(Batch::end).max().unwrap_or(0);
             let pending: VecDeque<(u32, u64, Vec<Value>)> = fan
                 .batches
                 .iter()
                 .filter(|(b, _)| !fan.done.contains_key(b) && !fan.failed.contains_key(b))
-                .map(|(b, (first, items))| (*b, *first, items.clone()))
+                .filter_map(|(b, batch)| Some((*b, batch.first, batch.items.clone()?)))
                 .collect();
             let next_attempt = fan
                 .attempts
@@ -309,15 +345,22 @@ impl Run {
                 .map(|(b, a)| (*b, a.saturating_add(1)))
                 .collect::<std::collections::HashMap<_, _>>();
             let state = fan.done.iter().next_back().map_or(Value::Null, |(_, (out, _))| out.clone());
-            outs.push(Out { tx: Mutex::new(Some(tx)), sent: AtomicU64::new(journaled), peak: AtomicU64::new(0) });
+            let room = Arc::new(tokio::sync::Semaphore::new(BUFFER_BYTES));
+            outs.push(Out {
+                tx: Mutex::new(Some(tx)),
+                room: room.clone(),
+                sent: AtomicU64::new(journaled),
+                peak: AtomicU64::new(0),
+            });
             parts.push(Consumer {
                 template: self.step_task_template(c, rounds),
                 rx,
+                room,
                 state,
                 with: self.inputs[c].as_ref().and_then(|m| m.get("with").cloned()),
                 pending,
                 next_attempt,
-                next_batch: fan.batches.keys().next_back().map_or(0, |b| b + 1),
+                next_batch: fan.batches.keys().next_back().map_or(0, |b| b.saturating_add(1)),
                 next_item: journaled,
                 max_batch: stream.batch_size.max(1) as usize,
                 stopped: !fan.failed.is_empty(),
@@ -391,16 +434,12 @@ impl Run {
     /// run must stop.
     pub(super) fn finish_consumer(&mut self, result: StepResult, p: usize) -> bool {
         let c = result.index;
-        let step_id = self.wf.nodes[c].id.clone();
         if let Some(end) = &result.stream {
-            for (batch, first_item, items) in &end.batches {
-                let entry = JournalEntry::StreamBatch {
-                    step_id: step_id.clone(),
-                    batch: *batch,
-                    first_item: *first_item,
-                    items: items.clone(),
-                };
-                self.apply(&entry);
+            // Journaled by the consumer's task; the live state keeps their
+            // positions, not their items.
+            let fan = self.fans[c].get_or_insert_with(Default::default);
+            for &(batch, first, len) in &end.batches {
+                fan.batches.insert(batch, Batch { first, len, items: None });
             }
             let stats = self.stream_stats[c].get_or_insert_with(StreamStats::default);
             stats.peak_buffered = stats.peak_buffered.max(end.peak_buffered);
@@ -409,7 +448,7 @@ impl Run {
         self.apply_parts(c, result.shards);
         let fan = self.fans[c].clone().unwrap_or_default();
         let state = fan.done.iter().next_back().map_or(Value::Null, |(_, (out, _))| out.clone());
-        let items: u64 = fan.batches.values().map(|(_, items)| items.len() as u64).sum();
+        let items: u64 = fan.batches.values().map(|b| b.len).sum();
         if let Some((b, (error_type, message))) = fan.failed.iter().next() {
             let message = format!("micro-batch {b} failed ({error_type}): {message}");
             return self.fail_step_with(c, error_type, message, Some(state));
@@ -447,7 +486,7 @@ impl Run {
             }
             let fan = self.fans[c].clone().unwrap_or_default();
             let key = |name: &str| ["step.", &node.id, ".", name].concat();
-            let items: u64 = fan.batches.values().map(|(_, items)| items.len() as u64).sum();
+            let items: u64 = fan.batches.values().map(|b| b.len).sum();
             m.push((key("stream_items"), items as f64));
             m.push((key("stream_batches"), fan.batches.len() as f64));
             if let Some(stats) = &self.stream_stats[c] {

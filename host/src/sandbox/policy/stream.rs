@@ -69,7 +69,7 @@ impl wit::Host for StepState {
             .map_err(|e| wit::StreamError::Invalid(format!("the item is not valid JSON: {e}")))?;
         self.stream.emitted += 1;
         match self.stream.sink.clone() {
-            Some(sink) => sink.emit(value).await.map_err(wit::StreamError::Closed),
+            Some(sink) => sink.emit(value, item.len()).await.map_err(wit::StreamError::Closed),
             None => Ok(()),
         }
     }

@@ -10,9 +10,11 @@
 //!   ([`comprehension_nesting`], at most [`MAX_COMPREHENSION_NESTING`]);
 //! - **work**: every expression with a comprehension is evaluated from a
 //!   copy of its tree in which each iteration calls the host's tick
-//!   function ([`guard`]). The [`Meter`] behind it counts iterations and
-//!   what they build, checks the clock and the run's cancellation every
-//!   [`CHECK_EVERY`] ticks, and fails the evaluation once a bound is passed;
+//!   function ([`guard`]), and every value copied into a list or map
+//!   literal or a `+` first passes a size charge. The [`Meter`] behind them
+//!   counts iterations and the whole size of what is copied (the walk stops
+//!   at the budget), checks the clock and the run's cancellation at every
+//!   call, and fails the evaluation once a bound is passed;
 //! - **size**: the result is measured ([`measure`]) before it is turned
 //!   into JSON, so a small list of shared large lists cannot explode there.
 //!
@@ -22,7 +24,7 @@
 
 use crate::contract::ExprBudget;
 use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr as Ast, IdedExpr, operators};
-use cel::common::value::{CowVal, Val};
+use cel::common::value::{BuiltinRef, CowVal, Val};
 use cel::{ExecutionError, FunctionContext};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,12 +34,13 @@ use tokio_util::sync::CancellationToken;
 /// Most comprehensions nested inside one another in one expression.
 pub const MAX_COMPREHENSION_NESTING: u32 = 2;
 
-/// The clock and the cancellation are checked once per this many ticks.
-pub const CHECK_EVERY: u64 = 1024;
-
 /// The name of the tick function in guarded trees (not writable in CEL
 /// source, so no expression can call or shadow it).
 pub(super) const TICK: &str = "@weft_tick";
+
+/// The name of the size charge in guarded trees: counts what a value costs
+/// to copy, before it is copied.
+pub(super) const SIZE: &str = "@weft_size";
 
 /// Bytes counted per value built.
 const VALUE_BYTES: u64 = 16;
@@ -46,9 +49,10 @@ const VALUE_BYTES: u64 = 16;
 pub fn comprehension_nesting(e: &IdedExpr) -> u32 {
     let deepest = |parts: &mut dyn Iterator<Item = &IdedExpr>| parts.map(comprehension_nesting).max().unwrap_or(0);
     match &e.expr {
-        Ast::Comprehension(c) => {
-            1 + deepest(&mut [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter())
-        }
+        // The range is evaluated once, outside the loop: a chain
+        // (`l.filter(..).map(..)`) is not nesting.
+        Ast::Comprehension(c) => comprehension_nesting(&c.iter_range)
+            .max(1 + deepest(&mut [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter())),
         Ast::Call(call) => deepest(&mut call.target.iter().map(|t| t.as_ref()).chain(call.args.iter())),
         Ast::Select(sel) => comprehension_nesting(&sel.operand),
         Ast::List(l) => deepest(&mut l.elements.iter()),
@@ -65,22 +69,43 @@ fn entry_parts(e: &EntryExpr) -> Vec<&IdedExpr> {
     }
 }
 
-/// A copy of `e` in which every comprehension iteration calls [`TICK`]:
-/// on the element a `map`/`filter` appends (and on a `filter`'s guard), or
-/// on the loop condition of any other comprehension.
-pub(super) fn guard(e: &IdedExpr) -> IdedExpr {
+/// A copy of `e` in which every comprehension iteration calls [`TICK`] (on
+/// the element a `map`/`filter` appends, and on a `filter`'s guard, or on
+/// the loop condition of any other comprehension), and every value copied
+/// into a list or map literal, or into a `+`, first passes [`SIZE`]; `None`
+/// when there is nothing to guard.
+pub(super) fn guard(e: &IdedExpr) -> Option<IdedExpr> {
     let mut out = e.clone();
     guard_in_place(&mut out);
-    out
+    (out != *e).then_some(out)
 }
 
-fn tick(e: &mut IdedExpr) {
+/// Wraps `e` in a call of `name` (a size charge already there becomes the tick).
+fn wrap(e: &mut IdedExpr, name: &str) {
+    if let Ast::Call(call) = &mut e.expr
+        && call.func_name == SIZE
+        && call.target.is_none()
+    {
+        call.func_name = name.into();
+        return;
+    }
     let inner = std::mem::replace(e, IdedExpr { id: 0, expr: Ast::Unspecified });
     // Ids only locate nodes for error messages; the wrapper borrows its operand's.
     *e = IdedExpr {
         id: inner.id,
-        expr: Ast::Call(CallExpr { func_name: TICK.into(), target: None, args: vec![inner] }),
+        expr: Ast::Call(CallExpr { func_name: name.into(), target: None, args: vec![inner] }),
     };
+}
+
+fn tick(e: &mut IdedExpr) {
+    wrap(e, TICK);
+}
+
+/// Charges what `e` gives before it is copied (literals cost nothing to check).
+fn charge(e: &mut IdedExpr) {
+    if !matches!(e.expr, Ast::Literal(_)) {
+        wrap(e, SIZE);
+    }
 }
 
 fn guard_in_place(e: &mut IdedExpr) {
@@ -96,9 +121,18 @@ fn guard_in_place(e: &mut IdedExpr) {
                 guard_in_place(t);
             }
             call.args.iter_mut().for_each(guard_in_place);
+            // `a + b` copies both; a comprehension's own `@result + [x]` is
+            // left as it is, so that CEL still appends in place.
+            let accumulates = call.args.iter().any(|a| matches!(&a.expr, Ast::Ident(n) if n.starts_with('@')));
+            if call.func_name == operators::ADD && call.target.is_none() && !accumulates {
+                call.args.iter_mut().for_each(charge);
+            }
         }
         Ast::Select(sel) => guard_in_place(&mut sel.operand),
-        Ast::List(l) => l.elements.iter_mut().for_each(guard_in_place),
+        Ast::List(l) => l.elements.iter_mut().for_each(|x| {
+            guard_in_place(x);
+            charge(x);
+        }),
         Ast::Map(m) => m.entries.iter_mut().for_each(|x| entry_in_place(&mut x.expr)),
         Ast::Struct(st) => st.entries.iter_mut().for_each(|x| entry_in_place(&mut x.expr)),
         Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
@@ -107,10 +141,14 @@ fn guard_in_place(e: &mut IdedExpr) {
 
 fn entry_in_place(e: &mut EntryExpr) {
     match e {
-        EntryExpr::StructField(f) => guard_in_place(&mut f.value),
+        EntryExpr::StructField(f) => {
+            guard_in_place(&mut f.value);
+            charge(&mut f.value);
+        }
         EntryExpr::MapEntry(m) => {
             guard_in_place(&mut m.key);
             guard_in_place(&mut m.value);
+            charge(&mut m.value);
         }
     }
 }
@@ -225,34 +263,81 @@ impl Meter {
                 self.budget.max_steps
             )));
         }
-        // A list or map appended is copied entry by entry; a string byte by byte.
-        let size = value.as_sizer().map_or(0, |s| (*s.size().inner()).max(0) as u64);
-        let per_entry = if matches!(value.get_type().name(), "string" | "bytes") { 1 } else { VALUE_BYTES };
-        self.charge_built(VALUE_BYTES.saturating_add(size.saturating_mul(per_entry))).map_err(|why| self.trip(why))?;
-        if steps.is_multiple_of(CHECK_EVERY) {
-            if self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
-                return Err(self.trip("the evaluation was interrupted: the run was cancelled".into()));
-            }
-            if Instant::now() >= self.deadline {
-                return Err(self.trip(format!(
-                    "the expression ran out of time after {steps} iterations (its budget is {} ms, `max_time_ms`, \
-                     and no evaluation outlives the run's global timeout); iterate over less, or compute it in a step",
-                    self.budget.max_time_ms
-                )));
-            }
+        self.charge(value)
+    }
+
+    /// A value about to be copied: its whole size is charged (the walk stops
+    /// at what the budget has left), and the clock and the run's cancel are
+    /// checked.
+    fn charge(&self, value: &dyn Val) -> Result<(), ExecutionError> {
+        let left = self.budget.max_built_bytes.saturating_sub(self.built.load(Ordering::Relaxed));
+        let size = deep_size(value, left).unwrap_or(left.saturating_add(1));
+        self.charge_built(size).map_err(|why| self.trip(why))?;
+        if self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+            return Err(self.trip("the evaluation was interrupted: the run was cancelled".into()));
+        }
+        if Instant::now() >= self.deadline {
+            let steps = self.steps.load(Ordering::Relaxed);
+            return Err(self.trip(format!(
+                "the expression ran out of time after {steps} iterations (its budget is {} ms, `max_time_ms`, and no \
+                 evaluation outlives the run's global timeout); iterate over less, or compute it in a step",
+                self.budget.max_time_ms
+            )));
         }
         Ok(())
     }
 
-    /// The tick function guarded trees call: counts, then hands its one
-    /// argument back unchanged.
-    pub(super) fn tick_function(meter: std::sync::Arc<Meter>) -> TickFunction {
-        Box::new(move |ftx| {
-            let value = ftx.args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
-            meter.tick(value.as_ref())?;
-            Ok(value)
-        })
+    /// The functions guarded trees call: [`TICK`] counts an iteration and
+    /// what it built, [`SIZE`] what is about to be copied; both hand their
+    /// one argument back unchanged.
+    pub(super) fn functions(meter: std::sync::Arc<Meter>) -> [(&'static str, TickFunction); 2] {
+        let counted = meter.clone();
+        [
+            (
+                TICK,
+                Box::new(move |ftx| {
+                    let value = ftx.args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
+                    counted.tick(value.as_ref())?;
+                    Ok(value)
+                }),
+            ),
+            (
+                SIZE,
+                Box::new(move |ftx| {
+                    let value = ftx.args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
+                    meter.charge(value.as_ref())?;
+                    Ok(value)
+                }),
+            ),
+        ]
     }
+}
+
+/// The size of `v` as the budget counts it (16 bytes per value, plus string
+/// and byte lengths), or `None` once it passes `limit`: the walk stops there.
+fn deep_size(v: &dyn Val, limit: u64) -> Option<u64> {
+    let mut total = 0u64;
+    let mut stack: Vec<&dyn Val> = vec![v];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(VALUE_BYTES);
+        match v.as_builtin() {
+            BuiltinRef::List(l) => stack.extend(l.inner().iter().map(|x| x.as_ref())),
+            BuiltinRef::Map(m) => {
+                for x in m.inner().values() {
+                    total = total.saturating_add(VALUE_BYTES);
+                    stack.push(x.as_ref());
+                }
+            }
+            BuiltinRef::String(_) | BuiltinRef::Bytes(_) => {
+                total = total.saturating_add(v.as_sizer().map_or(0, |s| (*s.size().inner()).max(0) as u64));
+            }
+            _ => {}
+        }
+        if total > limit {
+            return None;
+        }
+    }
+    Some(total)
 }
 
 /// The size of `v` as the budget counts it, or `None` once it passes `limit`
@@ -315,6 +400,43 @@ mod tests {
         let e = Expr::parse(bomb).err().unwrap_or_default();
         assert!(e.contains("nests comprehensions") && e.contains("3 deep") && e.contains("at most 2"), "{e}");
         assert!(Expr::parse("context.l.map(a, context.l.map(b, a+b)).size()").is_ok());
+        // A chain is not nesting: each comprehension runs once over the last one's result.
+        assert!(Expr::parse("context.o.filter(x, x > 1).map(x, x * 2).filter(i, i > 0).map(i, i + 1)").is_ok());
+    }
+
+    #[test]
+    fn copies_without_a_comprehension_are_charged_before_they_are_made() {
+        // 40 references to a 200,000-item list: 8 million values, with no loop at all.
+        let refs = ["context.l"; 40].join(", ");
+        let e =
+            eval_under(&format!("[{refs}].size()"), numbers(200_000), Meter::new(ExprBudget::default(), None, None))
+                .err()
+                .unwrap_or_default();
+        assert!(e.contains("`max_built_bytes`"), "{e}");
+        // A string doubled by `+`, and a map literal of copies.
+        let plus = ["context.s"; 200].join(" + ");
+        let e = eval_under(&format!("size({plus})"), numbers(1), Meter::new(ExprBudget::default(), None, None))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("`max_built_bytes`"), "{e}");
+        let wide: Vec<String> = (0..40).map(|k| format!("'k{k}': context.l")).collect();
+        let e = eval_under(
+            &format!("{{{}}}", wide.join(", ")),
+            numbers(200_000),
+            Meter::new(ExprBudget::default(), None, None),
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(e.contains("`max_built_bytes`"), "{e}");
+        // Small copies are fine and compute the same.
+        assert_eq!(
+            eval_under(
+                "[context.l, context.l].size() + size('a' + 'b')",
+                numbers(3),
+                Meter::new(ExprBudget::default(), None, None)
+            ),
+            Ok(json!(4))
+        );
     }
 
     #[test]
@@ -366,30 +488,28 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("`max_built_bytes`"), "{e}");
-        // Nine references to one 500,000-item list: no iteration, 4.5 million values as JSON.
-        let nine = ["context.l"; 9].join(", ");
-        let e = eval_under(&format!("[{nine}]"), numbers(500_000), Meter::new(ExprBudget::default(), None, None))
-            .err()
-            .unwrap_or_default();
-        assert!(e.contains("result is larger than its budget"), "{e}");
+        // A result that copies nothing is still measured before it becomes JSON.
+        let small = ExprBudget { max_built_bytes: 1000, ..ExprBudget::default() };
+        let e = eval_under("context.l", numbers(1000), Meter::new(small, None, None)).err().unwrap_or_default();
+        assert!(e.contains("result is larger than its budget of 1000 bytes"), "{e}");
     }
 
     #[test]
     fn a_deadline_or_a_cancel_stops_an_evaluation() {
         let src = "context.l.map(a, context.l.map(b, a + b)).size()";
         let past = Instant::now();
-        let e = eval_under(src, numbers(900), Meter::new(ExprBudget::default(), Some(past), None))
+        let e = eval_under(src, numbers(500), Meter::new(ExprBudget::default(), Some(past), None))
             .err()
             .unwrap_or_default();
-        assert!(e.contains("ran out of time after 1024 iterations"), "{e}");
+        assert!(e.contains("ran out of time after"), "{e}");
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let e = eval_under(src, numbers(900), Meter::new(ExprBudget::default(), None, Some(cancel)))
+        let e = eval_under(src, numbers(500), Meter::new(ExprBudget::default(), None, Some(cancel)))
             .err()
             .unwrap_or_default();
         assert!(e.contains("the run was cancelled"), "{e}");
         // The same expression within its budget.
-        let ok = eval_under(src, numbers(900), Meter::new(ExprBudget::default(), None, None));
-        assert_eq!(ok, Ok(json!(900)));
+        let ok = eval_under(src, numbers(500), Meter::new(ExprBudget::default(), None, None));
+        assert_eq!(ok, Ok(json!(500)));
     }
 }

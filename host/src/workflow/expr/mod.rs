@@ -14,7 +14,7 @@
 
 mod budget;
 
-pub use budget::{CHECK_EVERY, MAX_COMPREHENSION_NESTING, Meter, comprehension_nesting, measure};
+pub use budget::{MAX_COMPREHENSION_NESTING, Meter, comprehension_nesting, measure};
 
 use crate::contract::ExprBudget;
 use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr, LiteralValue, operators};
@@ -203,8 +203,10 @@ pub fn bind_with(
 ) -> Bound {
     let meter = Arc::new(meter);
     let mut ctx = cel::Context::with_env(stdlib());
-    // The name cannot be written in CEL, so this cannot clash with anything.
-    let _ = ctx.add_function(budget::TICK, Meter::tick_function(meter.clone()));
+    // The names cannot be written in CEL, so these cannot clash with anything.
+    for (name, f) in Meter::functions(meter.clone()) {
+        let _ = ctx.add_function(name, f);
+    }
     ctx.add_variable_from_value("context", context.0.clone());
     ctx.add_variable_from_value("metadata", metadata.0.clone());
     ctx.add_variable_from_value("run", to_cel(run));
@@ -248,7 +250,7 @@ impl Expr {
                  length of its list (compute it in a step instead)"
             ));
         }
-        let guarded = (nesting > 0).then(|| Arc::new(budget::guard(program.expression())));
+        let guarded = budget::guard(program.expression()).map(Arc::new);
         let mut uses = Uses::default();
         uses.walk(program.expression());
         Ok(Self { source: source.to_string(), program: Arc::new(program), guarded, uses })

@@ -31,6 +31,23 @@ impl Walker {
                     ),
                 );
             }
+            if node.spec.uses.as_ref().is_some_and(|u| u.all_steps || u.steps.contains(&producer.id)) {
+                self.problem(
+                    pos,
+                    format!(
+                        "its `when` or `input` reads `steps.{}`, but a consumer starts with its producer, before that \
+                         output exists; read the items from the stream, or upstream outputs",
+                        producer.id
+                    ),
+                );
+            }
+            if node.spec.requires_action {
+                self.problem(
+                    pos,
+                    "a `stream_from` consumer cannot have `requires_action`: it starts before its \
+                                   producer can emit actions",
+                );
+            }
             let ancestors = ancestors(graph, p);
             for &d in &graph.dependencies[c] {
                 if d != p && !ancestors.contains(&d) {
