@@ -661,6 +661,10 @@ async fn stream_from_needs_streaming_mode_and_an_upstream_producer() {
             "    - {node_id: p, node_type: compute, component: step.wasm}\n    - {node_id: c, node_type: compute, component: step.wasm, stream_from: p}\n    - {node_id: d, node_type: compute, component: step.wasm, stream_from: c}\n",
             "streams do not chain",
         ),
+        (
+            "    - {node_id: p, node_type: compute, component: step.wasm, memoize: true}\n    - {node_id: c, node_type: compute, component: step.wasm, stream_from: p}\n",
+            "names a memoized node; a memo hit would emit nothing",
+        ),
     ] {
         let yaml = format!(
             "kind: WorkflowDefinition\nmetadata: {{name: t}}\nworkflow_metadata: {{workflow_name: t}}\nexecution_graph:\n  nodes:\n{nodes}"

@@ -390,6 +390,12 @@ mod tests {
         e.eval_in(&bound)
     }
 
+    /// The default budget with time enough that only the bound under test
+    /// can trip, however slow the machine (tests never depend on speed).
+    fn untimed() -> ExprBudget {
+        ExprBudget { max_time_ms: ExprBudget::MAX_TIME_MS, ..ExprBudget::default() }
+    }
+
     fn numbers(n: usize) -> Value {
         json!({ "l": (0..n).collect::<Vec<_>>(), "s": "x".repeat(100_000) })
     }
@@ -408,32 +414,27 @@ mod tests {
     fn copies_without_a_comprehension_are_charged_before_they_are_made() {
         // 40 references to a 200,000-item list: 8 million values, with no loop at all.
         let refs = ["context.l"; 40].join(", ");
-        let e =
-            eval_under(&format!("[{refs}].size()"), numbers(200_000), Meter::new(ExprBudget::default(), None, None))
-                .err()
-                .unwrap_or_default();
+        let e = eval_under(&format!("[{refs}].size()"), numbers(200_000), Meter::new(untimed(), None, None))
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("`max_built_bytes`"), "{e}");
         // A string doubled by `+`, and a map literal of copies.
         let plus = ["context.s"; 200].join(" + ");
-        let e = eval_under(&format!("size({plus})"), numbers(1), Meter::new(ExprBudget::default(), None, None))
+        let e = eval_under(&format!("size({plus})"), numbers(1), Meter::new(untimed(), None, None))
             .err()
             .unwrap_or_default();
         assert!(e.contains("`max_built_bytes`"), "{e}");
         let wide: Vec<String> = (0..40).map(|k| format!("'k{k}': context.l")).collect();
-        let e = eval_under(
-            &format!("{{{}}}", wide.join(", ")),
-            numbers(200_000),
-            Meter::new(ExprBudget::default(), None, None),
-        )
-        .err()
-        .unwrap_or_default();
+        let e = eval_under(&format!("{{{}}}", wide.join(", ")), numbers(200_000), Meter::new(untimed(), None, None))
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("`max_built_bytes`"), "{e}");
         // Small copies are fine and compute the same.
         assert_eq!(
             eval_under(
                 "[context.l, context.l].size() + size('a' + 'b')",
                 numbers(3),
-                Meter::new(ExprBudget::default(), None, None)
+                Meter::new(untimed(), None, None)
             ),
             Ok(json!(4))
         );
@@ -466,8 +467,7 @@ mod tests {
             "context.l.exists(a, context.l.exists(b, false))",
             "context.l.map(a, context.l.exists_one(b, b == a)).size()",
         ] {
-            let e =
-                eval_under(src, numbers(2000), Meter::new(ExprBudget::default(), None, None)).err().unwrap_or_default();
+            let e = eval_under(src, numbers(2000), Meter::new(untimed(), None, None)).err().unwrap_or_default();
             assert!(e.contains("budget of 1000000 comprehension iterations (`max_steps`)"), "{src}: {e}");
         }
     }
@@ -475,16 +475,12 @@ mod tests {
     #[test]
     fn what_an_evaluation_builds_is_bounded() {
         // 1,000 copies of a 100 KB string: about 100 MB, past 64 MiB.
-        let e = eval_under(
-            "context.l.map(a, context.s + 'y')",
-            numbers(1000),
-            Meter::new(ExprBudget::default(), None, None),
-        )
-        .err()
-        .unwrap_or_default();
+        let e = eval_under("context.l.map(a, context.s + 'y')", numbers(1000), Meter::new(untimed(), None, None))
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("`max_built_bytes`"), "{e}");
         // 3,000 copies of a 3,000-item list: 9 million values.
-        let e = eval_under("context.l.map(a, context.l)", numbers(3000), Meter::new(ExprBudget::default(), None, None))
+        let e = eval_under("context.l.map(a, context.l)", numbers(3000), Meter::new(untimed(), None, None))
             .err()
             .unwrap_or_default();
         assert!(e.contains("`max_built_bytes`"), "{e}");
@@ -509,7 +505,7 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("the run was cancelled"), "{e}");
         // The same expression within its budget.
-        let ok = eval_under(src, numbers(500), Meter::new(ExprBudget::default(), None, None));
+        let ok = eval_under(src, numbers(500), Meter::new(untimed(), None, None));
         assert_eq!(ok, Ok(json!(500)));
     }
 }

@@ -14,6 +14,8 @@ pub(super) struct ParsedNode {
     pub(super) id_pos: Pos,
     /// Its `depends_on`, with positions.
     pub(super) deps: Vec<(String, Pos)>,
+    /// Whether the file says `memoize: true` on it.
+    pub(super) memoize_explicit: bool,
 }
 
 impl Walker {

@@ -371,7 +371,7 @@ impl Walker {
             pos: item.pos,
         };
         self.node = None;
-        Some(ParsedNode { spec, id_pos, deps: depends_on })
+        Some(ParsedNode { spec, id_pos, deps: depends_on, memoize_explicit: memoize_explicit == Some(true) })
     }
 }
 

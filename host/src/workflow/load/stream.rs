@@ -15,6 +15,16 @@ impl Walker {
             let producer = &parsed[p].spec;
             self.node = Some(node.spec.id.clone());
             let pos = node.spec.pos;
+            if parsed[p].memoize_explicit {
+                self.problem(
+                    pos,
+                    format!(
+                        "`stream_from: {}` names a memoized node; a memo hit would emit nothing: remove `memoize` \
+                         from `{}`",
+                        producer.id, producer.id
+                    ),
+                );
+            }
             if producer.for_each.is_some() {
                 self.problem(
                     pos,
