@@ -20,6 +20,7 @@ mod records;
 mod sqlite;
 mod sqlite_kv;
 mod sqlite_memo;
+mod sqlite_schema;
 mod view;
 
 pub use crate::contract::{now_ms, now_rfc3339};
