@@ -260,18 +260,7 @@ impl StepTask {
 
     /// What the task reports back.
     fn result(&self, first_attempt: u32, attempts: Vec<AttemptReport>, store_error: Option<String>) -> StepResult {
-        StepResult {
-            index: self.index,
-            first_attempt,
-            attempts,
-            store_error,
-            memo_hit: None,
-            shard: self.shard,
-            shards: Vec::new(),
-            abnormal: None,
-            consumers: Vec::new(),
-            stream: None,
-        }
+        StepResult { first_attempt, attempts, store_error, shard: self.shard, ..StepResult::empty(self.index) }
     }
 
     /// A memoized step's cached result, as the report of an attempt that did not run.

@@ -136,6 +136,19 @@ impl Run {
         Ok(m)
     }
 
+    /// What node `i`'s shards (or micro-batches) did so far, empty when nothing yet.
+    pub(super) fn fan(&self, i: usize) -> &FanState {
+        static NOTHING: std::sync::LazyLock<FanState> = std::sync::LazyLock::new(FanState::default);
+        self.fans[i].as_ref().unwrap_or(&NOTHING)
+    }
+
+    /// How many shards `for_each` node `i` was cut into (0 before it was scheduled).
+    fn shards_of(&self, i: usize) -> usize {
+        let batch_size = self.wf.nodes[i].for_each.as_ref().map_or(1, |f| f.batch_size);
+        let items = self.inputs[i].as_ref().and_then(|m| m.get("items")).and_then(Value::as_array).map_or(0, Vec::len);
+        shard_count(items, batch_size)
+    }
+
     /// Whether every shard of node `i` runs even after one failed.
     fn runs_every_shard(&self, i: usize) -> bool {
         self.wf.nodes[i].continue_on_error || self.config.failure_strategy == FailureStrategy::ContinueOnError
@@ -151,9 +164,8 @@ impl Run {
     ) -> impl Future<Output = StepResult> + Send + 'static {
         let node = &self.wf.nodes[i];
         let batch_size = node.for_each.as_ref().map_or(1, |f| f.batch_size);
-        let items = input.get("items").and_then(Value::as_array).map_or(0, Vec::len);
-        let n = shard_count(items, batch_size);
-        let fan = self.fans[i].clone().unwrap_or_default();
+        let n = shard_count(input.get("items").and_then(Value::as_array).map_or(0, Vec::len), batch_size);
+        let fan = self.fan(i);
         let todo: Vec<(u32, u32)> = (0..n as u32)
             .filter(|k| !fan.done.contains_key(k) && !fan.failed.contains_key(k))
             .map(|k| (k, fan.attempts.get(&k).copied().unwrap_or(0).saturating_add(1)))
@@ -215,9 +227,7 @@ impl Run {
         let i = result.index;
         self.fan_finished[i] = None;
         self.apply_parts(i, result.shards);
-        let input = self.inputs[i].clone().unwrap_or_default();
-        let batch_size = self.wf.nodes[i].for_each.as_ref().map_or(1, |f| f.batch_size);
-        let n = shard_count(input.get("items").and_then(Value::as_array).map_or(0, Vec::len), batch_size) as u32;
+        let n = self.shards_of(i) as u32;
         let fan = self.fans[i].get_or_insert_with(FanState::default);
         let results: Vec<Value> =
             (0..n).map(|k| fan.done.get(&k).map_or(Value::Null, |(out, _)| out.clone())).collect();
@@ -302,9 +312,10 @@ impl Run {
     pub(super) fn shard_metrics(&self) -> Vec<(String, f64)> {
         let mut m = Vec::new();
         for (i, node) in self.wf.nodes.iter().enumerate() {
-            let (Some(fan_out), Some(input)) = (&node.for_each, &self.inputs[i]) else { continue };
-            let n = shard_count(input.get("items").and_then(Value::as_array).map_or(0, Vec::len), fan_out.batch_size);
-            let fan = self.fans[i].clone().unwrap_or_default();
+            if node.for_each.is_none() || self.inputs[i].is_none() {
+                continue;
+            }
+            let (n, fan) = (self.shards_of(i), self.fan(i));
             let key = |name: &str| ["step.", &node.id, ".", name].concat();
             m.push((key("shards"), n as f64));
             m.push((key("shards_completed"), fan.done.len() as f64));

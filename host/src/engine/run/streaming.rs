@@ -331,7 +331,7 @@ impl Run {
         for &c in &consumers {
             let Some(stream) = &self.wf.nodes[c].stream_from else { continue };
             let (tx, rx) = mpsc::channel(stream.buffer.max(1) as usize);
-            let fan = self.fans[c].clone().unwrap_or_default();
+            let fan = self.fan(c);
             let journaled: u64 = fan.batches.values().map(Batch::end).max().unwrap_or(0);
             let pending: VecDeque<(u32, u64, Vec<Value>)> = fan
                 .batches
@@ -446,12 +446,14 @@ impl Run {
             stats.latency.merge(&end.latency);
         }
         self.apply_parts(c, result.shards);
-        let fan = self.fans[c].clone().unwrap_or_default();
+        let fan = self.fan(c);
         let state = fan.done.iter().next_back().map_or(Value::Null, |(_, (out, _))| out.clone());
         let items: u64 = fan.batches.values().map(|b| b.len).sum();
-        if let Some((b, (error_type, message))) = fan.failed.iter().next() {
+        let failed = fan.failed.iter().next().map(|(b, (t, m))| (*b, t.clone(), m.clone()));
+        let emitted: Vec<EmittedAction> = fan.done.values().flat_map(|(_, a)| a.iter().cloned()).collect();
+        if let Some((b, error_type, message)) = failed {
             let message = format!("micro-batch {b} failed ({error_type}): {message}");
-            return self.fail_step_with(c, error_type, message, Some(state));
+            return self.fail_step_with(c, &error_type, message, Some(state));
         }
         if let Some(message) = result.abnormal {
             return self.fail_step_with(
@@ -473,7 +475,6 @@ impl Run {
             let message = format!("its producer `{}` did not complete", self.wf.nodes[p].id);
             return self.fail_step_with(c, "stream", message, Some(state));
         }
-        let emitted: Vec<EmittedAction> = fan.done.values().flat_map(|(_, a)| a.iter().cloned()).collect();
         self.complete_step(c, state, &emitted)
     }
 
@@ -484,7 +485,7 @@ impl Run {
             if node.stream_from.is_none() {
                 continue;
             }
-            let fan = self.fans[c].clone().unwrap_or_default();
+            let fan = self.fan(c);
             let key = |name: &str| ["step.", &node.id, ".", name].concat();
             let items: u64 = fan.batches.values().map(|b| b.len).sum();
             m.push((key("stream_items"), items as f64));

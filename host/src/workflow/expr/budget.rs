@@ -291,26 +291,17 @@ impl Meter {
     /// what it built, [`SIZE`] what is about to be copied; both hand their
     /// one argument back unchanged.
     pub(super) fn functions(meter: std::sync::Arc<Meter>) -> [(&'static str, TickFunction); 2] {
-        let counted = meter.clone();
-        [
-            (
-                TICK,
-                Box::new(move |ftx| {
-                    let value = ftx.args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
-                    counted.tick(value.as_ref())?;
-                    Ok(value)
-                }),
-            ),
-            (
-                SIZE,
-                Box::new(move |ftx| {
-                    let value = ftx.args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
-                    meter.charge(value.as_ref())?;
-                    Ok(value)
-                }),
-            ),
-        ]
+        [(TICK, passing(meter.clone(), Meter::tick)), (SIZE, passing(meter, Meter::charge))]
     }
+}
+
+/// A host function that shows its one argument to `check`, then hands it back.
+fn passing(meter: std::sync::Arc<Meter>, check: fn(&Meter, &dyn Val) -> Result<(), ExecutionError>) -> TickFunction {
+    Box::new(move |ftx| {
+        let value = ftx.args.pop().ok_or_else(|| ExecutionError::invalid_argument_count(1, 0))?;
+        check(&meter, value.as_ref())?;
+        Ok(value)
+    })
 }
 
 /// The size of `v` as the budget counts it (16 bytes per value, plus string
