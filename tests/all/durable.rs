@@ -550,6 +550,23 @@ impl RunStore for FailingStore {
     fn memo_clear(&self) -> weft::store::StoreFuture<'_, u64> {
         self.inner.memo_clear()
     }
+
+    fn signal_put<'a>(
+        &'a self,
+        run_id: &'a str,
+        step_id: &'a str,
+        signal: &'a weft::store::Signal,
+    ) -> weft::store::StoreFuture<'a, weft::store::SignalPut> {
+        self.inner.signal_put(run_id, step_id, signal)
+    }
+
+    fn signal_get<'a>(
+        &'a self,
+        run_id: &'a str,
+        step_id: &'a str,
+    ) -> weft::store::StoreFuture<'a, Option<weft::store::Signal>> {
+        self.inner.signal_get(run_id, step_id)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

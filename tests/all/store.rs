@@ -21,6 +21,7 @@ fn new_run(id: &str, workflow: &str, owner: &str) -> NewRun {
         options: json!({"environment": "development"}),
         components: BTreeMap::new(),
         replay_of: None,
+        parent: None,
         owner: owner.into(),
         lease_ms: 10_000,
     }

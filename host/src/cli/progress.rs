@@ -157,10 +157,21 @@ fn describe(e: &RunEvent) -> String {
         RunEvent::Memoized { step_id } => format!("{step_id}: memoized: completed from the memo cache, not run"),
         RunEvent::StepCompleted { step_id, attempts: 0 } => format!("{step_id}: completed"),
         RunEvent::StepCompleted { step_id, attempts } => format!("{step_id}: completed after {attempts} attempt(s)"),
-        RunEvent::StepFailed { step_id, error_type, message, tolerated } => {
-            let t = if *tolerated { " (tolerated: continue_on_error)" } else { "" };
-            format!("{step_id}: FAILED{t}: {error_type}: {message}")
+        RunEvent::StepFailed { step_id, error_type, message, tolerated: true } => {
+            format!("{step_id}: failed (tolerated by continue_on_error): {error_type}: {message}")
         }
+        RunEvent::StepFailed { step_id, error_type, message, tolerated: false } => {
+            format!("{step_id}: FAILED: {error_type}: {message}")
+        }
+        RunEvent::Waiting { step_id, until_ms } => {
+            let left = until_ms.saturating_sub(weft::store::now_ms()) / 1000;
+            format!("{step_id}: waiting for a signal (gives up in {left} s)")
+        }
+        RunEvent::Paused { waiting } => format!(
+            "run paused: waiting only on {}; deliver a decision with `weft runs signal RUN STEP --data JSON`",
+            waiting.join(", ")
+        ),
+        RunEvent::ChildStarted { step_id, run_id } => format!("{step_id}: sub-workflow run {run_id}"),
         RunEvent::StepSkipped { step_id, reason } => format!("{step_id}: skipped: {reason}"),
         RunEvent::ActionNotDelivered { action } => format!(
             "{}: action {} for `{}` NOT DELIVERED: {}",

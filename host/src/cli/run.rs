@@ -16,8 +16,9 @@ use weft::store::StoreLocation;
 /// `weft run`
 #[derive(Args)]
 pub struct RunArgs {
-    /// The workflow file.
-    workflow: PathBuf,
+    /// The workflow file. Without one, the input's `steps` are the workflow
+    /// (each with its `component`, relative to the input file).
+    workflow: Option<PathBuf>,
     /// The run input (the ONEX orchestrator contract's input subcontract) as JSON: a file, or - for stdin.
     #[arg(long)]
     input: Option<String>,
@@ -27,6 +28,10 @@ pub struct RunArgs {
     /// Environment profile for defaults: development, staging or production.
     #[arg(long, default_value = "development")]
     env: String,
+    /// The ONEX orchestrator contract's config (retry_config, parallel_config, timeout_config, ...) as JSON or
+    /// YAML, layered over the environment profile.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Seed for retry jitter, for reproducible delays.
     #[arg(long)]
     jitter_seed: Option<u64>,
@@ -62,11 +67,16 @@ impl RunArgs {
         let policy = self.policy.load()?;
         let sandbox = Arc::new(self.host.sandbox_sized(64)?);
         let executor = Arc::new(SandboxExecutor::new(sandbox));
-        let wf = Arc::new(load_workflow(&self.workflow, Some(executor.as_ref()))?);
+        let wf = match &self.workflow {
+            Some(path) => load_workflow(path, Some(executor.as_ref()))?,
+            None => workflow_of_input(&run_input, self.input.as_deref(), executor.as_ref())?,
+        };
+        let wf = Arc::new(wf);
+        let config = self.config.as_deref().map(load_config).transpose()?.map(Arc::new);
         let total = wf.nodes.len();
         let handle_wf = wf.clone();
         let engine = Engine::new(executor).with_store(self.store.open()?).with_policy(policy.clone());
-        let opts = RunOptions { environment, jitter_seed: self.jitter_seed, ..RunOptions::default() };
+        let opts = RunOptions { environment, jitter_seed: self.jitter_seed, config, ..RunOptions::default() };
         let handle = engine.start(wf, &run_input, opts).await.map_err(start_error)?;
         if !self.quiet {
             noteln!(
@@ -82,6 +92,51 @@ impl RunArgs {
         let watch = Watch { quiet: self.quiet, output: self.output, total, durable };
         watch.run(handle).await
     }
+}
+
+/// The workflow a run input's `steps` describe (no workflow file given).
+fn workflow_of_input(
+    input: &RunInput,
+    arg: Option<&str>,
+    checker: &dyn weft::workflow::ComponentCheck,
+) -> anyhow::Result<weft::workflow::Workflow> {
+    let Some(steps) = &input.steps else {
+        return Err(usage(
+            "give a workflow file (`weft run WORKFLOW`), or a run input whose `steps` are the workflow \
+             (`weft run --input run.json`, each step with its `component`)",
+        ));
+    };
+    let name = input.workflow_type.clone().unwrap_or_else(|| "input".into());
+    let text = weft::engine::workflow_from_steps(
+        steps,
+        &name,
+        input.execution_mode.as_deref(),
+        input.workflow_type.as_deref(),
+    )
+    .map_err(|p| usage(format!("the run input's steps are not a workflow:\n  - {}", p.join("\n  - "))))?;
+    // Components are relative to the input file (the working directory for stdin).
+    let base = match arg {
+        Some(a) if a != "-" => std::path::Path::new(a).parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+        _ => PathBuf::from("."),
+    };
+    let label = format!("the steps of {}", arg.unwrap_or("the run input"));
+    weft::workflow::load_str(&text, &base, &label, Some(checker))
+        .map_err(|e| usage(e.to_string().trim_end().to_string()))
+}
+
+/// Reads a config file (`--config`): the contract's config, as JSON or YAML.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<weft::contract::ConfigLayer> {
+    let label = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--config {label}: cannot read it: {e}")))?;
+    let doc = weft::workflow::yaml::parse(&text)
+        .map_err(|e| usage(format!("--config {label}:{}: not valid YAML or JSON: {}", e.pos, e.message)))?;
+    let layer = weft::contract::ConfigLayer::from_json(doc.value.to_json())
+        .map_err(|e| usage(format!("--config {label}: not the ONEX orchestrator contract's config: {e}")))?;
+    let problems = layer.check();
+    if !problems.is_empty() {
+        return Err(usage(format!("--config {label}: out of bounds:\n  - {}", problems.join("\n  - "))));
+    }
+    Ok(layer)
 }
 
 /// How a command that ends with a run shows it.

@@ -17,7 +17,8 @@ use weft::store::{JournalEntry, RunFilter, RunView};
 pub enum RunsCommand {
     /// List runs, newest first.
     List {
-        /// Only runs with this status (running, completed, failed, cancelled).
+        /// Only runs with this status (running, paused: waiting only on approval gates, completed, failed,
+        /// cancelled).
         #[arg(long)]
         status: Option<String>,
         /// Only runs of this workflow (its metadata.name).
@@ -63,6 +64,27 @@ pub enum RunsCommand {
         /// How long to wait for the owning process to finish the run, in ms.
         #[arg(long, default_value_t = 30_000)]
         wait_ms: u64,
+        #[command(flatten)]
+        run: DriveArgs,
+    },
+    /// Deliver a decision to an approval gate (a step with `wait_for:
+    /// signal`): DATA becomes the step's output. The run's driver takes it
+    /// within a second; a run nobody drives any more (its process died) is
+    /// resumed here and driven on.
+    Signal {
+        /// The run id.
+        id: String,
+        /// The gate's step id.
+        step: String,
+        /// The decision, as JSON (a file, - for stdin, or the JSON itself).
+        #[arg(long)]
+        data: String,
+        /// The signal's id: the same id again changes nothing (default: a new UUID).
+        #[arg(long = "id")]
+        signal_id: Option<String>,
+        /// Only deliver: never resume an orphaned run here.
+        #[arg(long)]
+        no_resume: bool,
         #[command(flatten)]
         run: DriveArgs,
     },
@@ -198,6 +220,35 @@ impl RunsCommand {
                         }
                     }
                 }
+            }
+            Self::Signal { id, step, data, signal_id, no_resume, run } => {
+                let text = if data.trim_start().starts_with(['{', '[', '"'])
+                    || data.parse::<f64>().is_ok()
+                    || ["true", "false", "null"].contains(&data.trim())
+                {
+                    data.clone()
+                } else {
+                    super::args::read_text_arg("--data", &data)?
+                };
+                let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    usage(format!("--data: not valid JSON: {e} (line {}, column {})", e.line(), e.column()))
+                })?;
+                let signal_id = signal_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let engine = run.engine()?;
+                let done = engine.signal(&id, &step, &signal_id, value).await.map_err(|e| match e {
+                    weft::engine::SignalError::Store(e) => store_error(e),
+                    e => usage(e.to_string()),
+                })?;
+                if !done.stored {
+                    noteln!("signal {signal_id} had already been delivered to step `{step}`: nothing changed");
+                    return Ok(exit::code(exit::OK));
+                }
+                noteln!("signal {signal_id} delivered to step `{step}` of run {id}");
+                if done.orphaned && !no_resume {
+                    noteln!("run {id} has no live driver: resuming it here");
+                    return resume_ids(vec![id], run).await;
+                }
+                Ok(exit::code(exit::OK))
             }
             Self::Resume { id, run } => resume_ids(vec![id], run).await,
         }

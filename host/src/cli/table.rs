@@ -12,7 +12,16 @@ pub fn print_run(view: &RunView) {
         view.workflow,
         view.workflow_path.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
     );
-    let mut status = view.status.as_str().to_string();
+    let mut status = if view.paused { "paused".to_string() } else { view.status.as_str().to_string() };
+    if view.paused {
+        let gates: Vec<&str> =
+            view.steps.iter().filter(|s| s.waiting_until_ms.is_some()).map(|s| s.step_id.as_str()).collect();
+        status.push_str(&format!(
+            " (waiting on {}: `weft runs signal {} STEP --data JSON`)",
+            gates.join(", "),
+            view.run_id
+        ));
+    }
     if view.orphaned {
         status.push_str(" (orphaned: resume it with `weft runs resume`)");
     } else if view.cancel_requested {
@@ -26,6 +35,12 @@ pub fn print_run(view: &RunView) {
     }
     if let Some(of) = &view.replay_of {
         outln!("Replay of:  {of}");
+    }
+    if let Some(p) = &view.parent {
+        outln!("Parent:     {} (node `{}`)", p.run_id, p.step_id);
+    }
+    for s in view.steps.iter().filter(|s| s.child_run_id.is_some()) {
+        outln!("Child:      {} (node `{}`)", s.child_run_id.as_deref().unwrap_or_default(), s.step_id);
     }
     if let Some(out) = &view.output {
         outln!("Duration:   {}", millis(out.execution_time_ms as f64));

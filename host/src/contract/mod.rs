@@ -24,6 +24,7 @@
 //! `contract` and the capped file reader (`files`).
 
 mod attempt;
+mod config;
 mod expr_budget;
 mod failure;
 mod kv;
@@ -34,6 +35,7 @@ mod stream;
 mod time;
 
 pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};
+pub use config::{ConfigLayer, ParallelLayer, RetryLayer, TimeoutLayer};
 pub use expr_budget::ExprBudget;
 pub use failure::{FailureKind, PluginErrorKind, StepFailure};
 pub use kv::{KV_ROW_OVERHEAD, KeyValue, KvError, KvFuture, kv_row_cost, kv_scope, quota_message};

@@ -44,6 +44,25 @@ pub enum RunEvent {
         /// The wait before the next attempt.
         delay_ms: u64,
     },
+    /// An approval gate waits for its signal.
+    Waiting {
+        /// The gate.
+        step_id: String,
+        /// When it stops waiting (Unix ms).
+        until_ms: u64,
+    },
+    /// The run waits only on approval gates.
+    Paused {
+        /// The gates.
+        waiting: Vec<String>,
+    },
+    /// A sub-workflow node started (or reattached to) its child run.
+    ChildStarted {
+        /// The node.
+        step_id: String,
+        /// The child run's id.
+        run_id: String,
+    },
     /// A memoized step was found in the memo cache: it completes without running.
     Memoized {
         /// The step.

@@ -2,6 +2,9 @@
 //! the settings it resolves to once defaults and bounds are applied.
 
 use super::environment::Environment;
+use super::input_steps::{InputStep, StepTuning, tune};
+use super::settings::Settings;
+use crate::contract::ConfigLayer;
 use crate::workflow::{ExecutionMode, FailureStrategy, Workflow, WorkflowType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -33,12 +36,17 @@ pub struct RunInput {
     /// Contract field: `true` means `failure_strategy: continue_on_error`, `false`
     /// any other (fail_fast unless given); contradicting `failure_strategy` is refused.
     pub continue_on_error: Option<bool>,
-    /// Contract field: dependencies are always resolved; `false` is refused.
+    /// Contract field: `false` runs the steps in the order listed, which must
+    /// then respect every dependency (nothing is reordered).
     pub dependency_resolution_enabled: Option<bool>,
     /// Contract field: accepted, no effect on one host.
     pub load_balancing_enabled: Option<bool>,
     /// Contract field: the caller's creation time (ISO 8601); informational.
     pub timestamp: Option<String>,
+    /// The contract's step definitions: with a workflow file, the nodes to
+    /// run (and what they depend on) and their tuning; without one, the
+    /// workflow itself.
+    pub steps: Option<Vec<InputStep>>,
     /// The workflow's input data, visible to expressions as `context`.
     #[serde(default)]
     pub context: Map<String, Value>,
@@ -74,13 +82,39 @@ pub struct RunConfig {
     pub context: Map<String, Value>,
     /// The run's metadata.
     pub metadata: Map<String, Value>,
+    /// The contract's config, resolved from its layers.
+    pub settings: Settings,
+    /// Per node, what the input's `steps` select and tune (empty: every
+    /// node runs as defined).
+    pub tuning: Vec<StepTuning>,
+}
+
+impl RunConfig {
+    /// Whether node `i` runs in this run (the input's `steps` may leave it out).
+    pub fn selected(&self, i: usize) -> bool {
+        self.tuning.get(i).is_none_or(|t| t.selected)
+    }
 }
 
 impl RunInput {
-    /// Applies defaults (input, then the workflow file, then the environment
-    /// profile, then the contract's defaults) and checks bounds, reporting every problem.
-    pub fn resolve(&self, wf: &Workflow, env: Environment) -> Result<RunConfig, Vec<String>> {
+    /// Applies defaults (input, then the workflow file, then the host's
+    /// `config` file, then the environment profile, then the contract's
+    /// defaults) and checks bounds, reporting every problem.
+    pub fn resolve(
+        &self,
+        wf: &Workflow,
+        env: Environment,
+        config: Option<&ConfigLayer>,
+    ) -> Result<RunConfig, Vec<String>> {
         let mut problems = Vec::new();
+        let layers: Vec<&ConfigLayer> = config.into_iter().chain(wf.rules.config.as_ref()).collect();
+        let settings = match Settings::resolve(env, &layers) {
+            Ok(s) => s,
+            Err(p) => {
+                problems.extend(p);
+                Settings::resolve(env, &[]).map_err(|_| problems.clone())?
+            }
+        };
         let workflow_type = match &self.workflow_type {
             None => wf.workflow_type,
             Some(s) => WorkflowType::parse(s).unwrap_or_else(|| {
@@ -113,23 +147,24 @@ impl RunInput {
                 execution_mode.as_str()
             ));
         }
-        let batch_size = self.batch_size.or(wf.rules.batch_size).unwrap_or(env.batch_size());
+        let batch_size = self.batch_size.or(wf.rules.batch_size).unwrap_or(settings.batch_size);
         if !(1..=1000).contains(&batch_size) {
             problems.push(format!("batch_size is {batch_size}; it must be between 1 and 1000"));
         }
-        let max_parallel_steps = self.max_parallel_steps.unwrap_or(env.max_parallel_steps());
+        let max_parallel_steps = self.max_parallel_steps.unwrap_or(settings.max_parallel_steps);
         if !(1..=100).contains(&max_parallel_steps) {
             problems.push(format!("max_parallel_steps is {max_parallel_steps}; it must be between 1 and 100"));
         }
-        let global_timeout_ms = self
-            .global_timeout_ms
-            .or(wf.rules.timeout_ms)
-            .unwrap_or_else(|| workflow_type.default_timeout_ms().min(3_600_000));
-        if !(1000..=3_600_000).contains(&global_timeout_ms) {
+        let global_timeout_ms = self.global_timeout_ms.or(wf.rules.timeout_ms).or(settings.global_timeout_ms);
+        // Not given anywhere: the workflow type's default, which for an
+        // approval (24 h) lies past the bound on a given value.
+        let explicit_timeout = global_timeout_ms.is_some();
+        let global_timeout_ms = global_timeout_ms.unwrap_or_else(|| workflow_type.default_timeout_ms());
+        if explicit_timeout && !(1000..=3_600_000).contains(&global_timeout_ms) {
             problems.push(format!("global_timeout_ms is {global_timeout_ms}; it must be between 1000 and 3600000"));
         }
         let mut failure_strategy = match &self.failure_strategy {
-            None => wf.rules.failure_recovery_strategy.unwrap_or(env.failure_strategy()),
+            None => wf.rules.failure_recovery_strategy.unwrap_or(settings.failure_strategy),
             Some(s) => FailureStrategy::parse(s).unwrap_or_else(|| {
                 problems.push(format!("failure_strategy `{s}` is not one of {}", FailureStrategy::NAMES.join(", ")));
                 FailureStrategy::FailFast
@@ -151,11 +186,18 @@ impl RunInput {
             }
             _ => {}
         }
-        if self.dependency_resolution_enabled == Some(false) {
-            problems.push(
-                "dependency_resolution_enabled: false is not supported: Weft always runs the DAG in dependency order"
-                    .into(),
-            );
+        // Without dependency resolution, nothing is reordered: the steps run
+        // in the order listed, which must then already respect every dependency.
+        if !self.dependency_resolution_enabled.unwrap_or(settings.dependency_resolution_enabled) {
+            for (i, deps) in wf.graph.dependencies.iter().enumerate() {
+                if let Some(&d) = deps.iter().find(|&&d| d > i) {
+                    problems.push(format!(
+                        "dependency_resolution_enabled is false, so steps run in the order listed, but `{}` depends \
+                         on `{}`, which is listed after it; list `{}` first, or enable dependency resolution",
+                        wf.nodes[i].id, wf.nodes[d].id, wf.nodes[d].id
+                    ));
+                }
+            }
         }
         if workflow_type.requires_compensation()
             && let Some(n) = wf.nodes.iter().find(|n| n.node_type.is_effect() && !n.compensate)
@@ -165,6 +207,10 @@ impl RunInput {
                 n.id
             ));
         }
+        let tuning = match &self.steps {
+            Some(steps) => tune(wf, steps, &mut problems),
+            None => Vec::new(),
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -188,6 +234,8 @@ impl RunInput {
             environment: env,
             context: self.context.clone(),
             metadata: self.metadata.clone(),
+            settings,
+            tuning,
         })
     }
 }

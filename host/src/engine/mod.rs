@@ -30,6 +30,7 @@
 
 pub mod breaker;
 mod cancel;
+mod children;
 mod environment;
 mod events;
 mod executor;
@@ -38,12 +39,15 @@ mod handle;
 mod health;
 mod heartbeat;
 mod input;
+mod input_steps;
 mod memo;
 mod options;
 mod recovery;
 mod run;
 mod sandbox_executor;
 pub mod scripted;
+mod settings;
+mod signal;
 #[cfg(test)]
 mod tests;
 
@@ -58,9 +62,12 @@ pub use handle::RunHandle;
 pub use health::{HealthReport, check_health};
 pub use heartbeat::DEFAULT_LEASE_MS;
 pub use input::{RunConfig, RunInput};
+pub use input_steps::{InputStep, StepTuning, workflow_from_steps};
 pub use options::{ResumeOptions, RunOptions, StartError};
 pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;
+pub use settings::Settings;
+pub use signal::{SignalError, Signalled};
 
 use crate::capability::Policy;
 use crate::store::{MemoryStore, NewRun, RunStore, process_owner};
@@ -71,7 +78,9 @@ use run::{Parts, Run};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// The orchestrator.
+/// The orchestrator. Cloning it is cheap: the clones share the executor,
+/// the store and the policy.
+#[derive(Clone)]
 pub struct Engine {
     executor: Arc<dyn StepExecutor>,
     store: Arc<dyn RunStore>,
@@ -129,7 +138,7 @@ impl Engine {
     /// Validates the input, loads the components, records the run in the
     /// store and starts it on the current tokio runtime.
     pub async fn start(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<RunHandle, StartError> {
-        let config = input.resolve(&wf, opts.environment).map_err(StartError::Input)?;
+        let config = input.resolve(&wf, opts.environment, opts.config.as_deref()).map_err(StartError::Input)?;
         self.check_capabilities(&wf)?;
         self.executor.prepare(&wf).map_err(StartError::Components)?;
         let pins = self.executor.pins(&wf);
@@ -151,10 +160,12 @@ impl Engine {
             options: serde_json::to_value(StoredOptions {
                 environment: opts.environment,
                 jitter_seed: opts.jitter_seed,
+                config: opts.config.as_deref().cloned(),
             })
             .unwrap_or(Value::Null),
             components: pins,
             replay_of: None,
+            parent: opts.parent.clone(),
             owner: self.owner.clone(),
             lease_ms: self.lease_ms,
         };
@@ -188,6 +199,7 @@ impl Engine {
             expr_budget: self.policy.expressions,
             fan_out_limits: self.policy.fan_out,
             memo_max_bytes: self.policy.memo_max_bytes,
+            engine: self.clone(),
         }
     }
 

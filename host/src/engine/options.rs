@@ -2,7 +2,7 @@
 //! why it could not be ([`StartError`]).
 
 use super::environment::Environment;
-use crate::contract::ExecutionStatus;
+use crate::contract::{ConfigLayer, ExecutionStatus};
 use crate::sandbox::Limits;
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,10 @@ pub struct RunOptions {
     /// Default per-attempt limits (each node's `timeout_ms`, `fuel` and
     /// `memory_mb` override them).
     pub limits: Limits,
+    /// The host's config file (`--config`), layered over the environment profile.
+    pub config: Option<std::sync::Arc<ConfigLayer>>,
+    /// Set for a sub-workflow's run: its parent run and node.
+    pub parent: Option<crate::store::ParentRun>,
 }
 
 /// The part of [`RunOptions`] journaled with a run (limits come from the
@@ -26,6 +30,7 @@ pub struct RunOptions {
 pub(super) struct StoredOptions {
     pub(super) environment: Environment,
     pub(super) jitter_seed: Option<u64>,
+    pub(super) config: Option<ConfigLayer>,
 }
 
 /// How to resume a run.

@@ -57,6 +57,11 @@ impl Engine {
             self.store.list_runs(&RunFilter { status: Some(ExecutionStatus::Running), ..Default::default() }).await?;
         let mut out = ResumedRuns::default();
         for r in runs.into_iter().rev() {
+            // A sub-workflow's run is reattached by its parent's resume, which
+            // waits for it; resumed apart, the two would race for it.
+            if self.store.get_run(&r.run_id).await.is_ok_and(|rec| rec.run.parent.is_some()) {
+                continue;
+            }
             match self.resume(&r.run_id, opts.clone()).await {
                 Ok(h) => out.resumed.push(h),
                 // Driven by a live process, or finished meanwhile: not interrupted.
@@ -97,7 +102,7 @@ impl Engine {
     }
 
     /// Loads a stored run's workflow, checks its pins and folds its journal.
-    async fn rebuild(&self, record: &RunRecord, opts: ResumeOptions) -> Result<Run, StartError> {
+    pub(super) async fn rebuild(&self, record: &RunRecord, opts: ResumeOptions) -> Result<Run, StartError> {
         let spec = &record.run;
         let label = spec.workflow_path.clone().unwrap_or_else(|| format!("run {}", spec.run_id));
         let checker = CheckWith(self.executor.as_ref());
@@ -135,9 +140,14 @@ impl Engine {
                  as it was started"
             )])
         })?;
-        let run_opts =
-            RunOptions { environment: stored.environment, jitter_seed: stored.jitter_seed, limits: opts.limits };
-        let config = input.resolve(&wf, run_opts.environment).map_err(StartError::Input)?;
+        let run_opts = RunOptions {
+            environment: stored.environment,
+            jitter_seed: stored.jitter_seed,
+            limits: opts.limits,
+            config: stored.config.map(Arc::new),
+            parent: spec.parent.clone(),
+        };
+        let config = input.resolve(&wf, run_opts.environment, run_opts.config.as_deref()).map_err(StartError::Input)?;
         let parts = self.parts(&wf, &config, pins, held);
         let mut run = Run::new(wf, config, run_opts, parts);
         for j in self.store.journal(&spec.run_id).await? {

@@ -11,7 +11,7 @@ use super::executor::{AttemptFuture, Held, StepExecutor};
 use crate::contract::{AttemptReport, StepFailure};
 use crate::sandbox::{Grants, Limits, LoadedComponent, Sandbox, StepCall, StepWorld};
 use crate::store::PinnedComponent;
-use crate::workflow::{ComponentCheck, NodeSpec, NodeType, Workflow};
+use crate::workflow::{ComponentCheck, NodeKind, NodeSpec, NodeType, Workflow};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -144,6 +144,18 @@ impl StepExecutor for SandboxExecutor {
         let mut seen: HashMap<(&Path, bool), Result<Vec<String>, String>> = HashMap::new();
         let mut problems = Vec::new();
         for n in &wf.nodes {
+            // A sub-workflow's components are checked now too: its run would
+            // refuse them later, after the parent had started.
+            if let NodeKind::SubWorkflow(sub) = &n.kind
+                && let Err(inner) = self.prepare(&sub.workflow)
+            {
+                problems.extend(
+                    inner.into_iter().map(|p| format!("sub-workflow `{}` of node `{}`: {p}", sub.written, n.id)),
+                );
+            }
+            if !n.kind.has_component() {
+                continue;
+            }
             let loaded = seen
                 .entry((n.component.as_path(), n.node_type.is_effect()))
                 .or_insert_with(|| self.load(&n.component, n.node_type).map(|c| c.acts.clone()));
@@ -163,6 +175,7 @@ impl StepExecutor for SandboxExecutor {
         let known = self.components.lock().unwrap_or_else(PoisonError::into_inner);
         wf.nodes
             .iter()
+            .filter(|n| n.kind.has_component())
             .filter_map(|n| {
                 let k = known.get(&n.component)?[world_slot(world_of(n.node_type))].as_ref()?;
                 Some((
@@ -180,7 +193,7 @@ impl StepExecutor for SandboxExecutor {
     fn hold(&self, wf: &Workflow) -> Held {
         let mut kept: Vec<Arc<LoadedComponent>> = Vec::new();
         let mut seen: HashSet<(&Path, bool)> = HashSet::new();
-        for n in &wf.nodes {
+        for n in wf.nodes.iter().filter(|n| n.kind.has_component()) {
             if !seen.insert((n.component.as_path(), n.node_type.is_effect())) {
                 continue;
             }

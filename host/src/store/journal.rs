@@ -113,6 +113,36 @@ pub enum JournalEntry {
         /// No further attempt of this shard follows.
         last: bool,
     },
+    /// An approval gate began to wait for its signal, until `until_ms`
+    /// (Unix ms; kept across restarts).
+    GateOpened {
+        /// The gate.
+        step_id: String,
+        /// When it stops waiting and fails with `timeout`.
+        until_ms: u64,
+    },
+    /// An approval gate took its signal (its `step_completed` follows, with
+    /// the signal's data as output).
+    SignalReceived {
+        /// The gate.
+        step_id: String,
+        /// The signal's id.
+        signal_id: String,
+    },
+    /// A sub-workflow node's child run (its id is derived from the parent's
+    /// and the node's, so a resume finds the same child).
+    ChildLinked {
+        /// The node.
+        step_id: String,
+        /// The child run.
+        child_run_id: String,
+    },
+    /// Everything in flight is an approval gate, and nothing else can start:
+    /// the run waits for a person (listed as `paused` until its next entry).
+    RunPaused {
+        /// The gates it waits on.
+        waiting: Vec<String>,
+    },
     /// A step was skipped.
     StepSkipped {
         /// The step.
@@ -181,6 +211,10 @@ impl JournalEntry {
             Self::StepFailed { .. } => "step_failed",
             Self::StepSkipped { .. } => "step_skipped",
             Self::StepMemoized { .. } => "step_memoized",
+            Self::GateOpened { .. } => "gate_opened",
+            Self::SignalReceived { .. } => "signal_received",
+            Self::RunPaused { .. } => "run_paused",
+            Self::ChildLinked { .. } => "child_linked",
             Self::StreamBatch { .. } => "stream_batch",
             Self::ShardStarted { .. } => "shard_started",
             Self::ShardFinished { .. } => "shard_finished",
@@ -202,6 +236,9 @@ impl JournalEntry {
             | Self::StepFailed { step_id, .. }
             | Self::StepSkipped { step_id, .. }
             | Self::StepMemoized { step_id, .. }
+            | Self::GateOpened { step_id, .. }
+            | Self::SignalReceived { step_id, .. }
+            | Self::ChildLinked { step_id, .. }
             | Self::StreamBatch { step_id, .. }
             | Self::ShardStarted { step_id, .. }
             | Self::ShardFinished { step_id, .. }

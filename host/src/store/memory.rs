@@ -2,7 +2,8 @@
 
 use super::{
     BreakerRecord, DlqEntry, JournalEntry, Journaled, MemoEntry, MemoStats, NewRun, RunFilter, RunRecord, RunStore,
-    RunSummary, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339, ready,
+    RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms,
+    now_rfc3339, ready,
 };
 use crate::contract::{ExecutionStatus, KeyValue, KvError, KvFuture, kv_row_cost, quota_message};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -23,6 +24,8 @@ struct Inner {
     created: u64,
     /// Finished runs, oldest first.
     finished: VecDeque<String>,
+    /// Approval gates' signals, by (run, step).
+    signals: HashMap<(String, String), Signal>,
 }
 
 /// One memo entry held in memory.
@@ -155,6 +158,7 @@ impl RunStore for MemoryStore {
             output: None,
             cancel_requested: false,
             lease_until_ms: now_ms().saturating_add(run.lease_ms),
+            paused: false,
         };
         let mut journal = Vec::new();
         push(&mut journal, [JournalEntry::RunCreated { start_time: now.clone() }], &now);
@@ -180,6 +184,7 @@ impl RunStore for MemoryStore {
         let finished = finished_in(&entries).cloned();
         let dead = dead_letter_in(&entries).map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
         let now = now_rfc3339();
+        record.paused = super::paused_after(&entries);
         push(journal, entries, &now);
         record.updated_at = now;
         if let Some(out) = finished {
@@ -191,6 +196,7 @@ impl RunStore for MemoryStore {
             while inner.finished.len() > self.retain_finished {
                 if let Some(old) = inner.finished.pop_front() {
                     inner.runs.remove(&old);
+                    inner.signals.retain(|(run, _), _| *run != old);
                     inner.dlq.retain(|d| d.run_id != old);
                 }
             }
@@ -229,14 +235,24 @@ impl RunStore for MemoryStore {
         let mut rows: Vec<(u64, RunSummary)> = g
             .runs
             .values()
-            .filter(|(r, _, _)| filter.status.is_none_or(|s| s == r.status))
+            .filter(|(r, _, _)| {
+                filter.status.is_none_or(|s| match s {
+                    // `paused` is a running run that waits only on gates.
+                    ExecutionStatus::Paused => r.status == ExecutionStatus::Running && r.paused,
+                    s => s == r.status,
+                })
+            })
             .filter(|(r, _, _)| filter.workflow.as_ref().is_none_or(|w| *w == r.run.workflow))
             .map(|(r, _, n)| {
                 let owner = (r.lease_until_ms > 0).then(|| r.run.owner.clone());
                 let s = RunSummary {
                     run_id: r.run.run_id.clone(),
                     workflow: r.run.workflow.clone(),
-                    status: r.status,
+                    status: if r.paused && r.status == ExecutionStatus::Running {
+                        ExecutionStatus::Paused
+                    } else {
+                        r.status
+                    },
                     created_at: r.created_at.clone(),
                     updated_at: r.updated_at.clone(),
                     owner,
@@ -382,5 +398,25 @@ impl RunStore for MemoryStore {
         let n = g.memo.len() as u64;
         g.memo.clear();
         ready(Ok(n))
+    }
+
+    fn signal_put<'a>(&'a self, run_id: &'a str, step_id: &'a str, signal: &'a Signal) -> StoreFuture<'a, SignalPut> {
+        let mut g = self.lock();
+        if !g.runs.contains_key(run_id) {
+            return ready(Err(StoreError::NotFound(run_id.into())));
+        }
+        let put = match g.signals.get(&(run_id.to_string(), step_id.to_string())) {
+            Some(s) if s.signal_id == signal.signal_id => SignalPut::Duplicate,
+            Some(s) => SignalPut::Conflict(s.signal_id.clone()),
+            None => {
+                g.signals.insert((run_id.into(), step_id.into()), signal.clone());
+                SignalPut::Stored
+            }
+        };
+        ready(Ok(put))
+    }
+
+    fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>> {
+        ready(Ok(self.lock().signals.get(&(run_id.to_string(), step_id.to_string())).cloned()))
     }
 }

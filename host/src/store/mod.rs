@@ -21,6 +21,7 @@ mod sqlite;
 mod sqlite_kv;
 mod sqlite_memo;
 mod sqlite_schema;
+mod sqlite_signal;
 mod view;
 
 pub use crate::contract::{now_ms, now_rfc3339};
@@ -30,7 +31,8 @@ pub use memo::{MemoEntry, MemoStats};
 pub use memory::MemoryStore;
 pub use open::{STORE_ENV, StoreLocation, open_for_reading, open_for_writing};
 pub use records::{
-    BreakerRecord, BreakerState, DlqEntry, NewRun, PinnedComponent, RunFilter, RunRecord, RunSummary, StoreInfo,
+    BreakerRecord, BreakerState, DlqEntry, NewRun, ParentRun, PinnedComponent, RunFilter, RunRecord, RunSummary,
+    Signal, SignalPut, StoreInfo,
 };
 pub use sqlite::{SCHEMA_VERSION, SqliteStore, SyncMode};
 pub use view::{RunView, StepView};
@@ -154,6 +156,17 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
     fn memo_stats(&self) -> StoreFuture<'_, MemoStats>;
     /// Drops every memo entry; returns how many there were.
     fn memo_clear(&self) -> StoreFuture<'_, u64>;
+    /// Stores `signal` for the approval gate `step_id` of `run_id`: one
+    /// signal per gate, and the same signal id again is a no-op.
+    fn signal_put<'a>(&'a self, run_id: &'a str, step_id: &'a str, signal: &'a Signal) -> StoreFuture<'a, SignalPut>;
+    /// The signal delivered to the gate `step_id` of `run_id`, if any.
+    fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>>;
+}
+
+/// Whether a run is paused after `entries` are appended: the batch ends
+/// with [`JournalEntry::RunPaused`].
+fn paused_after(entries: &[JournalEntry]) -> bool {
+    matches!(entries.last(), Some(JournalEntry::RunPaused { .. }))
 }
 
 /// The status a batch of entries moves a run to, with its output.

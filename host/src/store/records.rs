@@ -36,12 +36,25 @@ pub struct NewRun {
     pub options: Value,
     /// Per node id, the component it runs.
     pub components: BTreeMap<String, PinnedComponent>,
-    /// The run this one replays (a dead-letter replay), if any.
+    /// The run this one replays (a dead-letter replay, or the compensation
+    /// of a completed sub-workflow), if any.
     pub replay_of: Option<String>,
+    /// The run and node this one is a sub-workflow of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRun>,
     /// The process that will drive the run.
     pub owner: String,
     /// How long the owner's lease lasts, in milliseconds.
     pub lease_ms: u64,
+}
+
+/// Where a child run comes from: the parent run and its `orchestrator` node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRun {
+    /// The parent run's id.
+    pub run_id: String,
+    /// The node that runs the child.
+    pub step_id: String,
 }
 
 /// A stored run.
@@ -62,6 +75,31 @@ pub struct RunRecord {
     pub cancel_requested: bool,
     /// Unix milliseconds until which `run.owner` holds the lease (0: none).
     pub lease_until_ms: u64,
+    /// The run waits only on approval gates (its status stays `running`).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// A signal delivered to an approval gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// Its id: delivering the same id again changes nothing.
+    pub signal_id: String,
+    /// The decision, which becomes the gate's output.
+    pub data: serde_json::Value,
+    /// When it was delivered (RFC 3339).
+    pub at: String,
+}
+
+/// What [`RunStore::signal_put`](super::RunStore::signal_put) did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalPut {
+    /// Stored: the gate will take it.
+    Stored,
+    /// A signal with this id was stored before: nothing changed.
+    Duplicate,
+    /// The gate already has another signal (its id): nothing changed.
+    Conflict(String),
 }
 
 /// A line of `weft runs list`.
@@ -71,7 +109,7 @@ pub struct RunSummary {
     pub run_id: String,
     /// The workflow's name.
     pub workflow: String,
-    /// Its status.
+    /// Its status: `paused` for a running run that waits only on approval gates.
     pub status: ExecutionStatus,
     /// When it was created.
     pub created_at: String,

@@ -7,8 +7,8 @@
 use super::sqlite_schema::MIGRATIONS;
 use super::{
     BreakerRecord, BreakerState, DlqEntry, JournalEntry, Journaled, MemoEntry, MemoStats, NewRun, RunFilter, RunRecord,
-    RunStore, RunSummary, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms, now_rfc3339,
-    parse_status, ready,
+    RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms,
+    now_rfc3339, parse_status, paused_after, ready,
 };
 use crate::contract::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -28,10 +28,12 @@ struct RunRow {
     updated_at: String,
     /// The output contract as JSON, once finished.
     output: Option<String>,
+    /// Whether it waits only on approval gates.
+    paused: bool,
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `application_id` of a Weft database: "Weft" in ASCII.
 const APPLICATION_ID: i32 = 0x5765_6674;
@@ -184,6 +186,7 @@ impl SqliteStore {
             created_at: r.get(5)?,
             updated_at: r.get(6)?,
             output: r.get(7)?,
+            paused: r.get(8)?,
         })
     }
 }
@@ -260,7 +263,10 @@ impl RunStore for SqliteStore {
                     )?;
                 }
                 None => {
-                    tx.execute("UPDATE runs SET updated_at = ?2 WHERE run_id = ?1", params![run_id, now])?;
+                    tx.execute(
+                        "UPDATE runs SET updated_at = ?2, paused = ?3 WHERE run_id = ?1",
+                        params![run_id, now, paused_after(&entries)],
+                    )?;
                 }
             }
             if let Some((step_id, error_type, message)) = dead_letter_in(&entries) {
@@ -306,7 +312,7 @@ impl RunStore for SqliteStore {
             let row = c
                 .query_row(
                     "SELECT s.spec, r.status, r.owner, r.lease_until_ms, r.cancel_requested, r.created_at, \
-                     r.updated_at, r.output FROM runs r JOIN run_specs s ON s.run_id = r.run_id WHERE r.run_id = ?1",
+                     r.updated_at, r.output, r.paused FROM runs r JOIN run_specs s ON s.run_id = r.run_id WHERE r.run_id = ?1",
                     [run_id],
                     Self::run_row,
                 )
@@ -325,6 +331,7 @@ impl RunStore for SqliteStore {
                 output,
                 cancel_requested: row.cancel_requested,
                 lease_until_ms: row.lease_until_ms,
+                paused: row.paused,
             })
         })();
         ready(r)
@@ -336,11 +343,14 @@ impl RunStore for SqliteStore {
             let status = filter.status.map(ExecutionStatus::as_str);
             let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
             let mut stmt = c.prepare(
-                "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms FROM runs \
-                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
+                "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused FROM runs \
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) AND (?4 = 0 OR paused = 1) \
                  ORDER BY created_seq DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![status, filter.workflow, limit], |r| {
+            // `paused` is a running run that waits only on gates.
+            let only_paused = filter.status == Some(ExecutionStatus::Paused);
+            let status = if only_paused { Some("running") } else { status };
+            let rows = stmt.query_map(params![status, filter.workflow, limit, only_paused], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -349,15 +359,17 @@ impl RunStore for SqliteStore {
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, u64>(6)?,
+                    r.get::<_, bool>(7)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (run_id, workflow, status, created_at, updated_at, owner, lease) = row?;
+                let (run_id, workflow, status, created_at, updated_at, owner, lease, paused) = row?;
+                let status = parse_status(&status)?;
                 out.push(RunSummary {
                     run_id,
                     workflow,
-                    status: parse_status(&status)?,
+                    status: if paused && status == ExecutionStatus::Running { ExecutionStatus::Paused } else { status },
                     created_at,
                     updated_at,
                     owner: (lease > 0).then_some(owner),
@@ -528,6 +540,14 @@ impl RunStore for SqliteStore {
 
     fn memo_clear(&self) -> StoreFuture<'_, u64> {
         self.memo_clear_now()
+    }
+
+    fn signal_put<'a>(&'a self, run_id: &'a str, step_id: &'a str, signal: &'a Signal) -> StoreFuture<'a, SignalPut> {
+        self.signal_put_now(run_id, step_id, signal)
+    }
+
+    fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>> {
+        self.signal_get_now(run_id, step_id)
     }
 }
 

@@ -95,4 +95,17 @@ CREATE TABLE memo (
 );
 CREATE INDEX memo_by_use ON memo(used);
 ",
+    // 6: approval gates: the signals delivered to them (one per gate), and
+    // whether a run waits only on gates (`paused`, shown by `weft runs list`).
+    "
+ALTER TABLE runs ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE signals (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    step_id TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+",
 ];

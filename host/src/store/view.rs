@@ -32,6 +32,12 @@ pub struct RunView {
     pub cancel_requested: bool,
     /// The run this one replays, if any.
     pub replay_of: Option<String>,
+    /// The run and node this one is a sub-workflow of, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<super::ParentRun>,
+    /// Whether it waits only on approval gates (`paused`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Per node, the component version the run pinned.
     pub components: BTreeMap<String, PinnedComponent>,
     /// How many journal entries it has.
@@ -47,7 +53,8 @@ pub struct RunView {
 pub struct StepView {
     /// The step.
     pub step_id: String,
-    /// `scheduled`, `running`, `completed`, `failed`, `failed (tolerated)` or `skipped`.
+    /// `scheduled`, `running`, `waiting` (an approval gate), `completed`,
+    /// `failed`, `failed (tolerated)` or `skipped`.
     pub state: String,
     /// Its input, once scheduled.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +84,15 @@ pub struct StepView {
     /// A `for_each` node's shards: how many completed and failed, and their attempts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardsView>,
+    /// A sub-workflow node's child run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_run_id: Option<String>,
+    /// An approval gate: when it stops waiting (Unix ms), while it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_until_ms: Option<u64>,
+    /// An approval gate: the signal it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_id: Option<String>,
     /// True when the step completed from the memo cache without running.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub memoized: bool,
@@ -122,6 +138,8 @@ impl RunView {
             orphaned,
             cancel_requested: record.cancel_requested,
             replay_of: record.run.replay_of,
+            parent: record.run.parent,
+            paused: record.paused,
             components: record.run.components,
             journal_entries: journal.len(),
             output: record.output,
@@ -144,6 +162,9 @@ impl StepView {
             reason: None,
             compensation: None,
             shards: None,
+            child_run_id: None,
+            waiting_until_ms: None,
+            signal_id: None,
             memoized: false,
             totals: AttemptStats::default(),
         }
@@ -183,6 +204,7 @@ impl StepView {
                 self.actions = Some(serde_json::to_value(actions)?);
             }
             JournalEntry::StepFailed { tolerated, error_type, .. } => {
+                self.waiting_until_ms = None;
                 self.state = if *tolerated { "failed (tolerated)" } else { "failed" }.into();
                 self.error_type = Some(error_type.clone());
             }
@@ -191,6 +213,18 @@ impl StepView {
                 self.reason = Some(reason.clone());
             }
             JournalEntry::StepMemoized { .. } => self.memoized = true,
+            JournalEntry::ChildLinked { child_run_id, .. } => {
+                self.state = "running".into();
+                self.child_run_id = Some(child_run_id.clone());
+            }
+            JournalEntry::GateOpened { until_ms, .. } => {
+                self.state = "waiting".into();
+                self.waiting_until_ms = Some(*until_ms);
+            }
+            JournalEntry::SignalReceived { signal_id, .. } => {
+                self.waiting_until_ms = None;
+                self.signal_id = Some(signal_id.clone());
+            }
             JournalEntry::ShardStarted { .. } => self.state = "running".into(),
             JournalEntry::ShardFinished { report, last, .. } => {
                 let shards = self.shards.get_or_insert_with(ShardsView::default);

@@ -3,10 +3,11 @@
 use super::expr::{Expr, Uses};
 use super::yaml::Pos;
 use crate::capability::Capabilities;
-use crate::contract::FailureKind;
+use crate::contract::{ConfigLayer, FailureKind};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What a node runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,15 @@ pub enum NodeType {
 }
 
 impl NodeType {
+    /// The world's name: compute, reducer or effect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compute => "compute",
+            Self::Reducer => "reducer",
+            Self::Effect => "effect",
+        }
+    }
+
     /// True for effect nodes (which may be compensated).
     pub fn is_effect(self) -> bool {
         self == Self::Effect
@@ -229,25 +239,86 @@ pub enum InputMapping {
     Fields(Vec<(String, Expr)>),
 }
 
+/// What a node does when it runs, beyond its world.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// Runs its component: compute, reducer and effect nodes, and `custom`
+    /// nodes in the world they declare.
+    Component,
+    /// `node_type: conditional`: runs no component; the first case whose
+    /// `when` holds picks which of its dependents run.
+    Switch(Vec<SwitchCase>),
+    /// `node_type: parallel`: runs no component; a fork/join point whose
+    /// output is its input (by default, its dependencies' outputs).
+    Join,
+    /// `node_type: effect` with `wait_for: signal`: runs no component; waits,
+    /// durably, for a signal from outside (an approval gate).
+    Gate(GateSpec),
+    /// `node_type: orchestrator`: runs another workflow as a child run.
+    SubWorkflow(Arc<SubWorkflow>),
+}
+
+impl NodeKind {
+    /// Whether the node runs a component.
+    pub fn has_component(&self) -> bool {
+        matches!(self, Self::Component)
+    }
+}
+
+/// One case of a `conditional` node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchCase {
+    /// The condition (None: the `default` case, taken when no other holds).
+    pub when: Option<Expr>,
+    /// The dependents it lets run.
+    pub then: Vec<String>,
+}
+
+/// An approval gate's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateSpec {
+    /// How long it waits for its signal (None: until the run's global timeout).
+    pub wait_timeout_ms: Option<u64>,
+}
+
+/// The workflow an `orchestrator` node runs.
+#[derive(Debug, Clone)]
+pub struct SubWorkflow {
+    /// The file, as resolved against the parent's directory.
+    pub path: PathBuf,
+    /// The file as written in the parent (for messages and graphs).
+    pub written: String,
+    /// The child workflow, validated.
+    pub workflow: Arc<Workflow>,
+}
+
 /// One node of the graph.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
     /// Unique id.
     pub id: String,
-    /// What it runs as.
+    /// The world it runs in (compute, reducer or effect semantics).
     pub node_type: NodeType,
+    /// The `node_type` as the file gives it: compute, reducer, effect,
+    /// custom, conditional, parallel or orchestrator.
+    pub type_name: &'static str,
+    /// What it does when it runs.
+    pub kind: NodeKind,
     /// Free text.
     pub description: String,
-    /// Per-attempt wall-time limit.
-    pub timeout_ms: u64,
-    /// Retry policy given in the file (`retry`, or `retry_count` with the
-    /// contract's defaults); `None` takes the run's default.
+    /// Per-attempt wall-time limit (None: the run's `step_timeout_ms`).
+    pub timeout_ms: Option<u64>,
+    /// Retry policy given in the file (`retry`); `None` takes the run's
+    /// retry settings.
     pub retry: Option<RetryPolicy>,
+    /// `retry_count` without a `retry` block: the run's retry settings with
+    /// this many retries.
+    pub retry_count: Option<u32>,
     /// Ids of the nodes it waits for.
     pub depends_on: Vec<String>,
     /// A failure of this node does not fail the workflow.
     pub continue_on_error: bool,
-    /// The component file, resolved.
+    /// The component file, resolved (empty for a node without a component).
     pub component: PathBuf,
     /// Fuel budget per attempt (None: the host default).
     pub fuel: Option<u64>,
@@ -324,6 +395,9 @@ pub struct CoordinationRules {
     pub batch_size: Option<u32>,
     /// Whether compute nodes are memoized unless they say otherwise.
     pub memoize: bool,
+    /// The contract's config for this workflow (`coordination_rules.config`),
+    /// layered over the host's.
+    pub config: Option<ConfigLayer>,
 }
 
 impl Default for CoordinationRules {
@@ -339,6 +413,7 @@ impl Default for CoordinationRules {
             circuit_breaker_cooldown_ms: 30_000,
             batch_size: None,
             memoize: false,
+            config: None,
         }
     }
 }
@@ -392,3 +467,22 @@ pub struct Workflow {
     /// The directory relative component paths were resolved against.
     pub base_dir: PathBuf,
 }
+
+impl Workflow {
+    /// How deep its sub-workflows nest: 1 for a workflow without any.
+    pub fn depth(&self) -> usize {
+        1 + self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::SubWorkflow(s) => Some(s.workflow.depth()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The manifest's `max_workflow_depth`: a workflow and its sub-workflows
+/// nest at most this deep.
+pub const MAX_WORKFLOW_DEPTH: usize = 10;

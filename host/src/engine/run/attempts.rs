@@ -32,7 +32,10 @@ impl Run {
     /// by the node's `timeout_ms`, `fuel` and `memory_mb`.
     pub(super) fn limits(&self, node: &NodeSpec) -> Limits {
         let mut l = self.opts.limits.clone();
-        l.timeout = Duration::from_millis(node.timeout_ms);
+        let tuned =
+            self.wf.graph.index.get(&node.id).and_then(|&i| self.config.tuning.get(i)).and_then(|t| t.timeout_ms);
+        let timeout = tuned.or(node.timeout_ms).unwrap_or(self.config.settings.step_timeout_ms);
+        l.timeout = Duration::from_millis(timeout);
         if let Some(f) = node.fuel {
             l.fuel = f;
         }

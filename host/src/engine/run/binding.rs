@@ -35,7 +35,10 @@ impl Run {
             &steps,
             if uses.reads("actions") { &self.delivered[i] } else { none },
             &if uses.reads("run") { self.run_json() } else { Value::Null },
-            &cached(uses.reads("metadata"), &self.metadata_cel, &self.config.metadata),
+            &[
+                &cached(uses.reads("metadata"), &self.metadata_cel, &self.config.metadata),
+                &cached(uses.reads("config"), &self.config_cel, &self.config.settings.domain_specific_config),
+            ],
             self.meter(),
         )
     }
@@ -107,6 +110,9 @@ impl Run {
     /// Why node `i` must be skipped, if it must.
     pub(super) fn skip_reason(&self, i: usize, bound: Option<&Bound>) -> Result<Option<String>, String> {
         let node = &self.wf.nodes[i];
+        if !self.config.selected(i) {
+            return Ok(Some("not selected by the run input's `steps`".into()));
+        }
         for &d in &self.wf.graph.dependencies[i] {
             match self.state[d] {
                 State::Failed => return Ok(Some(format!("dependency `{}` failed", self.wf.nodes[d].id))),
@@ -115,6 +121,9 @@ impl Run {
                 }
                 _ => {}
             }
+        }
+        if let Some(reason) = self.not_chosen(i) {
+            return Ok(Some(reason));
         }
         if node.requires_action && self.delivered[i].is_empty() {
             return Ok(Some("no action targeted this node (requires_action)".into()));

@@ -47,6 +47,19 @@ impl Run {
             self.record(JournalEntry::CompensationStarted { step_id: step_id.clone(), shard });
             self.flush().await?;
             self.emit(RunEvent::Compensating { step_id: step_id.clone() });
+            if self.is_child(i) {
+                let (ok, error) = self.compensate_child(i).await;
+                self.record(JournalEntry::CompensationFinished {
+                    step_id: step_id.clone(),
+                    shard,
+                    ok,
+                    attempts: 1,
+                    error,
+                });
+                self.flush().await?;
+                self.emit(RunEvent::Compensated { step_id, ok });
+                continue;
+            }
             let policy = self.policy(i);
             let limits = self.limits(&node);
             let node_input = self.inputs[i].clone().unwrap_or_default();

@@ -26,6 +26,12 @@ impl Run {
         if self.wf.nodes[i].for_each.is_some() {
             return self.finish_fan_out(result);
         }
+        if let Some(end) = result.gate.take() {
+            return self.finish_gate(i, end);
+        }
+        if let Some(end) = result.child.take() {
+            return self.finish_child(i, end);
+        }
         if let Some(key) = result.memo_hit.clone() {
             self.record(JournalEntry::StepMemoized { step_id: self.wf.nodes[i].id.clone(), key });
             self.emit(RunEvent::Memoized { step_id: self.wf.nodes[i].id.clone() });
@@ -64,6 +70,16 @@ impl Run {
     /// it `emitted`. Returns false: a completion never stops the run.
     pub(super) fn complete_step(&mut self, i: usize, output: Value, emitted: &[EmittedAction]) -> bool {
         let step_id = self.wf.nodes[i].id.clone();
+        let max = self.config.settings.max_actions_per_workflow;
+        let total = self.actions.len() as u64 + emitted.len() as u64;
+        if !emitted.is_empty() && total > max {
+            let message = format!(
+                "the step emitted {} action(s), which would make {total} in this run; max_actions_per_workflow is \
+                 {max} (raise it in the config, or emit fewer actions)",
+                emitted.len()
+            );
+            return self.fail_step(i, "action_limit", message);
+        }
         let actions = action_records(emitted);
         let before = self.undelivered.len();
         self.record(JournalEntry::StepCompleted { step_id: step_id.clone(), output, actions });
@@ -72,6 +88,18 @@ impl Run {
             self.emit(RunEvent::ActionNotDelivered { action: self.undelivered[k].clone() });
         }
         false
+    }
+
+    /// Completes (or fails) the inline node `i` (a conditional or a join)
+    /// decided with `input`. Returns true when the run must stop.
+    pub(super) fn finish_inline(&mut self, i: usize, input: &serde_json::Map<String, Value>) -> bool {
+        let bound = self.wf.nodes[i].uses.as_ref().map(|uses| self.bind(i, uses));
+        let output = self.inline_output(i, input, bound.as_ref());
+        drop(bound);
+        match output {
+            Ok(v) => self.complete_step(i, v, &[]),
+            Err(message) => self.fail_step(i, "expression", message),
+        }
     }
 
     /// Marks a step failed (or tolerated). Returns true when the run must stop.

@@ -15,14 +15,17 @@
 mod actions;
 mod attempts;
 mod binding;
+mod child;
 mod compensation;
 mod fan_out;
 mod finish;
+mod gate;
 mod in_flight;
 mod output;
 mod schedule;
 mod state;
 mod streaming;
+mod switch;
 
 use super::events::{EventSender, RunEvent};
 use super::executor::{Held, StepExecutor};
@@ -60,6 +63,8 @@ pub(super) struct Parts {
     pub(super) fan_out_limits: crate::capability::FanOutLimits,
     /// The memo cache's size cap.
     pub(super) memo_max_bytes: u64,
+    /// The engine, for sub-workflows' child runs.
+    pub(super) engine: super::Engine,
 }
 
 /// One run.
@@ -100,6 +105,12 @@ pub(super) struct Run {
     metadata_cel: std::cell::OnceCell<crate::workflow::expr::CelValue>,
     /// CEL null, for what a node's expressions do not read.
     null: crate::workflow::expr::CelValue,
+    /// The settings' `domain_specific_config` as CEL, converted on first use.
+    config_cel: std::cell::OnceCell<crate::workflow::expr::CelValue>,
+    /// The engine, for sub-workflows' child runs.
+    engine: super::Engine,
+    /// Per approval gate that opened: when it stops waiting (Unix ms).
+    gate_until: Vec<Option<u64>>,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -146,9 +157,20 @@ impl Run {
     /// A run of `wf` with nothing done yet (a resume then applies its journal).
     pub(super) fn new(wf: Arc<Workflow>, config: RunConfig, opts: RunOptions, parts: Parts) -> Self {
         let n = wf.nodes.len();
-        let default_policy = Arc::new(config.environment.retry_policy(wf.rules.max_retries));
-        let policies =
-            wf.nodes.iter().map(|nd| nd.retry.clone().map_or_else(|| default_policy.clone(), Arc::new)).collect();
+        let default_policy = Arc::new(config.settings.retry_policy(wf.rules.max_retries));
+        let policies = wf
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, nd)| match (&nd.retry, config.tuning.get(i).and_then(|t| t.retry_count).or(nd.retry_count)) {
+                (Some(own), Some(n)) if config.tuning.get(i).is_some_and(|t| t.retry_count.is_some()) => {
+                    Arc::new(RetryPolicy { max_attempts: n + 1, ..own.clone() })
+                }
+                (Some(own), _) => Arc::new(own.clone()),
+                (None, Some(n)) => Arc::new(config.settings.retry_policy(Some(n))),
+                (None, None) => default_policy.clone(),
+            })
+            .collect();
         let mut topo_pos = vec![0usize; n];
         for (pos, &i) in wf.graph.topo_order.iter().enumerate() {
             topo_pos[i] = pos;
@@ -186,6 +208,9 @@ impl Run {
             context_cel: Default::default(),
             metadata_cel: Default::default(),
             null: crate::workflow::expr::CelValue::from_json(&Value::Null),
+            config_cel: Default::default(),
+            engine: parts.engine,
+            gate_until: vec![None; n],
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],

@@ -43,6 +43,15 @@ impl Run {
         }
         let mut output_variables = Map::new();
         output_variables.insert("run".into(), self.run_json());
+        // Failures that `continue_on_error` tolerated: in none of the three lists.
+        let tolerated: Vec<String> = (0..self.wf.nodes.len())
+            .filter(|&i| self.state[i] == super::state::State::Tolerated)
+            .map(|i| self.wf.nodes[i].id.clone())
+            .collect();
+        let tolerated_count = tolerated.len();
+        if !tolerated.is_empty() {
+            output_variables.insert("tolerated_failures".into(), json!(tolerated));
+        }
         output_variables.insert("failure_strategy".into(), json!(self.config.failure_strategy));
         output_variables.insert("execution_mode".into(), json!(self.config.execution_mode));
         if !self.compensation.is_empty() {
@@ -58,6 +67,7 @@ impl Run {
         metrics.insert("completed_count".into(), completed as f64);
         metrics.insert("failed_count".into(), self.failed.len() as f64);
         metrics.insert("skipped_count".into(), self.skipped.len() as f64);
+        metrics.insert("tolerated_count".into(), tolerated_count as f64);
         metrics.insert("actions_count".into(), self.actions.len() as f64);
         metrics.insert("attempts_count".into(), self.totals.iter().map(|t| t.attempts as f64).sum());
         metrics
@@ -96,7 +106,7 @@ impl Run {
             step_outputs,
             final_result,
             output_variables,
-            actions_emitted: self.actions.clone(),
+            actions_emitted: if self.config.settings.track_actions { self.actions.clone() } else { Vec::new() },
             errors: self.errors.clone(),
             metrics,
             parallel_executions: self.parallel_executions,

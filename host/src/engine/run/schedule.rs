@@ -45,6 +45,10 @@ pub(super) struct StepResult {
     pub(super) consumers: Vec<StepResult>,
     /// For a stream consumer: its micro-batches and buffer statistics.
     pub(super) stream: Option<super::streaming::StreamEnd>,
+    /// For an approval gate: how its wait ended.
+    pub(super) gate: Option<super::gate::GateEnd>,
+    /// For a sub-workflow node: its child's output, or why there is none.
+    pub(super) child: Option<Result<crate::contract::RunOutput, String>>,
 }
 
 impl StepResult {
@@ -61,6 +65,8 @@ impl StepResult {
             abnormal: None,
             consumers: Vec::new(),
             stream: None,
+            gate: None,
+            child: None,
         }
     }
 }
@@ -112,7 +118,7 @@ impl Run {
     /// Whether node `i`'s task journals its first attempt itself: a
     /// fan-out's shards do, and so does a memoized step (a hit runs none).
     fn task_journals_first_start(&self, i: usize) -> bool {
-        self.wf.nodes[i].for_each.is_some() || self.memoized_here(i)
+        self.wf.nodes[i].for_each.is_some() || self.memoized_here(i) || !self.wf.nodes[i].kind.has_component()
     }
 
     /// Whether node `i` is looked up in the memo cache: a memoized step
@@ -210,6 +216,8 @@ impl Run {
         let mut wave: std::collections::VecDeque<usize> = Default::default();
         let mut wave_counted = false;
         let mut wave_failed = false;
+        // Whether `run_paused` was journaled since the last step ended.
+        let mut paused = false;
 
         'outer: loop {
             if let Some(size) = waves
@@ -274,6 +282,16 @@ impl Run {
                 if self.state[i] == State::Running
                     && let Some(input) = self.inputs[i].clone()
                 {
+                    if self.is_inline(i) {
+                        if self.finish_inline(i, &input) {
+                            stop = stop.or(fail_stops(&mut wave_failed));
+                        }
+                        release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
+                        continue;
+                    }
+                    if self.is_gate(i) {
+                        self.open_gate(i);
+                    }
                     let attempt = self.attempts_used[i].saturating_add(1);
                     if !self.task_journals_first_start(i) {
                         self.record(JournalEntry::AttemptStarted { step_id: self.wf.nodes[i].id.clone(), attempt });
@@ -300,6 +318,20 @@ impl Run {
                     Ok(Ok(input)) => {
                         let input = Arc::new(input);
                         self.record(JournalEntry::StepScheduled { step_id: step_id.clone(), input: input.clone() });
+                        if self.is_inline(i) {
+                            if self.finish_inline(i, &input) {
+                                stop = stop.or(fail_stops(&mut wave_failed));
+                            }
+                            release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
+                            continue;
+                        }
+                        if self.is_gate(i) {
+                            self.open_gate(i);
+                        }
+                        if self.is_child(i) {
+                            let child_run_id = self.child_run_id(i).to_string();
+                            self.record(JournalEntry::ChildLinked { step_id: step_id.clone(), child_run_id });
+                        }
                         if !self.task_journals_first_start(i) {
                             self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
                         }
@@ -338,7 +370,11 @@ impl Run {
             }
             let launched = launches.len();
             for Launch { index, input, attempt, consumers } in launches.drain(..) {
-                if self.wf.nodes[index].for_each.is_some() {
+                if self.is_gate(index) {
+                    tasks.push(index, self.gate_task(index));
+                } else if self.is_child(index) {
+                    tasks.push(index, self.child_task(index, input));
+                } else if self.wf.nodes[index].for_each.is_some() {
                     tasks.push(index, self.fan_out_task(index, input, rounds));
                 } else if !consumers.is_empty() {
                     tasks.push(index, self.stream_group_task(index, input, rounds, attempt, consumers));
@@ -359,6 +395,19 @@ impl Run {
             if running == 0 {
                 continue;
             }
+            // Nothing can start and only gates are in flight: the run waits for a person.
+            if !paused && stop.is_none() && ready.is_empty() && wave.is_empty() {
+                let waiting = self.only_gates_running();
+                if !waiting.is_empty() {
+                    self.record(JournalEntry::RunPaused { waiting: waiting.clone() });
+                    if let Err(message) = self.flush().await {
+                        stop = Some(Stop::Store(message));
+                        break;
+                    }
+                    self.emit(RunEvent::Paused { waiting });
+                    paused = true;
+                }
+            }
             tokio::select! {
                 biased;
                 _ = &mut cancelled, if stop.is_none() => { stop = Some(Stop::Cancelled); }
@@ -370,6 +419,7 @@ impl Run {
                     while let Some(more) = tasks.try_next() {
                         batch.push(more);
                     }
+                    paused = false;
                     for joined in batch {
                         running -= 1;
                         match joined {
@@ -413,6 +463,8 @@ impl Run {
         // Interrupt whatever is still running.
         let interrupted: Vec<usize> = (0..n).filter(|&i| self.state[i] == State::Running).collect();
         tasks.abort().await;
+        // Children let go are cancelled; each journals its end before the parent goes on.
+        self.settle_children(&interrupted).await;
         // An interrupted fan-out keeps what its finished shards did.
         for &i in &interrupted {
             self.collect_interrupted_shards(i);

@@ -109,6 +109,7 @@ impl Run {
                 Some(i),
             ) => self.apply_shard(i, e),
             (JournalEntry::StepMemoized { .. }, Some(i)) => self.memoized[i] = true,
+            (JournalEntry::GateOpened { until_ms, .. }, Some(i)) => self.gate_until[i] = Some(*until_ms),
             (JournalEntry::CompensationStarted { shard: Some(k), .. }, Some(i)) => {
                 let fan = self.fans[i].get_or_insert_with(Default::default);
                 *fan.compensation_starts.entry(*k).or_default() += 1;

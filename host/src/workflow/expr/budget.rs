@@ -377,7 +377,7 @@ mod tests {
     fn eval_under(src: &str, context: Value, meter: Meter) -> Result<Value, String> {
         let e = Expr::parse(src)?;
         let (context, none) = (CelValue::from_json(&context), CelValue::from_json(&Value::Null));
-        let bound = bind_with(&context, &[], &[], &Value::Null, &none, meter);
+        let bound = bind_with(&context, &[], &[], &Value::Null, &[&none, &none], meter);
         e.eval_in(&bound)
     }
 

@@ -6,7 +6,8 @@
 //! - `actions`: the actions delivered to this node (a list of objects with
 //!   `action_id`, `action_type`, `source_node` and `payload`);
 //! - `run`: `{"run_id", "workflow_id", "correlation_id", "workflow_type"}`;
-//! - `metadata`: the run's `metadata` object.
+//! - `metadata`: the run's `metadata` object;
+//! - `config`: the contract config's `domain_specific_config` object.
 //!
 //! Every evaluation runs under a budget (`budget.rs`): comprehensions nest
 //! at most [`MAX_COMPREHENSION_NESTING`] deep, and a [`Meter`] bounds the
@@ -152,6 +153,8 @@ pub struct Scope {
     pub run: Value,
     /// The run's metadata object.
     pub metadata: Value,
+    /// The config's `domain_specific_config` object.
+    pub config: Value,
 }
 
 /// CEL's standard library, built once per process.
@@ -174,7 +177,8 @@ impl Scope {
         let steps: Vec<(&str, &Value)> = self.steps.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let meter = Meter::new(ExprBudget::default(), None, None);
         let (context, metadata) = (CelValue::from_json(&self.context), CelValue::from_json(&self.metadata));
-        bind_with(&context, &steps, &self.actions, &self.run, &metadata, meter)
+        let config = CelValue::from_json(&self.config);
+        bind_with(&context, &steps, &self.actions, &self.run, &[&metadata, &config], meter)
     }
 }
 
@@ -192,15 +196,17 @@ impl CelValue {
 }
 
 /// Binds the scope's variables from borrowed parts (step outputs are not
-/// copied before they are converted); evaluations count on `meter`.
+/// copied before they are converted); `shared` is `[metadata, config]`,
+/// converted once per run. Evaluations count on `meter`.
 pub fn bind_with(
     context: &CelValue,
     steps: &[(&str, &Value)],
     actions: &[Value],
     run: &Value,
-    metadata: &CelValue,
+    shared: &[&CelValue; 2],
     meter: Meter,
 ) -> Bound {
+    let [metadata, config] = shared;
     let meter = Arc::new(meter);
     let mut ctx = cel::Context::with_env(stdlib());
     // The names cannot be written in CEL, so these cannot clash with anything.
@@ -209,6 +215,7 @@ pub fn bind_with(
     }
     ctx.add_variable_from_value("context", context.0.clone());
     ctx.add_variable_from_value("metadata", metadata.0.clone());
+    ctx.add_variable_from_value("config", config.0.clone());
     ctx.add_variable_from_value("run", to_cel(run));
     ctx.add_variable_from_value("actions", cel::Value::List(Arc::new(actions.iter().map(to_cel).collect())));
     let steps: std::collections::HashMap<String, cel::Value> =

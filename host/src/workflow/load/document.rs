@@ -24,6 +24,7 @@ const RULES_KEYS: &[&str] = &[
     "circuit_breaker_cooldown_ms",
     "batch_size",
     "memoize",
+    "config",
 ];
 
 impl Walker {
@@ -133,6 +134,9 @@ impl Walker {
             if let Some(b) = self.boolean(r, "memoize") {
                 rules.memoize = b;
             }
+            if let Some(v) = Self::get(r, "config") {
+                rules.config = self.rules_config(v);
+            }
         }
 
         let mut parsed = Vec::new();
@@ -166,6 +170,7 @@ impl Walker {
         }
         let graph = self.graph(&parsed)?;
         self.check_streams(&parsed, &graph);
+        self.check_switches(&parsed, &graph);
         let nodes = parsed.into_iter().map(|p| p.spec).collect();
         Some(Workflow {
             name,

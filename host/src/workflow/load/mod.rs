@@ -5,6 +5,7 @@
 mod capabilities;
 mod document;
 mod graph;
+mod kind;
 mod node;
 mod stream;
 mod walker;
@@ -13,11 +14,21 @@ use super::component::ComponentCheck;
 use super::model::Workflow;
 use super::problem::{Problem, ValidationError};
 use super::yaml::{self, Pos};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use walker::Walker;
 
-/// Reads and validates a workflow file.
+/// Reads and validates a workflow file, with the sub-workflows it nests.
 pub fn load_file(path: &Path, checker: Option<&dyn ComponentCheck>) -> Result<Workflow, ValidationError> {
+    let chain = std::fs::canonicalize(path).map(|p| vec![p]).unwrap_or_default();
+    load_file_in(path, checker, chain)
+}
+
+/// [`load_file`] for a file nested in the workflow files of `chain` (which ends with it).
+fn load_file_in(
+    path: &Path,
+    checker: Option<&dyn ComponentCheck>,
+    chain: Vec<PathBuf>,
+) -> Result<Workflow, ValidationError> {
     let label = path.display().to_string();
     let one = |message: String| ValidationError {
         problems: vec![Problem { file: label.clone(), pos: Pos::default(), node_id: None, message }],
@@ -29,7 +40,7 @@ pub fn load_file(path: &Path, checker: Option<&dyn ComponentCheck>) -> Result<Wo
         e => one(format!("cannot read the workflow file: {e}")),
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut wf = load_str(&text, &base, &label, checker)?;
+    let mut wf = load_str_in(&text, &base, &label, checker, chain)?;
     wf.source = Some(path.to_path_buf());
     Ok(wf)
 }
@@ -41,6 +52,17 @@ pub fn load_str(
     label: &str,
     checker: Option<&dyn ComponentCheck>,
 ) -> Result<Workflow, ValidationError> {
+    load_str_in(text, base_dir, label, checker, Vec::new())
+}
+
+/// [`load_str`] for text nested in the workflow files of `chain`.
+fn load_str_in(
+    text: &str,
+    base_dir: &Path,
+    label: &str,
+    checker: Option<&dyn ComponentCheck>,
+    chain: Vec<PathBuf>,
+) -> Result<Workflow, ValidationError> {
     let doc = yaml::parse(text).map_err(|e| ValidationError {
         problems: vec![Problem {
             file: label.to_string(),
@@ -50,6 +72,7 @@ pub fn load_str(
         }],
     })?;
     let mut w = Walker::new(label);
+    w.chain = chain;
     let wf = w.workflow(&doc, base_dir, checker);
     match wf {
         Some(mut wf) if w.problems.is_empty() => {

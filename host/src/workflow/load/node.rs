@@ -34,6 +34,11 @@ const NODE_KEYS: &[&str] = &[
     "memoize",
     "stream_from",
     "stream_buffer",
+    "world",
+    "cases",
+    "wait_for",
+    "wait_timeout_ms",
+    "workflow",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay_ms", "multiplier", "max_delay_ms", "jitter", "retry_on"];
 
@@ -58,31 +63,20 @@ impl Walker {
             self.problem(*pos, "`node_id` must be 1 to 200 characters of letters, digits, `_`, `-` or `.`");
         }
         self.check_keys(e, NODE_KEYS, "a node");
-        let node_type = match self.required_string(e, "node_type", item.pos, "the node") {
-            Some((s, pos)) => match s.as_str() {
-                "compute" => Some(NodeType::Compute),
-                "reducer" | "reduce" => Some(NodeType::Reducer),
-                "effect" => Some(NodeType::Effect),
-                "orchestrator" | "conditional" | "parallel" | "custom" => {
-                    self.problem(
-                        pos,
-                        format!("`node_type: {s}` is not supported yet: Weft runs compute, reducer and effect nodes"),
-                    );
-                    None
-                }
-                _ => {
-                    self.problem(pos, format!("`node_type` is `{s}`; it must be compute, reducer or effect"));
-                    None
-                }
-            },
-            None => None,
+        let declared = self.required_string(e, "node_type", item.pos, "the node");
+        let (node_type, declared_name, kind) = match declared.as_ref() {
+            Some((s, pos)) => self
+                .node_kind(e, s, *pos, base, item.pos, checker)
+                .map_or((None, "", None), |(t, n, k)| (Some(t), n, Some(k))),
+            None => (None, "", None),
         };
         let description = self.string(e, "description").map(|s| s.0).unwrap_or_default();
-        let timeout_ms = self.uint(e, "timeout_ms", 100, 300_000).unwrap_or(30_000);
+        let timeout_ms = self.uint(e, "timeout_ms", 100, 300_000);
         let retry_count = self.uint(e, "retry_count", 0, 10).map(|n| n as u32);
-        let mut retry = retry_count.map(RetryPolicy::with_retries);
+        let mut retry = None;
         if let Some(r) = Self::get(e, "retry").and_then(|r| self.map(r, "retry")) {
-            let retry = retry.get_or_insert_with(|| RetryPolicy::with_retries(rules.max_retries.unwrap_or(3)));
+            let retry =
+                retry.get_or_insert_with(|| RetryPolicy::with_retries(retry_count.or(rules.max_retries).unwrap_or(3)));
             self.check_keys(r, RETRY_KEYS, "retry");
             if let Some(n) = self.uint(r, "max_attempts", 1, 11) {
                 retry.max_attempts = n as u32;
@@ -189,7 +183,15 @@ impl Walker {
         };
         let when = Self::get(e, "when").and_then(|v| self.expr(v, "`when`"));
         let compensate_explicit = self.boolean(e, "compensate");
-        let compensate = compensate_explicit.unwrap_or(node_type == Some(NodeType::Effect));
+        // A gate has nothing to undo; a sub-workflow undoes its child's effects.
+        let is_gate = matches!(kind, Some(NodeKind::Gate(_)));
+        let compensate = compensate_explicit.unwrap_or(node_type == Some(NodeType::Effect) && !is_gate);
+        if compensate
+            && is_gate
+            && let Some(v) = Self::get(e, "compensate")
+        {
+            self.problem(v.pos, "an approval gate has nothing to undo: remove `compensate`");
+        }
         if compensate
             && let Some(t) = node_type
             && !t.is_effect()
@@ -197,7 +199,7 @@ impl Walker {
         {
             self.problem(v.pos, "`compensate: true` needs an effect node: only effect steps export `compensate`");
         }
-        if workflow_type.requires_compensation() && node_type == Some(NodeType::Effect) && !compensate {
+        if workflow_type.requires_compensation() && node_type == Some(NodeType::Effect) && !compensate && !is_gate {
             let pos = Self::get(e, "compensate").map_or(item.pos, |v| v.pos);
             self.problem(pos, "a saga workflow requires compensation on every effect node; remove `compensate: false`");
         }
@@ -300,10 +302,17 @@ impl Walker {
         }
         let memoize = memoize_explicit.unwrap_or(rules.memoize)
             && node_type.is_some_and(|t| !t.is_effect())
+            && kind.as_ref().is_some_and(NodeKind::has_component)
             && for_each.is_none()
             && stream_from.is_none();
-        let component = match self.required_string(e, "component", item.pos, "the node") {
-            Some((c, pos)) => {
+        let has_component = kind.as_ref().is_none_or(NodeKind::has_component);
+        if !has_component && let Some(v) = Self::get(e, "component") {
+            self.problem(v.pos, format!("a `{declared_name}` node runs no component; remove `component`"));
+        }
+        let component = match has_component.then(|| self.required_string(e, "component", item.pos, "the node")) {
+            None => Some(std::path::PathBuf::new()),
+            Some(None) => None,
+            Some(Some((c, pos))) => {
                 match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
                     Ok(path) => {
                         if let (Some(checker), Some(t)) = (checker, node_type) {
@@ -332,7 +341,6 @@ impl Walker {
                     }
                 }
             }
-            None => None,
         };
         let (id, id_pos) = id?;
         self.seen_ids.push((id.clone(), id_pos));
@@ -346,13 +354,21 @@ impl Walker {
         // Dependencies are checked for every node that has an id, even one
         // with other problems.
         self.dep_refs.push((id.clone(), depends_on.clone()));
-        let uses = node_uses(when.as_ref(), &input, for_each.as_ref().map(|f| &f.items));
+        let kind = kind?;
+        let cases: Vec<&Expr> = match &kind {
+            NodeKind::Switch(cases) => cases.iter().filter_map(|c| c.when.as_ref()).collect(),
+            _ => Vec::new(),
+        };
+        let uses = node_uses(when.as_ref(), &input, for_each.as_ref().map(|f| &f.items), &cases);
         let spec = NodeSpec {
             id,
             node_type: node_type?,
+            type_name: declared_name,
+            kind,
             description,
             timeout_ms,
             retry,
+            retry_count,
             depends_on: depends_on.iter().map(|(d, _)| d.clone()).collect(),
             continue_on_error,
             component: component?,
@@ -376,16 +392,12 @@ impl Walker {
 }
 
 fn type_name(t: NodeType) -> &'static str {
-    match t {
-        NodeType::Compute => "compute",
-        NodeType::Reducer => "reducer",
-        NodeType::Effect => "effect",
-    }
+    t.as_str()
 }
 
-/// What a node's `when`, `input` and `for_each` expressions read, if it has any.
-fn node_uses(when: Option<&Expr>, input: &InputMapping, for_each: Option<&Expr>) -> Option<Uses> {
-    let mut exprs: Vec<&Expr> = when.into_iter().chain(for_each).collect();
+/// What a node's `when`, `input`, `for_each` and `cases` expressions read, if it has any.
+fn node_uses(when: Option<&Expr>, input: &InputMapping, for_each: Option<&Expr>, cases: &[&Expr]) -> Option<Uses> {
+    let mut exprs: Vec<&Expr> = when.into_iter().chain(for_each).chain(cases.iter().copied()).collect();
     match input {
         InputMapping::Default => {}
         InputMapping::Whole(e) => exprs.push(e),

@@ -1,0 +1,184 @@
+//! Child runs: what the engine does for an `orchestrator` node. A child is
+//! a run of its own in the same store, with a deterministic id (a UUIDv5 of
+//! the parent's id and the node's), so that a resumed parent finds the
+//! child it started instead of starting a second one: it reattaches to a
+//! child still running (resuming it when its driver died), or takes the
+//! output of one that finished.
+//!
+//! A completed child is compensated by a run of its own too: its journal's
+//! completed steps are copied into a new run (`replay_of` the child) that
+//! starts stopped, so that only its compensation runs, newest effect first.
+//! Its id is derived from the child's, so that a crash mid-compensation
+//! resumes it rather than undoing anything twice.
+
+use super::{Engine, ResumeOptions, RunHandle, RunInput, RunOptions, StartError};
+use crate::contract::{ExecutionStatus, RunOutput, now_ms};
+use crate::store::{JournalEntry, StoreError};
+use crate::workflow::Workflow;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A child run, as found or started.
+pub(crate) enum Attached {
+    /// Driven by this process now.
+    Running(RunHandle),
+    /// Finished already, with this output.
+    Finished(Box<RunOutput>),
+}
+
+/// What a child's start or reattachment returns (boxed: a run's future
+/// contains its children's).
+pub(crate) type AttachFuture = Pin<Box<dyn Future<Output = Result<Attached, String>> + Send>>;
+
+/// How often a child driven by another process is looked at.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+impl Engine {
+    /// Starts the child run `input.workflow_id` of `wf`, or reattaches to it.
+    pub(crate) fn attach_child(
+        &self,
+        wf: Arc<Workflow>,
+        input: RunInput,
+        opts: RunOptions,
+        cancelled: bool,
+    ) -> AttachFuture {
+        let engine = self.clone();
+        Box::pin(async move {
+            let id = input.workflow_id.map(|u| u.to_string()).unwrap_or_default();
+            match engine.store.get_run(&id).await {
+                Err(StoreError::NotFound(_)) => {
+                    engine.start(wf, &input, opts).await.map(Attached::Running).map_err(|e| e.to_string())
+                }
+                Ok(rec) if rec.status != ExecutionStatus::Running => Ok(Attached::Finished(
+                    rec.output
+                        .map(|o| Box::new((*o).clone()))
+                        .ok_or_else(|| format!("child run `{id}` finished without an output"))?,
+                )),
+                Ok(_) => {
+                    let resume = ResumeOptions { upgrade: false, limits: opts.limits.clone(), cancelled };
+                    match engine.resume(&id, resume).await {
+                        Ok(h) => Ok(Attached::Running(h)),
+                        // Driven by a live process (or this one): wait for it to end.
+                        Err(StartError::Store(StoreError::Owned { .. })) => {
+                            engine.watch(&id).await.map(|o| Attached::Finished(Box::new(o)))
+                        }
+                        Err(StartError::Finished { .. }) => {
+                            engine.watch(&id).await.map(|o| Attached::Finished(Box::new(o)))
+                        }
+                        Err(e) => Err(format!("child run `{id}` could not be resumed: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("child run `{id}` could not be read: {e}")),
+            }
+        })
+    }
+
+    /// Waits for a run another driver holds to finish; its output.
+    async fn watch(&self, run_id: &str) -> Result<RunOutput, String> {
+        loop {
+            let rec = self.store.get_run(run_id).await.map_err(|e| e.to_string())?;
+            if rec.status != ExecutionStatus::Running {
+                return rec.output.map(|o| (*o).clone()).ok_or_else(|| format!("run `{run_id}` has no output"));
+            }
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+    }
+
+    /// Cancels the child run `run_id` that its parent let go, and waits (at
+    /// most `within` when another process drives it) for it to journal its
+    /// end. An orphaned child (its driver died) is stopped here.
+    pub(crate) fn cancel_child(&self, run_id: String, within: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let engine = self.clone();
+        Box::pin(async move {
+            match engine.cancel(&run_id, ResumeOptions::default()).await {
+                Ok(super::CancelOutcome::Orphaned(mut handle)) => {
+                    handle.events.close();
+                    handle.wait().await;
+                }
+                Ok(super::CancelOutcome::Requested { .. }) => engine.settle(&run_id, within).await,
+                Ok(super::CancelOutcome::AlreadyFinished(_)) => {}
+                Err(e) => tracing::warn!(run_id = %run_id, error = %e, "a child run could not be cancelled"),
+            }
+        })
+    }
+
+    /// Waits, at most `within`, until the run `run_id` has finished.
+    async fn settle(&self, run_id: &str, within: Duration) {
+        let deadline = now_ms().saturating_add(within.as_millis() as u64);
+        while now_ms() < deadline {
+            match self.store.get_run(run_id).await {
+                Ok(rec) if rec.status == ExecutionStatus::Running => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Undoes the completed child run `child_id` as run `undo_id`: started
+    /// now, resumed, or (finished already) just read. Its output.
+    pub(crate) fn compensate_child(&self, child_id: String, undo_id: String, opts: ResumeOptions) -> AttachFuture {
+        let engine = self.clone();
+        Box::pin(async move {
+            let handle = match engine.store.get_run(&undo_id).await {
+                Ok(rec) if rec.status != ExecutionStatus::Running => {
+                    return rec
+                        .output
+                        .map(|o| Attached::Finished(Box::new((*o).clone())))
+                        .ok_or_else(|| format!("the compensation run `{undo_id}` finished without an output"));
+                }
+                Ok(_) => engine.resume(&undo_id, opts).await.map_err(|e| e.to_string())?,
+                Err(StoreError::NotFound(_)) => {
+                    engine.start_undo(&child_id, &undo_id, opts).await.map_err(|e| e.to_string())?
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            Ok(Attached::Running(handle))
+        })
+    }
+
+    /// Creates the run that undoes `child_id`, and starts it.
+    async fn start_undo(&self, child_id: &str, undo_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
+        let record = self.store.get_run(child_id).await?;
+        let journal = self.store.journal(child_id).await?;
+        let mut first: Vec<JournalEntry> = journal
+            .into_iter()
+            .map(|j| j.entry)
+            .filter(|e| {
+                matches!(
+                    e,
+                    JournalEntry::StepScheduled { .. }
+                        | JournalEntry::AttemptStarted { .. }
+                        | JournalEntry::AttemptFinished { .. }
+                        | JournalEntry::StepCompleted { .. }
+                        | JournalEntry::StepSkipped { .. }
+                        | JournalEntry::ShardStarted { .. }
+                        | JournalEntry::ShardFinished { .. }
+                        | JournalEntry::StepFailed { .. }
+                )
+            })
+            .collect();
+        first.push(JournalEntry::RunStopping {
+            status: ExecutionStatus::Cancelled,
+            errors: Vec::new(),
+            parallel_executions: 0,
+        });
+        let mut new = record.run.clone();
+        new.run_id = undo_id.to_string();
+        new.replay_of = Some(child_id.to_string());
+        new.owner = self.owner.clone();
+        new.lease_ms = self.lease_ms;
+        if let Some(obj) = new.input.as_object_mut() {
+            obj.insert("workflow_id".into(), Value::String(undo_id.to_string()));
+            obj.insert("failure_strategy".into(), Value::String("compensate".into()));
+            obj.remove("continue_on_error");
+        }
+        self.store.create_run(&new, &first).await?;
+        let record = self.store.get_run(undo_id).await?;
+        let run = self.rebuild(&record, opts).await?;
+        Ok(self.spawn(run))
+    }
+}
