@@ -309,16 +309,27 @@ fn the_fan_out_example_runs_branches_in_parallel() {
 }
 
 #[test]
-fn the_approval_example_routes_by_condition_and_action() {
-    let (code, out, _) = run_example("approval");
-    assert_eq!(code, 0);
-    assert_eq!(out["skipped_steps"], serde_json::json!(["auto_approve"]));
+fn the_approval_example_approves_a_small_order_by_policy_without_waiting() {
+    // Over the limit, the example waits for a person (tests/all/contract.rs);
+    // within it, the conditional node routes around the gate.
+    plugin("echo");
+    let dir = common::root().join("examples/approval");
+    let mut input: Value = serde_json::from_slice(&std::fs::read(dir.join("input.json")).unwrap()).unwrap();
+    input["context"]["approval_limit_cents"] = serde_json::json!(1_000_000);
+    let path = write_temp("small-order.json", input.to_string().as_bytes());
+    let wf = dir.join("workflow.yaml");
+    let out =
+        weft(&["run", wf.to_str().unwrap(), "--input", path.to_str().unwrap(), "--output", "json", "--in-memory"]);
+    let out = common::json_of(&out);
+    assert_eq!(out["execution_status"], "completed");
+    assert_eq!(out["skipped_steps"], serde_json::json!(["manager_review", "notify_rejection"]));
     assert_eq!(
         out["completed_steps"],
-        serde_json::json!(["validate", "price_cart", "manager_review", "record_approval"])
+        serde_json::json!(["validate", "price_cart", "route", "auto_approve", "record_approval"])
     );
-    assert_eq!(out["actions_emitted"].as_array().unwrap().len(), 2);
-    assert_eq!(out["actions_emitted"][1]["payload"]["by"], "m.hopper");
+    assert_eq!(out["step_outputs"]["route"], serde_json::json!({"case": "default", "chosen": ["auto_approve"]}));
+    assert_eq!(out["actions_emitted"].as_array().unwrap().len(), 1, "validate's action to price_cart");
+    assert_eq!(out["step_outputs"]["auto_approve"]["by"], "policy");
 }
 
 #[test]
@@ -347,7 +358,9 @@ fn graph_prints_mermaid_and_dot() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("flowchart LR"), "{text}");
-    assert!(text.contains("n1 -->|\"steps.price_cart.total_cents <= context.approval_limit_cents\"| n2"), "{text}");
+    assert!(text.contains("n2{\"route (conditional)\"}"), "{text}");
+    assert!(text.contains("n4{{\"manager_review (approval gate)\"}}"), "{text}");
+    assert!(text.contains("n4 -->|\"steps.manager_review.approved != true\"| n6"), "{text}");
     let out = weft(&["graph", wf.to_str().unwrap(), "--format", "dot"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("digraph"), "{text}");

@@ -4,18 +4,46 @@
 
 use crate::common::{self, json_of};
 
-/// The status each example's README promises; a new example is added here.
-const EXPECTED: &[(&str, &str)] = &[
-    ("approval", "completed"),
-    ("batch-fan-out", "completed"),
-    ("fan-out", "completed"),
+/// An approval gate's step and the decision delivered to it.
+type Decision = (&'static str, &'static str);
+
+/// The status each example's README promises, and the decision its README
+/// gives an approval gate it waits at (step, data); a new example is added here.
+const EXPECTED: &[(&str, &str, Option<Decision>)] = &[
+    ("approval", "completed", Some(("manager_review", r#"{"approved": true, "by": "m.hopper"}"#))),
+    ("batch-fan-out", "completed", None),
+    ("fan-out", "completed", None),
     // Against its own server (server.py), started here as its run.sh starts it.
-    ("http-pipeline", "completed"),
-    ("onex-pipeline", "completed"),
+    ("http-pipeline", "completed", None),
+    ("onex-pipeline", "completed", None),
     // A saga that fails on purpose and compensates.
-    ("order-saga", "failed"),
-    ("streaming-pipeline", "completed"),
+    ("order-saga", "failed", None),
+    ("streaming-pipeline", "completed", None),
+    ("sub-workflow", "completed", None),
 ];
+
+/// Runs `cmd` (a `weft run` on `db`); when it pauses at a gate, delivers `decision`.
+fn run_deciding(
+    mut cmd: std::process::Command,
+    db: &std::path::Path,
+    decision: Option<(&str, &str)>,
+) -> std::process::Output {
+    let Some((step, data)) = decision else { return cmd.output().unwrap() };
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let id = loop {
+        let list = common::weft_db("examples", db, &["runs", "list", "--status", "paused", "--json"]).output().unwrap();
+        if let Some(r) = serde_json::from_slice::<serde_json::Value>(&list.stdout).ok().and_then(|v| v.get(0).cloned())
+        {
+            break r["run_id"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed().as_secs() < 60, "the run never paused at `{step}`");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let signal = common::weft_db("examples", db, &["runs", "signal", &id, step, "--data", data]).output().unwrap();
+    assert_eq!(signal.status.code(), Some(0), "{}", String::from_utf8_lossy(&signal.stderr));
+    child.wait_with_output().unwrap()
+}
 
 #[test]
 fn every_example_folder_is_a_workflow_that_runs_as_its_readme_says() {
@@ -32,7 +60,7 @@ fn every_example_folder_is_a_workflow_that_runs_as_its_readme_says() {
         for file in ["workflow.yaml", "input.json", "README.md"] {
             assert!(dir.join(file).is_file(), "examples/{name} has no {file}: each example folder is a workflow");
         }
-        let Some((_, status)) = EXPECTED.iter().find(|(n, _)| *n == name) else {
+        let Some((_, status, decision)) = EXPECTED.iter().find(|(n, _, _)| *n == name) else {
             panic!("examples/{name} is new: add the status its README promises to EXPECTED in this test");
         };
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
@@ -47,13 +75,16 @@ fn every_example_folder_is_a_workflow_that_runs_as_its_readme_says() {
             input = scratch.path().join("input.json");
             std::fs::write(&input, v.to_string()).unwrap();
         }
-        let out = common::weft(
+        // A run that waits for a person is in a database the decision can reach.
+        let db = scratch.path().join("runs.db");
+        let store: &[&str] = if decision.is_some() { &["--db", db.to_str().unwrap()] } else { &["--in-memory"] };
+        let mut cmd = common::weft(
             "examples",
-            &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "--in-memory", "-q", "--output", "json"],
-        )
-        .env("WEFT_SECRET_API_TOKEN", "example-token")
-        .output()
-        .unwrap();
+            &[&["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "-q", "--output", "json"], store]
+                .concat(),
+        );
+        cmd.env("WEFT_SECRET_API_TOKEN", "example-token");
+        let out = run_deciding(cmd, &db, *decision);
         let json = json_of(&out);
         assert_eq!(json["execution_status"], *status, "examples/{name}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(json["completed_steps"].as_array().is_some_and(|s| !s.is_empty()), "examples/{name}: {json}");

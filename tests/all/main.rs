@@ -8,6 +8,7 @@ mod common;
 
 mod capabilities;
 mod cli;
+mod contract;
 mod crash;
 mod durable;
 mod engine;

@@ -167,9 +167,10 @@ fn describe(e: &RunEvent) -> String {
             let left = until_ms.saturating_sub(weft::store::now_ms()) / 1000;
             format!("{step_id}: waiting for a signal (gives up in {left} s)")
         }
-        RunEvent::Paused { waiting } => format!(
-            "run paused: waiting only on {}; deliver a decision with `weft runs signal RUN STEP --data JSON`",
-            waiting.join(", ")
+        RunEvent::Paused { run_id, waiting } => format!(
+            "run paused: waiting only on {}; deliver a decision with `weft runs signal {run_id} {} --data JSON`",
+            waiting.join(", "),
+            waiting.first().map_or("STEP", String::as_str)
         ),
         RunEvent::ChildStarted { step_id, run_id } => format!("{step_id}: sub-workflow run {run_id}"),
         RunEvent::StepSkipped { step_id, reason } => format!("{step_id}: skipped: {reason}"),

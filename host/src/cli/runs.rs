@@ -239,11 +239,11 @@ impl RunsCommand {
                     weft::engine::SignalError::Store(e) => store_error(e),
                     e => usage(e.to_string()),
                 })?;
-                if !done.stored {
+                if done.stored {
+                    noteln!("signal {signal_id} delivered to step `{step}` of run {id}");
+                } else {
                     noteln!("signal {signal_id} had already been delivered to step `{step}`: nothing changed");
-                    return Ok(exit::code(exit::OK));
                 }
-                noteln!("signal {signal_id} delivered to step `{step}` of run {id}");
                 if done.orphaned && !no_resume {
                     noteln!("run {id} has no live driver: resuming it here");
                     return resume_ids(vec![id], run).await;

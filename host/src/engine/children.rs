@@ -171,6 +171,10 @@ impl Engine {
         new.replay_of = Some(child_id.to_string());
         new.owner = self.owner.clone();
         new.lease_ms = self.lease_ms;
+        // Its effects' idempotency keys are the child's: `compensate` undoes what the child did.
+        if let Some(obj) = new.options.as_object_mut() {
+            obj.insert("keys_of".into(), Value::String(child_id.to_string()));
+        }
         if let Some(obj) = new.input.as_object_mut() {
             obj.insert("workflow_id".into(), Value::String(undo_id.to_string()));
             obj.insert("failure_strategy".into(), Value::String("compensate".into()));

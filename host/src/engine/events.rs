@@ -53,6 +53,8 @@ pub enum RunEvent {
     },
     /// The run waits only on approval gates.
     Paused {
+        /// The run.
+        run_id: String,
         /// The gates.
         waiting: Vec<String>,
     },

@@ -9,7 +9,7 @@
 //! a `depends_on` that names no listed step, and a name used twice are all
 //! errors, each naming the step by its position.
 
-use crate::workflow::{Workflow, closest};
+use crate::workflow::{Workflow, closest, resolve_component};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -116,11 +116,21 @@ pub(super) fn tune(wf: &Workflow, steps: &[InputStep], problems: &mut Vec<String
                 s.step_type, node.id, node.type_name
             ));
         }
-        if s.component.is_some() || s.node.is_some() {
-            problems.push(format!(
-                "{at}: `component` and `node` belong to a run without a workflow file; the workflow file gives \
-                 each node's component and keys"
-            ));
+        // Given with a workflow file, a component must be the node's own (a
+        // run without one gives each node the component of its step).
+        match &s.component {
+            Some(c) if resolve_component(c, &wf.base_dir).ok().as_ref() != Some(&node.component) => {
+                problems.push(format!(
+                    "{at}: `component` `{c}` is not node `{}`'s component ({}); the workflow file gives each node's \
+                     component: leave `component` out",
+                    node.id,
+                    node.component.display()
+                ));
+            }
+            None if s.node.is_some() => problems.push(format!(
+                "{at}: `node` belongs to a run without a workflow file; the workflow file gives each node's keys"
+            )),
+            _ => {}
         }
         for d in &s.depends_on {
             let Some(&name) = names.get(d.as_str()) else { continue };

@@ -161,6 +161,7 @@ impl Engine {
                 environment: opts.environment,
                 jitter_seed: opts.jitter_seed,
                 config: opts.config.as_deref().cloned(),
+                keys_of: opts.keys_of.clone(),
             })
             .unwrap_or(Value::Null),
             components: pins,

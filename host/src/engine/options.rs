@@ -21,6 +21,9 @@ pub struct RunOptions {
     pub config: Option<std::sync::Arc<ConfigLayer>>,
     /// Set for a sub-workflow's run: its parent run and node.
     pub parent: Option<crate::store::ParentRun>,
+    /// The run whose effects this one's idempotency keys name (set for the
+    /// run that compensates a completed child: it undoes the child's effects).
+    pub keys_of: Option<String>,
 }
 
 /// The part of [`RunOptions`] journaled with a run (limits come from the
@@ -31,6 +34,7 @@ pub(super) struct StoredOptions {
     pub(super) environment: Environment,
     pub(super) jitter_seed: Option<u64>,
     pub(super) config: Option<ConfigLayer>,
+    pub(super) keys_of: Option<String>,
 }
 
 /// How to resume a run.

@@ -146,6 +146,7 @@ impl Engine {
             limits: opts.limits,
             config: stored.config.map(Arc::new),
             parent: spec.parent.clone(),
+            keys_of: stored.keys_of,
         };
         let config = input.resolve(&wf, run_opts.environment, run_opts.config.as_deref()).map_err(StartError::Input)?;
         let parts = self.parts(&wf, &config, pins, held);

@@ -136,6 +136,8 @@ pub struct ScriptedCall {
     pub idempotency_key: String,
     /// The component digest the engine asked for (the one its run pinned).
     pub pinned: Option<String>,
+    /// The attempt's wall-time limit, in milliseconds.
+    pub timeout_ms: u64,
 }
 
 /// A [`StepExecutor`] that plays scripted replies (see the module docs).
@@ -241,6 +243,7 @@ impl StepExecutor for ScriptedExecutor {
             input: call.input.clone(),
             idempotency_key: call.ctx.idempotency_key.clone(),
             pinned: pinned.map(str::to_string),
+            timeout_ms: limits.timeout.as_millis() as u64,
         });
         let in_flight = self.in_flight.clone();
         let sink = granted.stream.clone();

@@ -66,10 +66,13 @@ impl Engine {
         data: Value,
     ) -> Result<Signalled, SignalError> {
         let record = self.store.get_run(run_id).await?;
-        // The same signal again is a no-op, also once the run has gone on.
+        let orphaned = record.status == ExecutionStatus::Running
+            && (record.lease_until_ms <= now_ms() || owner_is_dead(&record.run.owner));
+        // The same signal again is a no-op, also once the run has gone on
+        // (a retry after a crash may still have a run to resume).
         if let Some(existing) = self.store.signal_get(run_id, step_id).await? {
             if existing.signal_id == signal_id {
-                return Ok(Signalled { stored: false, orphaned: false });
+                return Ok(Signalled { stored: false, orphaned });
             }
             return Err(SignalError::Conflict { step_id: step_id.into(), existing: existing.signal_id });
         }
@@ -101,7 +104,6 @@ impl Engine {
                 return Err(SignalError::Conflict { step_id: step_id.into(), existing });
             }
         };
-        let orphaned = record.lease_until_ms <= now_ms() || owner_is_dead(&record.run.owner);
         Ok(Signalled { stored, orphaned })
     }
 }

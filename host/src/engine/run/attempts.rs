@@ -48,7 +48,7 @@ impl Run {
     /// The identity attempt `attempt` of `node` is called with.
     pub(super) fn ctx(&self, node: &NodeSpec, attempt: u32) -> StepContext {
         StepContext {
-            idempotency_key: format!("{}/{}", self.ids.run_id, node.id),
+            idempotency_key: format!("{}/{}", self.opts.keys_of.as_deref().unwrap_or(&self.ids.run_id), node.id),
             run_id: self.ids.run_id.clone(),
             workflow: self.wf.name.clone(),
             step_id: node.id.clone(),

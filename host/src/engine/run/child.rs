@@ -25,9 +25,12 @@ impl Run {
         matches!(self.wf.nodes[i].kind, NodeKind::SubWorkflow(_))
     }
 
-    /// The id of node `i`'s child run: the same on every resume.
+    /// The id of node `i`'s child run: the same on every resume (and, in
+    /// the run that compensates a child, the id of the child's own child).
     pub(super) fn child_run_id(&self, i: usize) -> Uuid {
-        Uuid::new_v5(&self.config.workflow_id, self.wf.nodes[i].id.as_bytes())
+        let base =
+            self.opts.keys_of.as_deref().and_then(|k| Uuid::parse_str(k).ok()).unwrap_or(self.config.workflow_id);
+        Uuid::new_v5(&base, self.wf.nodes[i].id.as_bytes())
     }
 
     /// Runs node `i`'s child to its end (or reattaches to it).
@@ -55,6 +58,7 @@ impl Run {
             limits: self.opts.limits.clone(),
             config: self.opts.config.clone(),
             parent: Some(ParentRun { run_id: self.ids.run_id.clone(), step_id: node.id.clone() }),
+            keys_of: None,
         };
         let engine = self.engine.clone();
         let cancelled = self.cancel.is_cancelled();

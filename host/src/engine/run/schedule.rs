@@ -404,7 +404,7 @@ impl Run {
                         stop = Some(Stop::Store(message));
                         break;
                     }
-                    self.emit(RunEvent::Paused { waiting });
+                    self.emit(RunEvent::Paused { run_id: self.ids.run_id.clone(), waiting });
                     paused = true;
                 }
             }

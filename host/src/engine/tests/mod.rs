@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod contract;
 mod fan_out;
 mod memoize;
 mod streaming;
