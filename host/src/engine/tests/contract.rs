@@ -405,6 +405,33 @@ async fn nesting_past_max_workflow_depth_and_cycles_of_files_are_refused_naming_
     let dir = files("depth11", &eleven);
     let err = crate::workflow::load_file(&dir.join("w0.yaml"), None).unwrap_err().to_string();
     assert!(err.contains("past the max_workflow_depth of 10") && err.contains("w10.yaml"), "{err}");
+    // A file many nodes name at many levels is read once, and a tree that
+    // expands past the bound is refused at once, not walked.
+    let wide = |n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|k| {
+                let nodes: String = if k + 1 < n {
+                    (0..40)
+                        .map(|i| {
+                            format!("    - {{node_id: n{i}, node_type: orchestrator, workflow: w{}.yaml}}\n", k + 1)
+                        })
+                        .collect()
+                } else {
+                    "    - {node_id: leaf, node_type: compute, component: step.wasm}\n".to_string()
+                };
+                (format!("w{k}.yaml"), doc(&format!("w{k}"), "sequential", &nodes, ""))
+            })
+            .collect()
+    };
+    let three = wide(3);
+    let three: Vec<(&str, String)> = three.iter().map(|(a, b)| (a.as_str(), b.clone())).collect();
+    let dir = files("wide3", &three);
+    assert_eq!(load(&dir, "w0.yaml").nodes.len(), 40, "40 x 40 x 1 expanded nodes are allowed");
+    let ten = wide(10);
+    let ten: Vec<(&str, String)> = ten.iter().map(|(a, b)| (a.as_str(), b.clone())).collect();
+    let dir = files("wide10", &ten);
+    let err = crate::workflow::load_file(&dir.join("w0.yaml"), None).unwrap_err().to_string();
+    assert!(err.contains("with its sub-workflows expanded") && err.contains("at most 100000"), "{err}");
     let a = doc("a", "sequential", "    - {node_id: x, node_type: orchestrator, workflow: b.yaml}\n", "");
     let b = doc("b", "sequential", "    - {node_id: y, node_type: orchestrator, workflow: a.yaml}\n", "");
     let dir = files("cycle", &[("a.yaml", a), ("b.yaml", b)]);

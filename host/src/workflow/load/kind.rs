@@ -9,7 +9,7 @@ use super::super::component::ComponentCheck;
 use super::super::model::*;
 use super::super::yaml::{Located, Node, Pos};
 use super::walker::{Entries, Walker};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Keys that only a node running a component can use.
@@ -202,46 +202,60 @@ impl Walker {
                 return None;
             }
         };
-        let names = |chain: &[PathBuf], last: &Path| -> String {
-            chain
-                .iter()
-                .map(|p| p.display().to_string())
-                .chain([last.display().to_string()])
-                .collect::<Vec<_>>()
-                .join(" -> ")
-        };
-        if self.chain.contains(&path) {
-            self.problem(
-                pos,
-                format!(
-                    "the workflow files form a cycle: {}; a workflow cannot run itself, directly or through another",
-                    names(&self.chain, &path)
-                ),
-            );
-            return None;
-        }
-        if self.chain.len() + 1 > MAX_WORKFLOW_DEPTH {
-            self.problem(
-                pos,
-                format!(
-                    "sub-workflows nest {} deep here ({}), past the max_workflow_depth of {MAX_WORKFLOW_DEPTH}",
-                    self.chain.len() + 1,
-                    names(&self.chain, &path)
-                ),
-            );
-            return None;
-        }
-        let mut chain = self.chain.clone();
-        chain.push(path.clone());
-        match super::load_file_in(&path, checker, chain) {
-            Ok(wf) => Some(SubWorkflow { path, written, workflow: Arc::new(wf) }),
-            Err(err) => {
-                let count = err.problems.len();
-                self.problems.extend(err.problems);
-                self.problem(pos, format!("the sub-workflow `{written}` has {count} problem(s), listed with its file"));
-                None
+        // A file loaded before in this load is not read again: only where it
+        // nests now is checked.
+        let loaded = match self.nesting.get(&path) {
+            Some(loaded) => loaded,
+            None if self.nesting.has_failed(&path) => {
+                self.problem(
+                    pos,
+                    format!("the sub-workflow `{written}` does not validate (its problems are listed with its file)"),
+                );
+                return None;
             }
+            None => {
+                if self.nesting.chain.contains(&path) {
+                    self.problem(
+                        pos,
+                        format!(
+                            "the workflow files form a cycle: {}; a workflow cannot run itself, directly or through \
+                             another",
+                            self.nesting.names(&path)
+                        ),
+                    );
+                    return None;
+                }
+                if self.nesting.chain.len() >= MAX_WORKFLOW_DEPTH {
+                    self.problem(
+                        pos,
+                        format!(
+                            "sub-workflows nest {} deep here ({}), past the max_workflow_depth of {MAX_WORKFLOW_DEPTH}",
+                            self.nesting.chain.len() + 1,
+                            self.nesting.names(&path)
+                        ),
+                    );
+                    return None;
+                }
+                match super::load_file_in(&path, checker, &self.nesting.inside(path.clone())) {
+                    Ok(wf) => self.nesting.put(path.clone(), Arc::new(wf)),
+                    Err(err) => {
+                        self.nesting.fail(path.clone());
+                        let count = err.problems.len();
+                        self.problems.extend(err.problems);
+                        self.problem(
+                            pos,
+                            format!("the sub-workflow `{written}` has {count} problem(s), listed with its file"),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        if let Some(why) = self.nesting.refuses(&path, &loaded) {
+            self.problem(pos, why);
+            return None;
         }
+        Some(SubWorkflow { path, written, workflow: loaded.workflow })
     }
 }
 

@@ -6,6 +6,7 @@ mod capabilities;
 mod document;
 mod graph;
 mod kind;
+mod nesting;
 mod node;
 mod stream;
 mod walker;
@@ -14,20 +15,48 @@ use super::component::ComponentCheck;
 use super::model::Workflow;
 use super::problem::{Problem, ValidationError};
 use super::yaml::{self, Pos};
-use std::path::{Path, PathBuf};
+pub use nesting::MAX_EXPANDED_NODES;
+use nesting::Nesting;
+use std::path::Path;
 use walker::Walker;
 
 /// Reads and validates a workflow file, with the sub-workflows it nests.
 pub fn load_file(path: &Path, checker: Option<&dyn ComponentCheck>) -> Result<Workflow, ValidationError> {
-    let chain = std::fs::canonicalize(path).map(|p| vec![p]).unwrap_or_default();
-    load_file_in(path, checker, chain)
+    let nesting = Nesting::top(std::fs::canonicalize(path).ok());
+    let wf = load_file_in(path, checker, &nesting)?;
+    bounded(wf, &nesting, &path.display().to_string())
+}
+
+/// `wf`, unless its nodes with each sub-workflow's expanded (from what
+/// `nesting` loaded) are too many for the engine to walk.
+fn bounded(wf: Workflow, nesting: &Nesting, label: &str) -> Result<Workflow, ValidationError> {
+    let expanded = wf.nodes.iter().fold(wf.nodes.len() as u64, |sum, n| match &n.kind {
+        super::model::NodeKind::SubWorkflow(sub) => {
+            sum.saturating_add(nesting.get(&sub.path).map_or(0, |l| l.expanded))
+        }
+        _ => sum,
+    });
+    if expanded <= MAX_EXPANDED_NODES {
+        return Ok(wf);
+    }
+    Err(ValidationError {
+        problems: vec![Problem {
+            file: label.to_string(),
+            pos: Pos::default(),
+            node_id: None,
+            message: format!(
+                "with its sub-workflows expanded (each once per node that runs it), the workflow has {expanded} nodes; \
+                 at most {MAX_EXPANDED_NODES} are allowed: nest fewer copies, or fan out with `for_each`"
+            ),
+        }],
+    })
 }
 
 /// [`load_file`] for a file nested in the workflow files of `chain` (which ends with it).
 fn load_file_in(
     path: &Path,
     checker: Option<&dyn ComponentCheck>,
-    chain: Vec<PathBuf>,
+    nesting: &Nesting,
 ) -> Result<Workflow, ValidationError> {
     let label = path.display().to_string();
     let one = |message: String| ValidationError {
@@ -40,7 +69,7 @@ fn load_file_in(
         e => one(format!("cannot read the workflow file: {e}")),
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut wf = load_str_in(&text, &base, &label, checker, chain)?;
+    let mut wf = load_str_in(&text, &base, &label, checker, nesting)?;
     wf.source = Some(path.to_path_buf());
     Ok(wf)
 }
@@ -52,7 +81,9 @@ pub fn load_str(
     label: &str,
     checker: Option<&dyn ComponentCheck>,
 ) -> Result<Workflow, ValidationError> {
-    load_str_in(text, base_dir, label, checker, Vec::new())
+    let nesting = Nesting::top(None);
+    let wf = load_str_in(text, base_dir, label, checker, &nesting)?;
+    bounded(wf, &nesting, label)
 }
 
 /// [`load_str`] for text nested in the workflow files of `chain`.
@@ -61,7 +92,7 @@ fn load_str_in(
     base_dir: &Path,
     label: &str,
     checker: Option<&dyn ComponentCheck>,
-    chain: Vec<PathBuf>,
+    nesting: &Nesting,
 ) -> Result<Workflow, ValidationError> {
     let doc = yaml::parse(text).map_err(|e| ValidationError {
         problems: vec![Problem {
@@ -72,7 +103,7 @@ fn load_str_in(
         }],
     })?;
     let mut w = Walker::new(label);
-    w.chain = chain;
+    w.nesting = nesting.clone();
     let wf = w.workflow(&doc, base_dir, checker);
     match wf {
         Some(mut wf) if w.problems.is_empty() => {

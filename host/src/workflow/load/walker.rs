@@ -29,9 +29,8 @@ pub(super) struct Walker {
     /// Component checks already made, by path and world (effect or not).
     /// Their results: the component's acting imports, or why it does not fit.
     pub(super) checked: HashMap<(PathBuf, bool), Result<Vec<String>, String>>,
-    /// The workflow files this one is nested in, outermost first, ending with
-    /// itself when it came from a file (sub-workflows' depth and cycles).
-    pub(super) chain: Vec<PathBuf>,
+    /// The workflow files this one is nested in, and those loaded already.
+    pub(super) nesting: super::nesting::Nesting,
 }
 
 impl Walker {
@@ -45,7 +44,7 @@ impl Walker {
             dep_refs: Vec::new(),
             resolved: HashMap::new(),
             checked: HashMap::new(),
-            chain: Vec::new(),
+            nesting: Default::default(),
         }
     }
 
