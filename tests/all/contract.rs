@@ -9,7 +9,7 @@
 use crate::common::{self, json_of, plugin};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn text(out: &Output) -> String {
@@ -41,22 +41,24 @@ fn until_paused(db: &Path) -> String {
     }
 }
 
-fn approval(db: &Path) -> Command {
+/// `weft run` of the approval example on `db`, bounded to two minutes.
+fn approval(db: &Path) -> common::Reaped {
     let dir = common::root().join("examples/approval");
     let (wf, input) = (dir.join("workflow.yaml"), dir.join("input.json"));
-    common::weft_db(
-        "contract",
-        db,
-        &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "-q", "--output", "json"],
-    )
+    let config = common::short_config(db.parent().unwrap());
+    let args = ["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap(), "--config", config.to_str().unwrap()];
+    common::Reaped::spawn(common::weft_db("contract", db, &[&args[..], &["-q", "--output", "json"]].concat()))
 }
+
+/// How long a test waits for a `weft` process it started.
+const WITHIN: Duration = Duration::from_secs(120);
 
 #[test]
 fn the_approval_example_waits_for_a_person_who_approves_with_one_command() {
     plugin("ledger");
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("runs.db");
-    let run = approval(&db).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let run = approval(&db);
     let id = until_paused(&db);
     // A decision for a step that does not wait is refused, and changes nothing.
     let wrong =
@@ -69,7 +71,7 @@ fn the_approval_example_waits_for_a_person_who_approves_with_one_command() {
             .output()
             .unwrap();
     assert_eq!(signal.status.code(), Some(0), "{}", text(&signal));
-    let out = run.wait_with_output().unwrap();
+    let out = run.output_within(WITHIN);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let json = json_of(&out);
     assert_eq!(json["execution_status"], "completed");
@@ -94,10 +96,9 @@ fn a_gate_survives_a_sigkill_while_it_waits_and_the_signal_resumes_the_run() {
     plugin("ledger");
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("runs.db");
-    let mut run = approval(&db).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut run = approval(&db);
     let id = until_paused(&db);
-    run.kill().unwrap();
-    run.wait().unwrap();
+    run.kill();
     assert_eq!(runs(&db, Some("paused")).len(), 1, "still waiting in the store after the kill");
     let show = common::weft_db("contract", &db, &["runs", "show", &id, "--json"]).output().unwrap();
     let view = json_of(&show);
@@ -201,11 +202,7 @@ fn cancelling_a_parent_from_another_process_cancels_its_children() {
     let d = tempfile::tempdir().unwrap();
     let wf = three_levels(d.path(), 30_000);
     let db = d.path().join("runs.db");
-    let mut run = common::weft_db("contract", &db, &["run", wf.to_str().unwrap(), "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let run = common::Reaped::spawn(common::weft_db("contract", &db, &["run", wf.to_str().unwrap(), "-q"]));
     let start = Instant::now();
     while !(db.exists() && runs(&db, None).len() == 3) {
         assert!(start.elapsed() < Duration::from_secs(60), "the grandchild never started");
@@ -215,7 +212,7 @@ fn cancelling_a_parent_from_another_process_cancels_its_children() {
         runs(&db, None).into_iter().find(|r| r["workflow"] == "top").unwrap()["run_id"].as_str().unwrap().to_string();
     let cancel = common::weft_db("contract", &db, &["runs", "cancel", &top, "--output", "json"]).output().unwrap();
     assert_eq!(json_of(&cancel)["execution_status"], "cancelled", "{}", text(&cancel));
-    run.wait().unwrap();
+    run.output_within(WITHIN);
     let after = runs(&db, None);
     assert!(after.iter().all(|r| r["status"] == "cancelled"), "every level is cancelled: {after:?}");
 }

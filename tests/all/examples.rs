@@ -29,7 +29,10 @@ fn run_deciding(
     decision: Option<(&str, &str)>,
 ) -> std::process::Output {
     let Some((step, data)) = decision else { return cmd.output().unwrap() };
-    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Bounded: a run that waits for a person cannot outlive the test.
+    let config = common::short_config(db.parent().unwrap());
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let child = common::Reaped::spawn(cmd);
     let start = std::time::Instant::now();
     let id = loop {
         let list = common::weft_db("examples", db, &["runs", "list", "--status", "paused", "--json"]).output().unwrap();
@@ -42,7 +45,7 @@ fn run_deciding(
     };
     let signal = common::weft_db("examples", db, &["runs", "signal", &id, step, "--data", data]).output().unwrap();
     assert_eq!(signal.status.code(), Some(0), "{}", String::from_utf8_lossy(&signal.stderr));
-    child.wait_with_output().unwrap()
+    child.output_within(std::time::Duration::from_secs(120))
 }
 
 #[test]

@@ -22,6 +22,7 @@ fn new_run(id: &str, workflow: &str, owner: &str) -> NewRun {
         components: BTreeMap::new(),
         replay_of: None,
         parent: None,
+        sub_definitions: Default::default(),
         owner: owner.into(),
         lease_ms: 10_000,
     }

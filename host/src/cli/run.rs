@@ -127,7 +127,8 @@ fn workflow_of_input(
 /// Reads a config file (`--config`): the contract's config, as JSON or YAML.
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<weft::contract::ConfigLayer> {
     let label = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--config {label}: cannot read it: {e}")))?;
+    let text = weft::files::read_text_capped(path, weft::files::MAX_JSON_BYTES)
+        .map_err(|e| usage(format!("--config {label}: cannot read it: {e}")))?;
     let doc = weft::workflow::yaml::parse(&text)
         .map_err(|e| usage(format!("--config {label}:{}: not valid YAML or JSON: {}", e.pos, e.message)))?;
     let layer = weft::contract::ConfigLayer::from_json(doc.value.to_json())

@@ -245,8 +245,32 @@ impl RunsCommand {
                     noteln!("signal {signal_id} had already been delivered to step `{step}`: nothing changed");
                 }
                 if done.orphaned && !no_resume {
-                    noteln!("run {id} has no live driver: resuming it here");
-                    return resume_ids(vec![id], run).await;
+                    // A sub-workflow's run is driven by its parent's: resume the
+                    // top-most unfinished ancestor, which reattaches to it.
+                    let store = engine.store();
+                    let mut top = id.clone();
+                    while let Ok(rec) = store.get_run(&top).await
+                        && let Some(parent) = rec.run.parent
+                        && store.get_run(&parent.run_id).await.is_ok_and(|p| p.status == ExecutionStatus::Running)
+                    {
+                        top = parent.run_id;
+                    }
+                    let top_alive = top != id
+                        && store.get_run(&top).await.is_ok_and(|r| {
+                            r.lease_until_ms > weft::store::now_ms() && !weft::store::owner_is_dead(&r.run.owner)
+                        });
+                    if top_alive {
+                        noteln!("its parent run {top} is driven by a live process, which takes the child over");
+                        return Ok(exit::code(exit::OK));
+                    }
+                    if top == id {
+                        noteln!("run {id} has no live driver: resuming it here");
+                    } else {
+                        noteln!(
+                            "run {id} has no live driver: resuming its parent run {top} here, which reattaches to it"
+                        );
+                    }
+                    return resume_ids(vec![top], run).await;
                 }
                 Ok(exit::code(exit::OK))
             }

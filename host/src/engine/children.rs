@@ -12,7 +12,7 @@
 //! resumes it rather than undoing anything twice.
 
 use super::{Engine, ResumeOptions, RunHandle, RunInput, RunOptions, StartError};
-use crate::contract::{ExecutionStatus, RunOutput, now_ms};
+use crate::contract::{ExecutionStatus, RunOutput};
 use crate::store::{JournalEntry, StoreError};
 use crate::workflow::Workflow;
 use serde_json::Value;
@@ -20,6 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// A child run, as found or started.
 pub(crate) enum Attached {
@@ -36,60 +37,77 @@ pub(crate) type AttachFuture = Pin<Box<dyn Future<Output = Result<Attached, Stri
 /// How often a child driven by another process is looked at.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
+/// The namespace of the ids of runs that undo a completed child: apart
+/// from the ids of children (derived from their parent's id and a node id),
+/// so that no node id can name one.
+const UNDO_NAMESPACE: Uuid = Uuid::from_u128(0x5c1e_57a1_7e0d_4f3b_9a2c_6b1d_0e4f_7a21);
+
+/// The id of the run that undoes the completed child `child`.
+pub(crate) fn undo_run_id(child: &Uuid) -> Uuid {
+    Uuid::new_v5(&UNDO_NAMESPACE, child.as_bytes())
+}
+
 impl Engine {
-    /// Starts the child run `input.workflow_id` of `wf`, or reattaches to it.
+    /// Starts the child run `input.workflow_id` of `wf`, or reattaches to it:
+    /// a child another live process drives is watched until it ends, or
+    /// until its driver is gone, when it is taken over here.
     pub(crate) fn attach_child(
         &self,
         wf: Arc<Workflow>,
         input: RunInput,
         opts: RunOptions,
         cancelled: bool,
+        replays: Option<String>,
     ) -> AttachFuture {
         let engine = self.clone();
         Box::pin(async move {
             let id = input.workflow_id.map(|u| u.to_string()).unwrap_or_default();
-            match engine.store.get_run(&id).await {
-                Err(StoreError::NotFound(_)) => {
-                    engine.start(wf, &input, opts).await.map(Attached::Running).map_err(|e| e.to_string())
-                }
-                Ok(rec) if rec.status != ExecutionStatus::Running => Ok(Attached::Finished(
-                    rec.output
-                        .map(|o| Box::new((*o).clone()))
-                        .ok_or_else(|| format!("child run `{id}` finished without an output"))?,
-                )),
-                Ok(_) => {
-                    let resume = ResumeOptions { upgrade: false, limits: opts.limits.clone(), cancelled };
-                    match engine.resume(&id, resume).await {
-                        Ok(h) => Ok(Attached::Running(h)),
-                        // Driven by a live process (or this one): wait for it to end.
-                        Err(StartError::Store(StoreError::Owned { .. })) => {
-                            engine.watch(&id).await.map(|o| Attached::Finished(Box::new(o)))
-                        }
-                        Err(StartError::Finished { .. }) => {
-                            engine.watch(&id).await.map(|o| Attached::Finished(Box::new(o)))
-                        }
-                        Err(e) => Err(format!("child run `{id}` could not be resumed: {e}")),
+            loop {
+                match engine.store.get_run(&id).await {
+                    // A dead-letter replay's new child replays the failed one: its
+                    // completed steps are kept, not done again.
+                    Err(StoreError::NotFound(_))
+                        if let (Some(old), Some(new_id), Some(parent)) =
+                            (&replays, input.workflow_id, &opts.parent) =>
+                    {
+                        let resume = ResumeOptions { upgrade: false, limits: opts.limits.clone(), cancelled };
+                        return engine
+                            .replay_as(old, new_id, Some(parent.clone()), resume)
+                            .await
+                            .map(Attached::Running)
+                            .map_err(|e| format!("the failed child run `{old}` could not be replayed: {e}"));
                     }
+                    Err(StoreError::NotFound(_)) => {
+                        return engine.start(wf, &input, opts).await.map(Attached::Running).map_err(|e| e.to_string());
+                    }
+                    Ok(rec) if rec.status != ExecutionStatus::Running => {
+                        return rec
+                            .output
+                            .map(|o| Attached::Finished(Box::new((*o).clone())))
+                            .ok_or_else(|| format!("child run `{id}` finished without an output"));
+                    }
+                    Ok(_) => {
+                        let resume = ResumeOptions { upgrade: false, limits: opts.limits.clone(), cancelled };
+                        match engine.resume(&id, resume).await {
+                            Ok(h) => return Ok(Attached::Running(h)),
+                            // Driven by a live process (or this one), or finished
+                            // meanwhile: look again (a dead driver's lease is taken over).
+                            Err(StartError::Store(StoreError::Owned { .. }) | StartError::Finished { .. }) => {
+                                tokio::time::sleep(WATCH_EVERY).await;
+                            }
+                            Err(e) => return Err(format!("child run `{id}` could not be resumed: {e}")),
+                        }
+                    }
+                    Err(e) => return Err(format!("child run `{id}` could not be read: {e}")),
                 }
-                Err(e) => Err(format!("child run `{id}` could not be read: {e}")),
             }
         })
     }
 
-    /// Waits for a run another driver holds to finish; its output.
-    async fn watch(&self, run_id: &str) -> Result<RunOutput, String> {
-        loop {
-            let rec = self.store.get_run(run_id).await.map_err(|e| e.to_string())?;
-            if rec.status != ExecutionStatus::Running {
-                return rec.output.map(|o| (*o).clone()).ok_or_else(|| format!("run `{run_id}` has no output"));
-            }
-            tokio::time::sleep(WATCH_EVERY).await;
-        }
-    }
-
-    /// Cancels the child run `run_id` that its parent let go, and waits (at
-    /// most `within` when another process drives it) for it to journal its
-    /// end. An orphaned child (its driver died) is stopped here.
+    /// Cancels the child run `run_id` that its parent let go, and waits for
+    /// it to journal its end: to the end when this process drives it (its
+    /// cancellation and compensation would die with the process), at most
+    /// `within` when another one does. An orphaned child is stopped here.
     pub(crate) fn cancel_child(&self, run_id: String, within: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let engine = self.clone();
         Box::pin(async move {
@@ -98,7 +116,10 @@ impl Engine {
                     handle.events.close();
                     handle.wait().await;
                 }
-                Ok(super::CancelOutcome::Requested { .. }) => engine.settle(&run_id, within).await,
+                Ok(super::CancelOutcome::Requested { owner }) => {
+                    let within = if owner == engine.owner { Duration::MAX } else { within };
+                    engine.settle(&run_id, within).await;
+                }
                 Ok(super::CancelOutcome::AlreadyFinished(_)) => {}
                 Err(e) => tracing::warn!(run_id = %run_id, error = %e, "a child run could not be cancelled"),
             }
@@ -107,8 +128,8 @@ impl Engine {
 
     /// Waits, at most `within`, until the run `run_id` has finished.
     async fn settle(&self, run_id: &str, within: Duration) {
-        let deadline = now_ms().saturating_add(within.as_millis() as u64);
-        while now_ms() < deadline {
+        let deadline = std::time::Instant::now().checked_add(within);
+        while deadline.is_none_or(|d| std::time::Instant::now() < d) {
             match self.store.get_run(run_id).await {
                 Ok(rec) if rec.status == ExecutionStatus::Running => {
                     tokio::time::sleep(Duration::from_millis(20)).await
@@ -124,6 +145,9 @@ impl Engine {
         let engine = self.clone();
         Box::pin(async move {
             let handle = match engine.store.get_run(&undo_id).await {
+                Ok(rec) if rec.run.replay_of.as_deref() != Some(child_id.as_str()) => {
+                    return Err(format!("run `{undo_id}` exists and does not undo child run `{child_id}`"));
+                }
                 Ok(rec) if rec.status != ExecutionStatus::Running => {
                     return rec
                         .output

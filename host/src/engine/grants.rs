@@ -13,14 +13,20 @@ use std::sync::Arc;
 
 /// Every reason the nodes of `wf` cannot have what they declare under
 /// `policy`, each naming the node; empty when they can.
+/// A sub-workflow's nodes are checked too (named `node/child_node`), so that
+/// a child that would be refused stops its parent before any step runs.
 pub fn check_capabilities(wf: &Workflow, policy: &Policy) -> Vec<String> {
     let mut problems = Vec::new();
-    for node in &wf.nodes {
-        for p in policy.check(&node.capabilities) {
-            problems.push(format!("node `{}`: {p}", node.id));
-        }
-        if let Err(e) = policy.secrets.resolve(&node.capabilities.secrets) {
-            problems.push(format!("node `{}`: capability `secrets`: {e}", node.id));
+    let nested = wf.nested();
+    let all = std::iter::once((String::new(), wf)).chain(nested.iter().map(|(at, w)| (format!("{at}/"), &**w)));
+    for (at, wf) in all {
+        for node in &wf.nodes {
+            for p in policy.check(&node.capabilities) {
+                problems.push(format!("node `{at}{}`: {p}", node.id));
+            }
+            if let Err(e) = policy.secrets.resolve(&node.capabilities.secrets) {
+                problems.push(format!("node `{at}{}`: capability `secrets`: {e}", node.id));
+            }
         }
     }
     problems

@@ -20,19 +20,15 @@ fn driven_here() -> MutexGuard<'static, HashSet<String>> {
     DRIVEN.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether this process is driving run `run_id` now.
-pub(super) fn is_driven_here(run_id: &str) -> bool {
-    driven_here().contains(run_id)
-}
-
 /// Marks a run as driven by this process for as long as it lives (also when
 /// its task is dropped mid-run).
 pub(super) struct DrivenHere(String);
 
 impl DrivenHere {
-    pub(super) fn enter(run_id: &str) -> Self {
-        driven_here().insert(run_id.to_string());
-        Self(run_id.to_string())
+    /// Marks `run_id` as driven here; `None` when it is already (checked and
+    /// marked at once, so that two resumes in one process cannot both pass).
+    pub(super) fn try_enter(run_id: &str) -> Option<Self> {
+        driven_here().insert(run_id.to_string()).then(|| Self(run_id.to_string()))
     }
 }
 

@@ -200,7 +200,9 @@ impl RunInput {
             }
         }
         if workflow_type.requires_compensation()
-            && let Some(n) = wf.nodes.iter().find(|n| n.node_type.is_effect() && !n.compensate)
+            && let Some(n) = wf.nodes.iter().find(|n| {
+                n.node_type.is_effect() && !n.compensate && !matches!(n.kind, crate::workflow::NodeKind::Gate(_))
+            })
         {
             problems.push(format!(
                 "workflow_type saga requires compensation, but effect node `{}` has compensate: false",

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
+/// The label that marks a workflow made from a run input's steps.
+const FROM_STEPS: (&str, &str) = ("weft.source", "run-input-steps");
+
 /// One entry of the input's `steps`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,11 +71,23 @@ fn check_steps(steps: &[InputStep], problems: &mut Vec<String>) {
         problems.push("`steps` is empty; a workflow must have at least one step".into());
     }
     let names = step_names(steps);
+    let all: Vec<&str> = names.keys().copied().collect();
     let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut ids: HashMap<&str, usize> = HashMap::new();
     for (k, s) in steps.iter().enumerate() {
         let at = format!("steps[{k}] (`{}`)", s.step_name);
         if let Some(first) = seen.insert(&s.step_name, k) {
             problems.push(format!("{at}: the step name is used by steps[{first}] too; step names must be unique"));
+        }
+        if let Some(id) = &s.step_id {
+            if let Some(first) = ids.insert(id, k) {
+                problems.push(format!("{at}: step_id `{id}` is used by steps[{first}] too; step ids must be unique"));
+            }
+            if let Some(other) = steps.iter().position(|o| o.step_name == *id).filter(|&o| o != k) {
+                problems.push(format!(
+                    "{at}: step_id `{id}` is the name of steps[{other}]; depends_on could not tell them apart"
+                ));
+            }
         }
         if let Some(t) = s.timeout_ms
             && !(100..=300_000).contains(&t)
@@ -86,8 +101,12 @@ fn check_steps(steps: &[InputStep], problems: &mut Vec<String>) {
         }
         for d in &s.depends_on {
             if !names.contains_key(d.as_str()) {
-                let all: Vec<&str> = names.keys().copied().collect();
-                let hint = closest(d, &all).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+                // Suggestions cost a scan of every name: the first hundred get one.
+                let hint = (problems.len() < 100)
+                    .then(|| closest(d, &all))
+                    .flatten()
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
                 problems.push(format!("{at}: depends_on names `{d}`, which is not a step of this input{hint}"));
             }
         }
@@ -116,9 +135,17 @@ pub(super) fn tune(wf: &Workflow, steps: &[InputStep], problems: &mut Vec<String
                 s.step_type, node.id, node.type_name
             ));
         }
+        if !node.kind.has_component() && (s.timeout_ms.is_some() || s.retry_count.is_some()) {
+            problems.push(format!(
+                "{at}: a `{}` node runs no component, so `timeout_ms` and `retry_count` do not apply to it",
+                node.type_name
+            ));
+        }
         // Given with a workflow file, a component must be the node's own (a
         // run without one gives each node the component of its step).
+        let from_steps = wf.labels.get(FROM_STEPS.0).is_some_and(|v| v == FROM_STEPS.1);
         match &s.component {
+            _ if from_steps => {}
             Some(c) if resolve_component(c, &wf.base_dir).ok().as_ref() != Some(&node.component) => {
                 problems.push(format!(
                     "{at}: `component` `{c}` is not node `{}`'s component ({}); the workflow file gives each node's \
@@ -132,10 +159,11 @@ pub(super) fn tune(wf: &Workflow, steps: &[InputStep], problems: &mut Vec<String
             )),
             _ => {}
         }
+        let above = if s.depends_on.is_empty() { Vec::new() } else { ancestors(wf, i) };
         for d in &s.depends_on {
             let Some(&name) = names.get(d.as_str()) else { continue };
             let Some(&j) = wf.graph.index.get(name) else { continue };
-            if !ancestors(wf, i).contains(&j) {
+            if !above.get(j).copied().unwrap_or(false) {
                 problems.push(format!(
                     "{at}: depends_on names `{name}`, but `{}` does not depend on it in the workflow; a run input \
                      selects and tunes the workflow's nodes, it does not rewire them",
@@ -149,27 +177,28 @@ pub(super) fn tune(wf: &Workflow, steps: &[InputStep], problems: &mut Vec<String
         return Vec::new();
     }
     // What a listed step depends on runs too, with the definition's settings.
-    let listed: Vec<usize> = (0..wf.nodes.len()).filter(|&i| tuning[i].selected).collect();
-    for i in listed {
-        for j in ancestors(wf, i) {
-            tuning[j].selected = true;
+    // One walk up from every listed step at once.
+    let mut stack: Vec<usize> = (0..wf.nodes.len()).filter(|&i| tuning[i].selected).collect();
+    while let Some(i) = stack.pop() {
+        for &j in &wf.graph.dependencies[i] {
+            if !std::mem::replace(&mut tuning[j].selected, true) {
+                stack.push(j);
+            }
         }
     }
     tuning
 }
 
-/// Every node `i` depends on, directly or not.
-fn ancestors(wf: &Workflow, i: usize) -> Vec<usize> {
+/// Per node, whether node `i` depends on it, directly or not.
+fn ancestors(wf: &Workflow, i: usize) -> Vec<bool> {
     let mut seen = vec![false; wf.nodes.len()];
     let mut stack = wf.graph.dependencies[i].clone();
-    let mut out = Vec::new();
     while let Some(j) = stack.pop() {
         if !std::mem::replace(&mut seen[j], true) {
-            out.push(j);
             stack.extend(wf.graph.dependencies[j].iter().copied());
         }
     }
-    out
+    seen
 }
 
 /// The workflow definition (as JSON text, which is YAML) that an input's
@@ -225,7 +254,7 @@ pub fn workflow_from_steps(
     let doc = json!({
         "api_version": "v1.0.0",
         "kind": "WorkflowDefinition",
-        "metadata": { "name": name, "description": "the steps of a run input" },
+        "metadata": { "name": name, "description": "the steps of a run input", "labels": { FROM_STEPS.0: FROM_STEPS.1 } },
         "workflow_metadata": meta,
         "execution_graph": { "nodes": nodes },
     });

@@ -5,7 +5,7 @@
 //! live run uses.
 
 use super::executor::CheckWith;
-use super::heartbeat::is_driven_here;
+use super::heartbeat::DrivenHere;
 use super::options::StoredOptions;
 use super::run::Run;
 use super::{Engine, ResumeOptions, RunHandle, RunInput, RunOptions, StartError};
@@ -35,17 +35,19 @@ impl Engine {
         if record.status != ExecutionStatus::Running {
             return Err(StartError::Finished { run_id: run_id.into(), status: record.status });
         }
-        if is_driven_here(run_id) {
+        // Marked before the claim: this process never drives one run twice.
+        let Some(driven) = DrivenHere::try_enter(run_id) else {
             return Err(StartError::Store(StoreError::Owned {
                 run_id: run_id.into(),
                 owner: format!("{} (this process)", self.owner),
                 remaining_ms: self.lease_ms,
             }));
-        }
+        };
         let steal = owner_is_dead(&record.run.owner).then_some(record.run.owner.as_str());
         self.store.claim(run_id, &self.owner, self.lease_ms, now_ms(), steal).await?;
-        let run = self.rebuild(&record, opts).await?;
+        let mut run = self.rebuild(&record, opts).await?;
         self.store.append(run_id, &self.owner, vec![JournalEntry::RunResumed { owner: self.owner.clone() }]).await?;
+        run.driven = Some(driven);
         Ok(self.spawn(run))
     }
 
@@ -57,9 +59,12 @@ impl Engine {
             self.store.list_runs(&RunFilter { status: Some(ExecutionStatus::Running), ..Default::default() }).await?;
         let mut out = ResumedRuns::default();
         for r in runs.into_iter().rev() {
-            // A sub-workflow's run is reattached by its parent's resume, which
-            // waits for it; resumed apart, the two would race for it.
-            if self.store.get_run(&r.run_id).await.is_ok_and(|rec| rec.run.parent.is_some()) {
+            // A sub-workflow's run is reattached by its parent's resume while
+            // the parent is running; once the parent has finished, it is resumed itself.
+            if let Ok(rec) = self.store.get_run(&r.run_id).await
+                && let Some(parent) = &rec.run.parent
+                && self.store.get_run(&parent.run_id).await.is_ok_and(|p| p.status == ExecutionStatus::Running)
+            {
                 continue;
             }
             match self.resume(&r.run_id, opts.clone()).await {
@@ -76,15 +81,28 @@ impl Engine {
     /// steps keep their journaled outputs, and the steps that failed run
     /// again with their journaled inputs.
     pub async fn replay(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
+        let parent = self.store.get_run(run_id).await?.run.parent;
+        self.replay_as(run_id, uuid::Uuid::new_v4(), parent, opts).await
+    }
+
+    /// [`Engine::replay`] as the run `new_id`, a child of `parent` (a
+    /// dead-letter replay's new child replays its failed one so).
+    pub(super) async fn replay_as(
+        &self,
+        run_id: &str,
+        new_id: uuid::Uuid,
+        parent: Option<crate::store::ParentRun>,
+        opts: ResumeOptions,
+    ) -> Result<RunHandle, StartError> {
         let record = self.store.get_run(run_id).await?;
         let journal = self.store.journal(run_id).await?;
         // Refuse before anything is written (changed components, a workflow
         // that no longer loads): a refused replay leaves no new run behind.
         let groups = self.rebuild(&record, opts.clone()).await?.stream_groups();
-        let first = replay_journal(journal, &groups);
-        let new_id = uuid::Uuid::new_v4();
+        let first = replay_journal(journal, &groups, &new_id);
         let mut new = record.run.clone();
         new.run_id = new_id.to_string();
+        new.parent = parent;
         new.replay_of = Some(run_id.to_string());
         new.owner = self.owner.clone();
         new.lease_ms = self.lease_ms;
@@ -106,8 +124,15 @@ impl Engine {
         let spec = &record.run;
         let label = spec.workflow_path.clone().unwrap_or_else(|| format!("run {}", spec.run_id));
         let checker = CheckWith(self.executor.as_ref());
-        let mut wf = crate::workflow::load_str(&spec.definition, Path::new(&spec.base_dir), &label, Some(&checker))
-            .map_err(|e| StartError::Workflow(e.to_string()))?;
+        let pinned = spec.sub_definitions.clone();
+        let mut wf = crate::workflow::load_str_pinned(
+            &spec.definition,
+            Path::new(&spec.base_dir),
+            &label,
+            Some(&checker),
+            pinned,
+        )
+        .map_err(|e| StartError::Workflow(e.to_string()))?;
         wf.source = spec.workflow_path.as_ref().map(PathBuf::from);
         let wf = Arc::new(wf);
         self.check_capabilities(&wf)?;
@@ -167,8 +192,9 @@ impl Engine {
 /// run again with their journaled inputs. A fan-out keeps its completed
 /// shards, so only the others run again; a stream group with a consumer
 /// that did not complete runs again whole. An effect (or a shard of one) that
-/// compensation undid is not done: it runs again.
-fn replay_journal(journal: Vec<Journaled>, groups: &[(String, Vec<String>)]) -> Vec<JournalEntry> {
+/// compensation undid is not done: it runs again. A completed sub-workflow
+/// keeps its child; a failed one gets a new child that replays the old one.
+fn replay_journal(journal: Vec<Journaled>, groups: &[(String, Vec<String>)], new_id: &uuid::Uuid) -> Vec<JournalEntry> {
     let mut completed = HashSet::new();
     let mut failed = HashSet::new();
     let mut kept_final = HashSet::new();
@@ -232,6 +258,14 @@ fn replay_journal(journal: Vec<Journaled>, groups: &[(String, Vec<String>)]) -> 
             }
             JournalEntry::StepFailed { step_id, tolerated: true, .. } | JournalEntry::StepSkipped { step_id, .. } => {
                 kept_final.contains(step_id)
+            }
+            JournalEntry::ChildLinked { step_id, child_run_id, .. } => {
+                if failed.contains(step_id) {
+                    let replay_of = Some(child_run_id.clone());
+                    let child_run_id = uuid::Uuid::new_v5(new_id, step_id.as_bytes()).to_string();
+                    first.push(JournalEntry::ChildLinked { step_id: step_id.clone(), child_run_id, replay_of });
+                }
+                completed.contains(step_id)
             }
             _ => false,
         };

@@ -11,7 +11,7 @@ use super::executor::{AttemptFuture, Held, StepExecutor};
 use crate::contract::{AttemptReport, StepFailure};
 use crate::sandbox::{Grants, Limits, LoadedComponent, Sandbox, StepCall, StepWorld};
 use crate::store::PinnedComponent;
-use crate::workflow::{ComponentCheck, NodeKind, NodeSpec, NodeType, Workflow};
+use crate::workflow::{ComponentCheck, NodeSpec, NodeType, Workflow};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -67,6 +67,28 @@ fn world_of(t: NodeType) -> StepWorld {
 }
 
 impl SandboxExecutor {
+    /// Loads the components of `wf`'s own nodes (not its sub-workflows'),
+    /// each file once however many nodes use it; the problems name each
+    /// node as `{at}{id}`.
+    fn prepare_nodes(&self, wf: &Workflow, at: &str) -> Vec<String> {
+        let mut seen: HashMap<(&Path, bool), Result<Vec<String>, String>> = HashMap::new();
+        let mut problems = Vec::new();
+        for n in wf.nodes.iter().filter(|n| n.kind.has_component()) {
+            let loaded = seen
+                .entry((n.component.as_path(), n.node_type.is_effect()))
+                .or_insert_with(|| self.load(&n.component, n.node_type).map(|c| c.acts.clone()));
+            match loaded {
+                Err(e) => problems.push(format!("node `{at}{}`: {e}", n.id)),
+                Ok(acts) => problems.extend(
+                    acts.iter()
+                        .filter_map(|a| n.capabilities.refuses_import(a))
+                        .map(|r| format!("node `{at}{}`: {r}", n.id)),
+                ),
+            }
+        }
+        problems
+    }
+
     /// An executor on `sandbox`.
     pub fn new(sandbox: Arc<Sandbox>) -> Self {
         Self { sandbox, components: Mutex::new(HashMap::new()), held: Mutex::new(HashMap::new()) }
@@ -140,33 +162,11 @@ impl ComponentCheck for SandboxExecutor {
 
 impl StepExecutor for SandboxExecutor {
     fn prepare(&self, wf: &Workflow) -> Result<(), Vec<String>> {
-        // Each file is loaded once, however many nodes use it.
-        let mut seen: HashMap<(&Path, bool), Result<Vec<String>, String>> = HashMap::new();
-        let mut problems = Vec::new();
-        for n in &wf.nodes {
-            // A sub-workflow's components are checked now too: its run would
-            // refuse them later, after the parent had started.
-            if let NodeKind::SubWorkflow(sub) = &n.kind
-                && let Err(inner) = self.prepare(&sub.workflow)
-            {
-                problems.extend(
-                    inner.into_iter().map(|p| format!("sub-workflow `{}` of node `{}`: {p}", sub.written, n.id)),
-                );
-            }
-            if !n.kind.has_component() {
-                continue;
-            }
-            let loaded = seen
-                .entry((n.component.as_path(), n.node_type.is_effect()))
-                .or_insert_with(|| self.load(&n.component, n.node_type).map(|c| c.acts.clone()));
-            match loaded {
-                Err(e) => problems.push(format!("node `{}`: {e}", n.id)),
-                Ok(acts) => problems.extend(
-                    acts.iter()
-                        .filter_map(|a| n.capabilities.refuses_import(a))
-                        .map(|r| format!("node `{}`: {r}", n.id)),
-                ),
-            }
+        let mut problems = self.prepare_nodes(wf, "");
+        // A sub-workflow's components are checked now too (each distinct one
+        // once): its run would refuse them later, after the parent had started.
+        for (at, sub) in wf.nested() {
+            problems.extend(self.prepare_nodes(&sub, &format!("{at}/")));
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }

@@ -80,25 +80,38 @@ impl Engine {
             return Err(SignalError::Finished { run_id: run_id.into(), status: record.status });
         }
         let journal = self.store.journal(run_id).await?;
-        let (mut opened, mut ended) = (false, None);
+        let (mut opened, mut ended) = (None, None);
         for j in &journal {
             match &j.entry {
-                JournalEntry::GateOpened { step_id: s, .. } if s == step_id => opened = true,
+                JournalEntry::GateOpened { step_id: s, until_ms } if s == step_id => opened = Some(*until_ms),
                 JournalEntry::StepCompleted { step_id: s, .. } if s == step_id => ended = Some("it has completed"),
                 JournalEntry::StepFailed { step_id: s, .. } if s == step_id => ended = Some("it has failed"),
                 JournalEntry::StepSkipped { step_id: s, .. } if s == step_id => ended = Some("it was skipped"),
                 _ => {}
             }
         }
-        if let Some(why) = ended.or((!opened).then_some(
-            "it is not an approval gate (`wait_for: signal`), or the run has not reached it yet; `weft runs show` \
-             lists the steps that wait",
-        )) {
-            return Err(SignalError::NotWaiting { run_id: run_id.into(), step_id: step_id.into(), why: why.into() });
+        let why = match (ended, opened) {
+            (Some(why), _) => Some(why.to_string()),
+            (None, None) => Some(
+                "it is not an approval gate (`wait_for: signal`), or the run has not reached it yet; `weft runs show` \
+                 lists the steps that wait"
+                    .to_string(),
+            ),
+            (None, Some(until)) if now_ms() > until => Some(format!(
+                "its deadline passed {} s ago; it fails with `timeout` as its run goes on",
+                (now_ms() - until) / 1000
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(SignalError::NotWaiting { run_id: run_id.into(), step_id: step_id.into(), why });
         }
         let signal = Signal { signal_id: signal_id.into(), data, at: now_rfc3339() };
         let stored = match self.store.signal_put(run_id, step_id, &signal).await? {
-            SignalPut::Stored => true,
+            SignalPut::Stored => {
+                super::run::wake_gate(run_id, step_id);
+                true
+            }
             SignalPut::Duplicate => false,
             SignalPut::Conflict(existing) => {
                 return Err(SignalError::Conflict { step_id: step_id.into(), existing });

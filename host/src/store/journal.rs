@@ -136,6 +136,10 @@ pub enum JournalEntry {
         step_id: String,
         /// The child run.
         child_run_id: String,
+        /// In a dead-letter replay: the failed child that the new child
+        /// replays (its completed steps are kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replay_of: Option<String>,
     },
     /// Everything in flight is an approval gate, and nothing else can start:
     /// the run waits for a person (listed as `paused` until its next entry).

@@ -460,6 +460,8 @@ pub struct Workflow {
     pub rules: CoordinationRules,
     /// The DAG over `nodes`, by node index.
     pub graph: Graph,
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// The file it came from (None when built in memory).
     pub source: Option<PathBuf>,
     /// The YAML text it was loaded from (journaled with each durable run).
@@ -469,6 +471,29 @@ pub struct Workflow {
 }
 
 impl Workflow {
+    /// Every distinct sub-workflow it nests, at any depth, each once, with
+    /// the path of nodes that first reaches it (`outer/inner`).
+    pub fn nested(&self) -> Vec<(String, Arc<Workflow>)> {
+        let mut seen: Vec<*const Workflow> = Vec::new();
+        let mut out = Vec::new();
+        let mut stack: Vec<(String, &Workflow)> = vec![(String::new(), self)];
+        while let Some((at, wf)) = stack.pop() {
+            for n in &wf.nodes {
+                if let NodeKind::SubWorkflow(sub) = &n.kind {
+                    let ptr = Arc::as_ptr(&sub.workflow);
+                    if seen.contains(&ptr) {
+                        continue;
+                    }
+                    seen.push(ptr);
+                    let path = if at.is_empty() { n.id.clone() } else { format!("{at}/{}", n.id) };
+                    out.push((path.clone(), sub.workflow.clone()));
+                    stack.push((path, &sub.workflow));
+                }
+            }
+        }
+        out
+    }
+
     /// How deep its sub-workflows nest: 1 for a workflow without any.
     pub fn depth(&self) -> usize {
         1 + self

@@ -32,6 +32,11 @@ pub fn render_graph(wf: &Workflow, format: GraphFormat) -> String {
     }
 }
 
+/// `s` safe inside a double-quoted Graphviz or Mermaid string.
+fn quoted(s: &str) -> String {
+    s.replace('\\', "/").replace('"', "'").replace(['\n', '\r'], " ")
+}
+
 /// A node's label: its id and its type (`custom` nodes with their world).
 fn label(n: &NodeSpec) -> String {
     let t = match (n.type_name, &n.kind) {
@@ -39,11 +44,11 @@ fn label(n: &NodeSpec) -> String {
         (_, NodeKind::Gate(_)) => "approval gate".to_string(),
         (t, _) => t.to_string(),
     };
-    format!("{} ({t})", n.id).replace('"', "'")
+    quoted(&format!("{} ({t})", n.id))
 }
 
 fn dot(wf: &Workflow) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  compound=true;\n", wf.name.replace('"', "'"));
+    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  compound=true;\n", quoted(&wf.name));
     dot_body(wf, "", &mut out);
     out.push_str("}\n");
     out
@@ -66,8 +71,8 @@ fn dot_body(wf: &Workflow, prefix: &str, out: &mut String) {
             let _ = writeln!(
                 out,
                 "  subgraph \"cluster_{inner}\" {{\n  label=\"{} ({})\";",
-                sub.workflow.name.replace('"', "'"),
-                sub.written.replace('"', "'")
+                quoted(&sub.workflow.name),
+                quoted(&sub.written)
             );
             dot_body(&sub.workflow, &inner, out);
             out.push_str("  }\n");
@@ -100,7 +105,7 @@ fn mermaid_body(wf: &Workflow, prefix: &str, out: &mut String) {
         let l = label(n);
         match &n.kind {
             NodeKind::SubWorkflow(sub) => {
-                let _ = writeln!(out, "  subgraph {prefix}{k}[\"{l}: {}\"]", sub.written.replace('"', "'"));
+                let _ = writeln!(out, "  subgraph {prefix}{k}[\"{l}: {}\"]", quoted(&sub.written));
                 mermaid_body(&sub.workflow, &format!("{prefix}{k}_"), out);
                 out.push_str("  end\n");
             }
@@ -123,11 +128,7 @@ fn mermaid_body(wf: &Workflow, prefix: &str, out: &mut String) {
     }
     for (i, deps) in wf.graph.dependencies.iter().enumerate() {
         for &d in deps {
-            let cond = wf.nodes[i]
-                .when
-                .as_ref()
-                .map(|w| format!("|\"{}\"|", w.source().replace('"', "'")))
-                .unwrap_or_default();
+            let cond = wf.nodes[i].when.as_ref().map(|w| format!("|\"{}\"|", quoted(w.source()))).unwrap_or_default();
             let _ = writeln!(out, "  {prefix}{d} -->{cond} {prefix}{i}");
         }
     }

@@ -200,3 +200,55 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+
+/// A child process that is killed (and reaped) when dropped, so that a test
+/// that fails while it runs leaves nothing behind.
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    /// Spawns `cmd` with stdout and stderr piped.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let child =
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+        Self(Some(child))
+    }
+
+    /// Kills the process now (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Its output once it has ended; panics (and kills it) if it runs past `within`.
+    pub fn output_within(mut self, within: std::time::Duration) -> Output {
+        let start = std::time::Instant::now();
+        loop {
+            let ended = self.0.as_mut().map(|c| matches!(c.try_wait(), Ok(Some(_))));
+            match ended {
+                Some(true) => return self.0.take().expect("a child").wait_with_output().expect("its output"),
+                Some(false) if start.elapsed() < within => std::thread::sleep(std::time::Duration::from_millis(20)),
+                _ => {
+                    self.kill();
+                    panic!("the process ran past {within:?}");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A config file (`--config`) in `dir` that bounds a run to two minutes:
+/// a test run that waits for an approval cannot wait for the approval
+/// type's 24 hours.
+pub fn short_config(dir: &Path) -> PathBuf {
+    let path = dir.join("short.yaml");
+    std::fs::write(&path, "timeout_config: {global_timeout_ms: 120000}\n").expect("write the config");
+    path
+}

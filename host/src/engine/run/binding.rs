@@ -113,6 +113,9 @@ impl Run {
         if !self.config.selected(i) {
             return Ok(Some("not selected by the run input's `steps`".into()));
         }
+        if let Some(reason) = self.not_chosen(i) {
+            return Ok(Some(reason));
+        }
         for &d in &self.wf.graph.dependencies[i] {
             match self.state[d] {
                 State::Failed => return Ok(Some(format!("dependency `{}` failed", self.wf.nodes[d].id))),
@@ -121,9 +124,6 @@ impl Run {
                 }
                 _ => {}
             }
-        }
-        if let Some(reason) = self.not_chosen(i) {
-            return Ok(Some(reason));
         }
         if node.requires_action && self.delivered[i].is_empty() {
             return Ok(Some("no action targeted this node (requires_action)".into()));

@@ -28,6 +28,9 @@ impl Run {
     /// The id of node `i`'s child run: the same on every resume (and, in
     /// the run that compensates a child, the id of the child's own child).
     pub(super) fn child_run_id(&self, i: usize) -> Uuid {
+        if let Some(linked) = self.child_ids[i] {
+            return linked;
+        }
         let base =
             self.opts.keys_of.as_deref().and_then(|k| Uuid::parse_str(k).ok()).unwrap_or(self.config.workflow_id);
         Uuid::new_v5(&base, self.wf.nodes[i].id.as_bytes())
@@ -64,13 +67,14 @@ impl Run {
         let cancelled = self.cancel.is_cancelled();
         let events = self.events.clone();
         let step_id = node.id.clone();
+        let replays = self.child_replays[i].clone();
         async move {
             let mut result = StepResult::empty(i);
             let Some(wf) = sub else {
                 result.child = Some(Err("internal error: not a sub-workflow node".into()));
                 return result;
             };
-            let attached = engine.attach_child(wf, child_input, opts, cancelled).await;
+            let attached = engine.attach_child(wf, child_input, opts, cancelled, replays).await;
             result.child = Some(match attached {
                 Ok(Attached::Finished(out)) => Ok(*out),
                 Ok(Attached::Running(handle)) => {
@@ -125,7 +129,7 @@ impl Run {
     /// Undoes node `i`'s completed child. Returns (ok, error).
     pub(super) fn compensate_child(&self, i: usize) -> impl Future<Output = (bool, Option<String>)> + Send + 'static {
         let child = self.child_run_id(i);
-        let undo = Uuid::new_v5(&child, b"compensation").to_string();
+        let undo = crate::engine::children::undo_run_id(&child).to_string();
         let opts = ResumeOptions { upgrade: false, limits: self.opts.limits.clone(), cancelled: false };
         let engine = self.engine.clone();
         async move { undo_outcome(&engine, child, undo, opts).await }
@@ -146,6 +150,13 @@ async fn undo_outcome(
             Ok(Attached::Running(handle)) => handle.wait().await,
             Err(e) => return (false, Some(format!("the compensation of child run {child} could not start: {e}"))),
         };
+        // An undo run ends `cancelled`, its compensation done; any other end
+        // (its journal failed, its task died) undid nothing for sure.
+        let broken = out.errors.iter().find(|e| e.step_id == "workflow" && e.error_type != "cancelled");
+        if out.execution_status != ExecutionStatus::Cancelled || broken.is_some() {
+            let why = broken.map(|e| e.message.clone()).unwrap_or_else(|| out.execution_status.as_str().to_string());
+            return (false, Some(format!("the compensation of child run {child} (run {undo}) did not finish: {why}")));
+        }
         let records = out.output_variables.get("compensation").and_then(Value::as_array).cloned().unwrap_or_default();
         let failed: Vec<String> = records
             .iter()

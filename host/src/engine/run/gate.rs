@@ -8,12 +8,15 @@
 
 use super::Run;
 use super::schedule::StepResult;
-use crate::contract::now_ms;
+use crate::contract::{now_ms, parse_rfc3339_ms};
 use crate::engine::events::RunEvent;
 use crate::store::{JournalEntry, Signal};
 use crate::workflow::NodeKind;
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How a gate's wait ended.
 pub(super) enum GateEnd {
@@ -25,6 +28,33 @@ pub(super) enum GateEnd {
 
 /// The longest pause between two looks at the store.
 const MAX_POLL: Duration = Duration::from_secs(1);
+
+/// A wake-up per waiting gate, by (run, step).
+type Gates = HashMap<(String, String), Arc<Notify>>;
+
+/// The gates waiting in this process, by (run, step): a signal delivered
+/// through this process's engine wakes its gate at once instead of at the
+/// next look at the store.
+fn waiting_here() -> std::sync::MutexGuard<'static, Gates> {
+    static WAITING: OnceLock<Mutex<Gates>> = OnceLock::new();
+    WAITING.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Wakes the gate `step_id` of run `run_id` if it waits in this process.
+pub(in crate::engine) fn wake(run_id: &str, step_id: &str) {
+    if let Some(n) = waiting_here().get(&(run_id.to_string(), step_id.to_string())) {
+        n.notify_one();
+    }
+}
+
+/// A gate's entry in [`waiting_here`], removed when its wait ends.
+struct Waiting((String, String));
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        waiting_here().remove(&self.0);
+    }
+}
 
 impl Run {
     /// Whether node `i` is an approval gate.
@@ -55,9 +85,16 @@ impl Run {
         async move {
             let mut result = StepResult::empty(i);
             events.send(RunEvent::Waiting { step_id: step_id.clone(), until_ms });
+            let key = (run_id.clone(), step_id.clone());
+            let notify = Arc::new(Notify::new());
+            waiting_here().insert(key.clone(), notify.clone());
+            let _registered = Waiting(key);
             let mut poll = Duration::from_millis(50);
             loop {
                 match store.signal_get(&run_id, &step_id).await {
+                    // A signal stored after the deadline came too late (the
+                    // gate had timed out, maybe while its driver was down).
+                    Ok(Some(signal)) if parse_rfc3339_ms(&signal.at).is_some_and(|at| at > until_ms) => {}
                     Ok(Some(signal)) => {
                         result.gate = Some(GateEnd::Signal(signal));
                         return result;
@@ -73,7 +110,11 @@ impl Run {
                     result.gate = Some(GateEnd::TimedOut(now.saturating_sub(opened_ms)));
                     return result;
                 }
-                tokio::time::sleep(poll.min(Duration::from_millis(until_ms - now))).await;
+                let pause = tokio::time::sleep(poll.min(Duration::from_millis(until_ms - now)));
+                tokio::select! {
+                    _ = pause => {}
+                    _ = notify.notified() => {}
+                }
                 poll = (poll * 2).min(MAX_POLL);
             }
         }

@@ -42,6 +42,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+pub(super) use gate::wake as wake_gate;
+
 /// A step's input, shared by the run's state and its journal entry.
 type SharedInput = Arc<Map<String, Value>>;
 
@@ -111,6 +113,12 @@ pub(super) struct Run {
     engine: super::Engine,
     /// Per approval gate that opened: when it stops waiting (Unix ms).
     gate_until: Vec<Option<u64>>,
+    /// Per sub-workflow node, the child run its journal links it to.
+    child_ids: Vec<Option<uuid::Uuid>>,
+    /// Per sub-workflow node of a dead-letter replay: the failed child its new child replays.
+    child_replays: Vec<Option<String>>,
+    /// This process's mark on the run, taken before it was claimed (a resume).
+    pub(super) driven: Option<DrivenHere>,
     pub(super) events: EventSender,
     pub(super) cancel: CancellationToken,
     state: Vec<State>,
@@ -211,6 +219,9 @@ impl Run {
             config_cel: Default::default(),
             engine: parts.engine,
             gate_until: vec![None; n],
+            child_ids: vec![None; n],
+            child_replays: vec![None; n],
+            driven: None,
             events: EventSender::detached(),
             cancel: CancellationToken::new(),
             state: vec![State::Pending; n],
@@ -280,7 +291,7 @@ impl Run {
     pub(super) async fn drive(mut self) -> RunOutput {
         self.emit(RunEvent::RunStarted { run_id: self.ids.run_id.clone(), workflow: self.wf.name.clone() });
         // Removed on every exit, also when the task is dropped mid-run.
-        let _driven = DrivenHere::enter(&self.ids.run_id);
+        let _driven = self.driven.take().or_else(|| DrivenHere::try_enter(&self.ids.run_id));
         let heartbeat = Heartbeat {
             store: self.store.clone(),
             run_id: self.ids.run_id.clone(),

@@ -328,9 +328,11 @@ impl Run {
                         if self.is_gate(i) {
                             self.open_gate(i);
                         }
-                        if self.is_child(i) {
+                        if self.is_child(i) && self.child_ids[i].is_none() {
                             let child_run_id = self.child_run_id(i).to_string();
-                            self.record(JournalEntry::ChildLinked { step_id: step_id.clone(), child_run_id });
+                            let link =
+                                JournalEntry::ChildLinked { step_id: step_id.clone(), child_run_id, replay_of: None };
+                            self.record(link);
                         }
                         if !self.task_journals_first_start(i) {
                             self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
@@ -396,7 +398,8 @@ impl Run {
                 continue;
             }
             // Nothing can start and only gates are in flight: the run waits for a person.
-            if !paused && stop.is_none() && ready.is_empty() && wave.is_empty() {
+            // (or can start nothing more: every slot is taken by a gate).
+            if !paused && stop.is_none() && ((ready.is_empty() && wave.is_empty()) || running >= limit) {
                 let waiting = self.only_gates_running();
                 if !waiting.is_empty() {
                     self.record(JournalEntry::RunPaused { waiting: waiting.clone() });

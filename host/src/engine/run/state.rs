@@ -110,6 +110,10 @@ impl Run {
             ) => self.apply_shard(i, e),
             (JournalEntry::StepMemoized { .. }, Some(i)) => self.memoized[i] = true,
             (JournalEntry::GateOpened { until_ms, .. }, Some(i)) => self.gate_until[i] = Some(*until_ms),
+            (JournalEntry::ChildLinked { child_run_id, replay_of, .. }, Some(i)) => {
+                self.child_ids[i] = uuid::Uuid::parse_str(child_run_id).ok();
+                self.child_replays[i] = replay_of.clone();
+            }
             (JournalEntry::CompensationStarted { shard: Some(k), .. }, Some(i)) => {
                 let fan = self.fans[i].get_or_insert_with(Default::default);
                 *fan.compensation_starts.entry(*k).or_default() += 1;

@@ -48,12 +48,18 @@ impl Run {
 
     /// Why node `i` is not run although its dependencies are done: a
     /// conditional it depends on names it in a case and did not choose it.
+    /// A conditional that did not complete (its failure tolerated, or
+    /// skipped with `run_if_dependency_skipped` on its dependents) chose
+    /// nothing: no branch it guards runs.
     pub(super) fn not_chosen(&self, i: usize) -> Option<String> {
         let id = &self.wf.nodes[i].id;
         for &d in &self.wf.graph.dependencies[i] {
             let NodeKind::Switch(cases) = &self.wf.nodes[d].kind else { continue };
-            if self.state[d] != State::Completed || !cases.iter().any(|c| c.then.contains(id)) {
+            if !cases.iter().any(|c| c.then.contains(id)) {
                 continue;
+            }
+            if self.state[d] != State::Completed {
+                return Some(format!("conditional `{}` chose nothing (it did not complete)", self.wf.nodes[d].id));
             }
             let chosen: Vec<&str> = self.outputs[d]
                 .as_ref()

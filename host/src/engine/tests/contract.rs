@@ -261,7 +261,7 @@ async fn a_gate_is_refused_keys_that_belong_to_a_component() {
         )],
     );
     let err = crate::workflow::load_file(&dir.join("w.yaml"), None).unwrap_err().to_string();
-    assert!(err.contains("a `effect` node runs no component; remove `component`"), "{err}");
+    assert!(err.contains("an approval gate runs no component; remove `component`"), "{err}");
     assert!(err.contains("`fuel` does not apply to it"), "{err}");
     assert!(err.contains("`wait_for: signal` makes an effect node an approval gate"), "{err}");
 }
@@ -431,7 +431,7 @@ async fn nesting_past_max_workflow_depth_and_cycles_of_files_are_refused_naming_
     let ten: Vec<(&str, String)> = ten.iter().map(|(a, b)| (a.as_str(), b.clone())).collect();
     let dir = files("wide10", &ten);
     let err = crate::workflow::load_file(&dir.join("w0.yaml"), None).unwrap_err().to_string();
-    assert!(err.contains("with its sub-workflows expanded") && err.contains("at most 100000"), "{err}");
+    assert!(err.contains("with its sub-workflows expanded") && err.contains("at most 1000000"), "{err}");
     let a = doc("a", "sequential", "    - {node_id: x, node_type: orchestrator, workflow: b.yaml}\n", "");
     let b = doc("b", "sequential", "    - {node_id: y, node_type: orchestrator, workflow: a.yaml}\n", "");
     let dir = files("cycle", &[("a.yaml", a), ("b.yaml", b)]);

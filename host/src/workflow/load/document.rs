@@ -46,6 +46,7 @@ impl Walker {
 
         let mut name = String::new();
         let mut description = String::new();
+        let mut labels = std::collections::BTreeMap::new();
         if let Some(m) = Self::get(top, "metadata").and_then(|m| self.map(m, "metadata")) {
             self.check_keys(m, METADATA_KEYS, "metadata");
             name = self.string(m, "name").map(|s| s.0).unwrap_or_default();
@@ -53,6 +54,17 @@ impl Walker {
             self.string(m, "version");
             self.string(m, "domain");
             self.string(m, "node_type");
+            if let Some(l) = Self::get(m, "labels").and_then(|l| self.map(l, "labels")) {
+                for (k, v) in l {
+                    match &v.value {
+                        Node::String(s) => {
+                            labels.insert(k.value.clone(), s.clone());
+                        }
+                        other => self
+                            .problem(v.pos, format!("label `{}` must be a string, not {}", k.value, other.type_name())),
+                    }
+                }
+            }
         }
 
         let mut workflow_name = String::new();
@@ -182,6 +194,7 @@ impl Walker {
             nodes,
             rules,
             graph,
+            labels,
             source: None,
             definition: std::sync::Arc::from(""),
             base_dir: base.to_path_buf(),

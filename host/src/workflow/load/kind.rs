@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Keys that only a node running a component can use.
-const COMPONENT_ONLY: &[&str] = &["fuel", "memory_mb", "capabilities", "for_each", "memoize", "stream_from", "retry"];
+const COMPONENT_ONLY: &[&str] =
+    &["fuel", "memory_mb", "capabilities", "for_each", "memoize", "stream_from", "retry", "retry_count", "timeout_ms"];
 
 impl Walker {
     /// The node's world, its type's name and its kind, from `node_type` (and
@@ -96,6 +97,10 @@ impl Walker {
                 ("wait_timeout_ms", _) => {
                     Some("`wait_timeout_ms` belongs to an approval gate (`wait_for: signal`)".into())
                 }
+                (k, NodeKind::Gate(_)) if COMPONENT_ONLY.contains(&k) => Some(format!(
+                    "an approval gate runs no component, so `{k}` does not apply to it (a gate's wait is bounded by \
+                     `wait_timeout_ms`); remove it"
+                )),
                 (k, k2) if COMPONENT_ONLY.contains(&k) && !k2.has_component() => {
                     Some(format!("a `{name}` node runs no component, so `{k}` does not apply to it; remove it"))
                 }
@@ -191,6 +196,8 @@ impl Walker {
         let joined = base.join(&written);
         let path = match std::fs::canonicalize(&joined) {
             Ok(p) if p.is_file() => p,
+            // A resumed run nests the text it journaled, also when the file is gone.
+            _ if self.nesting.pinned_text(&lexical(&joined)).is_some() => lexical(&joined),
             _ => {
                 self.problem(
                     pos,
@@ -240,11 +247,12 @@ impl Walker {
                     Ok(wf) => self.nesting.put(path.clone(), Arc::new(wf)),
                     Err(err) => {
                         self.nesting.fail(path.clone());
-                        let count = err.problems.len();
                         self.problems.extend(err.problems);
                         self.problem(
                             pos,
-                            format!("the sub-workflow `{written}` has {count} problem(s), listed with its file"),
+                            format!(
+                                "the sub-workflow `{written}` does not validate (its problems are listed with its file)"
+                            ),
                         );
                         return None;
                     }
@@ -298,4 +306,19 @@ impl Walker {
             }
         }
     }
+}
+
+/// `path` with `.` and `..` resolved lexically (for a file that may no longer exist).
+fn lexical(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }

@@ -15,8 +15,8 @@ use super::component::ComponentCheck;
 use super::model::Workflow;
 use super::problem::{Problem, ValidationError};
 use super::yaml::{self, Pos};
-pub use nesting::MAX_EXPANDED_NODES;
 use nesting::Nesting;
+pub use nesting::{MAX_EXPANDED, MAX_NESTED_BYTES};
 use std::path::Path;
 use walker::Walker;
 
@@ -30,13 +30,16 @@ pub fn load_file(path: &Path, checker: Option<&dyn ComponentCheck>) -> Result<Wo
 /// `wf`, unless its nodes with each sub-workflow's expanded (from what
 /// `nesting` loaded) are too many for the engine to walk.
 fn bounded(wf: Workflow, nesting: &Nesting, label: &str) -> Result<Workflow, ValidationError> {
-    let expanded = wf.nodes.iter().fold(wf.nodes.len() as u64, |sum, n| match &n.kind {
+    let own = (wf.nodes.len() + wf.graph.edges()) as u64;
+    let mut nests = false;
+    let expanded = wf.nodes.iter().fold(own, |sum, n| match &n.kind {
         super::model::NodeKind::SubWorkflow(sub) => {
+            nests = true;
             sum.saturating_add(nesting.get(&sub.path).map_or(0, |l| l.expanded))
         }
         _ => sum,
     });
-    if expanded <= MAX_EXPANDED_NODES {
+    if !nests || expanded <= MAX_EXPANDED {
         return Ok(wf);
     }
     Err(ValidationError {
@@ -45,14 +48,15 @@ fn bounded(wf: Workflow, nesting: &Nesting, label: &str) -> Result<Workflow, Val
             pos: Pos::default(),
             node_id: None,
             message: format!(
-                "with its sub-workflows expanded (each once per node that runs it), the workflow has {expanded} nodes; \
-                 at most {MAX_EXPANDED_NODES} are allowed: nest fewer copies, or fan out with `for_each`"
+                "with its sub-workflows expanded (each once per node that runs it), the workflow has {expanded} nodes \
+                 and dependencies; at most {MAX_EXPANDED} are allowed: nest fewer copies, or fan out with `for_each`"
             ),
         }],
     })
 }
 
-/// [`load_file`] for a file nested in the workflow files of `chain` (which ends with it).
+/// [`load_file`] for a file nested as `nesting` says (its chain ends with
+/// it); a file the run journaled is read from the journal.
 fn load_file_in(
     path: &Path,
     checker: Option<&dyn ComponentCheck>,
@@ -62,12 +66,21 @@ fn load_file_in(
     let one = |message: String| ValidationError {
         problems: vec![Problem { file: label.clone(), pos: Pos::default(), node_id: None, message }],
     };
-    let text = crate::files::read_text_capped(path, yaml::MAX_FILE_BYTES).map_err(|e| match e {
-        crate::files::ReadError::TooLarge { size, max } => {
-            one(format!("the file is {size} bytes; workflow files larger than {max} bytes are refused"))
-        }
-        e => one(format!("cannot read the workflow file: {e}")),
-    })?;
+    let text = match nesting.pinned_text(path) {
+        Some(text) => text,
+        None => crate::files::read_text_capped(path, yaml::MAX_FILE_BYTES).map_err(|e| match e {
+            crate::files::ReadError::TooLarge { size, max } => {
+                one(format!("the file is {size} bytes; workflow files larger than {max} bytes are refused"))
+            }
+            e => one(format!("cannot read the workflow file: {e}")),
+        })?,
+    };
+    if let Err(total) = nesting.read(text.len() as u64) {
+        return Err(one(format!(
+            "with its sub-workflow files, this load has read {total} bytes of workflow text; at most \
+             {MAX_NESTED_BYTES} are allowed"
+        )));
+    }
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut wf = load_str_in(&text, &base, &label, checker, nesting)?;
     wf.source = Some(path.to_path_buf());
@@ -81,7 +94,19 @@ pub fn load_str(
     label: &str,
     checker: Option<&dyn ComponentCheck>,
 ) -> Result<Workflow, ValidationError> {
-    let nesting = Nesting::top(None);
+    load_str_pinned(text, base_dir, label, checker, Default::default())
+}
+
+/// [`load_str`] for a journaled run: its sub-workflows are read from
+/// `pinned` (the texts it started with, by path) rather than from their files.
+pub fn load_str_pinned(
+    text: &str,
+    base_dir: &Path,
+    label: &str,
+    checker: Option<&dyn ComponentCheck>,
+    pinned: std::collections::BTreeMap<String, String>,
+) -> Result<Workflow, ValidationError> {
+    let nesting = Nesting::pinned(pinned);
     let wf = load_str_in(text, base_dir, label, checker, &nesting)?;
     bounded(wf, &nesting, label)
 }
@@ -112,7 +137,11 @@ fn load_str_in(
         }
         _ => {
             let mut problems = w.problems;
-            problems.sort_by_key(|p| (p.pos.line, p.pos.column));
+            // This file's problems first, then each nested file's, each in order.
+            problems.sort_by(|a, b| {
+                let key = |p: &Problem| (p.file != label, p.file.clone(), p.pos.line, p.pos.column);
+                key(a).cmp(&key(b))
+            });
             Err(ValidationError { problems })
         }
     }

@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Most nodes a workflow may expand to, counting the nodes of a
-/// sub-workflow once per node that runs it, at every level: the engine,
-/// `weft graph` and the component checks walk the expanded tree.
-pub const MAX_EXPANDED_NODES: u64 = 100_000;
+/// Most nodes and dependencies a workflow with sub-workflows may expand
+/// to, counting a sub-workflow's once per node that runs it, at every level:
+/// the engine and `weft graph` walk the expanded tree.
+pub const MAX_EXPANDED: u64 = 1_000_000;
+
+/// Most bytes of workflow text one load reads, its sub-workflow files
+/// included (each distinct file once).
+pub const MAX_NESTED_BYTES: u64 = 64 << 20;
 
 /// A sub-workflow file, loaded.
 #[derive(Clone)]
@@ -24,7 +28,7 @@ pub(super) struct Loaded {
     pub(super) files: Vec<PathBuf>,
     /// How deep it nests: 1 without sub-workflows.
     pub(super) depth: usize,
-    /// Its nodes, with each sub-workflow's expanded.
+    /// Its nodes and dependencies, with each sub-workflow's expanded.
     pub(super) expanded: u64,
 }
 
@@ -38,19 +42,41 @@ pub(super) struct Nesting {
     loaded: Rc<RefCell<HashMap<PathBuf, Loaded>>>,
     /// The files that did not load (their problems are reported once).
     failed: Rc<RefCell<std::collections::HashSet<PathBuf>>>,
+    /// The text of each file as journaled with a run, read instead of the
+    /// file (a resumed run nests what it started with).
+    pinned: Rc<std::collections::BTreeMap<String, String>>,
+    /// Bytes of workflow text read so far.
+    bytes: Rc<std::cell::Cell<u64>>,
 }
 
 impl Nesting {
     /// The nesting of a top-level file (`None`: text without a file).
     pub(super) fn top(path: Option<PathBuf>) -> Self {
-        Self { chain: path.into_iter().collect(), loaded: Default::default(), failed: Default::default() }
+        Self { chain: path.into_iter().collect(), ..Default::default() }
+    }
+
+    /// [`Nesting::top`] reading the sub-workflow texts `pinned` (by path) instead of their files.
+    pub(super) fn pinned(pinned: std::collections::BTreeMap<String, String>) -> Self {
+        Self { pinned: Rc::new(pinned), ..Default::default() }
+    }
+
+    /// The pinned text of the file `path`, if the run journaled one.
+    pub(super) fn pinned_text(&self, path: &Path) -> Option<String> {
+        self.pinned.get(&path.display().to_string()).cloned()
+    }
+
+    /// Counts `n` more bytes read; `Err` with the total past [`MAX_NESTED_BYTES`].
+    pub(super) fn read(&self, n: u64) -> Result<(), u64> {
+        let total = self.bytes.get().saturating_add(n);
+        self.bytes.set(total);
+        if total > MAX_NESTED_BYTES { Err(total) } else { Ok(()) }
     }
 
     /// The nesting of the file `path` inside this one.
     pub(super) fn inside(&self, path: PathBuf) -> Self {
         let mut chain = self.chain.clone();
         chain.push(path);
-        Self { chain, loaded: self.loaded.clone(), failed: self.failed.clone() }
+        Self { chain, ..self.clone() }
     }
 
     /// Records that the file `path` did not load; false if it was recorded before.
@@ -72,7 +98,7 @@ impl Nesting {
     /// through this nesting, so they are recorded already).
     pub(super) fn put(&self, path: PathBuf, wf: Arc<Workflow>) -> Loaded {
         let mut files = vec![path.clone()];
-        let (mut depth, mut expanded) = (1, wf.nodes.len() as u64);
+        let (mut depth, mut expanded) = (1, (wf.nodes.len() + wf.graph.edges()) as u64);
         for n in &wf.nodes {
             if let NodeKind::SubWorkflow(sub) = &n.kind
                 && let Some(inner) = self.get(&sub.path)

@@ -305,9 +305,18 @@ impl Walker {
             && kind.as_ref().is_some_and(NodeKind::has_component)
             && for_each.is_none()
             && stream_from.is_none();
-        let has_component = kind.as_ref().is_none_or(NodeKind::has_component);
+        // Decided from what the file declares, also when the node's kind had problems.
+        let has_component = match kind.as_ref() {
+            Some(k) => k.has_component(),
+            None => {
+                let named = declared.as_ref().map(|(s, _)| s.as_str());
+                let gate = named == Some("effect") && Self::get(e, "wait_for").is_some();
+                !(gate || matches!(named, Some("conditional" | "parallel" | "orchestrator")))
+            }
+        };
         if !has_component && let Some(v) = Self::get(e, "component") {
-            self.problem(v.pos, format!("a `{declared_name}` node runs no component; remove `component`"));
+            let what = if is_gate { "an approval gate".to_string() } else { format!("a `{declared_name}` node") };
+            self.problem(v.pos, format!("{what} runs no component; remove `component`"));
         }
         let component = match has_component.then(|| self.required_string(e, "component", item.pos, "the node")) {
             None => Some(std::path::PathBuf::new()),

@@ -25,6 +25,16 @@ impl Walker {
                     ),
                 );
             }
+            if !producer.kind.has_component() {
+                self.problem(
+                    pos,
+                    format!(
+                        "`stream_from: {}` names a `{}` node, which runs no component and so emits nothing; stream \
+                         from a compute, reducer, effect or custom node",
+                        producer.id, producer.type_name
+                    ),
+                );
+            }
             if producer.for_each.is_some() {
                 self.problem(
                     pos,
