@@ -174,6 +174,9 @@ fn a_parent_killed_in_the_middle_of_its_grandchild_resumes_and_reattaches_withou
     assert_eq!(before.len(), 3, "top, mid and leaf are runs of their own: {before:?}");
     assert!(before.iter().all(|r| r["status"] == "running"), "{before:?}");
     let top = before.iter().find(|r| r["workflow"] == "top").unwrap()["run_id"].as_str().unwrap().to_string();
+    // The runs nest the files they started with, whatever the files say now.
+    std::fs::write(d.path().join("mid.yaml"), "not: [a workflow").unwrap();
+    std::fs::remove_file(d.path().join("leaf.yaml")).unwrap();
     let out = common::weft_db("contract", &db, &["runs", "resume", &top, "-q", "--output", "json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let json = json_of(&out);

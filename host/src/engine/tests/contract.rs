@@ -694,3 +694,172 @@ async fn every_node_is_in_exactly_one_list_under_every_strategy() {
         }
     }
 }
+
+// ------------------------------------------------------------ review fixes
+
+#[tokio::test]
+async fn a_child_node_named_compensation_does_not_stand_in_for_the_undo_run() {
+    let dir = files(
+        "undo-ns",
+        &[
+            (
+                "p.yaml",
+                doc(
+                    "p",
+                    "sequential",
+                    "    - {node_id: child, node_type: orchestrator, workflow: c.yaml}\n    - {node_id: boom, \
+                     node_type: compute, component: step.wasm, retry_count: 0, depends_on: [child]}\n",
+                    "coordination_rules: {failure_recovery_strategy: compensate}\n",
+                ),
+            ),
+            (
+                "c.yaml",
+                doc(
+                    "c",
+                    "sequential",
+                    "    - {node_id: pay, node_type: effect, component: step.wasm, retry_count: 0}\n    - {node_id: \
+                     compensation, node_type: orchestrator, workflow: g.yaml, depends_on: [pay]}\n",
+                    "",
+                ),
+            ),
+            ("g.yaml", doc("g", "sequential", "    - {node_id: gx, node_type: compute, component: step.wasm}\n", "")),
+        ],
+    );
+    let exec = Arc::new(ScriptedExecutor::new().on("boom", [Reply::fatal("no")]));
+    let out = Engine::new(exec.clone()).run(load(&dir, "p.yaml"), &input(json!({})), opts()).await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    assert_eq!(exec.compensation_order(), ids(&["pay"]), "the child's effect is really undone");
+}
+
+#[tokio::test]
+async fn a_conditional_whose_failure_is_tolerated_chooses_nothing() {
+    let switch = "    - {node_id: route, node_type: conditional, depends_on: [a], continue_on_error: true, cases: \
+                  [{when: \"steps.a.missing.total > 5\", then: [big]}, {default: [small]}]}\n";
+    let nodes = [
+        node("a", "compute", ""),
+        switch.to_string(),
+        node("big", "compute", ", depends_on: [route]"),
+        node("small", "compute", ", depends_on: [route]"),
+    ]
+    .concat();
+    let exec = Arc::new(ScriptedExecutor::new().on("a", [Reply::output(json!({}))]));
+    let (out, _) = run(&exec, workflow("sequential", "", &nodes), json!({})).await;
+    assert_eq!(out.execution_status, ExecutionStatus::Completed);
+    assert_eq!(out.skipped_steps, ids(&["big", "small"]), "no branch runs: {out:?}");
+    accounted(&out, &["a", "route", "big", "small"]);
+}
+
+#[tokio::test]
+async fn a_saga_with_an_approval_gate_runs() {
+    let nodes = [
+        "    - {node_id: gate, node_type: effect, wait_for: signal, wait_timeout_ms: 1000}\n".to_string(),
+        node("pay", "effect", ", depends_on: [gate]"),
+    ]
+    .concat();
+    let rules = "coordination_rules: {failure_recovery_strategy: compensate}\n";
+    let wf = workflow("sequential", rules, &nodes);
+    let out = input(json!({"workflow_type": "saga"})).resolve(&wf, Environment::Development, None);
+    assert!(out.is_ok(), "a gate has nothing to compensate: {:?}", out.err());
+}
+
+#[tokio::test]
+async fn a_dead_letter_replay_of_a_failed_child_replays_the_child_and_keeps_its_completed_steps() {
+    let dir = files(
+        "replay-child",
+        &[
+            (
+                "p.yaml",
+                doc(
+                    "p",
+                    "sequential",
+                    "    - {node_id: child, node_type: orchestrator, workflow: c.yaml}\n",
+                    "coordination_rules: {dead_letter_queue_enabled: true}\n",
+                ),
+            ),
+            (
+                "c.yaml",
+                doc(
+                    "c",
+                    "sequential",
+                    "    - {node_id: c1, node_type: effect, component: step.wasm, retry_count: 0}\n    - {node_id: c2, \
+                     node_type: compute, component: step.wasm, retry_count: 0, depends_on: [c1]}\n",
+                    "",
+                ),
+            ),
+        ],
+    );
+    let first = Arc::new(ScriptedExecutor::new().on("c2", [Reply::fatal("first time")]));
+    let store: Arc<dyn crate::store::RunStore> = Arc::new(MemoryStore::new());
+    let engine = Engine::new(first.clone()).with_store(store.clone());
+    let h = engine.start(load(&dir, "p.yaml"), &input(json!({})), opts()).await.unwrap();
+    let first_id = h.run_id.clone();
+    let out = h.wait().await;
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    // The fix is deployed: the replay runs on an executor where c2 succeeds.
+    let second = Arc::new(ScriptedExecutor::new());
+    let again = Engine::new(second.clone()).with_store(store.clone());
+    let out = again.replay(&first_id, ResumeOptions::default()).await.unwrap().wait().await;
+    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{out:?}");
+    assert_eq!(second.run_order(), ids(&["c2"]), "the failed child's completed effect is kept, not run again");
+    let new_child = out.step_outputs["child"]["output_variables"]["run"]["run_id"].as_str().unwrap().to_string();
+    let rec = store.get_run(&new_child).await.unwrap();
+    assert!(rec.run.replay_of.is_some(), "the new child replays the failed one");
+}
+
+#[tokio::test]
+async fn the_policy_covers_a_sub_workflows_nodes_before_any_step_runs() {
+    let dir = files(
+        "policy",
+        &[
+            (
+                "p.yaml",
+                doc(
+                    "p",
+                    "sequential",
+                    "    - {node_id: first, node_type: effect, component: step.wasm}\n    - {node_id: kid, node_type: \
+                     orchestrator, workflow: c.yaml, depends_on: [first]}\n",
+                    "",
+                ),
+            ),
+            (
+                "c.yaml",
+                doc(
+                    "c",
+                    "sequential",
+                    "    - {node_id: e, node_type: effect, component: step.wasm, capabilities: {env: [HOME]}}\n",
+                    "",
+                ),
+            ),
+        ],
+    );
+    let policy = crate::capability::Policy::parse("[env]\nallow = [\"REGION\"]\n", &dir).unwrap();
+    let exec = Arc::new(ScriptedExecutor::new());
+    let err = Engine::new(exec.clone())
+        .with_policy(Arc::new(policy))
+        .start(load(&dir, "p.yaml"), &input(json!({})), opts())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("node `kid/e`"), "{err}");
+    assert!(exec.calls().is_empty(), "nothing ran");
+}
+
+#[tokio::test]
+async fn a_run_without_a_workflow_file_may_use_every_node_type_through_node_keys() {
+    let steps: Vec<crate::engine::InputStep> = serde_json::from_value(json!([
+        {"step_name": "a", "step_type": "compute", "component": "step.wasm"},
+        {"step_name": "route", "step_type": "conditional", "depends_on": ["a"],
+         "node": {"cases": [{"when": "true", "then": ["b"]}, {"default": ["c"]}]}},
+        {"step_name": "b", "step_type": "compute", "component": "step.wasm", "depends_on": ["route"]},
+        {"step_name": "c", "step_type": "compute", "component": "step.wasm", "depends_on": ["route"]}
+    ]))
+    .unwrap();
+    let dir = files("nofile-node", &[]);
+    let text = crate::engine::workflow_from_steps(&steps, "x", None, None).unwrap();
+    let wf = Arc::new(load_str(&text, &dir, "steps", None).unwrap());
+    let inp = RunInput { steps: Some(steps), ..Default::default() };
+    let exec = Arc::new(ScriptedExecutor::new());
+    let out = Engine::new(exec.clone()).run(wf, &inp, opts()).await.unwrap();
+    assert_eq!(out.execution_status, ExecutionStatus::Completed, "{out:?}");
+    assert_eq!(out.skipped_steps, ids(&["c"]));
+}
