@@ -23,6 +23,12 @@
 //! Actions are delivered in `run/actions.rs`, compensation runs in
 //! `run/compensation.rs`, and `run/output.rs` builds the output contract.
 //!
+//! Around the run: `settings.rs` resolves the contract's config from its
+//! layers (profile, `--config`, the workflow's), `input.rs` and
+//! `input_steps.rs` the run input; `children.rs` starts, reattaches and
+//! undoes sub-workflows' child runs, and `signal.rs` delivers approval
+//! gates' decisions.
+//!
 //! A new execution mode plugs in at `run/schedule.rs`: the mode decides how
 //! many steps may be in flight (`Run::concurrency`), whether a scheduling
 //! round counts as a parallel execution, and when the loop waits for what is

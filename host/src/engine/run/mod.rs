@@ -11,6 +11,11 @@
 //! (the scheduling loop), `binding.rs` (skip decisions and inputs),
 //! `attempts.rs` (the retry loop of one step), `finish.rs` (recording a
 //! step's end), `actions.rs` (delivery), `compensation.rs` and `output.rs`.
+//! The nodes that run no component have a file each: `switch.rs`
+//! (`conditional` and `parallel`, done as soon as they are decided),
+//! `gate.rs` (approval gates, which wait for a signal) and `child.rs`
+//! (sub-workflows, which run a child run through the engine's
+//! `children.rs`); `fan_out.rs` and `streaming.rs` are the data modes.
 
 mod actions;
 mod attempts;

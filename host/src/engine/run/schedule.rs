@@ -103,6 +103,25 @@ impl Run {
         }
     }
 
+    /// What node `i` does as it starts (scheduled now, or again on a resume)
+    /// before any task: an inline node (a conditional, a join) completes or
+    /// fails at once, and `Some` says whether that stops the run; a gate
+    /// journals its deadline and a sub-workflow node its child, once.
+    fn begin(&mut self, i: usize, input: &SharedInput) -> Option<bool> {
+        if self.is_inline(i) {
+            return Some(self.finish_inline(i, input));
+        }
+        if self.is_gate(i) {
+            self.open_gate(i);
+        }
+        if self.is_child(i) && self.child_ids[i].is_none() {
+            let step_id = self.wf.nodes[i].id.clone();
+            let child_run_id = self.child_run_id(i).to_string();
+            self.record(JournalEntry::ChildLinked { step_id, child_run_id, replay_of: None });
+        }
+        None
+    }
+
     /// How many steps may be in flight at once: `max_parallel_steps` in
     /// parallel mode (the input resolves it to 1 in the others).
     fn concurrency(&self) -> usize {
@@ -282,15 +301,12 @@ impl Run {
                 if self.state[i] == State::Running
                     && let Some(input) = self.inputs[i].clone()
                 {
-                    if self.is_inline(i) {
-                        if self.finish_inline(i, &input) {
+                    if let Some(stops) = self.begin(i, &input) {
+                        if stops {
                             stop = stop.or(fail_stops(&mut wave_failed));
                         }
                         release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
                         continue;
-                    }
-                    if self.is_gate(i) {
-                        self.open_gate(i);
                     }
                     let attempt = self.attempts_used[i].saturating_add(1);
                     if !self.task_journals_first_start(i) {
@@ -318,21 +334,12 @@ impl Run {
                     Ok(Ok(input)) => {
                         let input = Arc::new(input);
                         self.record(JournalEntry::StepScheduled { step_id: step_id.clone(), input: input.clone() });
-                        if self.is_inline(i) {
-                            if self.finish_inline(i, &input) {
+                        if let Some(stops) = self.begin(i, &input) {
+                            if stops {
                                 stop = stop.or(fail_stops(&mut wave_failed));
                             }
                             release(&self.wf, i, &mut waiting, &mut ready, &self.topo_pos);
                             continue;
-                        }
-                        if self.is_gate(i) {
-                            self.open_gate(i);
-                        }
-                        if self.is_child(i) && self.child_ids[i].is_none() {
-                            let child_run_id = self.child_run_id(i).to_string();
-                            let link =
-                                JournalEntry::ChildLinked { step_id: step_id.clone(), child_run_id, replay_of: None };
-                            self.record(link);
                         }
                         if !self.task_journals_first_start(i) {
                             self.record(JournalEntry::AttemptStarted { step_id, attempt: 1 });
