@@ -173,8 +173,11 @@ impl ConfigLayer {
     }
 
     /// Parses a config document (JSON, or YAML through the caller), naming
-    /// the unknown or mistyped key.
+    /// the unknown or mistyped key by its path (`retry_config.max_retries`).
     pub fn from_json(v: Value) -> Result<Self, String> {
-        serde_json::from_value(v).map_err(|e| e.to_string())
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." { e.inner().to_string() } else { format!("`{path}`: {}", e.inner()) }
+        })
     }
 }
