@@ -65,17 +65,36 @@ impl Engine {
             loop {
                 match engine.store.get_run(&id).await {
                     // A dead-letter replay's new child replays the failed one: its
-                    // completed steps are kept, not done again.
+                    // completed steps are kept, not done again. An old child still
+                    // running (its parent stopped without it) is stopped first; one
+                    // that was never created leaves nothing to keep.
                     Err(StoreError::NotFound(_))
                         if let (Some(old), Some(new_id), Some(parent)) =
                             (&replays, input.workflow_id, &opts.parent) =>
                     {
-                        let resume = ResumeOptions { upgrade: false, limits: opts.limits.clone(), cancelled };
-                        return engine
-                            .replay_as(old, new_id, Some(parent.clone()), resume)
-                            .await
-                            .map(Attached::Running)
-                            .map_err(|e| format!("the failed child run `{old}` could not be replayed: {e}"));
+                        match engine.store.get_run(old).await {
+                            Ok(rec) if rec.status == ExecutionStatus::Running => {
+                                engine.cancel_child(old.clone(), Duration::from_secs(10)).await;
+                                tokio::time::sleep(WATCH_EVERY).await;
+                                continue;
+                            }
+                            Ok(_) => {
+                                let resume = ResumeOptions { upgrade: false, limits: opts.limits.clone(), cancelled };
+                                return engine
+                                    .replay_as(old, new_id, Some(parent.clone()), resume)
+                                    .await
+                                    .map(Attached::Running)
+                                    .map_err(|e| format!("the failed child run `{old}` could not be replayed: {e}"));
+                            }
+                            Err(StoreError::NotFound(_)) => {
+                                return engine
+                                    .start(wf, &input, opts)
+                                    .await
+                                    .map(Attached::Running)
+                                    .map_err(|e| e.to_string());
+                            }
+                            Err(e) => return Err(format!("child run `{old}` could not be read: {e}")),
+                        }
                     }
                     Err(StoreError::NotFound(_)) => {
                         return engine.start(wf, &input, opts).await.map(Attached::Running).map_err(|e| e.to_string());
@@ -92,9 +111,10 @@ impl Engine {
                             Ok(h) => return Ok(Attached::Running(h)),
                             // Driven by a live process (or this one), or finished
                             // meanwhile: look again (a dead driver's lease is taken over).
-                            Err(StartError::Store(StoreError::Owned { .. }) | StartError::Finished { .. }) => {
-                                tokio::time::sleep(WATCH_EVERY).await;
-                            }
+                            Err(
+                                StartError::Store(StoreError::Owned { .. } | StoreError::Finished(_))
+                                | StartError::Finished { .. },
+                            ) => tokio::time::sleep(WATCH_EVERY).await,
                             Err(e) => return Err(format!("child run `{id}` could not be resumed: {e}")),
                         }
                     }
@@ -144,23 +164,36 @@ impl Engine {
     pub(crate) fn compensate_child(&self, child_id: String, undo_id: String, opts: ResumeOptions) -> AttachFuture {
         let engine = self.clone();
         Box::pin(async move {
-            let handle = match engine.store.get_run(&undo_id).await {
-                Ok(rec) if rec.run.replay_of.as_deref() != Some(child_id.as_str()) => {
-                    return Err(format!("run `{undo_id}` exists and does not undo child run `{child_id}`"));
-                }
-                Ok(rec) if rec.status != ExecutionStatus::Running => {
-                    return rec
-                        .output
-                        .map(|o| Attached::Finished(Box::new((*o).clone())))
-                        .ok_or_else(|| format!("the compensation run `{undo_id}` finished without an output"));
-                }
-                Ok(_) => engine.resume(&undo_id, opts).await.map_err(|e| e.to_string())?,
-                Err(StoreError::NotFound(_)) => {
-                    engine.start_undo(&child_id, &undo_id, opts).await.map_err(|e| e.to_string())?
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            Ok(Attached::Running(handle))
+            loop {
+                let handle = match engine.store.get_run(&undo_id).await {
+                    Ok(rec) if rec.run.replay_of.as_deref() != Some(child_id.as_str()) => {
+                        return Err(format!("run `{undo_id}` exists and does not undo child run `{child_id}`"));
+                    }
+                    Ok(rec) if rec.status != ExecutionStatus::Running => {
+                        return rec
+                            .output
+                            .map(|o| Attached::Finished(Box::new((*o).clone())))
+                            .ok_or_else(|| format!("the compensation run `{undo_id}` finished without an output"));
+                    }
+                    Ok(_) => match engine.resume(&undo_id, opts.clone()).await {
+                        Ok(h) => h,
+                        // Still held by another driver (a lease not yet expired): look again.
+                        Err(
+                            StartError::Store(StoreError::Owned { .. } | StoreError::Finished(_))
+                            | StartError::Finished { .. },
+                        ) => {
+                            tokio::time::sleep(WATCH_EVERY).await;
+                            continue;
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    },
+                    Err(StoreError::NotFound(_)) => {
+                        engine.start_undo(&child_id, &undo_id, opts).await.map_err(|e| e.to_string())?
+                    }
+                    Err(e) => return Err(e.to_string()),
+                };
+                return Ok(Attached::Running(handle));
+            }
         })
     }
 
@@ -182,6 +215,7 @@ impl Engine {
                         | JournalEntry::ShardStarted { .. }
                         | JournalEntry::ShardFinished { .. }
                         | JournalEntry::StepFailed { .. }
+                        | JournalEntry::ChildLinked { .. }
                 )
             })
             .collect();

@@ -74,6 +74,7 @@ fn check_steps(steps: &[InputStep], problems: &mut Vec<String>) {
     let all: Vec<&str> = names.keys().copied().collect();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut ids: HashMap<&str, usize> = HashMap::new();
+    let by_name: HashMap<&str, usize> = steps.iter().enumerate().map(|(k, s)| (s.step_name.as_str(), k)).collect();
     for (k, s) in steps.iter().enumerate() {
         let at = format!("steps[{k}] (`{}`)", s.step_name);
         if let Some(first) = seen.insert(&s.step_name, k) {
@@ -83,7 +84,7 @@ fn check_steps(steps: &[InputStep], problems: &mut Vec<String>) {
             if let Some(first) = ids.insert(id, k) {
                 problems.push(format!("{at}: step_id `{id}` is used by steps[{first}] too; step ids must be unique"));
             }
-            if let Some(other) = steps.iter().position(|o| o.step_name == *id).filter(|&o| o != k) {
+            if let Some(&other) = by_name.get(id.as_str()).filter(|&&o| o != k) {
                 problems.push(format!(
                     "{at}: step_id `{id}` is the name of steps[{other}]; depends_on could not tell them apart"
                 ));
@@ -123,7 +124,12 @@ pub(super) fn tune(wf: &Workflow, steps: &[InputStep], problems: &mut Vec<String
     for (k, s) in steps.iter().enumerate() {
         let at = format!("steps[{k}] (`{}`)", s.step_name);
         let Some(&i) = wf.graph.index.get(&s.step_name) else {
-            let hint = closest(&s.step_name, &ids).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+            // Suggestions cost a scan of every id: the first hundred get one.
+            let hint = (problems.len() < 100)
+                .then(|| closest(&s.step_name, &ids))
+                .flatten()
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
             problems.push(format!("{at}: `{}` is not a node of workflow `{}`{hint}", s.step_name, wf.name));
             continue;
         };

@@ -173,11 +173,7 @@ impl Engine {
             components: pins,
             replay_of: None,
             parent: opts.parent.clone(),
-            sub_definitions: wf
-                .nested()
-                .into_iter()
-                .filter_map(|(_, sub)| Some((sub.source.as_ref()?.display().to_string(), sub.definition.to_string())))
-                .collect(),
+            sub_definitions: wf.nested_texts(10_000, crate::workflow::MAX_NESTED_BYTES as usize),
             owner: self.owner.clone(),
             lease_ms: self.lease_ms,
         };

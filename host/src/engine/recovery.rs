@@ -80,9 +80,10 @@ impl Engine {
     /// Re-runs a run from the dead-letter queue as a new run: its completed
     /// steps keep their journaled outputs, and the steps that failed run
     /// again with their journaled inputs.
+    /// A replay someone asks for is a run of its own, even of a child: its
+    /// parent does not know of it.
     pub async fn replay(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
-        let parent = self.store.get_run(run_id).await?.run.parent;
-        self.replay_as(run_id, uuid::Uuid::new_v4(), parent, opts).await
+        self.replay_as(run_id, uuid::Uuid::new_v4(), None, opts).await
     }
 
     /// [`Engine::replay`] as the run `new_id`, a child of `parent` (a

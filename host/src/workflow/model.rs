@@ -494,6 +494,33 @@ impl Workflow {
         out
     }
 
+    /// The text of every sub-workflow it nests, by key: the `workflow:`
+    /// values that lead to it, joined by `" >> "`, as the loader looks
+    /// them up in a journaled run. At most `max` keys and `max_bytes` of
+    /// text (a workflow that names its files in more ways than that has the
+    /// rest read from disk when its run resumes).
+    pub fn nested_texts(&self, max: usize, max_bytes: usize) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut bytes = 0usize;
+        let mut stack: Vec<(String, &Workflow)> = vec![(String::new(), self)];
+        while let Some((prefix, wf)) = stack.pop() {
+            for n in &wf.nodes {
+                let NodeKind::SubWorkflow(sub) = &n.kind else { continue };
+                let key = if prefix.is_empty() { sub.written.clone() } else { format!("{prefix} >> {}", sub.written) };
+                if out.contains_key(&key) {
+                    continue;
+                }
+                bytes = bytes.saturating_add(sub.workflow.definition.len());
+                if out.len() >= max || bytes > max_bytes {
+                    return out;
+                }
+                out.insert(key.clone(), sub.workflow.definition.to_string());
+                stack.push((key, &sub.workflow));
+            }
+        }
+        out
+    }
+
     /// How deep its sub-workflows nest: 1 for a workflow without any.
     pub fn depth(&self) -> usize {
         1 + self

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::engine::{SignalError, StepTuning};
+use crate::workflow::NodeKind;
 
 /// Writes `files` (name, YAML) into a fresh directory with `step.wasm`.
 fn files(tag: &str, files: &[(&str, String)]) -> std::path::PathBuf {
@@ -862,4 +863,38 @@ async fn a_run_without_a_workflow_file_may_use_every_node_type_through_node_keys
     let out = Engine::new(exec.clone()).run(wf, &inp, opts()).await.unwrap();
     assert_eq!(out.execution_status, ExecutionStatus::Completed, "{out:?}");
     assert_eq!(out.skipped_steps, ids(&["c"]));
+}
+
+#[test]
+fn a_journaled_run_nests_the_sub_workflow_texts_it_started_with_whatever_the_files_say_now() {
+    let dir = files(
+        "pinned",
+        &[(
+            "top.yaml",
+            doc("top", "sequential", "    - {node_id: sub, node_type: orchestrator, workflow: cur/child.yaml}\n", ""),
+        )],
+    );
+    for v in ["v1", "v2"] {
+        std::fs::create_dir_all(dir.join(v)).unwrap();
+        std::fs::write(dir.join(v).join("step.wasm"), b"").unwrap();
+        let nodes = format!("    - {{node_id: {v}_step, node_type: compute, component: step.wasm}}\n");
+        std::fs::write(dir.join(v).join("child.yaml"), doc(&format!("child_{v}"), "sequential", &nodes, "")).unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("v1"), dir.join("cur")).unwrap();
+    let started = load(&dir, "top.yaml");
+    let pinned = started.nested_texts(10, 1 << 20);
+    assert_eq!(pinned.len(), 1);
+    // The link now points elsewhere, then nowhere: the journaled text is what nests.
+    std::fs::remove_file(dir.join("cur")).unwrap();
+    std::os::unix::fs::symlink(dir.join("v2"), dir.join("cur")).unwrap();
+    let again = crate::workflow::load_str_pinned(&started.definition, &dir, "top", None, pinned.clone()).unwrap();
+    let NodeKind::SubWorkflow(sub) = &again.nodes[0].kind else { panic!("a sub-workflow node") };
+    assert_eq!(sub.workflow.name, "child_v1");
+    // Gone: the text is still the journaled one; what is missing now is the
+    // child's component, as for any node whose component was removed.
+    std::fs::remove_file(dir.join("cur")).unwrap();
+    let gone =
+        crate::workflow::load_str_pinned(&started.definition, &dir, "top", None, pinned).unwrap_err().to_string();
+    assert!(gone.contains("node `v1_step`: component `step.wasm` not found"), "{gone}");
+    assert!(!gone.contains("is not a file"), "{gone}");
 }

@@ -194,10 +194,11 @@ impl Walker {
     ) -> Option<SubWorkflow> {
         let (written, pos) = self.required_string(e, "workflow", at, "an orchestrator node")?;
         let joined = base.join(&written);
+        let key = self.nesting.key_of(&written);
         let path = match std::fs::canonicalize(&joined) {
             Ok(p) if p.is_file() => p,
             // A resumed run nests the text it journaled, also when the file is gone.
-            _ if self.nesting.pinned_text(&lexical(&joined)).is_some() => lexical(&joined),
+            _ if self.nesting.pinned_text(&key).is_some() => lexical(&joined),
             _ => {
                 self.problem(
                     pos,
@@ -243,7 +244,7 @@ impl Walker {
                     );
                     return None;
                 }
-                match super::load_file_in(&path, checker, &self.nesting.inside(path.clone())) {
+                match super::load_file_in(&path, checker, &self.nesting.inside(path.clone(), key)) {
                     Ok(wf) => self.nesting.put(path.clone(), Arc::new(wf)),
                     Err(err) => {
                         self.nesting.fail(path.clone());

@@ -66,7 +66,7 @@ fn load_file_in(
     let one = |message: String| ValidationError {
         problems: vec![Problem { file: label.clone(), pos: Pos::default(), node_id: None, message }],
     };
-    let text = match nesting.pinned_text(path) {
+    let text = match nesting.own_pinned_text() {
         Some(text) => text,
         None => crate::files::read_text_capped(path, yaml::MAX_FILE_BYTES).map_err(|e| match e {
             crate::files::ReadError::TooLarge { size, max } => {

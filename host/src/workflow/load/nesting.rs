@@ -15,6 +15,9 @@ use std::sync::Arc;
 /// the engine and `weft graph` walk the expanded tree.
 pub const MAX_EXPANDED: u64 = 1_000_000;
 
+/// What joins the `workflow:` values of a sub-workflow's key.
+pub const KEY_SEPARATOR: &str = " >> ";
+
 /// Most bytes of workflow text one load reads, its sub-workflow files
 /// included (each distinct file once).
 pub const MAX_NESTED_BYTES: u64 = 64 << 20;
@@ -42,9 +45,12 @@ pub(super) struct Nesting {
     loaded: Rc<RefCell<HashMap<PathBuf, Loaded>>>,
     /// The files that did not load (their problems are reported once).
     failed: Rc<RefCell<std::collections::HashSet<PathBuf>>>,
-    /// The text of each file as journaled with a run, read instead of the
-    /// file (a resumed run nests what it started with).
+    /// The text of each file as journaled with a run, by its key, read
+    /// instead of the file (a resumed run nests what it started with).
     pinned: Rc<std::collections::BTreeMap<String, String>>,
+    /// This file's key: the `workflow:` values that lead to it from the top,
+    /// joined by [`KEY_SEPARATOR`] ("" for the top file).
+    key: String,
     /// Bytes of workflow text read so far.
     bytes: Rc<std::cell::Cell<u64>>,
 }
@@ -60,9 +66,19 @@ impl Nesting {
         Self { pinned: Rc::new(pinned), ..Default::default() }
     }
 
-    /// The pinned text of the file `path`, if the run journaled one.
-    pub(super) fn pinned_text(&self, path: &Path) -> Option<String> {
-        self.pinned.get(&path.display().to_string()).cloned()
+    /// The key of the sub-workflow this file names as `written`.
+    pub(super) fn key_of(&self, written: &str) -> String {
+        if self.key.is_empty() { written.to_string() } else { [self.key.as_str(), KEY_SEPARATOR, written].concat() }
+    }
+
+    /// The pinned text of the sub-workflow with key `key`, if the run journaled one.
+    pub(super) fn pinned_text(&self, key: &str) -> Option<String> {
+        self.pinned.get(key).cloned()
+    }
+
+    /// This file's pinned text, if the run journaled one.
+    pub(super) fn own_pinned_text(&self) -> Option<String> {
+        if self.key.is_empty() { None } else { self.pinned_text(&self.key) }
     }
 
     /// Counts `n` more bytes read; `Err` with the total past [`MAX_NESTED_BYTES`].
@@ -72,11 +88,11 @@ impl Nesting {
         if total > MAX_NESTED_BYTES { Err(total) } else { Ok(()) }
     }
 
-    /// The nesting of the file `path` inside this one.
-    pub(super) fn inside(&self, path: PathBuf) -> Self {
+    /// The nesting of the file `path`, with key `key`, inside this one.
+    pub(super) fn inside(&self, path: PathBuf, key: String) -> Self {
         let mut chain = self.chain.clone();
         chain.push(path);
-        Self { chain, ..self.clone() }
+        Self { chain, key, ..self.clone() }
     }
 
     /// Records that the file `path` did not load; false if it was recorded before.
