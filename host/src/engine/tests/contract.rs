@@ -898,3 +898,48 @@ fn a_journaled_run_nests_the_sub_workflow_texts_it_started_with_whatever_the_fil
     assert!(gone.contains("node `v1_step`: component `step.wasm` not found"), "{gone}");
     assert!(!gone.contains("is not a file"), "{gone}");
 }
+
+#[tokio::test]
+async fn a_dead_letter_replay_of_a_child_that_was_never_created_starts_it_afresh() {
+    // The child cannot start (a stream consumer outside streaming mode), so
+    // the parent fails with its link journaled and no child run behind it.
+    let dir = files(
+        "replay-uncreated",
+        &[
+            (
+                "p.yaml",
+                doc(
+                    "p",
+                    "sequential",
+                    "    - {node_id: child, node_type: orchestrator, workflow: c.yaml}\n",
+                    "coordination_rules: {dead_letter_queue_enabled: true}\n",
+                ),
+            ),
+            (
+                "c.yaml",
+                doc(
+                    "c",
+                    "sequential",
+                    "    - {node_id: src, node_type: compute, component: step.wasm}\n    - {node_id: fold, node_type: \
+                     compute, component: step.wasm, stream_from: src}\n",
+                    "",
+                ),
+            ),
+        ],
+    );
+    let exec = Arc::new(ScriptedExecutor::new());
+    let engine = Engine::new(exec.clone());
+    let h = engine.start(load(&dir, "p.yaml"), &input(json!({})), opts()).await.unwrap();
+    let first = h.run_id.clone();
+    let out = h.wait().await;
+    assert_eq!(out.execution_status, ExecutionStatus::Failed);
+    let why = &out.errors.iter().find(|e| e.step_id == "child").unwrap().message;
+    assert!(why.contains("runs only in execution_mode `streaming`"), "{why}");
+    let out = engine.replay(&first, ResumeOptions::default()).await.unwrap().wait().await;
+    let why = &out.errors.iter().find(|e| e.step_id == "child").unwrap().message;
+    assert!(
+        why.contains("runs only in execution_mode `streaming`"),
+        "the child is started again, not looked for: {why}"
+    );
+    assert!(!why.contains("could not be replayed"), "{why}");
+}
