@@ -68,9 +68,7 @@ impl PolicyArgs {
 /// What each node of `wf` is granted, one line per grant, for people.
 pub fn grant_lines(wf: &Workflow, policy: &Policy) -> Vec<String> {
     let mut lines = Vec::new();
-    let nested = wf.nested();
-    let all = std::iter::once((String::new(), wf)).chain(nested.iter().map(|(at, w)| (format!("{at}/"), &**w)));
-    for (at, wf) in all {
+    for (at, wf) in wf.levels() {
         for node in wf.nodes.iter().filter(|n| !n.capabilities.is_empty()) {
             for grant in node.capabilities.describe() {
                 lines.push(format!("node `{at}{}`: {grant}", node.id));

@@ -17,9 +17,7 @@ use std::sync::Arc;
 /// a child that would be refused stops its parent before any step runs.
 pub fn check_capabilities(wf: &Workflow, policy: &Policy) -> Vec<String> {
     let mut problems = Vec::new();
-    let nested = wf.nested();
-    let all = std::iter::once((String::new(), wf)).chain(nested.iter().map(|(at, w)| (format!("{at}/"), &**w)));
-    for (at, wf) in all {
+    for (at, wf) in wf.levels() {
         for node in &wf.nodes {
             for p in policy.check(&node.capabilities) {
                 problems.push(format!("node `{at}{}`: {p}", node.id));

@@ -162,12 +162,9 @@ impl ComponentCheck for SandboxExecutor {
 
 impl StepExecutor for SandboxExecutor {
     fn prepare(&self, wf: &Workflow) -> Result<(), Vec<String>> {
-        let mut problems = self.prepare_nodes(wf, "");
         // A sub-workflow's components are checked now too (each distinct one
         // once): its run would refuse them later, after the parent had started.
-        for (at, sub) in wf.nested() {
-            problems.extend(self.prepare_nodes(&sub, &format!("{at}/")));
-        }
+        let problems: Vec<String> = wf.levels().into_iter().flat_map(|(at, w)| self.prepare_nodes(w, &at)).collect();
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 

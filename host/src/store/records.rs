@@ -42,8 +42,9 @@ pub struct NewRun {
     /// The run and node this one is a sub-workflow of, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRun>,
-    /// The text of every sub-workflow file the workflow nests, by path, as
-    /// run: a resume nests what the run started with.
+    /// The text of every sub-workflow file the workflow nests, by key (the
+    /// `workflow:` values that lead to it), as run: a resume nests what the
+    /// run started with.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sub_definitions: BTreeMap<String, String>,
     /// The process that will drive the run.

@@ -471,23 +471,21 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// Every distinct sub-workflow it nests, at any depth, each once, with
-    /// the path of nodes that first reaches it (`outer/inner`).
-    pub fn nested(&self) -> Vec<(String, Arc<Workflow>)> {
-        let mut seen: Vec<*const Workflow> = Vec::new();
-        let mut out = Vec::new();
-        let mut stack: Vec<(String, &Workflow)> = vec![(String::new(), self)];
-        while let Some((at, wf)) = stack.pop() {
+    /// The workflow itself (prefix `""`), then every distinct sub-workflow
+    /// it nests, at any depth, each once, with the path of nodes that first
+    /// reaches it as the prefix of its node ids (`outer/inner/`).
+    pub fn levels(&self) -> Vec<(String, &Workflow)> {
+        let mut seen: std::collections::HashSet<*const Workflow> = std::collections::HashSet::new();
+        let mut out: Vec<(String, &Workflow)> = vec![(String::new(), self)];
+        let mut next = 0;
+        while let Some(&(ref at, wf)) = out.get(next) {
+            let at = at.clone();
+            next += 1;
             for n in &wf.nodes {
-                if let NodeKind::SubWorkflow(sub) = &n.kind {
-                    let ptr = Arc::as_ptr(&sub.workflow);
-                    if seen.contains(&ptr) {
-                        continue;
-                    }
-                    seen.push(ptr);
-                    let path = if at.is_empty() { n.id.clone() } else { format!("{at}/{}", n.id) };
-                    out.push((path.clone(), sub.workflow.clone()));
-                    stack.push((path, &sub.workflow));
+                if let NodeKind::SubWorkflow(sub) = &n.kind
+                    && seen.insert(Arc::as_ptr(&sub.workflow))
+                {
+                    out.push((format!("{at}{}/", n.id), &*sub.workflow));
                 }
             }
         }
@@ -495,7 +493,7 @@ impl Workflow {
     }
 
     /// The text of every sub-workflow it nests, by key: the `workflow:`
-    /// values that lead to it, joined by `" >> "`, as the loader looks
+    /// values that lead to it, joined by [`SUB_WORKFLOW_KEY_SEPARATOR`], as the loader looks
     /// them up in a journaled run. At most `max` keys and `max_bytes` of
     /// text (a workflow that names its files in more ways than that has the
     /// rest read from disk when its run resumes).
@@ -506,7 +504,7 @@ impl Workflow {
         while let Some((prefix, wf)) = stack.pop() {
             for n in &wf.nodes {
                 let NodeKind::SubWorkflow(sub) = &n.kind else { continue };
-                let key = if prefix.is_empty() { sub.written.clone() } else { format!("{prefix} >> {}", sub.written) };
+                let key = sub_workflow_key(&prefix, &sub.written);
                 if out.contains_key(&key) {
                     continue;
                 }
@@ -521,18 +519,33 @@ impl Workflow {
         out
     }
 
-    /// How deep its sub-workflows nest: 1 for a workflow without any.
+    /// How deep its sub-workflows nest: 1 for a workflow without any (each
+    /// distinct sub-workflow measured once).
     pub fn depth(&self) -> usize {
-        1 + self
-            .nodes
-            .iter()
-            .filter_map(|n| match &n.kind {
-                NodeKind::SubWorkflow(s) => Some(s.workflow.depth()),
+        fn measure(wf: &Workflow, memo: &mut HashMap<*const Workflow, usize>) -> usize {
+            if let Some(&d) = memo.get(&(wf as *const Workflow)) {
+                return d;
+            }
+            let below = wf.nodes.iter().filter_map(|n| match &n.kind {
+                NodeKind::SubWorkflow(s) => Some(&*s.workflow),
                 _ => None,
-            })
-            .max()
-            .unwrap_or(0)
+            });
+            let d = 1 + below.map(|w| measure(w, memo)).max().unwrap_or(0);
+            memo.insert(wf as *const Workflow, d);
+            d
+        }
+        measure(self, &mut HashMap::new())
     }
+}
+
+/// What joins the `workflow:` values of a sub-workflow's key in a run's
+/// journaled sub-workflow texts.
+pub const SUB_WORKFLOW_KEY_SEPARATOR: &str = " >> ";
+
+/// The key of the sub-workflow named `written` inside the one with key
+/// `prefix` (`""`: the top workflow).
+pub fn sub_workflow_key(prefix: &str, written: &str) -> String {
+    if prefix.is_empty() { written.to_string() } else { [prefix, SUB_WORKFLOW_KEY_SEPARATOR, written].concat() }
 }
 
 /// The manifest's `max_workflow_depth`: a workflow and its sub-workflows

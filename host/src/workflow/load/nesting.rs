@@ -3,7 +3,7 @@
 //! top-level load, so that a file many nodes name is read and validated
 //! once, and the size of the whole tree is known without expanding it.
 
-use super::super::model::{MAX_WORKFLOW_DEPTH, NodeKind, Workflow};
+use super::super::model::{MAX_WORKFLOW_DEPTH, NodeKind, Workflow, sub_workflow_key};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,6 @@ use std::sync::Arc;
 /// to, counting a sub-workflow's once per node that runs it, at every level:
 /// the engine and `weft graph` walk the expanded tree.
 pub const MAX_EXPANDED: u64 = 1_000_000;
-
-/// What joins the `workflow:` values of a sub-workflow's key.
-pub const KEY_SEPARATOR: &str = " >> ";
 
 /// Most bytes of workflow text one load reads, its sub-workflow files
 /// included (each distinct file once).
@@ -49,7 +46,7 @@ pub(super) struct Nesting {
     /// instead of the file (a resumed run nests what it started with).
     pinned: Rc<std::collections::BTreeMap<String, String>>,
     /// This file's key: the `workflow:` values that lead to it from the top,
-    /// joined by [`KEY_SEPARATOR`] ("" for the top file).
+    /// joined as [`sub_workflow_key`] joins them ("" for the top file).
     key: String,
     /// Bytes of workflow text read so far.
     bytes: Rc<std::cell::Cell<u64>>,
@@ -61,14 +58,14 @@ impl Nesting {
         Self { chain: path.into_iter().collect(), ..Default::default() }
     }
 
-    /// [`Nesting::top`] reading the sub-workflow texts `pinned` (by path) instead of their files.
+    /// [`Nesting::top`] reading the sub-workflow texts `pinned` (by key) instead of their files.
     pub(super) fn pinned(pinned: std::collections::BTreeMap<String, String>) -> Self {
         Self { pinned: Rc::new(pinned), ..Default::default() }
     }
 
     /// The key of the sub-workflow this file names as `written`.
     pub(super) fn key_of(&self, written: &str) -> String {
-        if self.key.is_empty() { written.to_string() } else { [self.key.as_str(), KEY_SEPARATOR, written].concat() }
+        sub_workflow_key(&self.key, written)
     }
 
     /// The pinned text of the sub-workflow with key `key`, if the run journaled one.
