@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod authoring;
 pub mod capability;
 pub mod contract;
 pub mod engine;

@@ -2,7 +2,8 @@
 //! or enum with an `execute` method; the library does the work and these
 //! files only present it:
 //!
-//! - `plugin`: `plugin inspect`, `plugin call`;
+//! - `plugin`: `plugin inspect`, `plugin call`; `plugin_author`: `plugin new`,
+//!   `plugin build`;
 //! - `run`: `run`, and the watching every command that ends with a run shares
 //!   (`progress` draws it on stderr);
 //! - `runs`: `runs list|show|logs|cancel|resume`, `resume` (`table` draws
@@ -19,6 +20,7 @@ pub mod exit;
 mod health;
 pub(crate) mod output;
 mod plugin;
+mod plugin_author;
 mod progress;
 mod run;
 mod runs;

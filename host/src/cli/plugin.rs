@@ -1,5 +1,5 @@
 //! `weft plugin inspect` and `weft plugin call`: one component, outside any
-//! workflow.
+//! workflow. (`plugin new` and `plugin build` are in `plugin_author`.)
 
 use super::args::{HostArgs, PolicyArgs, input_object, read_json_arg};
 use super::exit;
@@ -26,6 +26,12 @@ pub enum PluginCommand {
     /// 13 trap, 14 plugin_error, 15 invalid_output, 16 component_invalid,
     /// 2 bad arguments, 1 host error.
     Call(Box<CallArgs>),
+    /// Write a new plugin from the template for a language
+    /// (rust, js, ts, python, c or go).
+    New(super::plugin_author::NewArgs),
+    /// Build the plugin in a directory (its plugin.toml says how), leaving
+    /// NAME.wasm next to it. Says what to install when a toolchain is missing.
+    Build(super::plugin_author::BuildArgs),
 }
 
 /// `weft plugin inspect`
@@ -109,6 +115,8 @@ impl PluginCommand {
         match self {
             Self::Inspect(args) => args.execute(),
             Self::Call(args) => args.execute().await,
+            Self::New(args) => args.execute(),
+            Self::Build(args) => args.execute(),
         }
     }
 }

@@ -64,14 +64,20 @@ impl HostWallClock for FrozenWallClock {
 }
 
 /// A monotonic clock that never advances: compute steps cannot time anything.
+///
+/// It reads one second, not zero: language runtimes take a zero monotonic
+/// reading for a broken clock (Go's aborts with "nanotime returning zero").
 pub struct FrozenMonotonicClock;
+
+/// What the frozen monotonic clock always reads, in nanoseconds.
+pub const FROZEN_MONOTONIC_NS: u64 = 1_000_000_000;
 
 impl HostMonotonicClock for FrozenMonotonicClock {
     fn resolution(&self) -> u64 {
         1_000_000_000
     }
     fn now(&self) -> u64 {
-        0
+        FROZEN_MONOTONIC_NS
     }
 }
 
@@ -90,6 +96,7 @@ mod tests {
     #[test]
     fn frozen_clocks_do_not_move() {
         assert_eq!(FrozenWallClock.now(), Duration::ZERO);
-        assert_eq!(FrozenMonotonicClock.now(), 0);
+        assert_eq!(FrozenMonotonicClock.now(), FrozenMonotonicClock.now());
+        assert_ne!(FrozenMonotonicClock.now(), 0, "Go's runtime aborts on a zero monotonic clock");
     }
 }

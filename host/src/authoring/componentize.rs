@@ -1,0 +1,37 @@
+//! Turns a core WebAssembly module built for WASI preview 1 (what C's
+//! `wasm32-wasi` and Go's `GOOS=wasip1` produce) into a step component:
+//! embeds the step's world into the module, then wraps it with the
+//! preview-1 adapter that wasmtime ships
+//! (`wasi-preview1-component-adapter-provider`, so nothing is downloaded or
+//! compiled). This is what `wasm-tools component embed` plus
+//! `wasm-tools component new --adapt` do, done in-process so an author needs
+//! neither `wasm-tools` nor a separate adapter file.
+
+use super::wit_package::resolve_world;
+use anyhow::Context as _;
+use std::path::Path;
+use wasi_preview1_component_adapter_provider::{
+    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+};
+use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
+
+/// The component for the core `module`, which implements `world` of the WIT
+/// in `wit_dir` with the canonical ABI and imports WASI preview 1.
+pub fn componentize(module: &[u8], wit_dir: &Path, world: &str) -> anyhow::Result<Vec<u8>> {
+    let (resolve, world_id) = resolve_world(wit_dir, world)?;
+    let mut module = module.to_vec();
+    embed_component_metadata(&mut module, &resolve, world_id, StringEncoding::UTF8)
+        .context("cannot embed the world into the module")?;
+    ComponentEncoder::default()
+        .validate(true)
+        // The adapter allocates its state during the module's `_initialize`;
+        // Go's `cabi_realloc` cannot run before its runtime is up, so the
+        // adapter grows memory itself instead of calling back into the module.
+        .realloc_via_memory_grow(true)
+        .module(&module)
+        .context("the module is not a core module that fits the world")?
+        .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+        .context("cannot add the WASI preview 1 adapter")?
+        .encode()
+        .with_context(|| format!("the module does not implement the `{world}` world"))
+}

@@ -1,0 +1,31 @@
+//! Writing plugins in any language: `weft plugin new` and `weft plugin build`.
+//!
+//! A tour:
+//! - [`language`]: the languages (Rust, JavaScript, TypeScript, Python, C,
+//!   Go), the toolchain each needs and the command that installs it;
+//! - [`templates`]: a starter plugin per language, embedded in the binary,
+//!   written out by [`new_plugin`];
+//! - [`manifest`]: `plugin.toml`, which tells the build the plugin's name,
+//!   language and world;
+//! - [`build()`]: runs the language's own build and leaves `<name>.wasm`;
+//! - [`wit_package`]: the contract's WIT, embedded, for templates and
+//!   bindings;
+//! - [`c_bindings`] and [`componentize()`]: what Weft does itself for the
+//!   languages whose compilers stop at a WASI preview-1 core module (C and
+//!   Go), so that their authors need no other tool.
+//!
+//! Nothing here runs a plugin: that is the sandbox's job.
+
+mod build;
+pub mod c_bindings;
+mod componentize;
+pub mod language;
+pub mod manifest;
+pub mod templates;
+pub mod wit_package;
+
+pub use build::{Built, build};
+pub use componentize::componentize;
+pub use language::Language;
+pub use manifest::Manifest;
+pub use templates::{NewPlugin, new_plugin};
