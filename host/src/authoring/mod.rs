@@ -8,8 +8,8 @@
 //! - [`manifest`]: `plugin.toml`, which tells the build the plugin's name,
 //!   language and world;
 //! - [`build()`]: runs the language's own build and leaves `<name>.wasm`;
-//! - [`wit_package`]: the contract's WIT, embedded, for templates and
-//!   bindings;
+//! - [`wit_package`]: parsing a plugin's WIT and finding its world (the
+//!   contract's own WIT is embedded in [`crate::contract::wit`]);
 //! - [`c_bindings`] and [`componentize()`]: what Weft does itself for the
 //!   languages whose compilers stop at a WASI preview-1 core module (C and
 //!   Go), so that their authors need no other tool.

@@ -8,7 +8,7 @@
 //! SDK is not published on crates.io.
 
 use super::language::Language;
-use super::wit_package::write_wit;
+use crate::contract::wit::write_wit;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
@@ -158,6 +158,7 @@ pub fn new_plugin(dir: &Path, name: &str, language: Language, effect: bool) -> a
         std::fs::write(&path, text.replace("{{name}}", name))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    write_wit(&dir.join("wit"))?;
+    let wit = dir.join("wit");
+    write_wit(&wit).with_context(|| format!("cannot write the contract's WIT into {}", wit.display()))?;
     Ok(NewPlugin { dir: dir.to_path_buf(), template, files: template.files.len() + sdk.len() })
 }

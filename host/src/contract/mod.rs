@@ -16,6 +16,7 @@
 //!   stores implement it and the sandbox calls it.
 //! - [`StreamSink`] takes the items a step emits while it runs (streaming
 //!   mode): the engine implements it and the sandbox calls it.
+//! - [`wit`] is the plugin contract's WIT itself, embedded.
 //! - [`now_ms`] and [`now_rfc3339`] are the one clock every record is
 //!   stamped with.
 //!
@@ -32,6 +33,7 @@ mod output;
 mod records;
 mod status;
 mod stream;
+pub mod wit;
 mod time;
 
 pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};

@@ -80,7 +80,12 @@ impl Sandbox {
                 && self.loaded(&digest, world).is_none()
                 && let Err(e) = self.link(&component, digest.clone(), bytes.len(), world, origin)
             {
-                problems.push(e.to_string());
+                let mismatches = super::wit_compare::signature_mismatches(bytes, world);
+                if mismatches.is_empty() {
+                    problems.push(e.to_string());
+                } else {
+                    problems.extend(mismatches);
+                }
             }
             fit.fits = problems.is_empty();
             fit.problems = problems;

@@ -5,6 +5,7 @@
 use super::bindings::compute::ComputeStepPre;
 use super::bindings::effect::EffectStepPre;
 use super::cache::{self, Origin};
+use super::wit_compare;
 use super::state::StepState;
 use super::{Sandbox, StepWorld, world};
 use crate::contract::StepFailure;
@@ -117,7 +118,7 @@ impl Sandbox {
         if let Some(hit) = self.loaded(&digest, world) {
             return Ok(hit);
         }
-        self.link(&component, digest, bytes.len(), world, origin)
+        self.link(&component, digest, bytes.len(), world, origin).map_err(|e| explain_link_error(e, bytes, world))
     }
 
     /// Pre-links a compiled component for `world` and remembers it by digest.
@@ -165,6 +166,18 @@ impl Sandbox {
     pub fn compile_uncached(&self, bytes: &[u8]) -> anyhow::Result<Component> {
         Component::new(&self.engine, bytes).map_err(anyhow::Error::from)
     }
+}
+
+/// Puts the two signatures of each `weft:step` function whose type differs
+/// from the contract's in front of wasmtime's link error.
+fn explain_link_error(e: LoadError, bytes: &[u8], world: StepWorld) -> LoadError {
+    let LoadError::Invalid(detail) = e else { return e };
+    let mismatches = wit_compare::signature_mismatches(bytes, world);
+    if mismatches.is_empty() {
+        return LoadError::Invalid(detail);
+    }
+    LoadError::Invalid(format!("{}
+  ({detail})", misfit_message(world, &mismatches)))
 }
 
 fn misfit_message(world: StepWorld, problems: &[String]) -> String {

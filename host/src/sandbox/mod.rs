@@ -32,6 +32,7 @@ mod policy;
 mod state;
 mod ticker;
 mod wasm_engine;
+mod wit_compare;
 mod world;
 
 pub use crate::contract::{
