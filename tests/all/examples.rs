@@ -18,6 +18,8 @@ const EXPECTED: &[(&str, &str, Option<Decision>)] = &[
     ("onex-pipeline", "completed", None),
     // A saga that fails on purpose and compensates.
     ("order-saga", "failed", None),
+    // Its five steps in five languages are built first (`common::polyglot`).
+    ("polyglot", "completed", None),
     ("streaming-pipeline", "completed", None),
     ("sub-workflow", "completed", None),
 ];
@@ -51,6 +53,7 @@ fn run_deciding(
 #[test]
 fn every_example_folder_is_a_workflow_that_runs_as_its_readme_says() {
     common::plugin("echo");
+    common::polyglot();
     let mut folders: Vec<_> = std::fs::read_dir(common::root().join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -13,6 +13,7 @@ mod crash;
 mod durable;
 mod engine;
 mod examples;
+mod languages;
 mod modes;
 mod sandbox;
 mod store;

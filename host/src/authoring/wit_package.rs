@@ -8,9 +8,8 @@ use wit_parser::{Resolve, WorldId};
 /// (`compute-step` or `effect-step`) in its main package.
 pub fn resolve_world(wit_dir: &Path, world: &str) -> anyhow::Result<(Resolve, WorldId)> {
     let mut resolve = Resolve::default();
-    let (pkg, _) = resolve
-        .push_dir(wit_dir)
-        .with_context(|| format!("cannot parse the WIT in {}", wit_dir.display()))?;
+    let (pkg, _) =
+        resolve.push_dir(wit_dir).with_context(|| format!("cannot parse the WIT in {}", wit_dir.display()))?;
     let id = resolve.select_world(&[pkg], Some(world)).with_context(|| {
         format!("{} has no world `{world}`; a Weft step targets `compute-step` or `effect-step`", wit_dir.display())
     })?;

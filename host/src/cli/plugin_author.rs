@@ -40,7 +40,13 @@ impl NewArgs {
         let made =
             authoring::new_plugin(&dir, &self.name, self.lang, self.effect).map_err(|e| usage(format!("{e:#}")))?;
         let world = if made.template.effect { "effect" } else { "compute" };
-        outln!("created {} ({} {world} step, {} files, from plugins/templates/{})", dir.display(), self.lang, made.files, made.template.dir);
+        outln!(
+            "created {} ({} {world} step, {} files, from plugins/templates/{})",
+            dir.display(),
+            self.lang,
+            made.files,
+            made.template.dir
+        );
         outln!("next:");
         outln!("  weft plugin build {}", dir.display());
         let input = if made.template.effect {

@@ -33,8 +33,8 @@ mod output;
 mod records;
 mod status;
 mod stream;
-pub mod wit;
 mod time;
+pub mod wit;
 
 pub use attempt::{ActionKind, AttemptReport, AttemptStats, EmittedAction, LogLevel, LogLine, LogSource, StepSuccess};
 pub use config::{ConfigLayer, ParallelLayer, RetryLayer, TimeoutLayer};

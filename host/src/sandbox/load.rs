@@ -5,8 +5,8 @@
 use super::bindings::compute::ComputeStepPre;
 use super::bindings::effect::EffectStepPre;
 use super::cache::{self, Origin};
-use super::wit_compare;
 use super::state::StepState;
+use super::wit_compare;
 use super::{Sandbox, StepWorld, world};
 use crate::contract::StepFailure;
 use std::path::Path;
@@ -176,8 +176,11 @@ fn explain_link_error(e: LoadError, bytes: &[u8], world: StepWorld) -> LoadError
     if mismatches.is_empty() {
         return LoadError::Invalid(detail);
     }
-    LoadError::Invalid(format!("{}
-  ({detail})", misfit_message(world, &mismatches)))
+    LoadError::Invalid(format!(
+        "{}
+  ({detail})",
+        misfit_message(world, &mismatches)
+    ))
 }
 
 fn misfit_message(world: StepWorld, problems: &[String]) -> String {

@@ -58,7 +58,9 @@ pub fn signature_mismatches(bytes: &[u8], world: StepWorld) -> Vec<String> {
         let want = &contract.resolve.worlds[want_world];
         let wanted = if direction == "import" { &want.imports } else { &want.exports };
         let Some(want_id) = wanted.values().find_map(|i| match i {
-            WorldItem::Interface { id, .. } if interface_name(&contract.resolve, *id).as_deref() == Some(&name) => Some(*id),
+            WorldItem::Interface { id, .. } if interface_name(&contract.resolve, *id).as_deref() == Some(&name) => {
+                Some(*id)
+            }
             _ => None,
         }) else {
             continue;
@@ -119,8 +121,11 @@ fn ty(resolve: &Resolve, t: &Type, by_name: bool) -> String {
             format!("record {{ {} }}", fields.join(", "))
         }
         TypeDefKind::Variant(v) => {
-            let cases: Vec<String> =
-                v.cases.iter().map(|c| format!("{}({})", c.name, c.ty.as_ref().map(inner).unwrap_or_default())).collect();
+            let cases: Vec<String> = v
+                .cases
+                .iter()
+                .map(|c| format!("{}({})", c.name, c.ty.as_ref().map(inner).unwrap_or_default()))
+                .collect();
             format!("variant {{ {} }}", cases.join(", "))
         }
         TypeDefKind::Enum(e) => {

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"strings"
 
-	"{{name}}/weft"
+	"weft.example/weft"
 )
 
 func init() { weft.Handle(greet) }

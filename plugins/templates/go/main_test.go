@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"{{name}}/weft"
+	"weft.example/weft"
 )
 
 func TestGreetsByName(t *testing.T) {

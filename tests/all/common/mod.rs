@@ -27,6 +27,45 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// Runs `weft plugin build DIR` and returns the component it wrote; panics
+/// with the build's output when it fails (which names any missing toolchain
+/// and the command that installs it). Rust plugins build in
+/// `target/plugins`, the target directory `scripts/build-plugins` uses,
+/// since the one `cargo test` holds is locked.
+pub fn plugin_build(dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["plugin", "build"])
+        .arg(dir)
+        .env("CARGO_TARGET_DIR", root().join("target/plugins"))
+        .output()
+        .expect("run weft plugin build");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "weft plugin build {} failed ({}):\n{stdout}\n{}",
+        dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let path = PathBuf::from(line.split(" (").next().unwrap_or_default());
+    assert!(path.is_file(), "weft plugin build printed {line:?}, which is not a file");
+    path
+}
+
+/// The polyglot example's five steps (Rust, JavaScript, Python, C, Go),
+/// built once with `weft plugin build`, by step name.
+pub fn polyglot() -> &'static [(&'static str, PathBuf)] {
+    static BUILT: OnceLock<Vec<(&'static str, PathBuf)>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let steps = root().join("examples/polyglot/steps");
+        ["tally-rust", "classify-js", "score-python", "checksum-c", "decide-go"]
+            .iter()
+            .map(|dir| (dir.split('-').next().unwrap_or(dir), plugin_build(&steps.join(dir))))
+            .collect()
+    })
+}
+
 /// A fresh cache directory under target/ for one test.
 pub fn temp_cache(tag: &str) -> PathBuf {
     let dir = root().join("target/test-cache").join(format!("{tag}-{}-{}", std::process::id(), uuid_like()));

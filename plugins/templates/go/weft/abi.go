@@ -1,3 +1,5 @@
+//go:build wasip1
+
 package weft
 
 // The canonical ABI of the compute-step world, by hand: Go has no

@@ -1,0 +1,3 @@
+module weft.example/weft
+
+go 1.24
