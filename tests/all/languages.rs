@@ -155,14 +155,79 @@ fn check_effect_template(component: &Path, denied_exit: i32) {
     assert_eq!(code, Some(11), "{slow}");
 }
 
+/// Runs a plugin's own unit tests (`program args` in its directory).
+fn own_tests(component: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).current_dir(component.parent().unwrap()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_new_javascript_effect_plugin_posts_once_and_remembers_it() {
-    check_effect_template(&new_and_build("record-js", "js", true), 13);
+    let c = new_and_build("record-js", "js", true);
+    // Its unit tests cover the replay under one idempotency key and the
+    // compensation (each `plugin call` has a fresh key-value scope).
+    own_tests(&c, "npm", &["test", "--silent"]);
+    check_effect_template(&c, 13);
 }
 
 #[test]
 fn a_new_python_effect_plugin_posts_once_and_remembers_it() {
-    check_effect_template(&new_and_build("record-python", "python", true), 14);
+    let c = new_and_build("record-python", "python", true);
+    own_tests(&c, "python3", &["-m", "unittest", "-q"]);
+    check_effect_template(&c, 14);
+}
+
+#[test]
+fn a_go_step_keeps_working_past_a_few_mebibytes_of_heap() {
+    // Go's heap grows over any page it did not allocate itself; the
+    // preview-1 adapter's state must not be one of them.
+    let dir = fresh_dir("churn-go");
+    let out = common::weft("languages", &["plugin", "new", "churn-go", "--lang", "go", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::write(
+        dir.join("main.go"),
+        r#"package main
+
+import (
+	"fmt"
+
+	"weft.example/weft"
+)
+
+func init() { weft.Handle(churn) }
+
+// Allocates `mb` MiB in 1 MiB pieces, keeping the last eight alive.
+func churn(ctx *weft.Context, input map[string]any) (any, error) {
+	mb := int(input["mb"].(float64))
+	var keep [8][]byte
+	sum := 0
+	for i := 0; i < mb; i++ {
+		b := make([]byte, 1<<20)
+		b[i%len(b)] = byte(i)
+		keep[i%8] = b
+		sum += int(b[i%len(b)])
+	}
+	fmt.Printf("churned %d MiB\n", mb)
+	return map[string]any{"sum": sum, "kept": len(keep)}, nil
+}
+
+func main() {}
+"#,
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("main_test.go")).unwrap();
+    let component = common::plugin_build(&dir);
+    let (code, out) = call(&component, &["--input", r#"{"mb": 400}"#, "--memory-mb", "128", "--fuel", "1000000000000"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out["output"]["kept"], 8, "{out}");
+    assert!(out["stats"]["peak_memory_bytes"].as_u64().unwrap() > 8 << 20, "the heap really grew: {out}");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! ([`componentize`](super::componentize)).
 
 use super::c_bindings;
-use super::componentize::componentize;
+use super::componentize::{AdapterMemory, componentize};
 use super::language::{Language, check_wasi_libc};
 use super::manifest::Manifest;
 use anyhow::Context as _;
@@ -38,12 +38,20 @@ const CARGO_LEAKS: &[&str] = &[
 /// Builds the plugin in `dir` (which holds `plugin.toml`).
 pub fn build(dir: &Path) -> anyhow::Result<Built> {
     let manifest = Manifest::read(dir)?;
-    // Tools run inside `dir`, so every path handed to them must be absolute.
-    let dir = &std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    // Tools run inside `dir`, so every path handed to them must be absolute;
+    // canonical, because cargo reports its manifests that way.
+    let dir = &std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     for tool in manifest.language.toolchain() {
         tool.check()?;
     }
     let out = dir.join(format!("{}.wasm", manifest.name));
+    // A component left by an earlier build must not pass for this one's.
+    match std::fs::remove_file(&out) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove the old {}", out.display()));
+        }
+        _ => {}
+    }
     let wit = dir.join(&manifest.wit);
     match manifest.language {
         Language::Rust => build_rust(dir, &out)?,
@@ -53,7 +61,13 @@ pub fn build(dir: &Path) -> anyhow::Result<Built> {
         Language::Go => build_go(dir, &manifest, &wit, &out)?,
     }
     let size = std::fs::metadata(&out)
-        .with_context(|| format!("the build finished but did not write {}", out.display()))?
+        .with_context(|| {
+            let hint = match manifest.language {
+                Language::Js | Language::Ts => "; does package.json's build script write it (`--out NAME.wasm`)?",
+                _ => "",
+            };
+            format!("the build finished but did not write {}{hint}", out.display())
+        })?
         .len();
     Ok(Built { component: out, size })
 }
@@ -82,7 +96,8 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(dir)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
-        .stdout(std::process::Stdio::piped());
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
     for var in CARGO_LEAKS {
         cmd.env_remove(var);
     }
@@ -146,7 +161,7 @@ fn build_c(dir: &Path, manifest: &Manifest, wit: &Path, out: &Path) -> anyhow::R
     }
     cmd.arg("-I").arg(&bindings).arg("-I").arg(dir.join("src")).arg("-o").arg(&core).args(&sources);
     run(&mut cmd, &cc)?;
-    write_component(&core, wit, &manifest.world, out)
+    write_component(&core, wit, &manifest.world, AdapterMemory::ModuleRealloc, out)
 }
 
 fn build_go(dir: &Path, manifest: &Manifest, wit: &Path, out: &Path) -> anyhow::Result<()> {
@@ -162,12 +177,12 @@ fn build_go(dir: &Path, manifest: &Manifest, wit: &Path, out: &Path) -> anyhow::
             .arg("."),
         "go build",
     )?;
-    write_component(&core, wit, &manifest.world, out)
+    write_component(&core, wit, &manifest.world, AdapterMemory::GoArena, out)
 }
 
-fn write_component(core: &Path, wit: &Path, world: &str, out: &Path) -> anyhow::Result<()> {
+fn write_component(core: &Path, wit: &Path, world: &str, memory: AdapterMemory, out: &Path) -> anyhow::Result<()> {
     let module = std::fs::read(core).with_context(|| format!("cannot read {}", core.display()))?;
-    let component = componentize(&module, wit, world).with_context(|| format!("{}", core.display()))?;
+    let component = componentize(&module, wit, world, memory).with_context(|| format!("{}", core.display()))?;
     std::fs::write(out, component).with_context(|| format!("cannot write {}", out.display()))
 }
 

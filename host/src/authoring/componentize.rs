@@ -7,6 +7,7 @@
 //! `wasm-tools component new --adapt` do, done in-process so an author needs
 //! neither `wasm-tools` nor a separate adapter file.
 
+use super::go_adapter_arena::add_adapter_allocator;
 use super::wit_package::resolve_world;
 use anyhow::Context as _;
 use std::path::Path;
@@ -15,19 +16,34 @@ use wasi_preview1_component_adapter_provider::{
 };
 use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
 
+/// Where the preview-1 adapter takes its memory from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterMemory {
+    /// The module's own `cabi_realloc` (C: wasi-libc's `malloc`).
+    ModuleRealloc,
+    /// The arena the Go glue reserves (see `go_adapter_arena`): Go's
+    /// `cabi_realloc` cannot run before its runtime starts.
+    GoArena,
+}
+
 /// The component for the core `module`, which implements `world` of the WIT
 /// in `wit_dir` with the canonical ABI and imports WASI preview 1.
-pub fn componentize(module: &[u8], wit_dir: &Path, world: &str) -> anyhow::Result<Vec<u8>> {
+pub fn componentize(module: &[u8], wit_dir: &Path, world: &str, memory: AdapterMemory) -> anyhow::Result<Vec<u8>> {
     let (resolve, world_id) = resolve_world(wit_dir, world)?;
-    let mut module = module.to_vec();
+    let mut module = match memory {
+        AdapterMemory::ModuleRealloc => module.to_vec(),
+        AdapterMemory::GoArena => add_adapter_allocator(module)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the Go module reserves no memory for the WASI adapter: keep weft/abi.go as `weft plugin new` \
+                 writes it (its `adapterArena`, which starts with {:?}, must be there and read)",
+                String::from_utf8_lossy(super::go_adapter_arena::ARENA_MARKER)
+            )
+        })?,
+    };
     embed_component_metadata(&mut module, &resolve, world_id, StringEncoding::UTF8)
         .context("cannot embed the world into the module")?;
     ComponentEncoder::default()
         .validate(true)
-        // The adapter allocates its state during the module's `_initialize`;
-        // Go's `cabi_realloc` cannot run before its runtime is up, so the
-        // adapter grows memory itself instead of calling back into the module.
-        .realloc_via_memory_grow(true)
         .module(&module)
         .context("the module is not a core module that fits the world")?
         .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)

@@ -2,6 +2,7 @@
 //! directory — its name, language and world — and where its WIT is.
 
 use super::language::Language;
+use super::templates::check_name;
 use anyhow::Context as _;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -46,14 +47,7 @@ impl Manifest {
                 manifest.world
             );
         }
-        if manifest.name.is_empty() || !manifest.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            anyhow::bail!(
-                "{}: name = {:?}: use letters, digits, `-` and `_` only (it names the .wasm file)",
-                path.display(),
-                manifest.name
-            );
-        }
+        check_name(&manifest.name).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(manifest)
     }
 

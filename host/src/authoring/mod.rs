@@ -12,20 +12,22 @@
 //!   contract's own WIT is embedded in [`crate::contract::wit`]);
 //! - [`c_bindings`] and [`componentize()`]: what Weft does itself for the
 //!   languages whose compilers stop at a WASI preview-1 core module (C and
-//!   Go), so that their authors need no other tool.
+//!   Go), so that their authors need no other tool; `go_adapter_arena`
+//!   gives the preview-1 adapter memory Go's heap never grows into.
 //!
 //! Nothing here runs a plugin: that is the sandbox's job.
 
 mod build;
 pub mod c_bindings;
 mod componentize;
+mod go_adapter_arena;
 pub mod language;
 pub mod manifest;
 pub mod templates;
 pub mod wit_package;
 
 pub use build::{Built, build};
-pub use componentize::componentize;
+pub use componentize::{AdapterMemory, componentize};
 pub use language::Language;
 pub use manifest::Manifest;
 pub use templates::{NewPlugin, new_plugin};

@@ -135,6 +135,10 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
              e.g. `greet` or `score-orders`; it names the package and the .wasm file"
         );
     }
+    // Names cargo refuses for a package, or that a template already uses.
+    if matches!(name, "test" | "build" | "weft-plugin" | "self" | "super" | "crate") {
+        anyhow::bail!("plugin name {name:?} is taken by the toolchains or the templates; pick another");
+    }
     Ok(())
 }
 

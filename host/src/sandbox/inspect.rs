@@ -80,12 +80,7 @@ impl Sandbox {
                 && self.loaded(&digest, world).is_none()
                 && let Err(e) = self.link(&component, digest.clone(), bytes.len(), world, origin)
             {
-                let mismatches = super::wit_compare::signature_mismatches(bytes, world);
-                if mismatches.is_empty() {
-                    problems.push(e.to_string());
-                } else {
-                    problems.extend(mismatches);
-                }
+                problems.push(super::load::explain_link_error(e, bytes, world).to_string());
             }
             fit.fits = problems.is_empty();
             fit.problems = problems;

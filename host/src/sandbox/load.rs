@@ -170,7 +170,7 @@ impl Sandbox {
 
 /// Puts the two signatures of each `weft:step` function whose type differs
 /// from the contract's in front of wasmtime's link error.
-fn explain_link_error(e: LoadError, bytes: &[u8], world: StepWorld) -> LoadError {
+pub(super) fn explain_link_error(e: LoadError, bytes: &[u8], world: StepWorld) -> LoadError {
     let LoadError::Invalid(detail) = e else { return e };
     let mismatches = wit_compare::signature_mismatches(bytes, world);
     if mismatches.is_empty() {

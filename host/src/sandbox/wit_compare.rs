@@ -71,14 +71,19 @@ pub fn signature_mismatches(bytes: &[u8], world: StepWorld) -> Vec<String> {
             .unwrap_or_default();
         for (fname, f) in &found.interfaces[*id].functions {
             let Some(w) = contract.resolve.interfaces[want_id].functions.get(fname) else { continue };
-            if shape(&found, f) != shape(&contract.resolve, w) {
+            let (found_shape, want_shape) = (shape(&found, f), shape(&contract.resolve, w));
+            if found_shape != want_shape {
+                let (mut found_sig, mut want_sig) = (signature(&found, f), signature(&contract.resolve, w));
+                if found_sig == want_sig {
+                    // The difference is inside a named type: spell the types out.
+                    (found_sig, want_sig) =
+                        (format!("{fname}: func{found_shape}"), format!("{fname}: func{want_shape}"));
+                }
                 out.push(format!(
-                    "{direction} `{name}{version}` function `{fname}` has the type `{}`, but the {world} world \
-                     ({}) gives it `{}`: the component was built against another WIT; rebuild it against the \
-                     contract's (`weft plugin new` writes it into wit/)",
-                    signature(&found, f),
+                    "{direction} `{name}{version}` function `{fname}` has the type `{found_sig}`, but the {world} \
+                     world ({}) gives it `{want_sig}`: the component was built against another WIT; rebuild it \
+                     against the contract's (`weft plugin new` writes it into wit/)",
                     world.wit_name(),
-                    signature(&contract.resolve, w),
                 ));
             }
         }
@@ -93,56 +98,108 @@ fn interface_name(resolve: &Resolve, id: wit_parser::InterfaceId) -> Option<Stri
     Some(format!("{}:{}/{}", pkg.namespace, pkg.name, iface.name.as_ref()?))
 }
 
+/// The most characters one rendering of a function's type may take: the
+/// component is untrusted, and a type DAG can spell out to gigabytes.
+const RENDER_BUDGET: usize = 4096;
+
 /// The function as WIT shows it, with named types by name.
 fn signature(resolve: &Resolve, f: &Function) -> String {
-    let params: Vec<String> = f.params.iter().map(|p| format!("{}: {}", p.name, ty(resolve, &p.ty, true))).collect();
-    let result = f.result.as_ref().map(|r| format!(" -> {}", ty(resolve, r, true))).unwrap_or_default();
-    format!("{}: func({}){result}", f.name, params.join(", "))
+    render(resolve, f, true, true)
 }
 
 /// The function's type with every named type spelled out, for comparison.
 fn shape(resolve: &Resolve, f: &Function) -> String {
-    let params: Vec<String> = f.params.iter().map(|p| ty(resolve, &p.ty, false)).collect();
-    let result = f.result.as_ref().map(|r| ty(resolve, r, false)).unwrap_or_default();
-    format!("({}) -> {result}", params.join(", "))
+    render(resolve, f, false, false)
 }
 
-fn ty(resolve: &Resolve, t: &Type, by_name: bool) -> String {
-    let Type::Id(id) = t else { return format!("{t:?}").to_lowercase() };
-    let def = &resolve.types[*id];
-    if by_name && let Some(name) = &def.name {
-        return name.clone();
+fn render(resolve: &Resolve, f: &Function, by_name: bool, with_names: bool) -> String {
+    let mut r = Renderer { resolve, by_name, left: RENDER_BUDGET };
+    let params: Vec<String> = f
+        .params
+        .iter()
+        .map(|p| if with_names { format!("{}: {}", r.name(&p.name), r.ty(&p.ty)) } else { r.ty(&p.ty) })
+        .collect();
+    let result = f.result.as_ref().map(|t| format!(" -> {}", r.ty(t))).unwrap_or_default();
+    let head = if with_names { format!("{}: func", r.name(&f.name)) } else { String::new() };
+    format!("{head}({}){result}", params.join(", "))
+}
+
+/// Renders types into at most [`RENDER_BUDGET`] characters; past it, `…`.
+struct Renderer<'a> {
+    resolve: &'a Resolve,
+    by_name: bool,
+    left: usize,
+}
+
+impl Renderer<'_> {
+    fn spend(&mut self, n: usize) -> bool {
+        if self.left < n {
+            self.left = 0;
+            return false;
+        }
+        self.left -= n;
+        true
     }
-    let inner = |t: &Type| ty(resolve, t, by_name);
-    let opt = |t: &Option<Type>| t.as_ref().map(inner).unwrap_or_else(|| "_".into());
-    match &def.kind {
-        TypeDefKind::Record(r) => {
-            let fields: Vec<String> = r.fields.iter().map(|f| format!("{}: {}", f.name, inner(&f.ty))).collect();
-            format!("record {{ {} }}", fields.join(", "))
+
+    fn name(&mut self, name: &str) -> String {
+        let shown: String = name.chars().take(64).collect();
+        if self.spend(shown.len() + 2) { shown } else { "…".into() }
+    }
+
+    fn ty(&mut self, t: &Type) -> String {
+        if !self.spend(8) {
+            return "…".into();
         }
-        TypeDefKind::Variant(v) => {
-            let cases: Vec<String> = v
-                .cases
-                .iter()
-                .map(|c| format!("{}({})", c.name, c.ty.as_ref().map(inner).unwrap_or_default()))
-                .collect();
-            format!("variant {{ {} }}", cases.join(", "))
+        let Type::Id(id) = t else { return format!("{t:?}").to_lowercase() };
+        let def = &self.resolve.types[*id];
+        if self.by_name
+            && let Some(name) = &def.name
+        {
+            return self.name(name);
         }
-        TypeDefKind::Enum(e) => {
-            let cases: Vec<&str> = e.cases.iter().map(|c| c.name.as_str()).collect();
-            format!("enum {{ {} }}", cases.join(", "))
+        match &def.kind {
+            TypeDefKind::Record(rec) => {
+                let fields: Vec<String> =
+                    rec.fields.iter().map(|f| format!("{}: {}", self.name(&f.name), self.ty(&f.ty))).collect();
+                format!("record {{ {} }}", fields.join(", "))
+            }
+            TypeDefKind::Variant(v) => {
+                let cases: Vec<String> = v
+                    .cases
+                    .iter()
+                    .map(|c| {
+                        let ty = c.ty.as_ref().map(|t| self.ty(t)).unwrap_or_default();
+                        format!("{}({ty})", self.name(&c.name))
+                    })
+                    .collect();
+                format!("variant {{ {} }}", cases.join(", "))
+            }
+            TypeDefKind::Enum(e) => {
+                let cases: Vec<String> = e.cases.iter().map(|c| self.name(&c.name)).collect();
+                format!("enum {{ {} }}", cases.join(", "))
+            }
+            TypeDefKind::Flags(f) => {
+                let flags: Vec<String> = f.flags.iter().map(|c| self.name(&c.name)).collect();
+                format!("flags {{ {} }}", flags.join(", "))
+            }
+            TypeDefKind::Tuple(t) => {
+                let types: Vec<String> = t.types.iter().map(|t| self.ty(t)).collect();
+                format!("tuple<{}>", types.join(", "))
+            }
+            TypeDefKind::Option(t) => format!("option<{}>", self.ty(t)),
+            TypeDefKind::Result(res) => {
+                let ok = res.ok.as_ref().map(|t| self.ty(t)).unwrap_or_else(|| "_".into());
+                let err = res.err.as_ref().map(|t| self.ty(t)).unwrap_or_else(|| "_".into());
+                format!("result<{ok}, {err}>")
+            }
+            TypeDefKind::List(t) => format!("list<{}>", self.ty(t)),
+            TypeDefKind::Type(t) => self.ty(t),
+            // Resources and the rest: compared by name, which is all a step's
+            // contract needs.
+            _ => match &def.name {
+                Some(name) => self.name(name),
+                None => "?".into(),
+            },
         }
-        TypeDefKind::Flags(f) => {
-            let flags: Vec<&str> = f.flags.iter().map(|c| c.name.as_str()).collect();
-            format!("flags {{ {} }}", flags.join(", "))
-        }
-        TypeDefKind::Tuple(t) => format!("tuple<{}>", t.types.iter().map(inner).collect::<Vec<_>>().join(", ")),
-        TypeDefKind::Option(t) => format!("option<{}>", inner(t)),
-        TypeDefKind::Result(r) => format!("result<{}, {}>", opt(&r.ok), opt(&r.err)),
-        TypeDefKind::List(t) => format!("list<{}>", inner(t)),
-        TypeDefKind::Type(t) => inner(t),
-        // Resources and the rest: compared by name, which is all a step's
-        // contract needs.
-        _ => def.name.clone().unwrap_or_else(|| format!("{:?}", def.kind).chars().take(40).collect()),
     }
 }

@@ -93,19 +93,23 @@ bool json_get_string(const char *j, size_t len, const char *key, char *out, size
 }
 
 bool json_put_string(char *out, size_t cap, size_t *used, const char *s) {
-    size_t n = *used;
-    if (n + 1 >= cap) return false;
+    size_t n = *used, need = 2; // the quotes
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        need += (c == '"' || c == '\\') ? 2 : (c < 0x20 ? 6 : 1);
+    }
+    if (n >= cap || need + 1 > cap - n) return false; // +1: the NUL
     out[n++] = '"';
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        char esc[8];
-        size_t k;
-        if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; k = 2; }
-        else if (c < 0x20) { k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c); }
-        else { esc[0] = (char)c; k = 1; }
-        if (n + k + 2 > cap) return false;
-        memcpy(out + n, esc, k);
-        n += k;
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20) {
+            n += (size_t)snprintf(out + n, 7, "\\u%04x", c);
+        } else {
+            out[n++] = (char)c;
+        }
     }
     out[n++] = '"';
     out[n] = '\0';

@@ -10,9 +10,21 @@ package weft
 
 import (
 	"encoding/json"
+	"errors"
 	"runtime/debug"
+	"strings"
 	"unsafe"
 )
+
+// adapterArena is memory for WASI's preview-1 adapter, in static data where
+// Go's heap never grows: `weft plugin build` finds it by the marker it starts
+// with and gives the adapter an allocator over it. Keep its size at 256 KiB.
+var adapterArena = [256 << 10]byte{'w', 'e', 'f', 't', ':', 'a', 'd', 'a', 'p', 't', 'e', 'r', '-', 'm', 'e', 'm'}
+
+// arenaSink reads the arena, so that the linker keeps it, initialized.
+var arenaSink byte
+
+func init() { arenaSink = adapterArena[0] }
 
 // pinned keeps everything the host may still read reachable, so that the
 // garbage collector (which does not move objects) keeps it where it is.
@@ -55,8 +67,11 @@ func bytesAt(ptr, length uint32) []byte {
 
 func stringAt(ptr, length uint32) string { return string(bytesAt(ptr, length)) }
 
-// lower pins a copy of s and returns its (pointer, length).
+// lower pins a copy of s and returns its (pointer, length). Strings cross
+// the boundary as UTF-8, so invalid bytes (a Go string may hold any) become
+// U+FFFD instead of trapping the host's lift.
 func lower(s string) (uint32, uint32) {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) == 0 {
 		return 1, 0
 	}
@@ -82,7 +97,8 @@ func exportRun(runIDPtr, runIDLen, workflowPtr, workflowLen, stepIDPtr, stepIDLe
 	output, err := call(ctx, input)
 	if err != nil {
 		kind, message := KindFatal, err.Error()
-		if e, ok := err.(*Error); ok {
+		var e *Error
+		if errors.As(err, &e) {
 			kind = e.Kind
 		}
 		ptr, length := lower(message)

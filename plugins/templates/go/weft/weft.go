@@ -45,6 +45,9 @@ type action struct {
 // Emit asks the orchestrator to hand payload (encoded as a JSON object) to
 // the node target.
 func (c *Context) Emit(kind ActionKind, target string, payload any) error {
+	if kind > Custom {
+		return Fatal("action kind %d is not one of weft.Compute, Effect, Reduce, Orchestrate or Custom", kind)
+	}
 	text, err := json.Marshal(payload)
 	if err != nil {
 		return Fatal("action payload is not serializable: %v", err)
