@@ -113,6 +113,25 @@ fn languages(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // The same for the big runtimes without the pooling allocator: each
+    // instance maps its memory afresh instead of reusing a slot whose pages
+    // stay resident (copy-on-write from the compiled image either way).
+    let on_demand =
+        Sandbox::new(SandboxConfig { cache_dir: None, pooling: false, ..SandboxConfig::default() }).unwrap();
+    let mut g = c.benchmark_group("fresh instance + one call, on-demand allocator");
+    for (lang, _) in loaded.iter().filter(|(l, _)| matches!(l, Language::Js | Language::Python | Language::Go)) {
+        let bytes = std::fs::read(component(*lang)).unwrap();
+        let step = on_demand.load_bytes(&bytes, Some(StepWorld::Compute)).unwrap();
+        g.bench_function(lang.name(), |b| {
+            b.to_async(&rt).iter(|| async {
+                let r = on_demand.execute(&step, &call, &limits).await;
+                assert!(r.outcome.is_ok());
+                r
+            })
+        });
+    }
+    g.finish();
 }
 
 criterion_group! {
