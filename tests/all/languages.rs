@@ -81,8 +81,7 @@ fn a_new_javascript_plugin_builds_and_runs() {
     let c = new_and_build("greet-js", "js", false);
     check_compute_template(&c, "greeting Ada");
     // Its tests run with node's own runner.
-    let test = Command::new("npm").args(["test", "--silent"]).current_dir(c.parent().unwrap()).output().unwrap();
-    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
+    own_tests(&c, "npm", &["test", "--silent"]);
 }
 
 #[test]
@@ -90,17 +89,14 @@ fn a_new_typescript_plugin_builds_and_runs() {
     let c = new_and_build("greet-ts", "ts", false);
     check_compute_template(&c, "greeting Ada");
     // Its tests: tsc type-checks, then node's own runner.
-    let test = Command::new("npm").args(["test", "--silent"]).current_dir(c.parent().unwrap()).output().unwrap();
-    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
+    own_tests(&c, "npm", &["test", "--silent"]);
 }
 
 #[test]
 fn a_new_python_plugin_builds_and_runs() {
     let c = new_and_build("greet-python", "python", false);
     check_compute_template(&c, "greeting Ada");
-    let test =
-        Command::new("python3").args(["-m", "unittest", "-q"]).current_dir(c.parent().unwrap()).output().unwrap();
-    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stderr));
+    own_tests(&c, "python3", &["-m", "unittest", "-q"]);
 }
 
 #[test]
@@ -113,8 +109,7 @@ fn a_new_c_plugin_builds_and_runs() {
 fn a_new_go_plugin_builds_and_runs() {
     let c = new_and_build("greet-go", "go", false);
     check_compute_template(&c, "greeting Ada");
-    let test = Command::new("go").args(["test", "./..."]).current_dir(c.parent().unwrap()).output().unwrap();
-    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
+    own_tests(&c, "go", &["test", "./..."]);
 }
 
 /// What both effect templates do: POST once per idempotency key through
