@@ -16,9 +16,6 @@ use std::time::{Duration, Instant};
 use weft::authoring::{self, Language};
 use weft::sandbox::{ComponentCache, Limits, Origin, Sandbox, SandboxConfig, StepCall, StepWorld};
 
-const LANGUAGES: [Language; 6] =
-    [Language::Rust, Language::Js, Language::Ts, Language::Python, Language::C, Language::Go];
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -63,7 +60,7 @@ fn languages(c: &mut Criterion) {
 
     println!("\n{:<8} {:>10} {:>14} {:>14} {:>12}", "language", "size", "cold compile", "cached load", "fuel/call");
     let mut loaded = Vec::new();
-    for lang in LANGUAGES {
+    for lang in Language::ALL {
         let path = component(lang);
         let bytes = std::fs::read(&path).unwrap();
         let digest = weft::sandbox::digest(&bytes);

@@ -11,6 +11,7 @@ use super::c_bindings;
 use super::componentize::{AdapterMemory, componentize};
 use super::language::{Language, check_wasi_libc};
 use super::manifest::Manifest;
+use super::wit_package::World;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,11 +73,18 @@ pub fn build(dir: &Path) -> anyhow::Result<Built> {
     Ok(Built { component: out, size })
 }
 
-/// Runs `cmd`, failing with what it printed when it fails.
-fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+/// `program`, to run inside `dir`, without what an outer cargo set.
+fn tool(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir);
     for var in CARGO_LEAKS {
         cmd.env_remove(var);
     }
+    cmd
+}
+
+/// Runs `cmd`, failing with what it printed when it fails.
+fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("cannot start {what}"))?;
     if !status.success() {
         anyhow::bail!("{what} failed ({status}); its output is above");
@@ -85,23 +93,20 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
 }
 
 fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = tool("rustup", dir).args(["target", "list", "--installed"]).output();
     if let Ok(list) = installed
         && !String::from_utf8_lossy(&list.stdout).lines().any(|l| l.trim() == "wasm32-wasip2")
     {
-        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]), "rustup target add wasm32-wasip2")?;
+        run(tool("rustup", dir).args(["target", "add", "wasm32-wasip2"]), "rustup target add wasm32-wasip2")?;
     }
     // Cargo says where it put the component (the plugin may be a member of
     // a workspace, with the workspace's target directory).
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(dir)
+    let output = tool("cargo", dir)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
-    for var in CARGO_LEAKS {
-        cmd.env_remove(var);
-    }
-    let output = cmd.output().context("cannot start cargo build")?;
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot start cargo build")?;
     if !output.status.success() {
         anyhow::bail!("cargo build failed ({}); its output is above", output.status);
     }
@@ -123,8 +128,8 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 fn build_python(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
-    let mut cmd = Command::new("componentize-py");
-    cmd.current_dir(dir).arg("-d").arg(&manifest.wit).args(["-w", &manifest.world]);
+    let mut cmd = tool("componentize-py", dir);
+    cmd.arg("-d").arg(&manifest.wit).args(["-w", &manifest.world]);
     if manifest.is_effect() {
         // The effect world imports two interfaces called `types`; name them
         // so that componentize-py's own HTTP helper (`poll_loop`, which wants
@@ -138,38 +143,36 @@ fn build_python(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
 
 fn build_js(dir: &Path) -> anyhow::Result<()> {
     if !dir.join("node_modules").is_dir() {
-        run(
-            Command::new("npm").current_dir(dir).args(["install", "--no-audit", "--no-fund", "--loglevel=error"]),
-            "npm install",
-        )?;
+        run(tool("npm", dir).args(["install", "--no-audit", "--no-fund", "--loglevel=error"]), "npm install")?;
     }
-    run(Command::new("npm").current_dir(dir).args(["run", "--silent", "build"]), "npm run build")
+    run(tool("npm", dir).args(["run", "--silent", "build"]), "npm run build")
 }
 
 fn build_c(dir: &Path, manifest: &Manifest, wit: &Path, out: &Path) -> anyhow::Result<()> {
     check_wasi_libc()?;
+    let world = World::resolve(wit, &manifest.world)?;
     let bindings = dir.join("bindings");
-    let mut sources = c_bindings::generate(wit, &manifest.world, &bindings)?;
+    let mut sources = c_bindings::generate(&world, &bindings)?;
     sources.extend(files_with_extension(&dir.join("src"), "c")?);
     let core = dir.join("build").join("core.wasm");
     std::fs::create_dir_all(dir.join("build"))?;
     let cc = std::env::var("CC_WASM").unwrap_or_else(|_| "clang".into());
-    let mut cmd = Command::new(&cc);
+    let mut cmd = tool(&cc, dir);
     cmd.args(["--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Werror"]);
     if let Some(sysroot) = std::env::var_os("WASI_SYSROOT") {
         cmd.arg("--sysroot").arg(sysroot);
     }
     cmd.arg("-I").arg(&bindings).arg("-I").arg(dir.join("src")).arg("-o").arg(&core).args(&sources);
     run(&mut cmd, &cc)?;
-    write_component(&core, wit, &manifest.world, AdapterMemory::ModuleRealloc, out)
+    write_component(&core, &world, AdapterMemory::ModuleRealloc, out)
 }
 
 fn build_go(dir: &Path, manifest: &Manifest, wit: &Path, out: &Path) -> anyhow::Result<()> {
+    let world = World::resolve(wit, &manifest.world)?;
     let core = dir.join("build").join("core.wasm");
     std::fs::create_dir_all(dir.join("build"))?;
     run(
-        Command::new("go")
-            .current_dir(dir)
+        tool("go", dir)
             .env("GOOS", "wasip1")
             .env("GOARCH", "wasm")
             .args(["build", "-buildmode=c-shared", "-o"])
@@ -177,12 +180,12 @@ fn build_go(dir: &Path, manifest: &Manifest, wit: &Path, out: &Path) -> anyhow::
             .arg("."),
         "go build",
     )?;
-    write_component(&core, wit, &manifest.world, AdapterMemory::GoArena, out)
+    write_component(&core, &world, AdapterMemory::GoArena, out)
 }
 
-fn write_component(core: &Path, wit: &Path, world: &str, memory: AdapterMemory, out: &Path) -> anyhow::Result<()> {
+fn write_component(core: &Path, world: &World, memory: AdapterMemory, out: &Path) -> anyhow::Result<()> {
     let module = std::fs::read(core).with_context(|| format!("cannot read {}", core.display()))?;
-    let component = componentize(&module, wit, world, memory).with_context(|| format!("{}", core.display()))?;
+    let component = componentize(&module, world, memory).with_context(|| format!("{}", core.display()))?;
     std::fs::write(out, component).with_context(|| format!("cannot write {}", out.display()))
 }
 

@@ -3,19 +3,19 @@
 //! (`cargo install wit-bindgen-cli` takes minutes) and the bindings can never
 //! drift from the WIT they are built against.
 
-use super::wit_package::resolve_world;
+use super::wit_package::World;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
-/// Generates `<world>.h` and `<world>.c` for `world` of the WIT in `wit_dir`
-/// into `out_dir`, and returns the paths of the C sources written.
+/// Generates `<world>.h` and `<world>.c` for `world` into `out_dir`, and returns the paths of the C sources written.
 ///
 /// The component-type object file is not generated: the builder embeds the
 /// world into the linked module itself (see `componentize`). The generated C
 /// still references the symbol that object would define, so a one-line
 /// source defines it.
-pub fn generate(wit_dir: &Path, world: &str, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let (mut resolve, world_id) = resolve_world(wit_dir, world)?;
+pub fn generate(world: &World, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    // The generator may add to the resolve; the build embeds the original.
+    let (mut resolve, world_id, world) = (world.resolve.clone(), world.id, world.name.as_str());
     let opts = wit_bindgen_c::Opts { no_object_file: true, ..Default::default() };
     let mut files = wit_bindgen_core::Files::default();
     opts.build()

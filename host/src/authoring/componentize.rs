@@ -8,9 +8,8 @@
 //! neither `wasm-tools` nor a separate adapter file.
 
 use super::go_adapter_arena::add_adapter_allocator;
-use super::wit_package::resolve_world;
+use super::wit_package::World;
 use anyhow::Context as _;
-use std::path::Path;
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
@@ -26,10 +25,9 @@ pub enum AdapterMemory {
     GoArena,
 }
 
-/// The component for the core `module`, which implements `world` of the WIT
-/// in `wit_dir` with the canonical ABI and imports WASI preview 1.
-pub fn componentize(module: &[u8], wit_dir: &Path, world: &str, memory: AdapterMemory) -> anyhow::Result<Vec<u8>> {
-    let (resolve, world_id) = resolve_world(wit_dir, world)?;
+/// The component for the core `module`, which implements `world` with the
+/// canonical ABI and imports WASI preview 1.
+pub fn componentize(module: &[u8], world: &World, memory: AdapterMemory) -> anyhow::Result<Vec<u8>> {
     let mut module = match memory {
         AdapterMemory::ModuleRealloc => module.to_vec(),
         AdapterMemory::GoArena => add_adapter_allocator(module)?.ok_or_else(|| {
@@ -40,7 +38,7 @@ pub fn componentize(module: &[u8], wit_dir: &Path, world: &str, memory: AdapterM
             )
         })?,
     };
-    embed_component_metadata(&mut module, &resolve, world_id, StringEncoding::UTF8)
+    embed_component_metadata(&mut module, &world.resolve, world.id, StringEncoding::UTF8)
         .context("cannot embed the world into the module")?;
     ComponentEncoder::default()
         .validate(true)
@@ -49,5 +47,5 @@ pub fn componentize(module: &[u8], wit_dir: &Path, world: &str, memory: AdapterM
         .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
         .context("cannot add the WASI preview 1 adapter")?
         .encode()
-        .with_context(|| format!("the module does not implement the `{world}` world"))
+        .with_context(|| format!("the module does not implement the `{}` world", world.name))
 }

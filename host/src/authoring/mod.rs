@@ -31,3 +31,4 @@ pub use componentize::{AdapterMemory, componentize};
 pub use language::Language;
 pub use manifest::Manifest;
 pub use templates::{NewPlugin, new_plugin};
+pub use wit_package::World;
