@@ -13,7 +13,7 @@ use weft::engine::{
     Engine, ExecutionStatus, ResumeOptions, RunEvent, RunInput, RunOptions, SandboxExecutor, StartError, StepExecutor,
 };
 use weft::sandbox::{Limits, Sandbox, SandboxConfig, StepCall};
-use weft::store::{BreakerRecord, BreakerState, JournalEntry, RunStore, SqliteStore, SyncMode};
+use weft::store::{BreakerRecord, BreakerState, JournalEntry, Lease, RunStore, SqliteStore, SyncMode};
 use weft::workflow::{Workflow, load_file};
 
 fn engine(db: &Path) -> (Engine, Arc<SqliteStore>) {
@@ -461,15 +461,18 @@ impl RunStore for FailingStore {
         &'a self,
         run: &'a weft::store::NewRun,
         first: &'a [JournalEntry],
-    ) -> weft::store::StoreFuture<'a, ()> {
-        self.inner.create_run(run, first)
+        blobs: &'a [weft::store::ComponentBlob],
+    ) -> weft::store::StoreFuture<'a, Lease> {
+        self.inner.create_run(run, first, blobs)
     }
-    fn append<'a>(
+    fn submit_run<'a>(
         &'a self,
-        run_id: &'a str,
-        owner: &'a str,
-        entries: Vec<JournalEntry>,
+        run: &'a weft::store::NewRun,
+        blobs: &'a [weft::store::ComponentBlob],
     ) -> weft::store::StoreFuture<'a, ()> {
+        self.inner.submit_run(run, blobs)
+    }
+    fn append<'a>(&'a self, lease: &'a Lease, entries: Vec<JournalEntry>) -> weft::store::StoreFuture<'a, ()> {
         let left =
             self.ok.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
                 n.checked_sub(1)
@@ -477,7 +480,7 @@ impl RunStore for FailingStore {
         if left.is_err() {
             return Box::pin(std::future::ready(Err(weft::store::StoreError::Backend("disk full".into()))));
         }
-        self.inner.append(run_id, owner, entries)
+        self.inner.append(lease, entries)
     }
     fn journal<'a>(&'a self, run_id: &'a str) -> weft::store::StoreFuture<'a, Vec<weft::store::Journaled>> {
         self.inner.journal(run_id)
@@ -496,19 +499,21 @@ impl RunStore for FailingStore {
         run_id: &'a str,
         owner: &'a str,
         lease_ms: u64,
-        now_ms: u64,
         steal_from: Option<&'a str>,
-    ) -> weft::store::StoreFuture<'a, ()> {
-        self.inner.claim(run_id, owner, lease_ms, now_ms, steal_from)
+    ) -> weft::store::StoreFuture<'a, Lease> {
+        self.inner.claim(run_id, owner, lease_ms, steal_from)
     }
-    fn heartbeat<'a>(
-        &'a self,
-        run_id: &'a str,
-        owner: &'a str,
-        lease_ms: u64,
-        now_ms: u64,
-    ) -> weft::store::StoreFuture<'a, bool> {
-        self.inner.heartbeat(run_id, owner, lease_ms, now_ms)
+    fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, n: usize) -> weft::store::StoreFuture<'a, Vec<Lease>> {
+        self.inner.claim_next(owner, lease_ms, n)
+    }
+    fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> weft::store::StoreFuture<'a, bool> {
+        self.inner.heartbeat(lease, lease_ms)
+    }
+    fn release<'a>(&'a self, lease: &'a Lease) -> weft::store::StoreFuture<'a, ()> {
+        self.inner.release(lease)
+    }
+    fn blob_get<'a>(&'a self, digest: &'a str) -> weft::store::StoreFuture<'a, Option<Vec<u8>>> {
+        self.inner.blob_get(digest)
     }
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> weft::store::StoreFuture<'a, bool> {
         self.inner.request_cancel(run_id)

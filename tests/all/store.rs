@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft::engine::{ExecutionStatus, RunOutput};
 use weft::store::{
-    BreakerRecord, BreakerState, JournalEntry, MemoryStore, NewRun, RunFilter, RunStore, SqliteStore, StoreError,
-    SyncMode, now_ms,
+    BreakerRecord, BreakerState, JournalEntry, Lease, MemoryStore, NewRun, RunFilter, RunStore, SqliteStore,
+    StoreError, SyncMode,
 };
 
 fn new_run(id: &str, workflow: &str, owner: &str) -> NewRun {
@@ -53,11 +53,10 @@ fn scheduled(step: &str) -> JournalEntry {
 }
 
 async fn create_get_and_journal_in_order(s: Arc<dyn RunStore>) {
-    s.create_run(&new_run("r1", "wf", "me"), &[scheduled("a")]).await.unwrap();
-    s.append("r1", "me", vec![JournalEntry::AttemptStarted { step_id: "a".into(), attempt: 1 }]).await.unwrap();
+    let lease = s.create_run(&new_run("r1", "wf", "me"), &[scheduled("a")], &[]).await.unwrap();
+    s.append(&lease, vec![JournalEntry::AttemptStarted { step_id: "a".into(), attempt: 1 }]).await.unwrap();
     s.append(
-        "r1",
-        "me",
+        &lease,
         vec![JournalEntry::StepCompleted { step_id: "a".into(), output: json!({"v": 1}), actions: vec![] }],
     )
     .await
@@ -76,44 +75,146 @@ async fn create_get_and_journal_in_order(s: Arc<dyn RunStore>) {
 }
 
 async fn a_run_id_is_unique(s: Arc<dyn RunStore>) {
-    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
-    let e = s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap_err();
+    let lease = s.create_run(&new_run("r1", "wf", "me"), &[], &[]).await.unwrap();
+    let e = s.create_run(&new_run("r1", "wf", "me"), &[], &[]).await.unwrap_err();
+    drop(lease);
     assert!(matches!(e, StoreError::Duplicate(ref id) if id == "r1"), "{e}");
     assert!(e.to_string().contains("weft runs show r1"), "{e}");
 }
 
 async fn unknown_runs_are_not_found(s: Arc<dyn RunStore>) {
+    let nobody = Lease::unclaimed("nope", "me");
     assert!(matches!(s.get_run("nope").await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.journal("nope").await, Err(StoreError::NotFound(_))));
-    assert!(matches!(s.append("nope", "me", vec![]).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.append(&nobody, vec![]).await, Err(StoreError::NotFound(_))));
     assert!(matches!(s.request_cancel("nope").await, Err(StoreError::NotFound(_))));
-    assert!(matches!(s.claim("nope", "me", 1000, now_ms(), None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.claim("nope", "me", 1000, None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(s.heartbeat(&nobody, 1000).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.blob_get("sha256:00").await.unwrap(), None);
 }
 
-async fn writes_are_fenced_by_the_lease(s: Arc<dyn RunStore>) {
-    s.create_run(&new_run("r1", "wf", "a"), &[]).await.unwrap();
-    // Another owner cannot take a live lease, nor write.
-    let e = s.claim("r1", "b", 10_000, now_ms(), None).await.unwrap_err();
+/// A lease so short that it expires while the test sleeps past it.
+const SHORT_LEASE_MS: u64 = 50;
+
+async fn past_a_short_lease() {
+    tokio::time::sleep(std::time::Duration::from_millis(SHORT_LEASE_MS * 3)).await;
+}
+
+async fn writes_are_fenced_by_the_lease_epoch(s: Arc<dyn RunStore>) {
+    let mut run = new_run("r1", "wf", "a");
+    run.lease_ms = SHORT_LEASE_MS;
+    let a = s.create_run(&run, &[], &[]).await.unwrap();
+    assert_eq!(a.epoch, 1);
+    // Another owner cannot take a live lease.
+    let e = s.claim("r1", "b", 10_000, None).await.unwrap_err();
     assert!(matches!(e, StoreError::Owned { ref owner, .. } if owner == "a"), "{e}");
-    assert!(matches!(s.append("r1", "b", vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
-    // An expired lease can be taken; the old owner is then fenced off.
-    s.claim("r1", "b", 10_000, now_ms() + 60_000, None).await.unwrap();
-    assert!(matches!(s.append("r1", "a", vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
-    assert!(matches!(s.heartbeat("r1", "a", 10_000, now_ms()).await, Err(StoreError::LeaseLost(_))));
-    s.append("r1", "b", vec![scheduled("x")]).await.unwrap();
+    // A forged lease (right owner name, wrong epoch) cannot write.
+    let forged = Lease { epoch: 7, ..a.clone() };
+    assert!(matches!(s.append(&forged, vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    // An expired lease can be taken, and the claim bumps the epoch: the old
+    // holder's writes and heartbeats are refused however late they come.
+    past_a_short_lease().await;
+    let b = s.claim("r1", "b", 10_000, None).await.unwrap();
+    assert_eq!(b.epoch, 2);
+    assert_eq!(s.get_run("r1").await.unwrap().lease_epoch, 2);
+    assert!(matches!(s.append(&a, vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(s.heartbeat(&a, 10_000).await, Err(StoreError::LeaseLost(_))));
+    s.append(&b, vec![scheduled("x")]).await.unwrap();
     // A lease held by a known-dead owner can be stolen at once.
-    s.claim("r1", "c", 10_000, now_ms(), Some("b")).await.unwrap();
+    let c = s.claim("r1", "c", 10_000, Some("b")).await.unwrap();
     assert_eq!(s.get_run("r1").await.unwrap().run.owner, "c");
-    // Claiming again as the owner is fine.
-    s.claim("r1", "c", 10_000, now_ms(), None).await.unwrap();
+    assert!(matches!(s.append(&b, vec![scheduled("y")]).await, Err(StoreError::LeaseLost(_))));
+    // Claiming again as the owner is fine, and fences the older lease of the same owner.
+    let c2 = s.claim("r1", "c", 10_000, None).await.unwrap();
+    assert!(c2.epoch > c.epoch);
+    assert!(matches!(s.append(&c, vec![scheduled("y")]).await, Err(StoreError::LeaseLost(_))));
     let kinds: Vec<String> = s.journal("r1").await.unwrap().iter().map(|e| e.entry.kind().to_string()).collect();
     assert_eq!(kinds, ["run_created", "step_scheduled"], "the fenced writes left nothing");
 }
 
+async fn a_released_lease_is_claimable_at_once_and_writes_nothing_more(s: Arc<dyn RunStore>) {
+    let a = s.create_run(&new_run("r1", "wf", "a"), &[], &[]).await.unwrap();
+    assert!(s.get_run("r1").await.unwrap().lease_live);
+    s.release(&a).await.unwrap();
+    assert!(!s.get_run("r1").await.unwrap().lease_live);
+    let b = s.claim_next("b", 10_000, 10).await.unwrap();
+    assert_eq!(b.iter().map(|l| l.run_id.as_str()).collect::<Vec<_>>(), ["r1"]);
+    assert!(matches!(s.append(&a, vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    // Releasing a lease that was taken over changes nothing.
+    s.release(&a).await.unwrap();
+    assert!(s.get_run("r1").await.unwrap().lease_live);
+    assert!(s.claim_next("c", 10_000, 10).await.unwrap().is_empty(), "b holds it");
+}
+
+async fn submitted_runs_wait_for_a_worker_and_are_claimed_once(s: Arc<dyn RunStore>) {
+    let blob = weft::store::ComponentBlob { digest: "sha256:ab".into(), bytes: Arc::new(b"\0asm-bytes".to_vec()) };
+    for id in ["r1", "r2", "r3"] {
+        s.submit_run(&new_run(id, "wf", "ignored"), std::slice::from_ref(&blob)).await.unwrap();
+    }
+    let r = s.get_run("r1").await.unwrap();
+    assert_eq!(r.status, ExecutionStatus::Pending);
+    assert!(!r.lease_live);
+    assert_eq!(r.lease_epoch, 0);
+    assert_eq!(s.journal("r1").await.unwrap().len(), 1, "run_created only");
+    // A pending run takes no write before it is claimed.
+    assert!(matches!(s.append(&Lease::unclaimed("r1", ""), vec![scheduled("x")]).await, Err(StoreError::LeaseLost(_))));
+    assert_eq!(s.blob_get("sha256:ab").await.unwrap().as_deref(), Some(&b"\0asm-bytes"[..]), "stored once by digest");
+    // Oldest first, each run to one claimer.
+    let w1 = s.claim_next("w1", 10_000, 2).await.unwrap();
+    let w2 = s.claim_next("w2", 10_000, 2).await.unwrap();
+    assert_eq!(w1.iter().map(|l| l.run_id.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+    assert_eq!(w2.iter().map(|l| l.run_id.as_str()).collect::<Vec<_>>(), ["r3"]);
+    assert!(w1.iter().chain(&w2).all(|l| l.epoch == 1 && l.idle_claims == 1));
+    assert_eq!(s.get_run("r3").await.unwrap().status, ExecutionStatus::Running);
+    assert!(s.claim_next("w3", 10_000, 5).await.unwrap().is_empty());
+    s.append(&w2[0], vec![scheduled("a")]).await.unwrap();
+    // A pending run can be cancelled before any worker has it.
+    s.submit_run(&new_run("r4", "wf", ""), &[]).await.unwrap();
+    assert!(s.request_cancel("r4").await.unwrap());
+    assert!(s.get_run("r4").await.unwrap().cancel_requested);
+}
+
+async fn claims_without_progress_are_counted_and_progress_resets_them(s: Arc<dyn RunStore>) {
+    let mut run = new_run("r1", "wf", "a");
+    run.lease_ms = SHORT_LEASE_MS;
+    s.create_run(&run, &[], &[]).await.unwrap();
+    past_a_short_lease().await;
+    let mut last = None;
+    for n in 1..=3u32 {
+        let l = s.claim("r1", &format!("w{n}"), SHORT_LEASE_MS, None).await.unwrap();
+        assert_eq!(l.idle_claims, n);
+        // Starting an attempt is not progress; finishing one is.
+        s.append(&l, vec![JournalEntry::AttemptStarted { step_id: "a".into(), attempt: n }]).await.unwrap();
+        past_a_short_lease().await;
+        last = Some(l);
+    }
+    let l = last.unwrap();
+    assert!(!l.is_poison());
+    let l = s.claim("r1", "w4", SHORT_LEASE_MS, None).await.unwrap();
+    s.append(&l, vec![JournalEntry::StepSkipped { step_id: "a".into(), reason: "r".into() }]).await.unwrap();
+    past_a_short_lease().await;
+    assert_eq!(s.claim("r1", "w5", 10_000, None).await.unwrap().idle_claims, 1);
+}
+
+async fn children_of_running_parents_are_left_to_their_parents(s: Arc<dyn RunStore>) {
+    let parent = s.create_run(&new_run("p", "wf", "a"), &[], &[]).await.unwrap();
+    let mut child = new_run("c", "wf", "a");
+    child.parent = Some(weft::store::ParentRun { run_id: "p".into(), step_id: "sub".into() });
+    let child_lease = s.create_run(&child, &[], &[]).await.unwrap();
+    s.release(&parent).await.unwrap();
+    s.release(&child_lease).await.unwrap();
+    let got = s.claim_next("w", 10_000, 10).await.unwrap();
+    assert_eq!(got.iter().map(|l| l.run_id.as_str()).collect::<Vec<_>>(), ["p"], "the parent reattaches its child");
+    let out = std::sync::Arc::new(output(ExecutionStatus::Failed));
+    s.append(&got[0], vec![JournalEntry::RunFinished { output: out }]).await.unwrap();
+    let got = s.claim_next("w", 10_000, 10).await.unwrap();
+    assert_eq!(got.iter().map(|l| l.run_id.as_str()).collect::<Vec<_>>(), ["c"], "an orphan is claimed itself");
+}
+
 async fn finishing_sets_status_output_and_frees_the_lease(s: Arc<dyn RunStore>) {
-    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    let lease = s.create_run(&new_run("r1", "wf", "me"), &[], &[]).await.unwrap();
     let out = output(ExecutionStatus::Completed);
-    s.append("r1", "me", vec![JournalEntry::RunFinished { output: std::sync::Arc::new(out.clone()) }]).await.unwrap();
+    s.append(&lease, vec![JournalEntry::RunFinished { output: std::sync::Arc::new(out.clone()) }]).await.unwrap();
     let r = s.get_run("r1").await.unwrap();
     assert_eq!(r.status, ExecutionStatus::Completed);
     assert_eq!(r.output.as_deref(), Some(&out));
@@ -122,30 +223,29 @@ async fn finishing_sets_status_output_and_frees_the_lease(s: Arc<dyn RunStore>) 
     assert_eq!(listed[0].owner, None);
     // A finished run cannot be cancelled, claimed, or written to.
     assert!(!s.request_cancel("r1").await.unwrap());
-    assert!(matches!(s.claim("r1", "me", 1000, now_ms(), None).await, Err(StoreError::Finished(_))));
-    assert!(matches!(s.append("r1", "me", vec![scheduled("x")]).await, Err(StoreError::Finished(_))));
+    assert!(matches!(s.claim("r1", "me", 1000, None).await, Err(StoreError::Finished(_))));
+    assert!(s.claim_next("me", 1000, 10).await.unwrap().is_empty(), "a finished run is not runnable");
+    assert!(matches!(s.append(&lease, vec![scheduled("x")]).await, Err(StoreError::Finished(_))));
     assert_eq!(s.journal("r1").await.unwrap().len(), 2, "nothing after run_finished");
 }
 
 async fn cancel_requests_reach_the_owner_through_heartbeats(s: Arc<dyn RunStore>) {
-    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
-    assert!(!s.heartbeat("r1", "me", 10_000, now_ms()).await.unwrap());
+    let lease = s.create_run(&new_run("r1", "wf", "me"), &[], &[]).await.unwrap();
+    assert!(!s.heartbeat(&lease, 10_000).await.unwrap());
     assert!(s.request_cancel("r1").await.unwrap());
-    assert!(s.heartbeat("r1", "me", 10_000, now_ms()).await.unwrap());
+    assert!(s.heartbeat(&lease, 10_000).await.unwrap());
     assert!(s.get_run("r1").await.unwrap().cancel_requested);
 }
 
 async fn listing_filters_and_orders_newest_first(s: Arc<dyn RunStore>) {
+    let mut leases = Vec::new();
     for (id, wf) in [("r1", "alpha"), ("r2", "beta"), ("r3", "alpha")] {
-        s.create_run(&new_run(id, wf, "me"), &[]).await.unwrap();
+        leases.push(s.create_run(&new_run(id, wf, "me"), &[], &[]).await.unwrap());
     }
-    s.append(
-        "r1",
-        "me",
-        vec![JournalEntry::RunFinished { output: std::sync::Arc::new(output(ExecutionStatus::Failed)) }],
-    )
-    .await
-    .unwrap();
+    let lease = &leases[0];
+    s.append(lease, vec![JournalEntry::RunFinished { output: std::sync::Arc::new(output(ExecutionStatus::Failed)) }])
+        .await
+        .unwrap();
     let ids = |v: Vec<weft::store::RunSummary>| v.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
     assert_eq!(ids(s.list_runs(&RunFilter::default()).await.unwrap()), ["r3", "r2", "r1"]);
     let alpha = RunFilter { workflow: Some("alpha".into()), ..Default::default() };
@@ -158,11 +258,10 @@ async fn listing_filters_and_orders_newest_first(s: Arc<dyn RunStore>) {
 }
 
 async fn dead_letters_are_queued_with_the_finish_and_marked_when_replayed(s: Arc<dyn RunStore>) {
-    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    let lease = s.create_run(&new_run("r1", "wf", "me"), &[], &[]).await.unwrap();
     assert!(s.dlq_list().await.unwrap().is_empty());
     s.append(
-        "r1",
-        "me",
+        &lease,
         vec![
             JournalEntry::DeadLettered { step_id: "b".into(), error_type: "trap".into(), message: "boom".into() },
             JournalEntry::RunFinished { output: std::sync::Arc::new(output(ExecutionStatus::Failed)) },
@@ -195,14 +294,15 @@ async fn breakers_update_by_compare_and_swap(s: Arc<dyn RunStore>) {
 }
 
 async fn appends_from_many_tasks_keep_every_entry(s: Arc<dyn RunStore>) {
-    s.create_run(&new_run("r1", "wf", "me"), &[]).await.unwrap();
+    let lease = s.create_run(&new_run("r1", "wf", "me"), &[], &[]).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..8u32 {
         let s = s.clone();
+        let lease = lease.clone();
         tasks.spawn(async move {
             for a in 1..=25u32 {
                 let e = JournalEntry::AttemptStarted { step_id: format!("t{t}"), attempt: a };
-                s.append("r1", "me", vec![e]).await.unwrap();
+                s.append(&lease, vec![e]).await.unwrap();
             }
         });
     }
@@ -272,7 +372,11 @@ macro_rules! conformance {
             case!(create_get_and_journal_in_order);
             case!(a_run_id_is_unique);
             case!(unknown_runs_are_not_found);
-            case!(writes_are_fenced_by_the_lease);
+            case!(writes_are_fenced_by_the_lease_epoch);
+            case!(a_released_lease_is_claimable_at_once_and_writes_nothing_more);
+            case!(submitted_runs_wait_for_a_worker_and_are_claimed_once);
+            case!(claims_without_progress_are_counted_and_progress_resets_them);
+            case!(children_of_running_parents_are_left_to_their_parents);
             case!(finishing_sets_status_output_and_frees_the_lease);
             case!(cancel_requests_reach_the_owner_through_heartbeats);
             case!(listing_filters_and_orders_newest_first);
@@ -339,7 +443,7 @@ fn a_database_from_a_newer_weft_is_refused_and_a_current_one_reopened() {
     let path2 = dir.path().join("keep.db");
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let s = SqliteStore::open(&path2, SyncMode::Normal).unwrap();
-    rt.block_on(s.create_run(&new_run("r1", "wf", "me"), &[])).unwrap();
+    rt.block_on(s.create_run(&new_run("r1", "wf", "me"), &[], &[])).unwrap();
     drop(s);
     let s = SqliteStore::open(&path2, SyncMode::Normal).unwrap();
     assert_eq!(rt.block_on(s.get_run("r1")).unwrap().run.workflow, "wf");
@@ -390,7 +494,7 @@ fn a_version_1_database_is_migrated_with_its_runs() {
     assert_eq!(rec.run.input["context"]["x"], 1, "the spec came across");
     assert_eq!(rt.block_on(s.journal("old")).unwrap().len(), 1);
     // New runs go in beside it, and the file is sound.
-    rt.block_on(s.create_run(&new_run("new", "wf-new", "me"), &[])).unwrap();
+    rt.block_on(s.create_run(&new_run("new", "wf-new", "me"), &[], &[])).unwrap();
     let listed = rt.block_on(s.list_runs(&RunFilter::default())).unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(s.integrity_check().unwrap(), "ok");

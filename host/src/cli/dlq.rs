@@ -65,7 +65,9 @@ impl DlqCommand {
                 }
                 let handle = engine.replay(&id, run.options()).await.map_err(start_error)?;
                 noteln!("replaying run {id} as run {}", handle.run_id);
-                Watch { quiet: run.quiet, output: run.output, total: 0, durable: true }.run(handle).await
+                Watch { quiet: run.quiet, output: run.output, total: 0, durable: true, engine: Some(engine.clone()) }
+                    .run(handle)
+                    .await
             }
         }
     }

@@ -15,6 +15,9 @@ pub const RUN_FAILED: u8 = 3;
 pub const RUN_CANCELLED: u8 = 4;
 /// A second Ctrl-C stopped the process at once (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: u8 = 130;
+/// SIGTERM drained the run, or a second signal stopped the process: the run
+/// is left resumable (128 + SIGTERM, as shells report it).
+pub const TERMINATED: u8 = 143;
 /// stdout was closed by its reader (128 + SIGPIPE, as shells report it).
 pub const BROKEN_PIPE: u8 = 141;
 
@@ -33,11 +36,12 @@ pub fn for_failure(kind: FailureKind) -> u8 {
 }
 
 /// The exit code of a command that ends with a run: 0 completed, 4
-/// cancelled, 3 otherwise.
+/// cancelled, 143 drained (left resumable), 3 otherwise.
 pub fn for_status(status: ExecutionStatus) -> u8 {
     match status {
         ExecutionStatus::Completed => OK,
         ExecutionStatus::Cancelled => RUN_CANCELLED,
+        ExecutionStatus::Paused => TERMINATED,
         _ => RUN_FAILED,
     }
 }

@@ -24,7 +24,9 @@ mod plugin_author;
 mod progress;
 mod run;
 mod runs;
+mod shutdown;
 mod table;
+mod worker;
 mod workflow;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +58,19 @@ pub enum Command {
     /// says so). Exit codes: 0 completed, 3 failed, 4 cancelled, 2 invalid
     /// workflow or input, 1 host error.
     Run(run::RunArgs),
+    /// Store a run for a worker to run, and print its id on stdout.
+    ///
+    /// Takes the same arguments as `weft run`. The run's spec (workflow
+    /// text, input, pinned component digests) and its components go into
+    /// the store, so that a worker on another machine runs it without the
+    /// files.
+    Submit(run::RunArgs),
+    /// Claim submitted and orphaned runs from the store and drive them.
+    ///
+    /// Runs until SIGTERM, which drains: no new step starts, steps in flight
+    /// finish (up to the run's shutdown_timeout_ms), leases are given up so
+    /// that another worker continues at once. A second signal exits at once.
+    Worker(worker::WorkerArgs),
     /// Inspect, cancel and resume the runs kept in the run store.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -83,6 +98,8 @@ impl Command {
         match self {
             Self::Plugin(cmd) => cmd.execute().await,
             Self::Run(args) => args.execute().await,
+            Self::Submit(args) => args.submit().await,
+            Self::Worker(args) => args.execute().await,
             Self::Runs(cmd) => cmd.execute().await,
             Self::Resume(args) => args.execute().await,
             Self::Dlq(cmd) => cmd.execute().await,

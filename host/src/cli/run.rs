@@ -46,9 +46,57 @@ pub struct RunArgs {
     policy: PolicyArgs,
 }
 
+/// A run about to start: its engine, workflow, input and options.
+struct Prepared {
+    engine: Engine,
+    wf: Arc<weft::workflow::Workflow>,
+    input: RunInput,
+    opts: RunOptions,
+    policy: Arc<weft::capability::Policy>,
+}
+
 impl RunArgs {
     /// Runs the command.
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
+        let Prepared { engine, wf, input, opts, policy } = self.prepare()?;
+        let total = wf.nodes.len();
+        let handle_wf = wf.clone();
+        let handle = engine.start(wf, &input, opts).await.map_err(start_error)?;
+        if !self.quiet {
+            noteln!(
+                "run {} (resume it after an interruption with `weft runs resume {}`)",
+                handle.run_id,
+                handle.run_id
+            );
+            for line in grant_lines(&handle_wf, &policy) {
+                noteln!("grant: {line}");
+            }
+        }
+        let durable = !self.store.in_memory && !matches!(self.store.store.location()?, StoreLocation::Memory);
+        let watch = Watch { quiet: self.quiet, output: self.output, total, durable, engine: Some(engine) };
+        watch.run(handle).await
+    }
+
+    /// `weft submit`: stores the run, its spec and its components for a
+    /// worker, and prints its id on stdout.
+    pub async fn submit(self) -> anyhow::Result<ExitCode> {
+        if self.store.in_memory {
+            return Err(usage(
+                "--in-memory: a submitted run waits in the store for a worker; give a store the workers share \
+                 (--db postgres://… or a SQLite file)",
+            ));
+        }
+        let Prepared { engine, wf, input, opts, .. } = self.prepare()?;
+        let run_id = engine.submit(wf, &input, opts).await.map_err(start_error)?;
+        if !self.quiet {
+            noteln!("submitted run {run_id}: `weft worker` runs it; `weft runs show {run_id}` follows it");
+        }
+        println!("{run_id}");
+        Ok(exit::code(exit::OK))
+    }
+
+    /// Reads the input and the workflow, and makes the engine.
+    fn prepare(&self) -> anyhow::Result<Prepared> {
         let environment = Environment::parse(&self.env)
             .ok_or_else(|| usage(format!("--env `{}` is not one of development, staging, production", self.env)))?;
         let run_input: RunInput = match &self.input {
@@ -73,24 +121,9 @@ impl RunArgs {
         };
         let wf = Arc::new(wf);
         let config = self.config.as_deref().map(load_config).transpose()?.map(Arc::new);
-        let total = wf.nodes.len();
-        let handle_wf = wf.clone();
         let engine = Engine::new(executor).with_store(self.store.open()?).with_policy(policy.clone());
         let opts = RunOptions { environment, jitter_seed: self.jitter_seed, config, ..RunOptions::default() };
-        let handle = engine.start(wf, &run_input, opts).await.map_err(start_error)?;
-        if !self.quiet {
-            noteln!(
-                "run {} (resume it after an interruption with `weft runs resume {}`)",
-                handle.run_id,
-                handle.run_id
-            );
-            for line in grant_lines(&handle_wf, &policy) {
-                noteln!("grant: {line}");
-            }
-        }
-        let durable = !self.store.in_memory && !matches!(self.store.store.location()?, StoreLocation::Memory);
-        let watch = Watch { quiet: self.quiet, output: self.output, total, durable };
-        watch.run(handle).await
+        Ok(Prepared { engine, wf, input: run_input, opts, policy })
     }
 }
 
@@ -150,6 +183,9 @@ pub struct Watch {
     pub total: usize,
     /// Whether the run is in a durable store (it can be resumed).
     pub durable: bool,
+    /// The engine driving the run, drained on SIGTERM (None: SIGTERM stops
+    /// the process at once).
+    pub engine: Option<Engine>,
 }
 
 impl Watch {
@@ -162,7 +198,11 @@ impl Watch {
     pub async fn run(self, mut handle: RunHandle) -> anyhow::Result<ExitCode> {
         let cancel = handle.cancel_token();
         let run_id = handle.run_id.clone();
+        let shown_id = run_id.clone();
         let durable = self.durable;
+        if let Some(engine) = self.engine.clone() {
+            super::shutdown::drain_on_sigterm(engine, "the run");
+        }
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 noteln!("weft: cancelling (Ctrl-C); press Ctrl-C again to stop at once");
@@ -190,6 +230,11 @@ impl Watch {
             p.finish();
         }
         let out = handle.wait().await;
+        if out.execution_status == weft::contract::ExecutionStatus::Paused && !self.quiet {
+            noteln!(
+                "weft: run {shown_id} drained and left resumable: `weft runs resume {shown_id}` or any worker continues it"
+            );
+        }
         print_json(&out, &self.output)?;
         Ok(exit::code(exit::for_status(out.execution_status)))
     }

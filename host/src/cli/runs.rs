@@ -201,7 +201,15 @@ impl RunsCommand {
                     }
                     CancelOutcome::Orphaned(handle) => {
                         noteln!("run {id} has no live owner: stopping it here");
-                        Watch { quiet: run.quiet, output: run.output, total: 0, durable: true }.run(handle).await
+                        Watch {
+                            quiet: run.quiet,
+                            output: run.output,
+                            total: 0,
+                            durable: true,
+                            engine: Some(engine.clone()),
+                        }
+                        .run(handle)
+                        .await
                     }
                     CancelOutcome::Requested { owner } => {
                         noteln!("cancel requested; waiting for {owner} to stop run {id}");
@@ -256,9 +264,10 @@ impl RunsCommand {
                         top = parent.run_id;
                     }
                     let top_alive = top != id
-                        && store.get_run(&top).await.is_ok_and(|r| {
-                            r.lease_until_ms > weft::store::now_ms() && !weft::store::owner_is_dead(&r.run.owner)
-                        });
+                        && store
+                            .get_run(&top)
+                            .await
+                            .is_ok_and(|r| r.lease_live && !weft::store::owner_is_dead(&r.run.owner));
                     if top_alive {
                         noteln!("its parent run {top} is driven by a live process, which takes the child over");
                         return Ok(exit::code(exit::OK));
@@ -292,7 +301,9 @@ async fn resume_ids(ids: Vec<String>, run: DriveArgs) -> anyhow::Result<ExitCode
     let engine = run.engine()?;
     if let [id] = ids.as_slice() {
         let handle = engine.resume(id, run.options()).await.map_err(start_error)?;
-        return Watch { quiet: run.quiet, output: run.output, total: 0, durable: true }.run(handle).await;
+        return Watch { quiet: run.quiet, output: run.output, total: 0, durable: true, engine: Some(engine.clone()) }
+            .run(handle)
+            .await;
     }
     // Every run that can be resumed is, and driven to its end, whatever the
     // others say: none is left half-driven.

@@ -3,7 +3,7 @@
 //! stopped here, compensating if its strategy says so.
 
 use super::{Engine, ResumeOptions, RunHandle, StartError};
-use crate::contract::{ExecutionStatus, RunOutput, now_ms};
+use crate::contract::{ExecutionStatus, RunOutput};
 use crate::store::{StoreError, owner_is_dead};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ impl Engine {
         if !self.store.request_cancel(run_id).await? {
             return Ok(CancelOutcome::AlreadyFinished(record.status));
         }
-        let orphaned = record.lease_until_ms <= now_ms() || owner_is_dead(&record.run.owner);
+        let orphaned = !record.lease_live || owner_is_dead(&record.run.owner);
         if !orphaned {
             return Ok(CancelOutcome::Requested { owner: record.run.owner });
         }

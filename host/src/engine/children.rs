@@ -238,9 +238,9 @@ impl Engine {
             obj.insert("failure_strategy".into(), Value::String("compensate".into()));
             obj.remove("continue_on_error");
         }
-        self.store.create_run(&new, &first).await?;
+        let lease = self.store.create_run(&new, &first, &[]).await?;
         let record = self.store.get_run(undo_id).await?;
-        let run = self.rebuild(&record, opts).await?;
+        let run = self.rebuild(&record, opts, lease).await?;
         Ok(self.spawn(run))
     }
 }

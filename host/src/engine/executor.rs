@@ -56,11 +56,16 @@ pub trait StepExecutor: Send + Sync + 'static {
     }
 }
 
-/// Lets workflow validation ask a [`StepExecutor`] about components.
-pub(super) struct CheckWith<'a>(pub(super) &'a dyn StepExecutor);
+/// Lets workflow validation ask a [`StepExecutor`] about components, each
+/// read from where `remap` says its path's pinned version is (a component
+/// fetched from the store), or from its path.
+pub(super) struct CheckWith<'a>(
+    pub(super) &'a dyn StepExecutor,
+    pub(super) &'a std::collections::BTreeMap<std::path::PathBuf, std::path::PathBuf>,
+);
 
 impl ComponentCheck for CheckWith<'_> {
     fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String> {
-        self.0.check_component(path, node_type)
+        self.0.check_component(self.1.get(path).map_or(path, |p| p.as_path()), node_type)
     }
 }

@@ -32,12 +32,14 @@ impl RunHandle {
     pub async fn wait(self) -> RunOutput {
         match self.task.await {
             Ok(out) => out,
-            Err(e) => internal_failure(&format!("the run task ended abnormally: {e}")),
+            Err(e) => failure_output("internal", &format!("the run task ended abnormally: {e}")),
         }
     }
 }
 
-fn internal_failure(message: &str) -> RunOutput {
+/// The output of a run that failed with no state to show: one error of
+/// `error_type`.
+pub(super) fn failure_output(error_type: &str, message: &str) -> RunOutput {
     let now = now_rfc3339();
     RunOutput {
         execution_status: ExecutionStatus::Failed,
@@ -53,7 +55,7 @@ fn internal_failure(message: &str) -> RunOutput {
         actions_emitted: vec![],
         errors: vec![ErrorRecord {
             step_id: "workflow".into(),
-            error_type: "internal".into(),
+            error_type: error_type.into(),
             message: message.into(),
         }],
         metrics: BTreeMap::new(),

@@ -2,8 +2,7 @@
 //! heartbeat, which also carries cancel requests from other processes), and
 //! the runs this process drives, so that it never drives one twice.
 
-use crate::contract::now_ms;
-use crate::store::{RunStore, StoreError};
+use crate::store::{Lease, RunStore, StoreError};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -41,8 +40,7 @@ impl Drop for DrivenHere {
 /// What the heartbeat of one run needs.
 pub(super) struct Heartbeat {
     pub(super) store: Arc<dyn RunStore>,
-    pub(super) run_id: String,
-    pub(super) owner: String,
+    pub(super) lease: Arc<Lease>,
     pub(super) lease_ms: u64,
     /// Cancelled when another process asks for a cancel, or takes the run over.
     pub(super) cancel: CancellationToken,
@@ -52,11 +50,14 @@ impl Heartbeat {
     /// Renews the lease every [`HEARTBEAT_EVERY`] until aborted, and turns a
     /// cancel request in the store into a cancellation of the run.
     pub(super) fn spawn(self) -> tokio::task::JoinHandle<()> {
-        let Self { store, run_id, owner, lease_ms, cancel } = self;
+        let Self { store, lease, lease_ms, cancel } = self;
+        let run_id = lease.run_id.clone();
+        // A lease of under a second is renewed more often than every 200 ms.
+        let every = HEARTBEAT_EVERY.min(Duration::from_millis((lease_ms / 3).max(10)));
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
-                match store.heartbeat(&run_id, &owner, lease_ms, now_ms()).await {
+                tokio::time::sleep(every).await;
+                match store.heartbeat(&lease, lease_ms).await {
                     Ok(true) => cancel.cancel(),
                     Ok(false) => {}
                     Err(StoreError::LeaseLost(_)) => {

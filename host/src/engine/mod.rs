@@ -34,6 +34,7 @@
 //! round counts as a parallel execution, and when the loop waits for what is
 //! in flight before it starts more. Nothing else in the engine knows modes.
 
+mod blobs;
 pub mod breaker;
 mod cancel;
 mod children;
@@ -56,8 +57,10 @@ mod settings;
 mod signal;
 #[cfg(test)]
 mod tests;
+mod worker;
 
 pub use crate::contract::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput, UndeliveredAction};
+pub use blobs::default_blob_dir;
 pub use breaker::{BreakerPolicy, Gate};
 pub use cancel::CancelOutcome;
 pub use environment::Environment;
@@ -67,6 +70,11 @@ pub use grants::{check_capabilities, default_scratch_root};
 pub use handle::RunHandle;
 pub use health::{HealthReport, check_health};
 pub use heartbeat::DEFAULT_LEASE_MS;
+
+/// The error type of the output a process returns for a run whose lease
+/// another process took over: the run goes on there; nothing of its end was
+/// written here.
+pub const LEASE_LOST: &str = "lease_lost";
 pub use input::{RunConfig, RunInput};
 pub use input_steps::{InputStep, StepTuning, workflow_from_steps};
 pub use options::{ResumeOptions, RunOptions, StartError};
@@ -74,9 +82,10 @@ pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;
 pub use settings::Settings;
 pub use signal::{SignalError, Signalled};
+pub use worker::{WorkerEvent, WorkerOptions};
 
 use crate::capability::Policy;
-use crate::store::{MemoryStore, NewRun, RunStore, process_owner};
+use crate::store::{Lease, MemoryStore, NewRun, RunStore, process_owner};
 use crate::workflow::Workflow;
 use grants::RunGrants;
 use options::StoredOptions;
@@ -94,6 +103,13 @@ pub struct Engine {
     lease_ms: u64,
     policy: Arc<Policy>,
     scratch_root: std::path::PathBuf,
+    /// Where components fetched from the store are kept (None: not fetched).
+    blob_dir: Option<std::path::PathBuf>,
+    /// The component digests this engine has stored.
+    stored_blobs: Arc<blobs::StoredBlobs>,
+    /// Cancelled when the process shuts down: runs stop starting steps, let
+    /// the ones in flight finish, and give their leases up.
+    drain: tokio_util::sync::CancellationToken,
 }
 
 impl Engine {
@@ -106,7 +122,51 @@ impl Engine {
             lease_ms: DEFAULT_LEASE_MS,
             policy: Arc::new(Policy::operator()),
             scratch_root: default_scratch_root(),
+            blob_dir: blobs::default_blob_dir(),
+            stored_blobs: Default::default(),
+            drain: Default::default(),
         }
+    }
+
+    /// The same engine keeping components fetched from the store in `dir`
+    /// (default: [`default_blob_dir`]).
+    pub fn with_blob_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.blob_dir = Some(dir);
+        self
+    }
+
+    /// The same engine with its owner name (default: [`process_owner`]).
+    /// Two engines in one process with different names fence each other
+    /// as two processes would.
+    pub fn with_owner(mut self, owner: String) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The owner name this engine claims runs as.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The same engine with leases of `lease_ms` (default [`DEFAULT_LEASE_MS`]).
+    pub fn with_lease_ms(mut self, lease_ms: u64) -> Self {
+        self.lease_ms = lease_ms.max(1);
+        self
+    }
+
+    /// Starts a graceful drain: no run of this engine starts another step;
+    /// the attempts in flight may finish for up to the run's
+    /// `shutdown_timeout_ms` (the contract's config, 10 s by default), and
+    /// are interrupted then; each run journals what finished, gives its
+    /// lease up and ends as [`ExecutionStatus::Paused`] (resumable, not
+    /// cancelled), so that another process can take it over at once.
+    pub fn drain(&self) {
+        self.drain.cancel();
+    }
+
+    /// Whether [`Engine::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
     }
 
     /// The same engine under the operator's `policy`: every node's
@@ -144,12 +204,41 @@ impl Engine {
     /// Validates the input, loads the components, records the run in the
     /// store and starts it on the current tokio runtime.
     pub async fn start(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<RunHandle, StartError> {
-        let config = input.resolve(&wf, opts.environment, opts.config.as_deref()).map_err(StartError::Input)?;
-        self.check_capabilities(&wf)?;
-        self.executor.prepare(&wf).map_err(StartError::Components)?;
-        let pins = self.executor.pins(&wf);
-        let held = self.executor.hold(&wf);
-        let run_pins = Run::pins_by_node(&wf, &pins);
+        let (new, config, held) = self.new_run(&wf, input, &opts)?;
+        let run_pins = Run::pins_by_node(&wf, &new.components);
+        let blobs = self.blobs_for(&new.components);
+        let lease = self.store.create_run(&new, &[], &blobs).await?;
+        self.blobs_stored(&blobs);
+        let parts = self.parts(&wf, &config, run_pins, held, lease);
+        let run = Run::new(wf, config, opts, parts);
+        Ok(self.spawn(run))
+    }
+
+    /// Validates the input, loads the components (which also checks them),
+    /// and stores the run, its spec and its components for a worker to
+    /// claim (`weft worker`). Returns the run's id.
+    pub async fn submit(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<String, StartError> {
+        let (new, _, _) = self.new_run(&wf, input, &opts)?;
+        let blobs = self.blobs_for(&new.components);
+        self.store.submit_run(&new, &blobs).await?;
+        self.blobs_stored(&blobs);
+        Ok(new.run_id)
+    }
+
+    /// The stored spec of a new run of `wf`: its input resolved, its
+    /// capabilities checked, its components loaded and pinned.
+    fn new_run(
+        &self,
+        wf: &Arc<Workflow>,
+        input: &RunInput,
+        opts: &RunOptions,
+    ) -> Result<(NewRun, RunConfig, Held), StartError> {
+        let wf = wf.as_ref();
+        let config = input.resolve(wf, opts.environment, opts.config.as_deref()).map_err(StartError::Input)?;
+        self.check_capabilities(wf)?;
+        self.executor.prepare(wf).map_err(StartError::Components)?;
+        let pins = self.executor.pins(wf);
+        let held = self.executor.hold(wf);
         // The journaled input carries the resolved ids so that a resume
         // continues the same run.
         let mut stored_input = input.clone();
@@ -177,10 +266,7 @@ impl Engine {
             owner: self.owner.clone(),
             lease_ms: self.lease_ms,
         };
-        self.store.create_run(&new, &[]).await?;
-        let parts = self.parts(&wf, &config, run_pins, held);
-        let run = Run::new(wf, config, opts, parts);
-        Ok(self.spawn(run))
+        Ok((new, config, held))
     }
 
     /// Starts a run and waits for its output, dropping the events.
@@ -192,7 +278,7 @@ impl Engine {
 
     /// What a run of this engine shares with it, and the component digests
     /// its nodes are pinned to.
-    fn parts(&self, wf: &Workflow, config: &RunConfig, pins: Vec<Option<String>>, held: Held) -> Parts {
+    fn parts(&self, wf: &Workflow, config: &RunConfig, pins: Vec<Option<String>>, held: Held, lease: Lease) -> Parts {
         let tenant = config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default();
         let run_id = config.workflow_id.to_string();
         let kv: Arc<dyn crate::contract::KeyValue> = self.store.clone();
@@ -200,8 +286,9 @@ impl Engine {
             grants: RunGrants::new(wf, &self.policy, kv, &self.scratch_root, &run_id, tenant),
             executor: self.executor.clone(),
             store: self.store.clone(),
-            owner: self.owner.clone(),
+            lease: Arc::new(lease),
             lease_ms: self.lease_ms,
+            drain: self.drain.clone(),
             pins,
             held,
             expr_budget: self.policy.expressions,

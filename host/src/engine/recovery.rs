@@ -9,8 +9,8 @@ use super::heartbeat::DrivenHere;
 use super::options::StoredOptions;
 use super::run::Run;
 use super::{Engine, ResumeOptions, RunHandle, RunInput, RunOptions, StartError};
-use crate::contract::{ExecutionStatus, now_ms};
-use crate::store::{JournalEntry, Journaled, RunFilter, RunRecord, StoreError, owner_is_dead};
+use crate::contract::ExecutionStatus;
+use crate::store::{JournalEntry, Journaled, Lease, RunFilter, RunRecord, StoreError, owner_is_dead};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -32,21 +32,51 @@ impl Engine {
     /// idempotency key.
     pub async fn resume(&self, run_id: &str, opts: ResumeOptions) -> Result<RunHandle, StartError> {
         let record = self.store.get_run(run_id).await?;
-        if record.status != ExecutionStatus::Running {
+        if !matches!(record.status, ExecutionStatus::Running | ExecutionStatus::Pending) {
             return Err(StartError::Finished { run_id: run_id.into(), status: record.status });
         }
         // Marked before the claim: this process never drives one run twice.
-        let Some(driven) = DrivenHere::try_enter(run_id) else {
-            return Err(StartError::Store(StoreError::Owned {
+        let driven = self.enter(run_id)?;
+        let steal = owner_is_dead(&record.run.owner).then_some(record.run.owner.as_str());
+        let lease = self.store.claim(run_id, &self.owner, self.lease_ms, steal).await?;
+        self.drive_claimed(&record, lease, driven, opts).await
+    }
+
+    /// Drives a run this engine has claimed already (a worker's
+    /// [`RunStore::claim_next`](crate::store::RunStore::claim_next)), as
+    /// [`Engine::resume`] does. A run that cannot be rebuilt here keeps
+    /// its lease until it expires; a run claimed too often without
+    /// progress goes to the dead-letter queue as `poison`.
+    pub async fn resume_claimed(&self, lease: Lease, opts: ResumeOptions) -> Result<RunHandle, StartError> {
+        let driven = self.enter(&lease.run_id)?;
+        let record = self.store.get_run(&lease.run_id).await?;
+        self.drive_claimed(&record, lease, driven, opts).await
+    }
+
+    /// Marks `run_id` as driven here, or says that it is already.
+    fn enter(&self, run_id: &str) -> Result<DrivenHere, StartError> {
+        DrivenHere::try_enter(run_id).ok_or_else(|| {
+            StartError::Store(StoreError::Owned {
                 run_id: run_id.into(),
                 owner: format!("{} (this process)", self.owner),
                 remaining_ms: self.lease_ms,
-            }));
-        };
-        let steal = owner_is_dead(&record.run.owner).then_some(record.run.owner.as_str());
-        self.store.claim(run_id, &self.owner, self.lease_ms, now_ms(), steal).await?;
-        let mut run = self.rebuild(&record, opts).await?;
-        self.store.append(run_id, &self.owner, vec![JournalEntry::RunResumed { owner: self.owner.clone() }]).await?;
+            })
+        })
+    }
+
+    /// Rebuilds a claimed run, journals that it was resumed, and drives it.
+    async fn drive_claimed(
+        &self,
+        record: &RunRecord,
+        lease: Lease,
+        driven: DrivenHere,
+        opts: ResumeOptions,
+    ) -> Result<RunHandle, StartError> {
+        let poisoned = lease.is_poison();
+        let mut run = self.rebuild(record, opts, lease).await?;
+        run.poisoned = poisoned;
+        let resumed = JournalEntry::RunResumed { owner: self.owner.clone(), epoch: run.lease.epoch };
+        self.store.append(&run.lease, vec![resumed]).await?;
         run.driven = Some(driven);
         Ok(self.spawn(run))
     }
@@ -99,7 +129,8 @@ impl Engine {
         let journal = self.store.journal(run_id).await?;
         // Refuse before anything is written (changed components, a workflow
         // that no longer loads): a refused replay leaves no new run behind.
-        let groups = self.rebuild(&record, opts.clone()).await?.stream_groups();
+        let unclaimed = Lease::unclaimed(run_id, &self.owner);
+        let groups = self.rebuild(&record, opts.clone(), unclaimed).await?.stream_groups();
         let first = replay_journal(journal, &groups, &new_id);
         let mut new = record.run.clone();
         new.run_id = new_id.to_string();
@@ -110,9 +141,9 @@ impl Engine {
         if let Some(obj) = new.input.as_object_mut() {
             obj.insert("workflow_id".into(), Value::String(new.run_id.clone()));
         }
-        self.store.create_run(&new, &first).await?;
+        let lease = self.store.create_run(&new, &first, &[]).await?;
         let record = self.store.get_run(&new.run_id).await?;
-        let run = self.rebuild(&record, opts).await?;
+        let run = self.rebuild(&record, opts, lease).await?;
         // Marked only once the replay is durable and about to run.
         if let Err(e) = self.store.dlq_mark_replayed(run_id, &new.run_id).await {
             tracing::warn!(run_id, error = %e, "the dead-letter entry could not be marked as replayed");
@@ -121,10 +152,17 @@ impl Engine {
     }
 
     /// Loads a stored run's workflow, checks its pins and folds its journal.
-    pub(super) async fn rebuild(&self, record: &RunRecord, opts: ResumeOptions) -> Result<Run, StartError> {
+    /// The pinned components come from the store where it holds them.
+    pub(super) async fn rebuild(
+        &self,
+        record: &RunRecord,
+        opts: ResumeOptions,
+        lease: Lease,
+    ) -> Result<Run, StartError> {
         let spec = &record.run;
         let label = spec.workflow_path.clone().unwrap_or_else(|| format!("run {}", spec.run_id));
-        let checker = CheckWith(self.executor.as_ref());
+        let fetched = self.fetch_pinned(&spec.components).await?;
+        let checker = CheckWith(self.executor.as_ref(), &fetched);
         let pinned = spec.sub_definitions.clone();
         let mut wf = crate::workflow::load_str_pinned(
             &spec.definition,
@@ -135,6 +173,11 @@ impl Engine {
         )
         .map_err(|e| StartError::Workflow(e.to_string()))?;
         wf.source = spec.workflow_path.as_ref().map(PathBuf::from);
+        for node in &mut wf.nodes {
+            if let Some(local) = fetched.get(&node.component) {
+                node.component = local.clone();
+            }
+        }
         let wf = Arc::new(wf);
         self.check_capabilities(&wf)?;
         self.executor.prepare(&wf).map_err(StartError::Components)?;
@@ -175,7 +218,7 @@ impl Engine {
             keys_of: stored.keys_of,
         };
         let config = input.resolve(&wf, run_opts.environment, run_opts.config.as_deref()).map_err(StartError::Input)?;
-        let parts = self.parts(&wf, &config, pins, held);
+        let parts = self.parts(&wf, &config, pins, held, lease);
         let mut run = Run::new(wf, config, run_opts, parts);
         for j in self.store.journal(&spec.run_id).await? {
             run.apply(&j.entry);

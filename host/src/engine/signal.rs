@@ -66,8 +66,8 @@ impl Engine {
         data: Value,
     ) -> Result<Signalled, SignalError> {
         let record = self.store.get_run(run_id).await?;
-        let orphaned = record.status == ExecutionStatus::Running
-            && (record.lease_until_ms <= now_ms() || owner_is_dead(&record.run.owner));
+        let orphaned =
+            record.status == ExecutionStatus::Running && (!record.lease_live || owner_is_dead(&record.run.owner));
         // The same signal again is a no-op, also once the run has gone on
         // (a retry after a crash may still have a run to resume).
         if let Some(existing) = self.store.signal_get(run_id, step_id).await? {

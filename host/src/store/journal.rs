@@ -19,6 +19,9 @@ pub enum JournalEntry {
     RunResumed {
         /// The process.
         owner: String,
+        /// The epoch of its lease (0 in journals from before epochs).
+        #[serde(default)]
+        epoch: u64,
     },
     /// A step was decided to run, with this input.
     StepScheduled {
@@ -228,6 +231,25 @@ impl JournalEntry {
             Self::DeadLettered { .. } => "dead_lettered",
             Self::RunFinished { .. } => "run_finished",
         }
+    }
+
+    /// Whether the entry moves the run forward: an attempt or a step that
+    /// reached an end, a signal taken, an undo done, the run's end. A run
+    /// claimed again and again with none of these in between is poison.
+    pub fn is_progress(&self) -> bool {
+        matches!(
+            self,
+            Self::AttemptFinished { .. }
+                | Self::StepCompleted { .. }
+                | Self::StepFailed { .. }
+                | Self::StepSkipped { .. }
+                | Self::StepMemoized { .. }
+                | Self::SignalReceived { .. }
+                | Self::StreamBatch { .. }
+                | Self::ShardFinished { .. }
+                | Self::CompensationFinished { .. }
+                | Self::RunFinished { .. }
+        )
     }
 
     /// The step the entry is about, if any.

@@ -1,9 +1,9 @@
 //! The in-memory store: the same contract as SQLite, lost when the process ends.
 
 use super::{
-    BreakerRecord, DlqEntry, JournalEntry, Journaled, MemoEntry, MemoStats, NewRun, RunFilter, RunRecord, RunStore,
-    RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms,
-    now_rfc3339, ready,
+    BreakerRecord, ComponentBlob, DlqEntry, JournalEntry, Journaled, Lease, MemoEntry, MemoStats, NewRun, RunFilter,
+    RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in,
+    finished_in, now_ms, now_rfc3339, ready,
 };
 use crate::contract::{ExecutionStatus, KeyValue, KvError, KvFuture, kv_row_cost, quota_message};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -26,6 +26,10 @@ struct Inner {
     finished: VecDeque<String>,
     /// Approval gates' signals, by (run, step).
     signals: HashMap<(String, String), Signal>,
+    /// Per run, the claims in a row without progress.
+    idle_claims: HashMap<String, u32>,
+    /// Components by digest.
+    blobs: HashMap<String, std::sync::Arc<Vec<u8>>>,
 }
 
 /// One memo entry held in memory.
@@ -66,6 +70,65 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// Gives the lease of `run_id` (known to exist) to `owner`, bumping its epoch.
+    fn take_lease(&mut self, run_id: &str, owner: &str, lease_ms: u64) -> Lease {
+        let idle = self.idle_claims.entry(run_id.to_string()).or_default();
+        *idle += 1;
+        let idle_claims = *idle;
+        let mut epoch = 0;
+        if let Some((r, _, _)) = self.runs.get_mut(run_id) {
+            r.run.owner = owner.into();
+            r.lease_until_ms = now_ms().saturating_add(lease_ms);
+            r.lease_epoch += 1;
+            r.status = ExecutionStatus::Running;
+            epoch = r.lease_epoch;
+        }
+        Lease { run_id: run_id.into(), owner: owner.into(), epoch, idle_claims }
+    }
+}
+
+impl MemoryStore {
+    /// Stores a new run with its first entries and its components.
+    fn insert(
+        &self,
+        run: &NewRun,
+        status: ExecutionStatus,
+        lease_until_ms: u64,
+        epoch: u64,
+        first: &[JournalEntry],
+        blobs: &[ComponentBlob],
+    ) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.runs.contains_key(&run.run_id) {
+            return Err(StoreError::Duplicate(run.run_id.clone()));
+        }
+        let now = now_rfc3339();
+        let record = RunRecord {
+            run: run.clone(),
+            status,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            output: None,
+            cancel_requested: false,
+            lease_until_ms,
+            lease_live: false,
+            lease_epoch: epoch,
+            paused: false,
+        };
+        let mut journal = Vec::new();
+        push(&mut journal, [JournalEntry::RunCreated { start_time: now.clone() }], &now);
+        push(&mut journal, first.iter().cloned(), &now);
+        g.created += 1;
+        let n = g.created;
+        g.runs.insert(run.run_id.clone(), (record, journal, n));
+        for b in blobs {
+            g.blobs.entry(b.digest.clone()).or_insert_with(|| b.bytes.clone());
+        }
+        Ok(())
     }
 }
 
@@ -144,42 +207,38 @@ impl RunStore for MemoryStore {
         }))
     }
 
-    fn create_run<'a>(&'a self, run: &'a NewRun, first: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
-        let mut g = self.lock();
-        if g.runs.contains_key(&run.run_id) {
-            return ready(Err(StoreError::Duplicate(run.run_id.clone())));
-        }
-        let now = now_rfc3339();
-        let record = RunRecord {
-            run: run.clone(),
-            status: ExecutionStatus::Running,
-            created_at: now.clone(),
-            updated_at: now.clone(),
-            output: None,
-            cancel_requested: false,
-            lease_until_ms: now_ms().saturating_add(run.lease_ms),
-            paused: false,
-        };
-        let mut journal = Vec::new();
-        push(&mut journal, [JournalEntry::RunCreated { start_time: now.clone() }], &now);
-        push(&mut journal, first.iter().cloned(), &now);
-        g.created += 1;
-        let n = g.created;
-        g.runs.insert(run.run_id.clone(), (record, journal, n));
-        ready(Ok(()))
+    fn create_run<'a>(
+        &'a self,
+        run: &'a NewRun,
+        first: &'a [JournalEntry],
+        blobs: &'a [ComponentBlob],
+    ) -> StoreFuture<'a, Lease> {
+        let lease = Lease { run_id: run.run_id.clone(), owner: run.owner.clone(), epoch: 1, idle_claims: 0 };
+        let until = now_ms().saturating_add(run.lease_ms);
+        ready(self.insert(run, ExecutionStatus::Running, until, 1, first, blobs).map(|()| lease))
     }
 
-    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()> {
+    fn submit_run<'a>(&'a self, run: &'a NewRun, blobs: &'a [ComponentBlob]) -> StoreFuture<'a, ()> {
+        let mut unowned = run.clone();
+        unowned.owner = String::new();
+        ready(self.insert(&unowned, ExecutionStatus::Pending, 0, 0, &[], blobs))
+    }
+
+    fn append<'a>(&'a self, lease: &'a Lease, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()> {
+        let run_id = lease.run_id.as_str();
         let mut g = self.lock();
         let inner = &mut *g;
         let Some((record, journal, _)) = inner.runs.get_mut(run_id) else {
             return ready(Err(StoreError::NotFound(run_id.into())));
         };
-        if record.run.owner != owner {
+        if !matches!(record.status, ExecutionStatus::Running | ExecutionStatus::Pending) {
+            return ready(Err(StoreError::Finished(run_id.into())));
+        }
+        if record.lease_epoch != lease.epoch || record.status == ExecutionStatus::Pending {
             return ready(Err(StoreError::LeaseLost(run_id.into())));
         }
-        if record.status != ExecutionStatus::Running {
-            return ready(Err(StoreError::Finished(run_id.into())));
+        if entries.iter().any(JournalEntry::is_progress) {
+            inner.idle_claims.remove(run_id);
         }
         let finished = finished_in(&entries).cloned();
         let dead = dead_letter_in(&entries).map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
@@ -225,8 +284,13 @@ impl RunStore for MemoryStore {
     }
 
     fn get_run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunRecord> {
+        let now = now_ms();
         ready(
-            self.lock().runs.get(run_id).map(|(r, _, _)| r.clone()).ok_or_else(|| StoreError::NotFound(run_id.into())),
+            self.lock()
+                .runs
+                .get(run_id)
+                .map(|(r, _, _)| RunRecord { lease_live: r.lease_until_ms > now, ..r.clone() })
+                .ok_or_else(|| StoreError::NotFound(run_id.into())),
         )
     }
 
@@ -273,41 +337,72 @@ impl RunStore for MemoryStore {
         run_id: &'a str,
         owner: &'a str,
         lease_ms: u64,
-        now_ms: u64,
         steal_from: Option<&'a str>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'a, Lease> {
         let mut g = self.lock();
-        let Some((r, _, _)) = g.runs.get_mut(run_id) else {
+        let Some((r, _, _)) = g.runs.get(run_id) else {
             return ready(Err(StoreError::NotFound(run_id.into())));
         };
-        if r.status != ExecutionStatus::Running {
+        if !matches!(r.status, ExecutionStatus::Running | ExecutionStatus::Pending) {
             return ready(Err(StoreError::Finished(run_id.into())));
         }
-        let free = r.lease_until_ms <= now_ms || r.run.owner == owner || steal_from.is_some_and(|s| s == r.run.owner);
+        let now = now_ms();
+        let free = r.lease_until_ms <= now || r.run.owner == owner || steal_from.is_some_and(|s| s == r.run.owner);
         if !free {
             return ready(Err(StoreError::Owned {
                 run_id: run_id.into(),
                 owner: r.run.owner.clone(),
-                remaining_ms: r.lease_until_ms - now_ms,
+                remaining_ms: r.lease_until_ms - now,
             }));
         }
-        r.run.owner = owner.into();
-        r.lease_until_ms = now_ms.saturating_add(lease_ms);
+        ready(Ok(g.take_lease(run_id, owner, lease_ms)))
+    }
+
+    fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, limit: usize) -> StoreFuture<'a, Vec<Lease>> {
+        let mut g = self.lock();
+        let now = now_ms();
+        let live = |s: ExecutionStatus| matches!(s, ExecutionStatus::Running | ExecutionStatus::Pending);
+        let mut runnable: Vec<(u64, String)> = g
+            .runs
+            .values()
+            .filter(|(r, _, _)| live(r.status) && !r.paused && r.lease_until_ms <= now)
+            .filter(|(r, _, _)| {
+                r.run.parent.as_ref().is_none_or(|p| g.runs.get(&p.run_id).is_none_or(|(p, _, _)| !live(p.status)))
+            })
+            .map(|(r, _, n)| (*n, r.run.run_id.clone()))
+            .collect();
+        runnable.sort();
+        runnable.truncate(limit);
+        ready(Ok(runnable.into_iter().map(|(_, id)| g.take_lease(&id, owner, lease_ms)).collect()))
+    }
+
+    fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> StoreFuture<'a, bool> {
+        let mut g = self.lock();
+        let Some((r, _, _)) = g.runs.get_mut(&lease.run_id) else {
+            return ready(Err(StoreError::NotFound(lease.run_id.clone())));
+        };
+        if r.lease_epoch != lease.epoch {
+            return ready(Err(StoreError::LeaseLost(lease.run_id.clone())));
+        }
+        if r.status == ExecutionStatus::Running {
+            r.lease_until_ms = now_ms().saturating_add(lease_ms);
+        }
+        ready(Ok(r.cancel_requested))
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
+        let mut g = self.lock();
+        if let Some((r, _, _)) = g.runs.get_mut(&lease.run_id)
+            && r.lease_epoch == lease.epoch
+            && r.status == ExecutionStatus::Running
+        {
+            r.lease_until_ms = 0;
+        }
         ready(Ok(()))
     }
 
-    fn heartbeat<'a>(&'a self, run_id: &'a str, owner: &'a str, lease_ms: u64, now_ms: u64) -> StoreFuture<'a, bool> {
-        let mut g = self.lock();
-        let Some((r, _, _)) = g.runs.get_mut(run_id) else {
-            return ready(Err(StoreError::NotFound(run_id.into())));
-        };
-        if r.run.owner != owner {
-            return ready(Err(StoreError::LeaseLost(run_id.into())));
-        }
-        if r.status == ExecutionStatus::Running {
-            r.lease_until_ms = now_ms.saturating_add(lease_ms);
-        }
-        ready(Ok(r.cancel_requested))
+    fn blob_get<'a>(&'a self, digest: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        ready(Ok(self.lock().blobs.get(digest).map(|b| b.as_ref().clone())))
     }
 
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool> {
@@ -315,7 +410,7 @@ impl RunStore for MemoryStore {
         let Some((r, _, _)) = g.runs.get_mut(run_id) else {
             return ready(Err(StoreError::NotFound(run_id.into())));
         };
-        if r.status != ExecutionStatus::Running {
+        if !matches!(r.status, ExecutionStatus::Running | ExecutionStatus::Pending) {
             return ready(Ok(false));
         }
         r.cancel_requested = true;

@@ -5,17 +5,20 @@
 //! journal of [`JournalEntry`]s. The engine appends each transition before it
 //! acts on it, so a run can be rebuilt from its journal after a crash.
 //!
-//! Two implementations: [`MemoryStore`] (per process) and [`SqliteStore`] (the
-//! embedded default: one file, WAL). Every implementation must pass the
-//! conformance suite in `tests/all/store.rs`. The trait is asynchronous and every
-//! write is fenced by the owner's lease, so that a server-backed store
-//! (PostgreSQL with leases) can implement it unchanged.
+//! Three implementations: [`MemoryStore`] (per process), [`SqliteStore`]
+//! (the embedded default: one file, WAL, one machine) and [`PostgresStore`]
+//! (shared by workers on many machines). Every implementation must pass the
+//! conformance suite in `tests/all/store.rs`. The trait is asynchronous, and
+//! every write is fenced by the [`Lease`] a claim returned: its epoch.
 
 mod journal;
 mod lease;
 mod memo;
 mod memory;
 mod open;
+mod postgres;
+mod postgres_schema;
+mod postgres_state;
 mod records;
 mod sqlite;
 mod sqlite_kv;
@@ -26,13 +29,14 @@ mod view;
 
 pub use crate::contract::{now_ms, now_rfc3339};
 pub use journal::{JournalEntry, Journaled};
-pub use lease::{owner_is_dead, process_owner};
+pub use lease::{Lease, MAX_IDLE_CLAIMS, owner_is_dead, process_owner};
 pub use memo::{MemoEntry, MemoStats};
 pub use memory::MemoryStore;
-pub use open::{STORE_ENV, StoreLocation, open_for_reading, open_for_writing};
+pub use open::{POSTGRES_POOL_SIZE, STORE_ENV, StoreLocation, open_for_reading, open_for_writing};
+pub use postgres::{PG_SCHEMA_VERSION, PostgresStore};
 pub use records::{
-    BreakerRecord, BreakerState, DlqEntry, NewRun, ParentRun, PinnedComponent, RunFilter, RunRecord, RunSummary,
-    Signal, SignalPut, StoreInfo,
+    BreakerRecord, BreakerState, ComponentBlob, DlqEntry, NewRun, ParentRun, PinnedComponent, RunFilter, RunRecord,
+    RunSummary, Signal, SignalPut, StoreInfo,
 };
 pub use sqlite::{SCHEMA_VERSION, SqliteStore, SyncMode};
 pub use view::{RunView, StepView};
@@ -99,43 +103,75 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-/// Run persistence. Every method is atomic; writes to a run are fenced by the
-/// owner's lease (a write by a process whose lease was taken over fails with
-/// [`StoreError::LeaseLost`]).
+/// Run persistence. Every method is atomic; writes to a run are fenced by
+/// the owner's [`Lease`]: a write whose epoch is no longer the run's (another
+/// process claimed it since) fails with [`StoreError::LeaseLost`], and is
+/// never retried. Only the store's clock decides whether a lease is live.
 pub trait RunStore: KeyValue + Send + Sync + 'static {
     /// Reachability and identity, for health checks.
     fn info(&self) -> StoreFuture<'_, StoreInfo>;
-    /// Creates a run (status `running`, leased to `run.owner`) and journals
-    /// [`JournalEntry::RunCreated`] plus `first` in the same transaction.
-    fn create_run<'a>(&'a self, run: &'a NewRun, first: &'a [JournalEntry]) -> StoreFuture<'a, ()>;
-    /// Appends entries atomically, after the run's last one. A
-    /// [`JournalEntry::RunFinished`] also sets the run's status and output and
-    /// releases the lease; a [`JournalEntry::DeadLettered`] also adds the run
-    /// to the dead-letter queue.
-    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()>;
+    /// Creates a run (status `running`, leased to `run.owner` for
+    /// `run.lease_ms`, epoch 1) and journals [`JournalEntry::RunCreated`]
+    /// plus `first` in the same transaction; stores the components of
+    /// `blobs` by digest. Returns the lease.
+    fn create_run<'a>(
+        &'a self,
+        run: &'a NewRun,
+        first: &'a [JournalEntry],
+        blobs: &'a [ComponentBlob],
+    ) -> StoreFuture<'a, Lease>;
+    /// Stores a run for a worker to claim: status `pending`, no lease
+    /// (epoch 0), journal [`JournalEntry::RunCreated`]; stores the
+    /// components of `blobs` by digest, and wakes workers.
+    fn submit_run<'a>(&'a self, run: &'a NewRun, blobs: &'a [ComponentBlob]) -> StoreFuture<'a, ()>;
+    /// Appends entries atomically, after the run's last one, if `lease` still
+    /// holds the run. A [`JournalEntry::RunFinished`] also sets the run's
+    /// status and output and releases the lease; a
+    /// [`JournalEntry::DeadLettered`] also adds the run to the dead-letter
+    /// queue. An entry that [`JournalEntry::is_progress`] resets the run's
+    /// idle claims.
+    fn append<'a>(&'a self, lease: &'a Lease, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()>;
     /// The run's journal, in order.
     fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>>;
     /// The run.
     fn get_run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunRecord>;
     /// Runs, newest first.
     fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> StoreFuture<'a, Vec<RunSummary>>;
-    /// Takes the run's lease for `owner` until `now_ms + lease_ms`. Succeeds
-    /// when the run is unowned, owned by `owner`, its lease expired, or
-    /// `steal_from` names the current owner (known to be dead). Fails with
-    /// [`StoreError::Owned`] otherwise.
+    /// Takes the run's lease for `owner` for `lease_ms`, bumping its epoch.
+    /// Succeeds when the run (pending or running) is unowned, owned by
+    /// `owner`, its lease expired, or `steal_from` names the current owner
+    /// (known to be dead). Fails with [`StoreError::Owned`] otherwise.
     fn claim<'a>(
         &'a self,
         run_id: &'a str,
         owner: &'a str,
         lease_ms: u64,
-        now_ms: u64,
         steal_from: Option<&'a str>,
-    ) -> StoreFuture<'a, ()>;
+    ) -> StoreFuture<'a, Lease>;
+    /// Claims up to `limit` runnable runs for `owner`, oldest first: pending
+    /// or running, not waiting on gates, lease expired or released, and not
+    /// the child of a running parent (its parent drives it). Runs another
+    /// worker is claiming at the same moment are skipped, not waited for.
+    fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, limit: usize) -> StoreFuture<'a, Vec<Lease>>;
     /// Extends the lease; returns whether a cancel was requested.
-    fn heartbeat<'a>(&'a self, run_id: &'a str, owner: &'a str, lease_ms: u64, now_ms: u64) -> StoreFuture<'a, bool>;
+    fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> StoreFuture<'a, bool>;
+    /// Gives the lease up at once (a draining process), so that another
+    /// process may claim the run without waiting for it to expire.
+    fn release<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()>;
     /// Asks whoever drives the run to cancel it. Returns false when the run
     /// has already finished.
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool>;
+    /// The component stored under `digest`, if any.
+    fn blob_get<'a>(&'a self, digest: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
+    /// Waits until a worker may find something new to claim: a hint (a
+    /// submission, a released lease), or at most `timeout`. Polling stays
+    /// the authority; the hint only makes it sooner.
+    fn wait_for_work(&self, timeout: std::time::Duration) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            Ok(())
+        })
+    }
     /// The dead-letter queue, oldest first.
     fn dlq_list(&self) -> StoreFuture<'_, Vec<DlqEntry>>;
     /// Records that `run_id` was replayed as `new_run_id`.

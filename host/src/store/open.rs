@@ -2,7 +2,7 @@
 //! or URL (what `--db` and `$WEFT_DB` hold), opened for driving runs (created
 //! when missing) or for reading only (never created).
 
-use super::{MemoryStore, RunStore, SqliteStore, StoreError, SyncMode};
+use super::{MemoryStore, PostgresStore, RunStore, SqliteStore, StoreError, SyncMode};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,11 +16,18 @@ pub enum StoreLocation {
     Memory,
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL.
+    Postgres(String),
 }
 
+/// Connections in a process's PostgreSQL pool: enough for a worker's
+/// concurrent runs, their step tasks and heartbeats.
+pub const POSTGRES_POOL_SIZE: usize = 16;
+
 impl StoreLocation {
-    /// The location `text` names: `memory:`, `sqlite:PATH` (or
-    /// `sqlite://PATH`), or a plain path to a SQLite file.
+    /// The location `text` names: `memory:`, `postgres://…` (or
+    /// `postgresql://…`), `sqlite:PATH` (or `sqlite://PATH`), or a plain path
+    /// to a SQLite file.
     pub fn parse(text: &str) -> Result<Self, StoreError> {
         if text.is_empty() {
             return Err(StoreError::Incompatible("the store location is empty; give a SQLite file's path".into()));
@@ -28,12 +35,16 @@ impl StoreLocation {
         if text == "memory:" || text == ":memory:" {
             return Ok(Self::Memory);
         }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(Self::Postgres(text.to_string()));
+        }
         if let Some(path) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(StoreError::Incompatible(format!(
-                "`{scheme}://` stores are not supported by this Weft; give a SQLite file's path (or sqlite:PATH)"
+                "`{scheme}://` stores are not supported by this Weft; give a SQLite file's path (or sqlite:PATH), or \
+                 a postgres:// URL"
             )));
         }
         Ok(Self::Sqlite(PathBuf::from(text)))
@@ -56,7 +67,7 @@ impl StoreLocation {
     /// The SQLite file, if this is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Self::Memory => None,
+            Self::Memory | Self::Postgres(_) => None,
             Self::Sqlite(p) => Some(p),
         }
     }
@@ -67,6 +78,7 @@ impl std::fmt::Display for StoreLocation {
         match self {
             Self::Memory => f.write_str("memory:"),
             Self::Sqlite(p) => write!(f, "{}", p.display()),
+            Self::Postgres(url) => f.write_str(&super::postgres::redact(url)),
         }
     }
 }
@@ -77,6 +89,7 @@ pub fn open_for_writing(location: &StoreLocation, sync: SyncMode) -> Result<Arc<
     Ok(match location {
         StoreLocation::Memory => Arc::new(MemoryStore::new()),
         StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open(path, sync)?),
+        StoreLocation::Postgres(url) => Arc::new(PostgresStore::open(url, POSTGRES_POOL_SIZE)?),
     })
 }
 
@@ -86,6 +99,7 @@ pub fn open_for_reading(location: &StoreLocation) -> Result<Arc<dyn RunStore>, S
     Ok(match location {
         StoreLocation::Memory => Arc::new(MemoryStore::new()),
         StoreLocation::Sqlite(path) => Arc::new(SqliteStore::open_existing(path)?),
+        StoreLocation::Postgres(url) => Arc::new(PostgresStore::open(url, 4)?),
     })
 }
 
@@ -99,6 +113,8 @@ mod tests {
         assert_eq!(StoreLocation::parse("sqlite:///tmp/r.db").ok(), Some(StoreLocation::Sqlite("/tmp/r.db".into())));
         assert_eq!(StoreLocation::parse("sqlite:r.db").ok(), Some(StoreLocation::Sqlite("r.db".into())));
         assert_eq!(StoreLocation::parse("memory:").ok(), Some(StoreLocation::Memory));
+        let pg = "postgres://weft@127.0.0.1:5432/runs";
+        assert_eq!(StoreLocation::parse(pg).ok(), Some(StoreLocation::Postgres(pg.into())));
         let e = StoreLocation::parse("redis://x").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("`redis://` stores are not supported"), "{e}");
     }

@@ -17,6 +17,16 @@ pub struct PinnedComponent {
     pub digest: String,
 }
 
+/// A component's bytes, stored by digest with the runs that pin it, so that
+/// a worker on another machine runs the step without the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentBlob {
+    /// Its `sha256:` digest.
+    pub digest: String,
+    /// The component.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
 /// Everything needed to start (or restart) a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewRun {
@@ -78,8 +88,15 @@ pub struct RunRecord {
     pub output: Option<Arc<RunOutput>>,
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
-    /// Unix milliseconds until which `run.owner` holds the lease (0: none).
+    /// Unix milliseconds until which `run.owner` holds the lease (0: none),
+    /// by the store's clock.
     pub lease_until_ms: u64,
+    /// Whether the lease is live now, by the store's clock.
+    #[serde(default)]
+    pub lease_live: bool,
+    /// The lease's fencing epoch (0: never claimed).
+    #[serde(default)]
+    pub lease_epoch: u64,
     /// The run waits only on approval gates (its status stays `running`).
     #[serde(default)]
     pub paused: bool,

@@ -6,9 +6,9 @@
 
 use super::sqlite_schema::MIGRATIONS;
 use super::{
-    BreakerRecord, BreakerState, DlqEntry, JournalEntry, Journaled, MemoEntry, MemoStats, NewRun, RunFilter, RunRecord,
-    RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in, finished_in, now_ms,
-    now_rfc3339, parse_status, paused_after, ready,
+    BreakerRecord, BreakerState, ComponentBlob, DlqEntry, JournalEntry, Journaled, Lease, MemoEntry, MemoStats, NewRun,
+    RunFilter, RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in,
+    finished_in, now_ms, now_rfc3339, parse_status, paused_after, ready,
 };
 use crate::contract::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -30,10 +30,11 @@ struct RunRow {
     output: Option<String>,
     /// Whether it waits only on approval gates.
     paused: bool,
+    lease_epoch: u64,
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// `application_id` of a Weft database: "Weft" in ASCII.
 const APPLICATION_ID: i32 = 0x5765_6674;
@@ -95,27 +96,12 @@ impl SqliteStore {
         })?;
         // Well under the 10 s lease: a writer never waits long enough to lose it.
         conn.busy_timeout(Duration::from_secs(3))?;
-        let not_sqlite = |e: rusqlite::Error| {
-            StoreError::Incompatible(format!(
-                "{shown} is not a Weft database (SQLite says: {e}); pass another path with --db or WEFT_DB"
-            ))
-        };
-        let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(not_sqlite)?;
-        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(not_sqlite)?;
-        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(not_sqlite)?;
-        if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
-            return Err(StoreError::Incompatible(format!(
-                "{shown} is an SQLite database, but not a Weft one (application_id {app_id:#x}, {tables} schema \
-                 object(s)); Weft will not write to it. Pass another path with --db or WEFT_DB"
-            )));
-        }
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Incompatible(format!(
-                "{shown} has schema version {version}, from a newer Weft; this Weft understands up to version \
-                 {SCHEMA_VERSION}. Upgrade Weft, or pass another path with --db"
-            )));
-        }
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mut conn = conn;
+        // Read in one transaction: a process creating the file at the same
+        // moment is seen either before its first migration or after it,
+        // never half-way (an empty `application_id` beside its tables).
+        let version = Self::check_identity(&mut conn, path)?;
+        Self::set_wal(&conn, path)?;
         conn.pragma_update(
             None,
             "synchronous",
@@ -125,7 +111,6 @@ impl SqliteStore {
             },
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut conn = conn;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Another process may have migrated meanwhile.
@@ -139,6 +124,60 @@ impl SqliteStore {
             tx.commit()?;
         }
         Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
+    }
+
+    /// Refuses a file that is not a Weft database, or is one from a newer
+    /// Weft; returns its schema version. The three facts are read in one
+    /// transaction, so that they agree with each other.
+    fn check_identity(conn: &mut Connection, path: &Path) -> Result<u32, StoreError> {
+        let shown = path.display();
+        let not_sqlite = |e: rusqlite::Error| {
+            StoreError::Incompatible(format!(
+                "{shown} is not a Weft database (SQLite says: {e}); pass another path with --db or WEFT_DB"
+            ))
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(not_sqlite)?;
+        let app_id: i32 = tx.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(not_sqlite)?;
+        let version: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(not_sqlite)?;
+        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(not_sqlite)?;
+        tx.commit().map_err(not_sqlite)?;
+        if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+            return Err(StoreError::Incompatible(format!(
+                "{shown} is an SQLite database, but not a Weft one (application_id {app_id:#x}, {tables} schema \
+                 object(s)); Weft will not write to it. Pass another path with --db or WEFT_DB"
+            )));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Incompatible(format!(
+                "{shown} has schema version {version}, from a newer Weft; this Weft understands up to version \
+                 {SCHEMA_VERSION}. Upgrade Weft, or pass another path with --db"
+            )));
+        }
+        Ok(version)
+    }
+
+    /// Puts the file in WAL mode. Switching needs a moment alone with the
+    /// file, which SQLite does not wait for: a busy switch is tried again.
+    fn set_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+        let mut last = None;
+        for _ in 0..200 {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+                Ok(mode) => last = Some(format!("SQLite kept the journal mode `{mode}`")),
+                Err(rusqlite::Error::SqliteFailure(f, m))
+                    if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+                {
+                    last = Some(m.unwrap_or_else(|| f.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(StoreError::Backend(format!(
+            "{} could not be put in WAL mode: {}; another program may hold the file open",
+            path.display(),
+            last.unwrap_or_default()
+        )))
     }
 
     /// The database file.
@@ -176,6 +215,61 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Inserts a run's row, spec, first journal entries and component blobs.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_run(
+        tx: &rusqlite::Transaction<'_>,
+        run: &NewRun,
+        status: &str,
+        owner: &str,
+        lease_until_ms: u64,
+        epoch: u64,
+        first: &[JournalEntry],
+        blobs: &[ComponentBlob],
+    ) -> Result<(), StoreError> {
+        let exists: bool =
+            tx.query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE run_id = ?1)", [&run.run_id], |r| r.get(0))?;
+        if exists {
+            return Err(StoreError::Duplicate(run.run_id.clone()));
+        }
+        let seq: u64 = tx.query_row("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM runs", [], |r| r.get(0))?;
+        let now = now_rfc3339();
+        let parent = run.parent.as_ref().map(|p| p.run_id.as_str());
+        tx.execute(
+            "INSERT INTO runs (run_id, workflow, status, owner, lease_until_ms, created_at, updated_at, \
+             created_seq, lease_epoch, parent_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
+            params![run.run_id, run.workflow, status, owner, lease_until_ms, now, seq, epoch, parent],
+        )?;
+        tx.execute(
+            "INSERT INTO run_specs (run_id, spec) VALUES (?1, ?2)",
+            params![run.run_id, serde_json::to_string(run)?],
+        )?;
+        let mut all = vec![JournalEntry::RunCreated { start_time: now }];
+        all.extend_from_slice(first);
+        Self::insert_entries(tx, &run.run_id, &all)?;
+        let mut put = tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)")?;
+        for b in blobs {
+            put.execute(params![b.digest, b.bytes.as_slice()])?;
+        }
+        Ok(())
+    }
+
+    /// Takes the lease of `run_id` inside `tx`, bumping its epoch.
+    fn take_lease(
+        tx: &rusqlite::Transaction<'_>,
+        run_id: &str,
+        owner: &str,
+        lease_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let (epoch, idle_claims): (u64, u32) = tx.query_row(
+            "UPDATE runs SET owner = ?2, lease_until_ms = ?3, lease_epoch = lease_epoch + 1, \
+             idle_claims = idle_claims + 1, status = 'running' WHERE run_id = ?1 RETURNING lease_epoch, idle_claims",
+            params![run_id, owner, now_ms().saturating_add(lease_ms)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Lease { run_id: run_id.into(), owner: owner.into(), epoch, idle_claims })
+    }
+
     fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         Ok(RunRow {
             spec: r.get(0)?,
@@ -187,6 +281,7 @@ impl SqliteStore {
             updated_at: r.get(6)?,
             output: r.get(7)?,
             paused: r.get(8)?,
+            lease_epoch: r.get(9)?,
         })
     }
 }
@@ -207,65 +302,68 @@ impl RunStore for SqliteStore {
         ready(r)
     }
 
-    fn create_run<'a>(&'a self, run: &'a NewRun, first: &'a [JournalEntry]) -> StoreFuture<'a, ()> {
+    fn create_run<'a>(
+        &'a self,
+        run: &'a NewRun,
+        first: &'a [JournalEntry],
+        blobs: &'a [ComponentBlob],
+    ) -> StoreFuture<'a, Lease> {
         let r = (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let exists: bool =
-                tx.query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE run_id = ?1)", [&run.run_id], |r| r.get(0))?;
-            if exists {
-                return Err(StoreError::Duplicate(run.run_id.clone()));
-            }
-            let seq: u64 = tx.query_row("SELECT COALESCE(MAX(created_seq), 0) + 1 FROM runs", [], |r| r.get(0))?;
-            let now = now_rfc3339();
-            tx.execute(
-                "INSERT INTO runs (run_id, workflow, status, owner, lease_until_ms, created_at, updated_at, \
-                 created_seq) VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?5, ?6)",
-                params![run.run_id, run.workflow, run.owner, now_ms().saturating_add(run.lease_ms), now, seq],
-            )?;
-            tx.execute(
-                "INSERT INTO run_specs (run_id, spec) VALUES (?1, ?2)",
-                params![run.run_id, serde_json::to_string(run)?],
-            )?;
-            let mut all = vec![JournalEntry::RunCreated { start_time: now }];
-            all.extend_from_slice(first);
-            Self::insert_entries(&tx, &run.run_id, &all)?;
+            let lease_until = now_ms().saturating_add(run.lease_ms);
+            Self::insert_run(&tx, run, "running", &run.owner, lease_until, 1, first, blobs)?;
+            tx.commit()?;
+            Ok(Lease { run_id: run.run_id.clone(), owner: run.owner.clone(), epoch: 1, idle_claims: 0 })
+        })();
+        ready(r)
+    }
+
+    fn submit_run<'a>(&'a self, run: &'a NewRun, blobs: &'a [ComponentBlob]) -> StoreFuture<'a, ()> {
+        let r = (|| {
+            let mut c = self.lock();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            Self::insert_run(&tx, run, "pending", "", 0, 0, &[], blobs)?;
             tx.commit()?;
             Ok(())
         })();
         ready(r)
     }
 
-    fn append<'a>(&'a self, run_id: &'a str, owner: &'a str, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()> {
+    fn append<'a>(&'a self, lease: &'a Lease, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()> {
         let r = (|| {
+            let run_id = lease.run_id.as_str();
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Option<(String, String, String)> = tx
-                .query_row("SELECT owner, workflow, status FROM runs WHERE run_id = ?1", [run_id], |r| {
+            let current: Option<(u64, String, String)> = tx
+                .query_row("SELECT lease_epoch, workflow, status FROM runs WHERE run_id = ?1", [run_id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            let Some((current, workflow, status)) = current else { return Err(StoreError::NotFound(run_id.into())) };
-            if current != owner {
-                return Err(StoreError::LeaseLost(run_id.into()));
-            }
-            if status != "running" {
+            let Some((epoch, workflow, status)) = current else { return Err(StoreError::NotFound(run_id.into())) };
+            if status != "running" && status != "pending" {
                 return Err(StoreError::Finished(run_id.into()));
+            }
+            // A pending run is written to only once a worker has claimed it.
+            if epoch != lease.epoch || status == "pending" {
+                return Err(StoreError::LeaseLost(run_id.into()));
             }
             Self::insert_entries(&tx, run_id, &entries)?;
             let now = now_rfc3339();
+            let progress = entries.iter().any(JournalEntry::is_progress);
             match finished_in(&entries) {
                 Some(out) => {
                     tx.execute(
-                        "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0 \
-                         WHERE run_id = ?1",
+                        "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0, \
+                         idle_claims = 0 WHERE run_id = ?1",
                         params![run_id, out.execution_status.as_str(), serde_json::to_string(out)?, now],
                     )?;
                 }
                 None => {
                     tx.execute(
-                        "UPDATE runs SET updated_at = ?2, paused = ?3 WHERE run_id = ?1",
-                        params![run_id, now, paused_after(&entries)],
+                        "UPDATE runs SET updated_at = ?2, paused = ?3, \
+                         idle_claims = CASE WHEN ?4 THEN 0 ELSE idle_claims END WHERE run_id = ?1",
+                        params![run_id, now, paused_after(&entries), progress],
                     )?;
                 }
             }
@@ -312,7 +410,8 @@ impl RunStore for SqliteStore {
             let row = c
                 .query_row(
                     "SELECT s.spec, r.status, r.owner, r.lease_until_ms, r.cancel_requested, r.created_at, \
-                     r.updated_at, r.output, r.paused FROM runs r JOIN run_specs s ON s.run_id = r.run_id WHERE r.run_id = ?1",
+                     r.updated_at, r.output, r.paused, r.lease_epoch FROM runs r JOIN run_specs s \
+                     ON s.run_id = r.run_id WHERE r.run_id = ?1",
                     [run_id],
                     Self::run_row,
                 )
@@ -331,6 +430,8 @@ impl RunStore for SqliteStore {
                 output,
                 cancel_requested: row.cancel_requested,
                 lease_until_ms: row.lease_until_ms,
+                lease_live: row.lease_until_ms > now_ms(),
+                lease_epoch: row.lease_epoch,
                 paused: row.paused,
             })
         })();
@@ -385,9 +486,8 @@ impl RunStore for SqliteStore {
         run_id: &'a str,
         owner: &'a str,
         lease_ms: u64,
-        now_ms: u64,
         steal_from: Option<&'a str>,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'a, Lease> {
         let r = (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -397,42 +497,82 @@ impl RunStore for SqliteStore {
                 })
                 .optional()?;
             let Some((current, until, status)) = row else { return Err(StoreError::NotFound(run_id.into())) };
-            if status != "running" {
+            if status != "running" && status != "pending" {
                 return Err(StoreError::Finished(run_id.into()));
             }
-            let free = until <= now_ms || current == owner || steal_from.is_some_and(|s| s == current);
+            let now = now_ms();
+            let free = until <= now || current == owner || steal_from.is_some_and(|s| s == current);
             if !free {
-                return Err(StoreError::Owned { run_id: run_id.into(), owner: current, remaining_ms: until - now_ms });
+                return Err(StoreError::Owned { run_id: run_id.into(), owner: current, remaining_ms: until - now });
             }
-            tx.execute(
-                "UPDATE runs SET owner = ?2, lease_until_ms = ?3 WHERE run_id = ?1",
-                params![run_id, owner, now_ms.saturating_add(lease_ms)],
-            )?;
+            let lease = Self::take_lease(&tx, run_id, owner, lease_ms)?;
             tx.commit()?;
+            Ok(lease)
+        })();
+        ready(r)
+    }
+
+    fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, limit: usize) -> StoreFuture<'a, Vec<Lease>> {
+        let r = (|| {
+            let mut c = self.lock();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT r.run_id FROM runs r WHERE r.status IN ('pending', 'running') AND r.paused = 0 \
+                     AND r.lease_until_ms <= ?1 AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
+                     WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) \
+                     ORDER BY r.created_seq LIMIT ?2",
+                )?
+                .query_map(params![now_ms(), limit as i64], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let leases = ids.iter().map(|id| Self::take_lease(&tx, id, owner, lease_ms)).collect::<Result<_, _>>()?;
+            tx.commit()?;
+            Ok(leases)
+        })();
+        ready(r)
+    }
+
+    fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> StoreFuture<'a, bool> {
+        let r = (|| {
+            let c = self.lock();
+            let row: Option<(u64, bool, String)> = c
+                .query_row(
+                    "SELECT lease_epoch, cancel_requested, status FROM runs WHERE run_id = ?1",
+                    [&lease.run_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((epoch, cancel, status)) = row else { return Err(StoreError::NotFound(lease.run_id.clone())) };
+            if epoch != lease.epoch {
+                return Err(StoreError::LeaseLost(lease.run_id.clone()));
+            }
+            if status == "running" {
+                c.execute(
+                    "UPDATE runs SET lease_until_ms = ?3 WHERE run_id = ?1 AND lease_epoch = ?2",
+                    params![lease.run_id, lease.epoch, now_ms().saturating_add(lease_ms)],
+                )?;
+            }
+            Ok(cancel)
+        })();
+        ready(r)
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
+        let r = (|| {
+            let c = self.lock();
+            c.execute(
+                "UPDATE runs SET lease_until_ms = 0 WHERE run_id = ?1 AND lease_epoch = ?2 AND status = 'running'",
+                params![lease.run_id, lease.epoch],
+            )?;
             Ok(())
         })();
         ready(r)
     }
 
-    fn heartbeat<'a>(&'a self, run_id: &'a str, owner: &'a str, lease_ms: u64, now_ms: u64) -> StoreFuture<'a, bool> {
+    fn blob_get<'a>(&'a self, digest: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         let r = (|| {
             let c = self.lock();
-            let row: Option<(String, bool, String)> = c
-                .query_row("SELECT owner, cancel_requested, status FROM runs WHERE run_id = ?1", [run_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-            let Some((current, cancel, status)) = row else { return Err(StoreError::NotFound(run_id.into())) };
-            if current != owner {
-                return Err(StoreError::LeaseLost(run_id.into()));
-            }
-            if status == "running" {
-                c.execute(
-                    "UPDATE runs SET lease_until_ms = ?3 WHERE run_id = ?1 AND owner = ?2",
-                    params![run_id, owner, now_ms.saturating_add(lease_ms)],
-                )?;
-            }
-            Ok(cancel)
+            Ok(c.query_row("SELECT bytes FROM blobs WHERE digest = ?1", [digest], |r| r.get(0)).optional()?)
         })();
         ready(r)
     }
@@ -441,8 +581,10 @@ impl RunStore for SqliteStore {
         let r = (|| {
             let c = self.lock();
             // One statement: a run that finishes meanwhile is not flagged.
-            let n =
-                c.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1 AND status = 'running'", [run_id])?;
+            let n = c.execute(
+                "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1 AND status IN ('pending', 'running')",
+                [run_id],
+            )?;
             if n > 0 {
                 return Ok(true);
             }

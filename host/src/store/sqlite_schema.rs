@@ -108,4 +108,20 @@ CREATE TABLE signals (
     PRIMARY KEY (run_id, step_id)
 ) WITHOUT ROWID;
 ",
+    // 7: leases with a fencing epoch (bumped by every claim), claims without
+    // progress (poison runs), the parent of a child run (workers leave it to
+    // its parent), submitted runs waiting for a worker, and components
+    // stored by digest.
+    "
+ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN idle_claims INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+UPDATE runs SET parent_run_id =
+    (SELECT json_extract(s.spec, '$.parent.run_id') FROM run_specs s WHERE s.run_id = runs.run_id);
+CREATE INDEX runs_runnable ON runs(status, created_seq) WHERE status IN ('pending', 'running');
+CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY,
+    bytes BLOB NOT NULL
+);
+",
 ];

@@ -110,8 +110,7 @@ impl Run {
             backoff: Backoff::new(policy.clone(), self.opts.jitter_seed, &node.id),
             policy,
             store: self.store.clone(),
-            run_id: self.ids.run_id.clone(),
-            owner: self.owner.clone(),
+            lease: self.lease.clone(),
             breaker: self.breaker(),
             memo: None,
             memo_max_bytes: self.memo_max_bytes,
@@ -140,8 +139,7 @@ pub(super) struct StepTask {
     policy: Arc<RetryPolicy>,
     backoff: Backoff,
     store: Arc<dyn RunStore>,
-    run_id: String,
-    owner: String,
+    lease: Arc<crate::store::Lease>,
     breaker: Option<BreakerPolicy>,
     /// A memoized step's memo key.
     memo: Option<String>,
@@ -285,7 +283,7 @@ impl StepTask {
 
     /// Appends one entry to the run's journal.
     pub(super) async fn journal(&self, entry: JournalEntry) -> Result<(), String> {
-        self.store.append(&self.run_id, &self.owner, vec![entry]).await.map_err(|e| e.to_string())
+        self.store.append(&self.lease, vec![entry]).await.map_err(|e| e.to_string())
     }
 
     /// One attempt, behind the component's circuit breaker when the workflow

@@ -39,7 +39,7 @@ use super::heartbeat::{DrivenHere, Heartbeat};
 use super::{RunConfig, RunOptions};
 use crate::contract::{ActionRecord, ErrorRecord, ExecutionStatus, RunOutput, UndeliveredAction, now_ms, now_rfc3339};
 use crate::sandbox::Grants;
-use crate::store::{JournalEntry, PinnedComponent, RunStore};
+use crate::store::{JournalEntry, Lease, PinnedComponent, RunStore};
 use crate::workflow::{FailureStrategy, RetryPolicy, Workflow};
 use serde_json::{Map, Value, json};
 use state::{State, Totals};
@@ -56,8 +56,11 @@ type SharedInput = Arc<Map<String, Value>>;
 pub(super) struct Parts {
     pub(super) executor: Arc<dyn StepExecutor>,
     pub(super) store: Arc<dyn RunStore>,
-    pub(super) owner: String,
+    /// The run's lease: every write names it.
+    pub(super) lease: Arc<Lease>,
     pub(super) lease_ms: u64,
+    /// The engine's drain: cancelled when the process shuts down.
+    pub(super) drain: CancellationToken,
     /// Per node index, the digest of the component version the run pinned.
     pub(super) pins: Vec<Option<String>>,
     /// What the executor keeps loaded for the run's attempts.
@@ -81,8 +84,14 @@ pub(super) struct Run {
     opts: RunOptions,
     executor: Arc<dyn StepExecutor>,
     store: Arc<dyn RunStore>,
-    owner: String,
+    /// The run's lease: every write names it.
+    pub(super) lease: Arc<Lease>,
     lease_ms: u64,
+    /// The engine's drain.
+    drain: CancellationToken,
+    /// The run was claimed too often without progress: it goes to the
+    /// dead-letter queue as `poison` instead of running again.
+    pub(super) poisoned: bool,
     /// Per node index, the digest of the component version the run pinned.
     pins: Vec<Option<String>>,
     /// Kept for as long as the run lives: its pinned components stay loaded.
@@ -204,8 +213,10 @@ impl Run {
             opts,
             executor: parts.executor,
             store: parts.store,
-            owner: parts.owner,
+            lease: parts.lease,
             lease_ms: parts.lease_ms,
+            drain: parts.drain,
+            poisoned: false,
             pins,
             _held: parts.held,
             grants: parts.grants.by_node,
@@ -278,7 +289,43 @@ impl Run {
             return Ok(());
         }
         let entries = std::mem::take(&mut self.pending);
-        self.store.append(&self.ids.run_id, &self.owner, entries).await.map_err(|e| e.to_string())
+        self.store.append(&self.lease, entries).await.map_err(|e| e.to_string())
+    }
+
+    /// Gives up on a run claimed too often without progress: it stops now
+    /// as failed, and goes to the dead-letter queue as `poison` (whatever
+    /// the workflow says about the queue), so that it no longer holds the
+    /// head of every worker's queue.
+    fn poison(&mut self) {
+        let message = format!(
+            "the run was claimed {} times in a row without progress (its driver died each time); it was sent to the \
+             dead-letter queue instead of running again: look at its journal, then replay it with `weft dlq replay {}`",
+            self.lease.idle_claims, self.ids.run_id
+        );
+        let error = ErrorRecord { step_id: "workflow".into(), error_type: "poison".into(), message };
+        self.record(JournalEntry::RunStopping {
+            status: ExecutionStatus::Failed,
+            errors: vec![error],
+            parallel_executions: self.parallel_executions,
+        });
+    }
+
+    /// What a drained run returns: it is not finished (nothing about its end
+    /// is journaled), and whoever claims it next continues it.
+    fn drained_output(&mut self) -> RunOutput {
+        self.pending.clear();
+        let mut out = self.output(ExecutionStatus::Paused);
+        out.errors.push(ErrorRecord {
+            step_id: "workflow".into(),
+            error_type: "drained".into(),
+            message: format!(
+                "this process shut down before the run finished; the run is left resumable, not cancelled: a worker \
+                 takes it over, or `weft runs resume {}` continues it",
+                self.ids.run_id
+            ),
+        });
+        self.emit(RunEvent::RunFinished { status: ExecutionStatus::Paused });
+        out
     }
 
     /// The run's identity as expressions and the output see it (`run`).
@@ -299,37 +346,48 @@ impl Run {
         let _driven = self.driven.take().or_else(|| DrivenHere::try_enter(&self.ids.run_id));
         let heartbeat = Heartbeat {
             store: self.store.clone(),
-            run_id: self.ids.run_id.clone(),
-            owner: self.owner.clone(),
+            lease: self.lease.clone(),
             lease_ms: self.lease_ms,
             cancel: self.cancel.clone(),
         }
         .spawn();
         let out = self.drive_inner().await;
         heartbeat.abort();
+        // Stopped before the lease is given up: a late renewal cannot take it back.
+        let _ = heartbeat.await;
+        if out.execution_status == ExecutionStatus::Paused
+            && let Err(e) = self.store.release(&self.lease).await
+        {
+            tracing::warn!(run_id = %self.ids.run_id, error = %e, "the drained run's lease could not be given up");
+        }
         out
     }
 
     async fn drive_inner(&mut self) -> RunOutput {
+        if self.poisoned && self.stopping.is_none() {
+            self.poison();
+        }
         let status = match self.stopping {
             // Resumed after scheduling had stopped: only compensation and the end remain.
             Some(status) => status,
             None => match self.schedule().await {
                 Ok(status) => status,
-                Err(message) => return self.store_failure(message),
+                Err(schedule::Halt::Store(message)) => return self.store_failure(message),
+                Err(schedule::Halt::Drained) => return self.drained_output(),
             },
         };
         if self.config.failure_strategy == FailureStrategy::Compensate
+            && !self.poisoned
             && status != ExecutionStatus::Completed
             && let Err(message) = self.compensate().await
         {
             return self.store_failure(message);
         }
-        if status == ExecutionStatus::Failed && self.wf.rules.dead_letter_queue_enabled {
+        if status == ExecutionStatus::Failed && (self.wf.rules.dead_letter_queue_enabled || self.poisoned) {
             let first = self
                 .errors
                 .iter()
-                .find(|e| e.step_id != "workflow")
+                .find(|e| if self.poisoned { e.error_type == "poison" } else { e.step_id != "workflow" })
                 .or_else(|| self.errors.first())
                 .cloned()
                 .unwrap_or_else(|| ErrorRecord {

@@ -125,6 +125,16 @@ impl Run {
     /// have moved into it).
     pub(super) fn store_failure_with(&mut self, mut out: RunOutput, message: String) -> RunOutput {
         out.execution_status = ExecutionStatus::Failed;
+        if message == crate::store::StoreError::LeaseLost(self.ids.run_id.clone()).to_string() {
+            // Another process holds the run now: it is not this one's to end.
+            out.errors.push(ErrorRecord {
+                step_id: "workflow".into(),
+                error_type: crate::engine::LEASE_LOST.into(),
+                message,
+            });
+            self.emit(RunEvent::RunFinished { status: ExecutionStatus::Failed });
+            return out;
+        }
         out.errors.push(ErrorRecord {
             step_id: "workflow".into(),
             error_type: "store".into(),

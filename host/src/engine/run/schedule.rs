@@ -80,6 +80,21 @@ struct Launch {
     consumers: Vec<usize>,
 }
 
+/// Why the scheduling loop ended without an end status for the run.
+pub(super) enum Halt {
+    /// The journal could not be written.
+    Store(String),
+    /// The process is draining: the steps that were in flight finished (or
+    /// were interrupted at the shutdown timeout), and the run stays resumable.
+    Drained,
+}
+
+impl From<String> for Halt {
+    fn from(message: String) -> Self {
+        Self::Store(message)
+    }
+}
+
 /// Why the scheduling loop stopped early.
 enum Stop {
     /// A step failed and the strategy stops the run.
@@ -90,6 +105,8 @@ enum Stop {
     TimedOut,
     /// The journal could not be written.
     Store(String),
+    /// The process drained.
+    Drained,
 }
 
 impl Run {
@@ -198,7 +215,7 @@ impl Run {
 
     /// Schedules the graph until every step is final or the run stops.
     /// Journals `run_stopping` and returns the status the run ends with.
-    pub(super) async fn schedule(&mut self) -> Result<ExecutionStatus, String> {
+    pub(super) async fn schedule(&mut self) -> Result<ExecutionStatus, Halt> {
         let n = self.wf.nodes.len();
         // On resume, final steps are done and count as met dependencies.
         let mut waiting: Vec<usize> = (0..n)
@@ -220,6 +237,13 @@ impl Run {
         tokio::pin!(sleep);
         let cancelled = self.cancel.clone().cancelled_owned();
         tokio::pin!(cancelled);
+        // Draining: nothing new starts, what is in flight may finish until
+        // `drain_deadline`, and the run then stops without an end.
+        let drain = self.drain.clone().cancelled_owned();
+        tokio::pin!(drain);
+        let mut draining = false;
+        let drain_deadline = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+        tokio::pin!(drain_deadline);
         let rounds = if self.config.failure_strategy == FailureStrategy::Retry {
             1 + self.wf.rules.max_retries.unwrap_or(1)
         } else {
@@ -261,7 +285,13 @@ impl Run {
                     Some(Stop::Failed)
                 }
             };
-            while running + launches.len() < limit && stop.is_none() {
+            if self.drain.is_cancelled() && !draining {
+                draining = true;
+                let until =
+                    tokio::time::Instant::now() + Duration::from_millis(self.config.settings.shutdown_timeout_ms);
+                drain_deadline.as_mut().reset(until);
+            }
+            while running + launches.len() < limit && stop.is_none() && !draining {
                 // Nothing new starts once the run is cancelled or out of time.
                 if self.cancel.is_cancelled() {
                     stop = Some(Stop::Cancelled);
@@ -398,7 +428,14 @@ impl Run {
                 self.parallel_executions += 1;
                 wave_counted = true;
             }
+            if draining && stop.is_none() && (running == 0 || self.only_gates_running().len() == running) {
+                // Nothing in flight that will end by itself: stop now.
+                stop = Some(Stop::Drained);
+            }
             if running == 0 && (stop.is_some() || (wave.is_empty() && ready.is_empty())) {
+                break;
+            }
+            if matches!(stop, Some(Stop::Drained)) {
                 break;
             }
             if running == 0 {
@@ -422,6 +459,8 @@ impl Run {
                 biased;
                 _ = &mut cancelled, if stop.is_none() => { stop = Some(Stop::Cancelled); }
                 _ = &mut sleep, if stop.is_none() => { stop = Some(Stop::TimedOut); }
+                _ = &mut drain, if !draining && stop.is_none() => { continue 'outer; }
+                _ = &mut drain_deadline, if draining && stop.is_none() => { stop = Some(Stop::Drained); }
                 joined = tasks.next() => {
                     let Some(first) = joined else { break 'outer };
                     // Take every step that has finished, not just the first.
@@ -436,6 +475,13 @@ impl Run {
                             Ok(result) => {
                                 if let Some(message) = result.store_error {
                                     stop = Some(Stop::Store(message));
+                                    continue;
+                                }
+                                // A child that drained with this process has no end yet: the
+                                // step stays in flight, for whoever continues the run.
+                                if draining
+                                    && matches!(&result.child, Some(Ok(out)) if out.execution_status == ExecutionStatus::Paused)
+                                {
                                     continue;
                                 }
                                 // A stream group ends its producer and its consumers together.
@@ -473,6 +519,11 @@ impl Run {
         // Interrupt whatever is still running.
         let interrupted: Vec<usize> = (0..n).filter(|&i| self.state[i] == State::Running).collect();
         tasks.abort().await;
+        if matches!(stop, Some(Stop::Drained)) {
+            // What finished is journaled; what was interrupted runs again on resume.
+            self.flush().await?;
+            return Err(Halt::Drained);
+        }
         // Children let go are cancelled; each journals its end before the parent goes on.
         self.settle_children(&interrupted).await;
         // An interrupted fan-out keeps what its finished shards did.
@@ -483,7 +534,8 @@ impl Run {
         let id = |i: usize| wf.nodes[i].id.clone();
         let mut run_errors = Vec::new();
         let status = match stop {
-            Some(Stop::Store(message)) => return Err(message),
+            Some(Stop::Store(message)) => return Err(Halt::Store(message)),
+            Some(Stop::Drained) => return Err(Halt::Drained),
             Some(Stop::Cancelled) => {
                 self.fail_interrupted(&interrupted, "cancelled", "interrupted: the run was cancelled");
                 run_errors.push(ErrorRecord {

@@ -1,0 +1,118 @@
+//! Components stored with the runs: a run's pinned components go into its
+//! store by digest when it is created or submitted, and a process that
+//! picks the run up where the file is not (a worker on another machine, a
+//! file since removed) runs the pinned version from the store.
+//!
+//! A component fetched from the store is kept in a local directory named by
+//! digest (checked before it is written), so each machine fetches each
+//! version once; the compiled artifact is cached under the same digest by
+//! the sandbox.
+
+use super::Engine;
+use crate::store::{ComponentBlob, PinnedComponent, StoreError};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Where fetched components are kept by default: `weft/blobs` in the
+/// user's cache directory.
+pub fn default_blob_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("weft").join("blobs"))
+}
+
+/// The digests this engine has stored in its store already.
+#[derive(Default)]
+pub(super) struct StoredBlobs(Mutex<HashSet<String>>);
+
+impl StoredBlobs {
+    fn contains(&self, digest: &str) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(digest)
+    }
+
+    fn insert(&self, digests: impl IntoIterator<Item = String>) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend(digests);
+    }
+}
+
+/// Whether `digest` is `sha256:` and 64 lowercase hex digits (it names a file).
+fn well_formed(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+impl Engine {
+    /// The components of `pins` this engine has not stored yet, read from
+    /// their files; a file that no longer holds its pinned version is left
+    /// out (the run still runs from the file's loaded version here).
+    pub(super) fn blobs_for(&self, pins: &BTreeMap<String, PinnedComponent>) -> Vec<ComponentBlob> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for pin in pins.values() {
+            if !seen.insert(pin.digest.as_str()) || self.stored_blobs.contains(&pin.digest) {
+                continue;
+            }
+            match std::fs::read(&pin.path) {
+                Ok(bytes) if crate::sandbox::digest(&bytes) == pin.digest => {
+                    out.push(ComponentBlob { digest: pin.digest.clone(), bytes: Arc::new(bytes) })
+                }
+                Ok(_) => {
+                    tracing::warn!(path = %pin.path, "the component changed on disk; its pinned version is not stored")
+                }
+                Err(e) => tracing::warn!(path = %pin.path, error = %e, "the component could not be read to store it"),
+            }
+        }
+        out
+    }
+
+    /// Notes that `blobs` are in the store now.
+    pub(super) fn blobs_stored(&self, blobs: &[ComponentBlob]) {
+        self.stored_blobs.insert(blobs.iter().map(|b| b.digest.clone()));
+    }
+
+    /// Per pinned component path that has no file here (another machine,
+    /// a file since removed), the local file that holds its pinned version
+    /// from the store. Components the store does not hold (runs from before
+    /// components were stored) are not in the map.
+    pub(super) async fn fetch_pinned(
+        &self,
+        pins: &BTreeMap<String, PinnedComponent>,
+    ) -> Result<BTreeMap<PathBuf, PathBuf>, StoreError> {
+        let mut map = BTreeMap::new();
+        let Some(dir) = self.blob_dir.as_deref() else { return Ok(map) };
+        for pin in pins.values() {
+            // A file at the pinned path is loaded from there: if it holds
+            // another version now, the resume is refused (or upgraded) as it
+            // always was, so that a changed component never goes unnoticed.
+            if !well_formed(&pin.digest) || map.contains_key(Path::new(&pin.path)) || Path::new(&pin.path).exists() {
+                continue;
+            }
+            let file = dir.join(format!("{}.wasm", pin.digest.trim_start_matches("sha256:")));
+            if !file.exists() {
+                let Some(bytes) = self.store.blob_get(&pin.digest).await? else { continue };
+                if crate::sandbox::digest(&bytes) != pin.digest {
+                    return Err(StoreError::Backend(format!(
+                        "the stored component {} does not match its digest; the store is damaged",
+                        pin.digest
+                    )));
+                }
+                write_atomically(dir, &file, &bytes).map_err(|e| {
+                    StoreError::Backend(format!("cannot keep the component {} in {}: {e}", pin.digest, dir.display()))
+                })?;
+            }
+            map.insert(PathBuf::from(&pin.path), file);
+        }
+        Ok(map)
+    }
+}
+
+/// Writes `bytes` to `file` in `dir` by way of a temporary file, so that no
+/// reader ever sees a partial component under its digest's name.
+fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
+}

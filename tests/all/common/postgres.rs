@@ -1,0 +1,133 @@
+//! A throwaway PostgreSQL cluster for the tests: `initdb` and `pg_ctl` from
+//! the installed PostgreSQL, in a temporary directory, on a free port of
+//! 127.0.0.1, stopped when the test binary exits. Each test gets a fresh
+//! database from [`fresh_database`].
+//!
+//! PostgreSQL refuses to run as root: as root, the cluster runs as the
+//! `postgres` user that Debian's package creates. Without PostgreSQL, the
+//! tests that need it fail with the command that installs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The running cluster.
+struct Cluster {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// Who runs the server's tools (None: this user).
+    user: Option<String>,
+    /// Kept for as long as the process lives.
+    _dir: tempfile::TempDir,
+}
+
+const INSTALL: &str = "the PostgreSQL tests start a throwaway cluster with initdb and pg_ctl, and found none: \
+                       install PostgreSQL (Debian: `apt-get install -y postgresql`), or put its bin directory on PATH";
+
+/// The directory with `initdb` and `pg_ctl`.
+fn bin_dir() -> Result<PathBuf, String> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| INSTALL.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().ok_or_else(|| INSTALL.to_string())
+}
+
+/// `tool` of the cluster's installation, run as the cluster's user.
+fn tool(bin: &Path, user: Option<&str>, name: &str) -> Command {
+    match user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--"]).arg(bin.join(name));
+            c
+        }
+        None => Command::new(bin.join(name)),
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: cannot start it: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+extern "C" fn stop_cluster() {
+    if let Some(Ok(c)) = CLUSTER.get() {
+        let mut stop = tool(&c.bin, c.user.as_deref(), "pg_ctl");
+        stop.arg("-D").arg(&c.data).args(["-m", "immediate", "stop"]);
+        let _ = stop.output();
+    }
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+fn start() -> Result<Cluster, String> {
+    let bin = bin_dir()?;
+    let root = unsafe { libc::geteuid() } == 0;
+    let user = root.then(|| "postgres".to_string());
+    let dir = tempfile::Builder::new().prefix("weft-pg-").tempdir().map_err(|e| e.to_string())?;
+    if let Some(u) = &user {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.arg(u).arg(dir.path());
+                c
+            },
+            &format!("chown {u} (PostgreSQL does not run as root; it runs as `{u}`)"),
+        )?;
+    }
+    let data = dir.path().join("data");
+    let mut initdb = tool(&bin, user.as_deref(), "initdb");
+    initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "weft", "--no-sync", "-E", "UTF8"]);
+    run(initdb, "initdb")?;
+    let port = free_port();
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=300",
+        dir.path().display()
+    );
+    let mut pg_ctl = tool(&bin, user.as_deref(), "pg_ctl");
+    pg_ctl.arg("-D").arg(&data).args(["-o", &options, "-l"]).arg(dir.path().join("log")).args(["-w", "start"]);
+    run(pg_ctl, "pg_ctl start")?;
+    let cluster = Cluster { bin, data, port, user, _dir: dir };
+    // SAFETY: registers a plain function, run once when the process exits.
+    unsafe { libc::atexit(stop_cluster) };
+    Ok(cluster)
+}
+
+/// A URL of a new, empty database of the test cluster (started on first
+/// use). Panics with what to install when there is no PostgreSQL.
+pub fn fresh_database(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let cluster = match CLUSTER.get_or_init(start) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let name = format!("{tag}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    let mut createdb = Command::new(cluster.bin.join("createdb"));
+    createdb.args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "weft", &name]);
+    if let Err(e) = run(createdb, "createdb") {
+        panic!("{e}");
+    }
+    format!("postgres://weft@127.0.0.1:{}/{name}", cluster.port)
+}
