@@ -17,3 +17,4 @@ mod languages;
 mod modes;
 mod sandbox;
 mod store;
+mod workers;

@@ -397,6 +397,57 @@ fn sqlite() -> (Arc<dyn RunStore>, tempfile::TempDir) {
 
 conformance!(memory, (Arc::new(MemoryStore::new()) as Arc<dyn RunStore>, ()));
 conformance!(sqlite, sqlite());
+conformance!(postgres, (postgres(), ()));
+
+fn postgres() -> Arc<dyn RunStore> {
+    Arc::new(weft::store::PostgresStore::open(&crate::common::postgres::fresh_database("conformance"), 8).unwrap())
+}
+
+// PostgreSQL-specific: the schema and its migrations.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_workers_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let url = crate::common::postgres::fresh_database("migrate");
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..8 {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let s = weft::store::PostgresStore::open(&url, 2).unwrap();
+            s.create_run(&new_run(&format!("r{k}"), "wf", "me"), &[], &[]).await.map(|_| ())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let s = weft::store::PostgresStore::open(&url, 2).unwrap();
+    assert_eq!(s.list_runs(&RunFilter::default()).await.unwrap().len(), 8);
+    assert_eq!(s.info().await.unwrap().schema_version, weft::store::PG_SCHEMA_VERSION);
+    // A newer Weft's database is refused, with what to do.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.execute("UPDATE weft_meta SET value = '999' WHERE key = 'schema_version'", &[]).await.unwrap();
+    let fresh = weft::store::PostgresStore::open(&url, 2).unwrap();
+    let e = fresh.info().await.unwrap_err().to_string();
+    assert!(e.contains("schema version 999, from a newer Weft") && e.contains("Upgrade Weft"), "{e}");
+    // Nor is a database with another application's `runs` table touched.
+    let other = crate::common::postgres::fresh_database("foreign");
+    let (client, conn) = tokio_postgres::connect(&other, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("CREATE TABLE runs (id int)").await.unwrap();
+    let e = weft::store::PostgresStore::open(&other, 2).unwrap().info().await.unwrap_err().to_string();
+    assert!(e.contains("not Weft's"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_postgres_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = weft::store::PostgresStore::open(&format!("postgres://weft:secret@127.0.0.1:{port}/none"), 2).unwrap();
+    let e = s.info().await.unwrap_err().to_string();
+    assert!(e.contains("cannot reach PostgreSQL at postgres://weft@127.0.0.1"), "{e}");
+    assert!(!e.contains("secret"), "the password is never shown: {e}");
+    let e = weft::store::PostgresStore::open("postgres://[bad", 2).unwrap_err().to_string();
+    assert!(e.contains("not a PostgreSQL URL"), "{e}");
+}
 
 // SQLite-specific: the file itself.
 

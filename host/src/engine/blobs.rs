@@ -14,10 +14,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Where fetched components are kept by default: `weft/blobs` in the
-/// user's cache directory.
+/// Where fetched components are kept by default: `blobs/` in the
+/// compiled-component cache's directory ($WEFT_CACHE_DIR, else
+/// ~/.cache/weft/components).
 pub fn default_blob_dir() -> Option<PathBuf> {
-    dirs::cache_dir().map(|d| d.join("weft").join("blobs"))
+    crate::sandbox::default_cache_dir().map(|d| d.join("blobs"))
 }
 
 /// The digests this engine has stored in its store already.

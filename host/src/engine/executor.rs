@@ -68,4 +68,11 @@ impl ComponentCheck for CheckWith<'_> {
     fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String> {
         self.0.check_component(self.1.get(path).map_or(path, |p| p.as_path()), node_type)
     }
+
+    fn resolve(&self, name: &str, base: &Path) -> Result<std::path::PathBuf, String> {
+        crate::workflow::resolve_component(name, base).or_else(|missing| {
+            let pinned = crate::workflow::lexical(&base.join(name));
+            if self.1.contains_key(&pinned) { Ok(pinned) } else { Err(missing) }
+        })
+    }
 }

@@ -16,6 +16,28 @@ pub trait ComponentCheck {
     /// [`ACTING_IMPORTS`](crate::capability::ACTING_IMPORTS)) when the
     /// component at `path` can run as `node_type`; `Err(reason)` when not.
     fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String>;
+
+    /// Where the component a node names is ([`resolve_component`] unless the
+    /// checker knows better: a resumed run's pinned component may be kept
+    /// elsewhere than its path).
+    fn resolve(&self, name: &str, base: &Path) -> Result<PathBuf, String> {
+        resolve_component(name, base)
+    }
+}
+
+/// `path` with `.` and `..` resolved lexically (for a file that may no longer exist).
+pub fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Finds a component: a path relative to the workflow file, or a name looked

@@ -2,6 +2,8 @@
 //! them, start the `weft` binary, read its JSON, build chains of steps, and
 //! set up a sandbox.
 
+pub mod postgres;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

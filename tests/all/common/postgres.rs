@@ -1,7 +1,7 @@
 //! A throwaway PostgreSQL cluster for the tests: `initdb` and `pg_ctl` from
 //! the installed PostgreSQL, in a temporary directory, on a free port of
-//! 127.0.0.1, stopped when the test binary exits. Each test gets a fresh
-//! database from [`fresh_database`].
+//! 127.0.0.1, stopped by a watchdog once the test binary has exited. Each
+//! test gets a fresh database from [`fresh_database`].
 //!
 //! PostgreSQL refuses to run as root: as root, the cluster runs as the
 //! `postgres` user that Debian's package creates. Without PostgreSQL, the
@@ -15,12 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// The running cluster.
 struct Cluster {
     bin: PathBuf,
-    data: PathBuf,
     port: u16,
-    /// Who runs the server's tools (None: this user).
-    user: Option<String>,
-    /// Kept for as long as the process lives.
-    _dir: tempfile::TempDir,
 }
 
 const INSTALL: &str = "the PostgreSQL tests start a throwaway cluster with initdb and pg_ctl, and found none: \
@@ -71,32 +66,52 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-extern "C" fn stop_cluster() {
-    if let Some(Ok(c)) = CLUSTER.get() {
-        let mut stop = tool(&c.bin, c.user.as_deref(), "pg_ctl");
-        stop.arg("-D").arg(&c.data).args(["-m", "immediate", "stop"]);
-        let _ = stop.output();
-    }
+/// Starts a watchdog that stops the cluster (and removes its directory)
+/// once this process has exited, however it exits.
+fn watch_over(bin: &Path, user: Option<&str>, data: &Path, dir: &Path) -> Result<(), String> {
+    let pg_ctl = bin.join("pg_ctl");
+    let stop = match user {
+        Some(u) => format!("runuser -u {u} -- '{}' -D '{}' -m immediate stop", pg_ctl.display(), data.display()),
+        None => format!("'{}' -D '{}' -m immediate stop", pg_ctl.display(), data.display()),
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 fn start() -> Result<Cluster, String> {
     let bin = bin_dir()?;
-    let root = unsafe { libc::geteuid() } == 0;
-    let user = root.then(|| "postgres".to_string());
-    let dir = tempfile::Builder::new().prefix("weft-pg-").tempdir().map_err(|e| e.to_string())?;
+    let user = is_root().then(|| "postgres".to_string());
+    // Kept: the watchdog removes it once the cluster has stopped.
+    let dir = tempfile::Builder::new().prefix("weft-pg-").tempdir().map_err(|e| e.to_string())?.keep();
     if let Some(u) = &user {
         run(
             {
                 let mut c = Command::new("chown");
-                c.arg(u).arg(dir.path());
+                c.arg(u).arg(dir.as_path());
                 c
             },
             &format!("chown {u} (PostgreSQL does not run as root; it runs as `{u}`)"),
         )?;
     }
-    let data = dir.path().join("data");
+    let data = dir.as_path().join("data");
     let mut initdb = tool(&bin, user.as_deref(), "initdb");
     initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "weft", "--no-sync", "-E", "UTF8"]);
     run(initdb, "initdb")?;
@@ -104,15 +119,13 @@ fn start() -> Result<Cluster, String> {
     let options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
          -c full_page_writes=off -c max_connections=300",
-        dir.path().display()
+        dir.as_path().display()
     );
     let mut pg_ctl = tool(&bin, user.as_deref(), "pg_ctl");
-    pg_ctl.arg("-D").arg(&data).args(["-o", &options, "-l"]).arg(dir.path().join("log")).args(["-w", "start"]);
+    pg_ctl.arg("-D").arg(&data).args(["-o", &options, "-l"]).arg(dir.as_path().join("log")).args(["-w", "start"]);
     run(pg_ctl, "pg_ctl start")?;
-    let cluster = Cluster { bin, data, port, user, _dir: dir };
-    // SAFETY: registers a plain function, run once when the process exits.
-    unsafe { libc::atexit(stop_cluster) };
-    Ok(cluster)
+    watch_over(&bin, user.as_deref(), &data, &dir)?;
+    Ok(Cluster { bin, port })
 }
 
 /// A URL of a new, empty database of the test cluster (started on first

@@ -6,6 +6,7 @@
 //! refused when the files form a cycle).
 
 use super::super::component::ComponentCheck;
+use super::super::component::lexical;
 use super::super::model::*;
 use super::super::yaml::{Located, Node, Pos};
 use super::walker::{Entries, Walker};
@@ -307,19 +308,4 @@ impl Walker {
             }
         }
     }
-}
-
-/// `path` with `.` and `..` resolved lexically (for a file that may no longer exist).
-fn lexical(path: &Path) -> std::path::PathBuf {
-    let mut out = std::path::PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }

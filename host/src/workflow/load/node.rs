@@ -322,7 +322,11 @@ impl Walker {
             None => Some(std::path::PathBuf::new()),
             Some(None) => None,
             Some(Some((c, pos))) => {
-                match self.resolved.entry(c.clone()).or_insert_with(|| resolve_component(&c, base)).clone() {
+                let resolve = |c: &str| match checker {
+                    Some(checker) => checker.resolve(c, base),
+                    None => resolve_component(c, base),
+                };
+                match self.resolved.entry(c.clone()).or_insert_with(|| resolve(&c)).clone() {
                     Ok(path) => {
                         if let (Some(checker), Some(t)) = (checker, node_type) {
                             let checked = self
