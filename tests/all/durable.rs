@@ -41,16 +41,24 @@ fn attempts_started(journal: &[weft::store::Journaled], step: &str) -> Vec<u32> 
 }
 
 /// Starts a run on its own runtime and drops that runtime (every task with it)
-/// once `after` has completed: a crash at an await point.
+/// once `after` has completed and its completion is durable: a crash at an
+/// await point.
 fn crash_after(db: &Path, wf: &Arc<Workflow>, inp: Value, after: &str) -> String {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let id = rt.block_on(async {
-        let (engine, _) = engine(db);
+        let (engine, store) = engine(db);
         let mut h = engine.start(wf.clone(), &input(inp), RunOptions::default()).await.unwrap();
         while let Some(e) = h.events.recv().await {
             if matches!(&e, RunEvent::StepCompleted { step_id, .. } if step_id == after) {
                 break;
             }
+        }
+        // The event comes as the completion is recorded; the commit follows.
+        let completed = |j: &[weft::store::Journaled]| {
+            j.iter().any(|j| matches!(&j.entry, JournalEntry::StepCompleted { step_id, .. } if step_id == after))
+        };
+        while !completed(&store.journal(&h.run_id).await.unwrap()) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         h.run_id.clone()
     });

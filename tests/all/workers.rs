@@ -45,8 +45,16 @@ impl Worker {
         send(self.child.id(), signal);
     }
 
-    /// SIGTERM, then its exit code once it has drained.
+    /// SIGTERM once it handles SIGTERM, then its exit code once it has drained.
     fn drain(mut self) -> Option<i32> {
+        let start = Instant::now();
+        while !self.log_text().contains("SIGTERM drains it") {
+            assert!(start.elapsed() < Duration::from_secs(60), "the worker never started: {}", self.log_text());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the worker ended by itself ({status}): {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.signal("TERM");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
@@ -170,9 +178,13 @@ fn three_workers_killed_at_random_complete_every_run_with_each_step_once() {
     let ids = submit(&rt, &engine, &wf, json!({"count": 0, "sleep_ms": 5}), RUNS);
     let seed: u64 = std::env::var("WEFT_FAILOVER_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0xfa11);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let log = |k: usize| dir.path().join(format!("worker-{k}.log"));
+    let mut starts = 0;
+    let mut log = || {
+        starts += 1;
+        dir.path().join(format!("worker-{starts}.log"))
+    };
     let args = ["--concurrency", "4", "--lease-ms", "1000"];
-    let mut workers: Vec<Worker> = (0..3).map(|k| Worker::start(&url, &log(k), &args)).collect();
+    let mut workers: Vec<Worker> = (0..3).map(|_| Worker::start(&url, &log(), &args)).collect();
     let start = Instant::now();
     let mut kills = 0;
     let finished = |rt: &tokio::runtime::Runtime| {
@@ -184,7 +196,7 @@ fn three_workers_killed_at_random_complete_every_run_with_each_step_once() {
         std::thread::sleep(Duration::from_millis(rng.random_range(200..600)));
         let k = rng.random_range(0..workers.len());
         workers[k].signal("KILL");
-        workers[k] = Worker::start(&url, &log(k), &args);
+        workers[k] = Worker::start(&url, &log(), &args);
         kills += 1;
     }
     for w in workers {

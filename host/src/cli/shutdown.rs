@@ -11,12 +11,13 @@ use weft::engine::Engine;
 
 /// Drains `engine` on the first SIGTERM; exits at once on a second signal.
 /// `what` says what is drained, for the note on stderr.
+/// The handler is in place when this returns.
 pub fn drain_on_sigterm(engine: Engine, what: &'static str) {
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        tracing::warn!("SIGTERM cannot be handled here; it stops the process at once");
+        return;
+    };
     tokio::spawn(async move {
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            tracing::warn!("SIGTERM cannot be handled here; it stops the process at once");
-            return;
-        };
         if term.recv().await.is_none() {
             return;
         }

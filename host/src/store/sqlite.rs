@@ -8,12 +8,12 @@ use super::sqlite_schema::MIGRATIONS;
 use super::{
     BreakerRecord, BreakerState, ComponentBlob, DlqEntry, JournalEntry, Journaled, Lease, MemoEntry, MemoStats, NewRun,
     RunFilter, RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in,
-    finished_in, now_ms, now_rfc3339, parse_status, paused_after, ready,
+    finished_in, now_ms, now_rfc3339, parse_status, paused_after,
 };
 use crate::contract::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// A run's row (`runs` joined with its spec), as read by `get_run`.
@@ -51,10 +51,28 @@ pub enum SyncMode {
     Full,
 }
 
-/// A [`RunStore`] in one SQLite file.
+/// A [`RunStore`] in one SQLite file. Cloning it is cheap: the clones share
+/// the connection.
+///
+/// Every call runs on tokio's blocking pool, never on an async worker.
+/// Appends are committed in groups: an append queues itself, and whichever
+/// caller holds the connection next commits everything queued in one
+/// transaction (each append in its own savepoint, so that one refused
+/// append does not undo the others). Under concurrency, many runs share one
+/// commit; alone, a run pays for exactly one.
+#[derive(Clone)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
-    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+    /// Appends waiting for the next group commit.
+    queue: Arc<Mutex<Vec<QueuedAppend>>>,
+}
+
+/// An append waiting for its group's commit, and where its result goes.
+struct QueuedAppend {
+    lease: Lease,
+    entries: Vec<JournalEntry>,
+    done: std::sync::mpsc::SyncSender<Result<(), StoreError>>,
 }
 
 impl SqliteStore {
@@ -123,7 +141,7 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (i + 1) as u32)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()), queue: Default::default() })
     }
 
     /// Refuses a file that is not a Weft database, or is one from a newer
@@ -197,11 +215,74 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert_entries(
-        tx: &rusqlite::Transaction<'_>,
-        run_id: &str,
-        entries: &[JournalEntry],
-    ) -> Result<(), StoreError> {
+    /// Runs `work` on tokio's blocking pool (when the future is first
+    /// polled), so that no store call holds up an async worker.
+    pub(super) fn off<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let this = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || work(&this))
+                .await
+                .map_err(|e| StoreError::Backend(format!("a store call on the blocking pool failed: {e}")))?
+        })
+    }
+
+    /// Appends with the group commit: queue, then commit whatever is queued
+    /// once the connection is ours (our append may already be committed by
+    /// the caller before us).
+    fn append_grouped(&self, lease: Lease, entries: Vec<JournalEntry>) -> Result<(), StoreError> {
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(QueuedAppend { lease, entries, done });
+        {
+            let mut c = self.lock();
+            let group = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+            if !group.is_empty() {
+                Self::commit_group(&mut c, group);
+            }
+        }
+        result.recv().unwrap_or_else(|_| Err(StoreError::Backend("the group commit ended without a result".into())))
+    }
+
+    /// Commits `group` in one transaction and tells each append how it went.
+    fn commit_group(c: &mut Connection, group: Vec<QueuedAppend>) {
+        let fail_all = |group: Vec<QueuedAppend>, e: &dyn std::fmt::Display| {
+            for q in group {
+                let _ = q.done.send(Err(StoreError::Backend(e.to_string())));
+            }
+        };
+        let mut tx = match c.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(group, &e),
+        };
+        if let [one] = group.as_slice() {
+            // Alone: no savepoint, a refusal rolls the transaction back.
+            let r = Self::append_in(&tx, &one.lease, &one.entries).and_then(|()| Ok(tx.commit()?));
+            let _ = one.done.send(r);
+            return;
+        }
+        let mut results = Vec::with_capacity(group.len());
+        for q in &group {
+            let r = (|| {
+                let sp = tx.savepoint()?;
+                Self::append_in(&sp, &q.lease, &q.entries)?;
+                sp.commit()?;
+                Ok(())
+            })();
+            results.push(r);
+        }
+        match tx.commit() {
+            Ok(()) => {
+                for (q, r) in group.into_iter().zip(results) {
+                    let _ = q.done.send(r);
+                }
+            }
+            Err(e) => fail_all(group, &e),
+        }
+    }
+
+    fn insert_entries(tx: &Connection, run_id: &str, entries: &[JournalEntry]) -> Result<(), StoreError> {
         let last: u64 =
             tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal WHERE run_id = ?1", [run_id], |r| r.get(0))?;
         let at = now_rfc3339();
@@ -270,6 +351,51 @@ impl SqliteStore {
         Ok(Lease { run_id: run_id.into(), owner: owner.into(), epoch, idle_claims })
     }
 
+    /// One append inside `tx` (the group's transaction, or a savepoint in it).
+    fn append_in(tx: &rusqlite::Connection, lease: &Lease, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        let run_id = lease.run_id.as_str();
+        let current: Option<(u64, String, String)> = tx
+            .query_row("SELECT lease_epoch, workflow, status FROM runs WHERE run_id = ?1", [run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((epoch, workflow, status)) = current else { return Err(StoreError::NotFound(run_id.into())) };
+        if status != "running" && status != "pending" {
+            return Err(StoreError::Finished(run_id.into()));
+        }
+        // A pending run is written to only once a worker has claimed it.
+        if epoch != lease.epoch || status == "pending" {
+            return Err(StoreError::LeaseLost(run_id.into()));
+        }
+        Self::insert_entries(tx, run_id, entries)?;
+        let now = now_rfc3339();
+        let progress = entries.iter().any(JournalEntry::is_progress);
+        match finished_in(entries) {
+            Some(out) => {
+                tx.execute(
+                    "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0, \
+                     idle_claims = 0 WHERE run_id = ?1",
+                    params![run_id, out.execution_status.as_str(), serde_json::to_string(out)?, now],
+                )?;
+            }
+            None => {
+                tx.execute(
+                    "UPDATE runs SET updated_at = ?2, paused = ?3, \
+                     idle_claims = CASE WHEN ?4 THEN 0 ELSE idle_claims END WHERE run_id = ?1",
+                    params![run_id, now, paused_after(entries), progress],
+                )?;
+            }
+        }
+        if let Some((step_id, error_type, message)) = dead_letter_in(entries) {
+            tx.execute(
+                "INSERT OR REPLACE INTO dlq (run_id, workflow, step_id, error_type, message, at, replayed_as) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                params![run_id, workflow, step_id, error_type, message, now],
+            )?;
+        }
+        Ok(())
+    }
+
     fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         Ok(RunRow {
             spec: r.get(0)?,
@@ -288,18 +414,17 @@ impl SqliteStore {
 
 impl RunStore for SqliteStore {
     fn info(&self) -> StoreFuture<'_, StoreInfo> {
-        let r = (|| {
-            let c = self.lock();
+        self.off(move |this| {
+            let c = this.lock();
             let active: u64 = c.query_row("SELECT count(*) FROM runs WHERE status = 'running'", [], |r| r.get(0))?;
             let version: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             Ok(StoreInfo {
                 kind: "sqlite".into(),
-                location: self.path.display().to_string(),
+                location: this.path.display().to_string(),
                 schema_version: version,
                 active_runs: active,
             })
-        })();
-        ready(r)
+        })
     }
 
     fn create_run<'a>(
@@ -308,81 +433,46 @@ impl RunStore for SqliteStore {
         first: &'a [JournalEntry],
         blobs: &'a [ComponentBlob],
     ) -> StoreFuture<'a, Lease> {
-        let r = (|| {
-            let mut c = self.lock();
+        let run = run.clone();
+        let first = first.to_vec();
+        let blobs = blobs.to_vec();
+        self.off(move |this| {
+            let run = &run;
+            let first = first.as_slice();
+            let blobs = blobs.as_slice();
+            let mut c = this.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let lease_until = now_ms().saturating_add(run.lease_ms);
             Self::insert_run(&tx, run, "running", &run.owner, lease_until, 1, first, blobs)?;
             tx.commit()?;
             Ok(Lease { run_id: run.run_id.clone(), owner: run.owner.clone(), epoch: 1, idle_claims: 0 })
-        })();
-        ready(r)
+        })
     }
 
     fn submit_run<'a>(&'a self, run: &'a NewRun, blobs: &'a [ComponentBlob]) -> StoreFuture<'a, ()> {
-        let r = (|| {
-            let mut c = self.lock();
+        let run = run.clone();
+        let blobs = blobs.to_vec();
+        self.off(move |this| {
+            let run = &run;
+            let blobs = blobs.as_slice();
+            let mut c = this.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             Self::insert_run(&tx, run, "pending", "", 0, 0, &[], blobs)?;
             tx.commit()?;
             Ok(())
-        })();
-        ready(r)
+        })
     }
 
     fn append<'a>(&'a self, lease: &'a Lease, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()> {
-        let r = (|| {
-            let run_id = lease.run_id.as_str();
-            let mut c = self.lock();
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Option<(u64, String, String)> = tx
-                .query_row("SELECT lease_epoch, workflow, status FROM runs WHERE run_id = ?1", [run_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-            let Some((epoch, workflow, status)) = current else { return Err(StoreError::NotFound(run_id.into())) };
-            if status != "running" && status != "pending" {
-                return Err(StoreError::Finished(run_id.into()));
-            }
-            // A pending run is written to only once a worker has claimed it.
-            if epoch != lease.epoch || status == "pending" {
-                return Err(StoreError::LeaseLost(run_id.into()));
-            }
-            Self::insert_entries(&tx, run_id, &entries)?;
-            let now = now_rfc3339();
-            let progress = entries.iter().any(JournalEntry::is_progress);
-            match finished_in(&entries) {
-                Some(out) => {
-                    tx.execute(
-                        "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0, \
-                         idle_claims = 0 WHERE run_id = ?1",
-                        params![run_id, out.execution_status.as_str(), serde_json::to_string(out)?, now],
-                    )?;
-                }
-                None => {
-                    tx.execute(
-                        "UPDATE runs SET updated_at = ?2, paused = ?3, \
-                         idle_claims = CASE WHEN ?4 THEN 0 ELSE idle_claims END WHERE run_id = ?1",
-                        params![run_id, now, paused_after(&entries), progress],
-                    )?;
-                }
-            }
-            if let Some((step_id, error_type, message)) = dead_letter_in(&entries) {
-                tx.execute(
-                    "INSERT OR REPLACE INTO dlq (run_id, workflow, step_id, error_type, message, at, replayed_as) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
-                    params![run_id, workflow, step_id, error_type, message, now],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-        ready(r)
+        let lease = lease.clone();
+        self.off(move |s| s.append_grouped(lease, entries))
     }
 
     fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>> {
-        let r = (|| {
-            let c = self.lock();
+        let run_id = run_id.to_owned();
+        self.off(move |this| {
+            let run_id = run_id.as_str();
+            let c = this.lock();
             let exists: bool =
                 c.query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE run_id = ?1)", [run_id], |r| r.get(0))?;
             if !exists {
@@ -400,18 +490,19 @@ impl RunStore for SqliteStore {
                 out.push(Journaled { seq, at, entry });
             }
             Ok(out)
-        })();
-        ready(r)
+        })
     }
 
     fn get_run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunRecord> {
-        let r = (|| {
-            let c = self.lock();
+        let run_id = run_id.to_owned();
+        self.off(move |this| {
+            let run_id = run_id.as_str();
+            let c = this.lock();
             let row = c
                 .query_row(
                     "SELECT s.spec, r.status, r.owner, r.lease_until_ms, r.cancel_requested, r.created_at, \
-                     r.updated_at, r.output, r.paused, r.lease_epoch FROM runs r JOIN run_specs s \
-                     ON s.run_id = r.run_id WHERE r.run_id = ?1",
+                 r.updated_at, r.output, r.paused, r.lease_epoch FROM runs r JOIN run_specs s \
+                 ON s.run_id = r.run_id WHERE r.run_id = ?1",
                     [run_id],
                     Self::run_row,
                 )
@@ -434,19 +525,20 @@ impl RunStore for SqliteStore {
                 lease_epoch: row.lease_epoch,
                 paused: row.paused,
             })
-        })();
-        ready(r)
+        })
     }
 
     fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> StoreFuture<'a, Vec<RunSummary>> {
-        let r = (|| {
-            let c = self.lock();
+        let filter = filter.clone();
+        self.off(move |this| {
+            let filter = &filter;
+            let c = this.lock();
             let status = filter.status.map(ExecutionStatus::as_str);
             let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
             let mut stmt = c.prepare(
                 "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused FROM runs \
-                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) AND (?4 = 0 OR paused = 1) \
-                 ORDER BY created_seq DESC LIMIT ?3",
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) AND (?4 = 0 OR paused = 1) \
+             ORDER BY created_seq DESC LIMIT ?3",
             )?;
             // `paused` is a running run that waits only on gates.
             let only_paused = filter.status == Some(ExecutionStatus::Paused);
@@ -477,8 +569,7 @@ impl RunStore for SqliteStore {
                 });
             }
             Ok(out)
-        })();
-        ready(r)
+        })
     }
 
     fn claim<'a>(
@@ -488,8 +579,14 @@ impl RunStore for SqliteStore {
         lease_ms: u64,
         steal_from: Option<&'a str>,
     ) -> StoreFuture<'a, Lease> {
-        let r = (|| {
-            let mut c = self.lock();
+        let run_id = run_id.to_owned();
+        let owner = owner.to_owned();
+        let steal_from = steal_from.map(str::to_owned);
+        self.off(move |this| {
+            let run_id = run_id.as_str();
+            let owner = owner.as_str();
+            let steal_from = steal_from.as_deref();
+            let mut c = this.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row: Option<(String, u64, String)> = tx
                 .query_row("SELECT owner, lease_until_ms, status FROM runs WHERE run_id = ?1", [run_id], |r| {
@@ -508,33 +605,35 @@ impl RunStore for SqliteStore {
             let lease = Self::take_lease(&tx, run_id, owner, lease_ms)?;
             tx.commit()?;
             Ok(lease)
-        })();
-        ready(r)
+        })
     }
 
     fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, limit: usize) -> StoreFuture<'a, Vec<Lease>> {
-        let r = (|| {
-            let mut c = self.lock();
+        let owner = owner.to_owned();
+        self.off(move |this| {
+            let owner = owner.as_str();
+            let mut c = this.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ids: Vec<String> = tx
                 .prepare_cached(
                     "SELECT r.run_id FROM runs r WHERE r.status IN ('pending', 'running') AND r.paused = 0 \
-                     AND r.lease_until_ms <= ?1 AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
-                     WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) \
-                     ORDER BY r.created_seq LIMIT ?2",
+                 AND r.lease_until_ms <= ?1 AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
+                 WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) \
+                 ORDER BY r.created_seq LIMIT ?2",
                 )?
                 .query_map(params![now_ms(), limit as i64], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             let leases = ids.iter().map(|id| Self::take_lease(&tx, id, owner, lease_ms)).collect::<Result<_, _>>()?;
             tx.commit()?;
             Ok(leases)
-        })();
-        ready(r)
+        })
     }
 
     fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> StoreFuture<'a, bool> {
-        let r = (|| {
-            let c = self.lock();
+        let lease = lease.clone();
+        self.off(move |this| {
+            let lease = &lease;
+            let c = this.lock();
             let row: Option<(u64, bool, String)> = c
                 .query_row(
                     "SELECT lease_epoch, cancel_requested, status FROM runs WHERE run_id = ?1",
@@ -553,33 +652,36 @@ impl RunStore for SqliteStore {
                 )?;
             }
             Ok(cancel)
-        })();
-        ready(r)
+        })
     }
 
     fn release<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
-        let r = (|| {
-            let c = self.lock();
+        let lease = lease.clone();
+        self.off(move |this| {
+            let lease = &lease;
+            let c = this.lock();
             c.execute(
                 "UPDATE runs SET lease_until_ms = 0 WHERE run_id = ?1 AND lease_epoch = ?2 AND status = 'running'",
                 params![lease.run_id, lease.epoch],
             )?;
             Ok(())
-        })();
-        ready(r)
+        })
     }
 
     fn blob_get<'a>(&'a self, digest: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
-        let r = (|| {
-            let c = self.lock();
+        let digest = digest.to_owned();
+        self.off(move |this| {
+            let digest = digest.as_str();
+            let c = this.lock();
             Ok(c.query_row("SELECT bytes FROM blobs WHERE digest = ?1", [digest], |r| r.get(0)).optional()?)
-        })();
-        ready(r)
+        })
     }
 
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool> {
-        let r = (|| {
-            let c = self.lock();
+        let run_id = run_id.to_owned();
+        self.off(move |this| {
+            let run_id = run_id.as_str();
+            let c = this.lock();
             // One statement: a run that finishes meanwhile is not flagged.
             let n = c.execute(
                 "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1 AND status IN ('pending', 'running')",
@@ -591,13 +693,12 @@ impl RunStore for SqliteStore {
             let exists: bool =
                 c.query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE run_id = ?1)", [run_id], |r| r.get(0))?;
             if exists { Ok(false) } else { Err(StoreError::NotFound(run_id.into())) }
-        })();
-        ready(r)
+        })
     }
 
     fn dlq_list(&self) -> StoreFuture<'_, Vec<DlqEntry>> {
-        let r = (|| {
-            let c = self.lock();
+        self.off(move |this| {
+            let c = this.lock();
             let mut stmt = c.prepare(
                 "SELECT run_id, workflow, step_id, error_type, message, at, replayed_as FROM dlq ORDER BY at, run_id",
             )?;
@@ -613,22 +714,26 @@ impl RunStore for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })();
-        ready(r)
+        })
     }
 
     fn dlq_mark_replayed<'a>(&'a self, run_id: &'a str, new_run_id: &'a str) -> StoreFuture<'a, ()> {
-        let r = (|| {
-            let c = self.lock();
+        let run_id = run_id.to_owned();
+        let new_run_id = new_run_id.to_owned();
+        self.off(move |this| {
+            let run_id = run_id.as_str();
+            let new_run_id = new_run_id.as_str();
+            let c = this.lock();
             let n = c.execute("UPDATE dlq SET replayed_as = ?2 WHERE run_id = ?1", params![run_id, new_run_id])?;
             if n == 0 { Err(StoreError::NotFound(run_id.into())) } else { Ok(()) }
-        })();
-        ready(r)
+        })
     }
 
     fn breaker_load<'a>(&'a self, component: &'a str) -> StoreFuture<'a, Option<BreakerRecord>> {
-        let r = (|| {
-            let c = self.lock();
+        let component = component.to_owned();
+        self.off(move |this| {
+            let component = component.as_str();
+            let c = this.lock();
             let row: Option<(String, u32, u64, u64)> = c
                 .query_row(
                     "SELECT state, failures, since_ms, version FROM breakers WHERE component = ?1",
@@ -642,13 +747,16 @@ impl RunStore for SqliteStore {
                 Ok(BreakerRecord { state, failures, since_ms, version })
             })
             .transpose()
-        })();
-        ready(r)
+        })
     }
 
     fn breaker_cas<'a>(&'a self, component: &'a str, expected: u64, next: &'a BreakerRecord) -> StoreFuture<'a, bool> {
-        let r = (|| {
-            let mut c = self.lock();
+        let component = component.to_owned();
+        let next = next.clone();
+        self.off(move |this| {
+            let component = component.as_str();
+            let next = &next;
+            let mut c = this.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let current: u64 = tx
                 .query_row("SELECT version FROM breakers WHERE component = ?1", [component], |r| r.get(0))
@@ -659,37 +767,40 @@ impl RunStore for SqliteStore {
             }
             tx.execute(
                 "INSERT OR REPLACE INTO breakers (component, state, failures, since_ms, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![component, next.state.as_str(), next.failures, next.since_ms, expected + 1],
             )?;
             tx.commit()?;
             Ok(true)
-        })();
-        ready(r)
+        })
     }
 
     fn memo_get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<MemoEntry>> {
-        self.memo_get_now(key)
+        let key = key.to_owned();
+        self.off(move |s| s.memo_get_now(&key))
     }
 
     fn memo_put<'a>(&'a self, key: &'a str, entry: &'a MemoEntry, max_bytes: u64) -> StoreFuture<'a, ()> {
-        self.memo_put_now(key, entry, max_bytes)
+        let (key, entry) = (key.to_owned(), entry.clone());
+        self.off(move |s| s.memo_put_now(&key, &entry, max_bytes))
     }
 
     fn memo_stats(&self) -> StoreFuture<'_, MemoStats> {
-        self.memo_stats_now()
+        self.off(|s| s.memo_stats_now())
     }
 
     fn memo_clear(&self) -> StoreFuture<'_, u64> {
-        self.memo_clear_now()
+        self.off(|s| s.memo_clear_now())
     }
 
     fn signal_put<'a>(&'a self, run_id: &'a str, step_id: &'a str, signal: &'a Signal) -> StoreFuture<'a, SignalPut> {
-        self.signal_put_now(run_id, step_id, signal)
+        let (run_id, step_id, signal) = (run_id.to_owned(), step_id.to_owned(), signal.clone());
+        self.off(move |s| s.signal_put_now(&run_id, &step_id, &signal))
     }
 
     fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>> {
-        self.signal_get_now(run_id, step_id)
+        let (run_id, step_id) = (run_id.to_owned(), step_id.to_owned());
+        self.off(move |s| s.signal_get_now(&run_id, &step_id))
     }
 }
 

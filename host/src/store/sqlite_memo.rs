@@ -3,13 +3,13 @@
 //! every use bumps: the eviction order).
 
 use super::memo::{MemoEntry, MemoStats};
-use super::{SqliteStore, StoreError, StoreFuture, ready};
+use super::{SqliteStore, StoreError};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 impl SqliteStore {
     /// The entry under `key`, if any; a hit is counted and makes it the most recently used.
-    pub(super) fn memo_get_now(&self, key: &str) -> StoreFuture<'_, Option<MemoEntry>> {
-        let r = (|| {
+    pub(super) fn memo_get_now(&self, key: &str) -> Result<Option<MemoEntry>, StoreError> {
+        (|| {
             let c = self.lock();
             let text: Option<String> =
                 c.query_row("SELECT value FROM memo WHERE key = ?1", [key], |r| r.get(0)).optional()?;
@@ -22,8 +22,7 @@ impl SqliteStore {
                 StoreError::Backend(format!("the memo entry `{key}` cannot be read ({e}); `weft cache clear` drops it"))
             })?;
             Ok(Some(entry))
-        })();
-        ready(r)
+        })()
     }
 
     /// Stores `entry` under `key`, then evicts the least recently used
@@ -33,8 +32,8 @@ impl SqliteStore {
         key: &'a str,
         entry: &'a MemoEntry,
         max_bytes: u64,
-    ) -> StoreFuture<'a, ()> {
-        let r = (|| {
+    ) -> Result<(), StoreError> {
+        (|| {
             let (text, bytes) = entry.encode(key)?;
             if bytes > max_bytes {
                 return Ok(());
@@ -57,24 +56,20 @@ impl SqliteStore {
             }
             tx.commit()?;
             Ok(())
-        })();
-        ready(r)
+        })()
     }
 
     /// What the cache holds.
-    pub(super) fn memo_stats_now(&self) -> StoreFuture<'_, MemoStats> {
-        let r = self
-            .lock()
+    pub(super) fn memo_stats_now(&self) -> Result<MemoStats, StoreError> {
+        self.lock()
             .query_row("SELECT COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(hits), 0) FROM memo", [], |r| {
                 Ok(MemoStats { entries: r.get(0)?, bytes: r.get(1)?, hits: r.get(2)? })
             })
-            .map_err(StoreError::from);
-        ready(r)
+            .map_err(StoreError::from)
     }
 
     /// Drops every entry; returns how many there were.
-    pub(super) fn memo_clear_now(&self) -> StoreFuture<'_, u64> {
-        let r = self.lock().execute("DELETE FROM memo", []).map(|n| n as u64).map_err(StoreError::from);
-        ready(r)
+    pub(super) fn memo_clear_now(&self) -> Result<u64, StoreError> {
+        self.lock().execute("DELETE FROM memo", []).map(|n| n as u64).map_err(StoreError::from)
     }
 }

@@ -1,7 +1,7 @@
 //! The SQLite store's signals: table `signals`, one row per approval gate
 //! that was sent its decision.
 
-use super::{Signal, SignalPut, SqliteStore, StoreError, StoreFuture, ready};
+use super::{Signal, SignalPut, SqliteStore, StoreError};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 impl SqliteStore {
@@ -11,8 +11,8 @@ impl SqliteStore {
         run_id: &'a str,
         step_id: &'a str,
         signal: &'a Signal,
-    ) -> StoreFuture<'a, SignalPut> {
-        let r = (|| {
+    ) -> Result<SignalPut, StoreError> {
+        (|| {
             let mut c = self.lock();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let exists: bool =
@@ -40,13 +40,16 @@ impl SqliteStore {
             };
             tx.commit()?;
             Ok(put)
-        })();
-        ready(r)
+        })()
     }
 
     /// The gate's signal, if it has one.
-    pub(super) fn signal_get_now<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>> {
-        let r = (|| {
+    pub(super) fn signal_get_now<'a>(
+        &'a self,
+        run_id: &'a str,
+        step_id: &'a str,
+    ) -> Result<Option<Signal>, StoreError> {
+        (|| {
             let c = self.lock();
             let row: Option<(String, String, String)> = c
                 .query_row(
@@ -57,7 +60,6 @@ impl SqliteStore {
                 .optional()?;
             row.map(|(signal_id, data, at)| Ok(Signal { signal_id, data: serde_json::from_str(&data)?, at }))
                 .transpose()
-        })();
-        ready(r)
+        })()
     }
 }

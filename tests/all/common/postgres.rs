@@ -1,7 +1,9 @@
 //! A throwaway PostgreSQL cluster for the tests: `initdb` and `pg_ctl` from
 //! the installed PostgreSQL, in a temporary directory, on a free port of
 //! 127.0.0.1, stopped by a watchdog once the test binary has exited. Each
-//! test gets a fresh database from [`fresh_database`].
+//! test gets a fresh database from [`fresh_database`]. The tests' cluster
+//! does not fsync (what is tested is Weft's logic, not the disk); the
+//! benchmarks ask for a durable one (`benches/workers.rs` includes this file).
 //!
 //! PostgreSQL refuses to run as root: as root, the cluster runs as the
 //! `postgres` user that Debian's package creates. Without PostgreSQL, the
@@ -94,9 +96,10 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+/// The clusters: without fsync (tests), and with the server's defaults.
+static CLUSTERS: [OnceLock<Result<Cluster, String>>; 2] = [OnceLock::new(), OnceLock::new()];
 
-fn start() -> Result<Cluster, String> {
+fn start(durable: bool) -> Result<Cluster, String> {
     let bin = bin_dir()?;
     let user = is_root().then(|| "postgres".to_string());
     // Kept: the watchdog removes it once the cluster has stopped.
@@ -116,11 +119,9 @@ fn start() -> Result<Cluster, String> {
     initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "weft", "--no-sync", "-E", "UTF8"]);
     run(initdb, "initdb")?;
     let port = free_port();
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=300",
-        dir.as_path().display()
-    );
+    let fast = if durable { "" } else { "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
+    let options =
+        format!("-p {port} -k {} -c listen_addresses=127.0.0.1 {fast} -c max_connections=300", dir.as_path().display());
     let mut pg_ctl = tool(&bin, user.as_deref(), "pg_ctl");
     pg_ctl.arg("-D").arg(&data).args(["-o", &options, "-l"]).arg(dir.as_path().join("log")).args(["-w", "start"]);
     run(pg_ctl, "pg_ctl start")?;
@@ -130,9 +131,21 @@ fn start() -> Result<Cluster, String> {
 
 /// A URL of a new, empty database of the test cluster (started on first
 /// use). Panics with what to install when there is no PostgreSQL.
+// This file is shared by the tests and the benchmarks: each uses one of the two.
+#[allow(dead_code)]
 pub fn fresh_database(tag: &str) -> String {
+    database_in(false, tag)
+}
+
+/// [`fresh_database`] on a cluster that fsyncs as a real deployment does.
+#[allow(dead_code)]
+pub fn fresh_durable_database(tag: &str) -> String {
+    database_in(true, tag)
+}
+
+fn database_in(durable: bool, tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let cluster = match CLUSTER.get_or_init(start) {
+    let cluster = match CLUSTERS[usize::from(durable)].get_or_init(|| start(durable)) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
