@@ -10,7 +10,8 @@
 //!   and 3 `weft worker` processes; and the claim latency, from a submission
 //!   to its first attempt's start in an idle worker.
 //!
-//! Run with `scripts/bench --bench workers`.
+//! Run with `scripts/bench --bench workers` (`-- "durable chain"`, `-- concurrent`,
+//! `-- "claim latency"` or `-- "postgres drains"` for one part).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -19,7 +20,7 @@ mod common;
 mod postgres;
 
 use common::{ctx, raw_attempts, raw_pre};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -153,60 +154,82 @@ fn stop(children: Vec<Child>) {
     }
 }
 
-fn postgres_workers(c: &mut Criterion) {
+/// What the PostgreSQL benchmarks share: a sandbox, and the workflows.
+struct PgBench {
+    rt: tokio::runtime::Runtime,
+    executor: Arc<SandboxExecutor>,
+    input: RunInput,
+}
+
+impl PgBench {
+    fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+        Self {
+            rt,
+            executor: Arc::new(SandboxExecutor::new(sandbox)),
+            input: serde_json::from_value(json!({})).unwrap(),
+        }
+    }
+
+    fn engine(&self, url: &str) -> (Engine, Arc<PostgresStore>) {
+        let store = Arc::new(PostgresStore::open(url, 8).unwrap());
+        (Engine::new(self.executor.clone()).with_store(store.clone()), store)
+    }
+}
+
+/// 1,000 runs of 10 steps, submitted first, then drained by `n` workers
+/// started together; measured once per worker count (each takes tens of
+/// seconds), from the workers' start to the last run's end.
+fn postgres_drains() {
     const RUNS: usize = 1000;
     const STEPS: usize = 10;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let executor = Arc::new(SandboxExecutor::new(sandbox));
+    let b = PgBench::new();
     let wf = chain(STEPS);
-    let input: RunInput = serde_json::from_value(json!({})).unwrap();
-
-    let mut g = c.benchmark_group("1000 runs x 10 steps on PostgreSQL, drained by workers");
-    g.sample_size(10).warm_up_time(Duration::from_millis(1)).throughput(Throughput::Elements(RUNS as u64));
+    println!("1000 runs x 10 steps on PostgreSQL (durable cluster), drained by workers (--concurrency 8 each):");
     for n in [1usize, 2, 3] {
-        g.bench_function(format!("{n} worker(s)"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let url = postgres::fresh_durable_database("bench");
-                    let store = Arc::new(PostgresStore::open(&url, 8).unwrap());
-                    let engine = Engine::new(executor.clone()).with_store(store.clone());
-                    for _ in 0..RUNS {
-                        rt.block_on(engine.submit(wf.clone(), &input, RunOptions::default())).unwrap();
-                    }
-                    let start = Instant::now();
-                    let children = workers(&url, n);
-                    let done = RunFilter { status: Some(ExecutionStatus::Completed), ..Default::default() };
-                    while rt.block_on(store.list_runs(&done)).unwrap().len() < RUNS {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    total += start.elapsed();
-                    stop(children);
-                }
-                total
-            })
-        });
+        let url = postgres::fresh_durable_database("bench");
+        let (engine, store) = b.engine(&url);
+        let submitting = Instant::now();
+        for _ in 0..RUNS {
+            b.rt.block_on(engine.submit(wf.clone(), &b.input, RunOptions::default())).unwrap();
+        }
+        let submitted = submitting.elapsed();
+        let start = Instant::now();
+        let children = workers(&url, n);
+        let done = RunFilter { status: Some(ExecutionStatus::Completed), ..Default::default() };
+        while b.rt.block_on(store.list_runs(&done)).unwrap().len() < RUNS {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = start.elapsed().as_secs_f64();
+        stop(children);
+        println!(
+            "  {n} worker(s): {took:.2} s, {:.0} runs/s, {:.0} steps/s (submitting took {:.2} s, {:.0} runs/s)",
+            RUNS as f64 / took,
+            (RUNS * STEPS) as f64 / took,
+            submitted.as_secs_f64(),
+            RUNS as f64 / submitted.as_secs_f64()
+        );
     }
-    g.finish();
+}
 
-    // Claim latency: an idle worker, one submission, until its first attempt starts.
+fn claim_latency(c: &mut Criterion) {
+    let b = PgBench::new();
     let url = postgres::fresh_durable_database("latency");
-    let store = Arc::new(PostgresStore::open(&url, 4).unwrap());
-    let engine = Engine::new(executor.clone()).with_store(store.clone());
+    let (engine, store) = b.engine(&url);
     let idle = workers(&url, 1);
     std::thread::sleep(Duration::from_secs(2));
     let one = chain(1);
     let mut g = c.benchmark_group("claim latency on PostgreSQL (idle worker, LISTEN/NOTIFY hint, 100 ms poll)");
     g.sample_size(20).warm_up_time(Duration::from_millis(1));
-    g.bench_function("submit to first attempt started", |b| {
-        b.iter_custom(|iters| {
+    g.bench_function("submit to first attempt started", |bench| {
+        bench.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
-                let id = rt.block_on(engine.submit(one.clone(), &input, RunOptions::default())).unwrap();
+                let id = b.rt.block_on(engine.submit(one.clone(), &b.input, RunOptions::default())).unwrap();
                 loop {
-                    let j = rt.block_on(store.journal(&id)).unwrap();
+                    let j = b.rt.block_on(store.journal(&id)).unwrap();
                     if j.iter().any(|e| matches!(e.entry, JournalEntry::AttemptStarted { .. })) {
                         break;
                     }
@@ -221,5 +244,14 @@ fn postgres_workers(c: &mut Criterion) {
     stop(idle);
 }
 
-criterion_group!(benches, sqlite_chain_against_its_floor, sqlite_concurrent_runs, postgres_workers);
-criterion_main!(benches);
+criterion_group!(benches, sqlite_chain_against_its_floor, sqlite_concurrent_runs, claim_latency);
+
+fn main() {
+    benches();
+    // A filter on the command line (`-- NAME`) runs only what it names.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.is_none_or(|f| "postgres drains".contains(f.as_str())) {
+        postgres_drains();
+    }
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -181,7 +181,7 @@ async fn claims_without_progress_are_counted_and_progress_resets_them(s: Arc<dyn
     past_a_short_lease().await;
     let mut last = None;
     for n in 1..=3u32 {
-        let l = s.claim("r1", &format!("w{n}"), SHORT_LEASE_MS, None).await.unwrap();
+        let l = s.claim_next(&format!("w{n}"), SHORT_LEASE_MS, 1).await.unwrap().remove(0);
         assert_eq!(l.idle_claims, n);
         // Starting an attempt is not progress; finishing one is.
         s.append(&l, vec![JournalEntry::AttemptStarted { step_id: "a".into(), attempt: n }]).await.unwrap();
@@ -190,10 +190,12 @@ async fn claims_without_progress_are_counted_and_progress_resets_them(s: Arc<dyn
     }
     let l = last.unwrap();
     assert!(!l.is_poison());
+    // An explicit claim (an operator's resume) does not count.
     let l = s.claim("r1", "w4", SHORT_LEASE_MS, None).await.unwrap();
+    assert_eq!(l.idle_claims, 3);
     s.append(&l, vec![JournalEntry::StepSkipped { step_id: "a".into(), reason: "r".into() }]).await.unwrap();
     past_a_short_lease().await;
-    assert_eq!(s.claim("r1", "w5", 10_000, None).await.unwrap().idle_claims, 1);
+    assert_eq!(s.claim_next("w5", 10_000, 1).await.unwrap()[0].idle_claims, 1);
 }
 
 async fn children_of_running_parents_are_left_to_their_parents(s: Arc<dyn RunStore>) {

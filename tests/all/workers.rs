@@ -402,3 +402,69 @@ fn thirty_weft_runs_creating_one_sqlite_file_at_once_all_succeed() {
         assert_eq!(rt.block_on(store.list_runs(&RunFilter::default())).unwrap().len(), 30, "round {round}");
     }
 }
+
+#[test]
+fn a_second_sigterm_stops_a_draining_weft_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let wf = chain(dir.path(), "twice", &plugin("counter"), 2, "");
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, r#"{"context": {"count": 0, "sleep_ms": 20000}}"#).unwrap();
+    let run = common::weft_db("workers", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = runtime();
+    let start = Instant::now();
+    let (store, id) = loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run never started s01");
+        std::thread::sleep(Duration::from_millis(25));
+        let Ok(store) = weft::store::SqliteStore::open_existing(&db) else { continue };
+        let Some(r) = rt.block_on(store.list_runs(&RunFilter::default())).unwrap().pop() else { continue };
+        let j = rt.block_on(store.journal(&r.run_id)).unwrap();
+        if j.iter().any(|e| matches!(e.entry, JournalEntry::AttemptStarted { .. })) {
+            break (store, r.run_id);
+        }
+    };
+    send(run.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    send(run.id(), "TERM");
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("draining") && stderr.contains("stopped at once"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no output contract: the step in flight did not finish");
+    let j = rt.block_on(store.journal(&id)).unwrap();
+    assert!(!j.iter().any(|e| matches!(e.entry, JournalEntry::StepCompleted { .. })), "s01 was cut off, not finished");
+    assert_eq!(rt.block_on(store.get_run(&id)).unwrap().status, weft::engine::ExecutionStatus::Running, "resumable");
+}
+
+#[test]
+fn a_run_on_a_worker_is_cancelled_and_shown_from_another_process() {
+    let url = fresh_database("manage");
+    let dir = tempfile::tempdir().unwrap();
+    let wf = chain(dir.path(), "manage", &plugin("counter"), 3, "");
+    let rt = runtime();
+    let (engine, store) = submitter(&url);
+    let id = submit(&rt, &engine, &wf, json!({"count": 0, "sleep_ms": 1000}), 1).remove(0);
+    let worker = Worker::start(&url, &dir.path().join("worker.log"), &[]);
+    let started = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| {
+        journal(rt, s, &id).iter().any(|j| matches!(j.entry, JournalEntry::AttemptStarted { .. }))
+    };
+    wait_until(&rt, store.as_ref(), Duration::from_secs(60), "the worker starts the run", started);
+    let listed = common::weft("workers", &["runs", "list", "--db", &url, "--json"]).output().unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["status"], "running", "{listed}");
+    assert!(listed[0]["owner"].as_str().is_some_and(|o| !o.is_empty()), "the worker holds it: {listed}");
+    let cancel = common::weft("workers", &["runs", "cancel", &id, "--db", &url]).output().unwrap();
+    // It waits for the worker to stop the run, and exits as a cancelled run does.
+    assert_eq!(cancel.status.code(), Some(4), "{}", String::from_utf8_lossy(&cancel.stderr));
+    let done = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| rt.block_on(s.get_run(&id)).unwrap().output.is_some();
+    wait_until(&rt, store.as_ref(), Duration::from_secs(60), "the worker stops the run", done);
+    assert_eq!(worker.drain(), Some(0));
+    let shown = common::weft("workers", &["runs", "show", &id, "--db", &url, "--json"]).output().unwrap();
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["status"], "cancelled", "{shown}");
+}

@@ -89,7 +89,9 @@ impl Engine {
                 continue;
             }
             let file = dir.join(format!("{}.wasm", pin.digest.trim_start_matches("sha256:")));
-            if !file.exists() {
+            // A kept file is used only if it still holds that digest.
+            let kept = std::fs::read(&file).is_ok_and(|bytes| crate::sandbox::digest(&bytes) == pin.digest);
+            if !kept {
                 let Some(bytes) = self.store.blob_get(&pin.digest).await? else { continue };
                 if crate::sandbox::digest(&bytes) != pin.digest {
                     return Err(StoreError::Backend(format!(

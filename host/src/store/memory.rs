@@ -75,9 +75,10 @@ impl MemoryStore {
 
 impl Inner {
     /// Gives the lease of `run_id` (known to exist) to `owner`, bumping its epoch.
-    fn take_lease(&mut self, run_id: &str, owner: &str, lease_ms: u64) -> Lease {
+    /// A worker's claim (`counted`) counts as a claim without progress.
+    fn take_lease(&mut self, run_id: &str, owner: &str, lease_ms: u64, counted: bool) -> Lease {
         let idle = self.idle_claims.entry(run_id.to_string()).or_default();
-        *idle += 1;
+        *idle += u32::from(counted);
         let idle_claims = *idle;
         let mut epoch = 0;
         if let Some((r, _, _)) = self.runs.get_mut(run_id) {
@@ -355,7 +356,7 @@ impl RunStore for MemoryStore {
                 remaining_ms: r.lease_until_ms - now,
             }));
         }
-        ready(Ok(g.take_lease(run_id, owner, lease_ms)))
+        ready(Ok(g.take_lease(run_id, owner, lease_ms, false)))
     }
 
     fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, limit: usize) -> StoreFuture<'a, Vec<Lease>> {
@@ -365,7 +366,7 @@ impl RunStore for MemoryStore {
         let mut runnable: Vec<(u64, String)> = g
             .runs
             .values()
-            .filter(|(r, _, _)| live(r.status) && !r.paused && r.lease_until_ms <= now)
+            .filter(|(r, _, _)| live(r.status) && r.lease_until_ms <= now)
             .filter(|(r, _, _)| {
                 r.run.parent.as_ref().is_none_or(|p| g.runs.get(&p.run_id).is_none_or(|(p, _, _)| !live(p.status)))
             })
@@ -373,7 +374,7 @@ impl RunStore for MemoryStore {
             .collect();
         runnable.sort();
         runnable.truncate(limit);
-        ready(Ok(runnable.into_iter().map(|(_, id)| g.take_lease(&id, owner, lease_ms)).collect()))
+        ready(Ok(runnable.into_iter().map(|(_, id)| g.take_lease(&id, owner, lease_ms, true)).collect()))
     }
 
     fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> StoreFuture<'a, bool> {

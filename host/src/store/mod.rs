@@ -137,7 +137,9 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
     fn get_run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunRecord>;
     /// Runs, newest first.
     fn list_runs<'a>(&'a self, filter: &'a RunFilter) -> StoreFuture<'a, Vec<RunSummary>>;
-    /// Takes the run's lease for `owner` for `lease_ms`, bumping its epoch.
+    /// Takes the run's lease for `owner` for `lease_ms`, bumping its epoch
+    /// (an explicit claim, as `weft runs resume`: it does not count as a
+    /// claim without progress).
     /// Succeeds when the run (pending or running) is unowned, owned by
     /// `owner`, its lease expired, or `steal_from` names the current owner
     /// (known to be dead). Fails with [`StoreError::Owned`] otherwise.
@@ -149,9 +151,11 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
         steal_from: Option<&'a str>,
     ) -> StoreFuture<'a, Lease>;
     /// Claims up to `limit` runnable runs for `owner`, oldest first: pending
-    /// or running, not waiting on gates, lease expired or released, and not
-    /// the child of a running parent (its parent drives it). Runs another
-    /// worker is claiming at the same moment are skipped, not waited for.
+    /// or running (waiting on gates included: a gate's timeout must fire
+    /// somewhere), lease expired or released, and not the child of a running
+    /// parent (its parent drives it). Runs another worker is claiming at the
+    /// same moment are skipped, not waited for. Each such claim counts as a
+    /// claim without progress until the run makes some.
     fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, limit: usize) -> StoreFuture<'a, Vec<Lease>>;
     /// Extends the lease; returns whether a cancel was requested.
     fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> StoreFuture<'a, bool>;

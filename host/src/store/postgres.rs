@@ -321,26 +321,41 @@ impl PostgresStore {
         }
     }
 
-    /// The claim statement: takes the lease of the runs `picked` selects.
-    fn take_lease_sql(picked: &str) -> String {
+    /// The claim statement: takes the lease of the runs `picked` selects;
+    /// a worker's claim (`counted`) counts as a claim without progress.
+    fn take_lease_sql(picked: &str, counted: bool) -> String {
+        let idle = u32::from(counted);
         format!(
             "WITH picked AS ({picked}) UPDATE runs SET owner = $1, lease_until_ms = {NOW_MS} + $2::bigint, \
-             lease_epoch = runs.lease_epoch + 1, idle_claims = runs.idle_claims + 1, status = 'running' \
+             lease_epoch = runs.lease_epoch + 1, idle_claims = runs.idle_claims + {idle}, status = 'running' \
              FROM picked WHERE runs.run_id = picked.run_id \
              RETURNING runs.run_id, runs.lease_epoch, runs.idle_claims, runs.created_seq"
         )
     }
 }
 
+/// `text` without NUL characters (PostgreSQL's TEXT cannot hold them).
+fn no_nul(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
+}
+
 /// `url` without its password.
 pub(super) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    match rest.rsplit_once('@') {
+    let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
+    let shown = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
             format!("{scheme}://{user}@{host}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{rest}"),
+    };
+    match query {
+        None => shown,
+        Some(q) => {
+            let kept: Vec<&str> = q.split('&').filter(|kv| !kv.starts_with("password=")).collect();
+            if kept.is_empty() { shown } else { format!("{shown}?{}", kept.join("&")) }
+        }
     }
 }
 
@@ -423,6 +438,8 @@ impl RunStore for PostgresStore {
                 .get(0);
             Self::insert_entries(&tx, run_id, last, &entries).await?;
             if let Some((step_id, error_type, message)) = dead_letter_in(&entries) {
+                // PostgreSQL's TEXT holds no NUL; a plugin's message may.
+                let (step_id, error_type, message) = (no_nul(step_id), no_nul(error_type), no_nul(message));
                 tx.execute(
                     "INSERT INTO dlq (run_id, workflow, step_id, error_type, message, at, replayed_as) \
                      VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (run_id) DO UPDATE SET \
@@ -560,7 +577,7 @@ impl RunStore for PostgresStore {
                     remaining_ms: unsigned(remaining),
                 });
             }
-            let sql = Self::take_lease_sql("SELECT $3::text AS run_id");
+            let sql = Self::take_lease_sql("SELECT $3::text AS run_id", false);
             let row = tx.query_one(&sql, &[&owner, &big(lease_ms), &run_id]).await.map_err(pg)?;
             tx.commit().await.map_err(pg)?;
             Ok(Lease {
@@ -576,13 +593,13 @@ impl RunStore for PostgresStore {
         Box::pin(async move {
             let c = self.client().await?;
             let picked = format!(
-                "SELECT r.run_id FROM runs r WHERE r.status IN ('pending', 'running') AND NOT r.paused \
+                "SELECT r.run_id FROM runs r WHERE r.status IN ('pending', 'running') \
                  AND r.lease_until_ms <= {NOW_MS} AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
                  WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) \
                  ORDER BY r.created_seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED"
             );
             let mut rows = c
-                .query(&Self::take_lease_sql(&picked), &[&owner, &big(lease_ms), &(limit as i64)])
+                .query(&Self::take_lease_sql(&picked, true), &[&owner, &big(lease_ms), &(limit as i64)])
                 .await
                 .map_err(pg)?;
             rows.sort_by_key(|r| r.get::<_, i64>(3));
@@ -742,5 +759,6 @@ mod tests {
     fn a_shown_url_has_no_password() {
         assert_eq!(redact("postgres://weft:s3cret@db:5432/runs"), "postgres://weft@db:5432/runs");
         assert_eq!(redact("postgres://db/runs"), "postgres://db/runs");
+        assert_eq!(redact("postgres://db/runs?password=x&sslmode=disable"), "postgres://db/runs?sslmode=disable");
     }
 }

@@ -71,6 +71,8 @@ impl KeyValue for PostgresStore {
             let result: Result<bool, StoreError> = async {
                 let mut c = self.client().await?;
                 let tx = c.transaction().await.map_err(pg)?;
+                // The usage row first, as `kv_set` takes it: writers to a scope never deadlock.
+                tx.execute("SELECT 1 FROM kv_usage WHERE scope = $1 FOR UPDATE", &[&scope]).await.map_err(pg)?;
                 let row = tx
                     .query_opt("DELETE FROM kv WHERE scope = $1 AND key = $2 RETURNING length(value)", &[&scope, &key])
                     .await

@@ -12,14 +12,14 @@ fn store_error(e: rusqlite::Error) -> KvError {
 }
 
 impl SqliteStore {
-    /// [`SqliteStore::off`] for the key-value interface's errors.
+    /// `SqliteStore::off` for the key-value interface's errors.
     fn kv_off<T: Send + 'static>(
         &self,
         work: impl FnOnce(&SqliteStore) -> Result<T, KvError> + Send + 'static,
     ) -> KvFuture<'static, T> {
         let this = self.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || work(&this))
+            super::sqlite::blocking(move || work(&this))
                 .await
                 .map_err(|e| KvError::Store(format!("a store call on the blocking pool failed: {e}")))?
         })

@@ -3,7 +3,7 @@
 //! and every attempt, folded from the journal.
 
 use super::{JournalEntry, Journaled, PinnedComponent, RunRecord, owner_is_dead};
-use crate::contract::{AttemptStats, ExecutionStatus, RunOutput, now_ms};
+use crate::contract::{AttemptStats, ExecutionStatus, RunOutput};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -126,7 +126,7 @@ impl RunView {
             steps[k].apply(&j.entry)?;
         }
         let owner = (record.lease_until_ms > 0).then(|| record.run.owner.clone());
-        let orphaned = owner.as_deref().is_some_and(|o| record.lease_until_ms < now_ms() || owner_is_dead(o));
+        let orphaned = owner.as_deref().is_some_and(|o| !record.lease_live || owner_is_dead(o));
         Ok(Self {
             run_id: record.run.run_id,
             workflow: record.run.workflow,
