@@ -132,6 +132,43 @@ fn epochs(journal: &[Journaled]) -> Vec<u64> {
         .collect()
 }
 
+/// Whether the journal shows an attempt of `step` started.
+fn attempt_started(journal: &[Journaled], step: &str) -> bool {
+    journal.iter().any(|j| matches!(&j.entry, JournalEntry::AttemptStarted { step_id, .. } if step_id == step))
+}
+
+/// `weft run` of a chain of counters that each sleep `sleep_ms`, on a SQLite
+/// file in `dir`, and once its step `step` has started: the process, the
+/// store and the run's id.
+fn weft_run_until(
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+    steps: usize,
+    sleep_ms: u64,
+    step: &str,
+) -> (Child, weft::store::SqliteStore, String) {
+    let db = dir.join("runs.db");
+    let wf = chain(dir, "term", &plugin("counter"), steps, "");
+    let input = dir.join("input.json");
+    std::fs::write(&input, format!(r#"{{"context": {{"count": 0, "sleep_ms": {sleep_ms}}}}}"#)).unwrap();
+    let run = common::weft_db("workers", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run never started {step}");
+        std::thread::sleep(Duration::from_millis(25));
+        let Ok(store) = weft::store::SqliteStore::open_existing(&db) else { continue };
+        let Some(r) = rt.block_on(store.list_runs(&RunFilter::default())).unwrap().pop() else { continue };
+        if attempt_started(&rt.block_on(store.journal(&r.run_id)).unwrap(), step) {
+            return (run, store, r.run_id);
+        }
+    }
+}
+
 /// Checks what every run of a counter chain must show, however often its
 /// workers died: each step completed exactly once, no attempt started after
 /// its step completed, the epochs only went up, and the counter's output
@@ -224,11 +261,7 @@ fn a_worker_paused_past_its_lease_cannot_write_and_stops_driving_the_run() {
     let (engine, store) = submitter(&url);
     let id = submit(&rt, &engine, &wf, json!({"count": 0, "sleep_ms": 2000}), 1).remove(0);
     let zombie = Worker::start(&url, &dir.path().join("zombie.log"), &["--lease-ms", "1000"]);
-    let started = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| {
-        journal(rt, s, &id)
-            .iter()
-            .any(|j| matches!(&j.entry, JournalEntry::AttemptStarted { step_id, .. } if step_id == "s01"))
-    };
+    let started = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| attempt_started(&journal(rt, s, &id), "s01");
     wait_until(&rt, store.as_ref(), Duration::from_secs(60), "the first worker starts s01", started);
     zombie.signal("STOP");
     // Past its lease, another worker takes the run over.
@@ -278,11 +311,7 @@ fn sigterm_drains_a_worker_and_another_continues_the_run_at_once() {
     assert_eq!(rt.block_on(store.get_run(&id)).unwrap().status, weft::engine::ExecutionStatus::Pending);
     // A lease of two minutes: only a release lets the second worker in soon.
     let first = Worker::start(&url, &dir.path().join("first.log"), &["--lease-ms", "120000"]);
-    let in_s02 = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| {
-        journal(rt, s, &id)
-            .iter()
-            .any(|j| matches!(&j.entry, JournalEntry::AttemptStarted { step_id, .. } if step_id == "s02"))
-    };
+    let in_s02 = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| attempt_started(&journal(rt, s, &id), "s02");
     wait_until(&rt, &store, Duration::from_secs(60), "the first worker starts s02", in_s02);
     let second = Worker::start(&url, &dir.path().join("second.log"), &[]);
     let log = first.log.clone();
@@ -338,30 +367,10 @@ fn a_worker_runs_a_submitted_run_whose_component_file_it_does_not_have() {
 fn sigterm_leaves_a_weft_run_resumable_after_its_step_in_flight_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
-    let wf = chain(dir.path(), "term", &plugin("counter"), 3, "");
-    let input = dir.path().join("input.json");
-    std::fs::write(&input, r#"{"context": {"count": 0, "sleep_ms": 1500}}"#).unwrap();
-    let mut run = common::weft_db("workers", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()])
-        .args(["-q", "--output", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let rt = runtime();
-    let start = Instant::now();
-    let store = loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run never started s02");
-        std::thread::sleep(Duration::from_millis(25));
-        let Ok(store) = weft::store::SqliteStore::open_existing(&db) else { continue };
-        let Some(r) = rt.block_on(store.list_runs(&RunFilter::default())).unwrap().pop() else { continue };
-        let j = rt.block_on(store.journal(&r.run_id)).unwrap();
-        if j.iter().any(|e| matches!(&e.entry, JournalEntry::AttemptStarted { step_id, .. } if step_id == "s02")) {
-            break store;
-        }
-    };
+    let (run, store, _) = weft_run_until(dir.path(), &rt, 3, 1500, "s02");
     send(run.id(), "TERM");
-    let out = std::mem::replace(&mut run, Command::new("true").spawn().unwrap()).wait_with_output().unwrap();
-    let _ = run.wait();
+    let out = run.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "drained: {}", String::from_utf8_lossy(&out.stderr));
     let drained: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(drained["execution_status"], "paused", "{drained}");
@@ -406,28 +415,8 @@ fn thirty_weft_runs_creating_one_sqlite_file_at_once_all_succeed() {
 #[test]
 fn a_second_sigterm_stops_a_draining_weft_run_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("runs.db");
-    let wf = chain(dir.path(), "twice", &plugin("counter"), 2, "");
-    let input = dir.path().join("input.json");
-    std::fs::write(&input, r#"{"context": {"count": 0, "sleep_ms": 20000}}"#).unwrap();
-    let run = common::weft_db("workers", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()])
-        .args(["--output", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let rt = runtime();
-    let start = Instant::now();
-    let (store, id) = loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run never started s01");
-        std::thread::sleep(Duration::from_millis(25));
-        let Ok(store) = weft::store::SqliteStore::open_existing(&db) else { continue };
-        let Some(r) = rt.block_on(store.list_runs(&RunFilter::default())).unwrap().pop() else { continue };
-        let j = rt.block_on(store.journal(&r.run_id)).unwrap();
-        if j.iter().any(|e| matches!(e.entry, JournalEntry::AttemptStarted { .. })) {
-            break (store, r.run_id);
-        }
-    };
+    let (run, store, id) = weft_run_until(dir.path(), &rt, 2, 20_000, "s01");
     send(run.id(), "TERM");
     std::thread::sleep(Duration::from_millis(300));
     send(run.id(), "TERM");
@@ -450,9 +439,7 @@ fn a_run_on_a_worker_is_cancelled_and_shown_from_another_process() {
     let (engine, store) = submitter(&url);
     let id = submit(&rt, &engine, &wf, json!({"count": 0, "sleep_ms": 1000}), 1).remove(0);
     let worker = Worker::start(&url, &dir.path().join("worker.log"), &[]);
-    let started = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| {
-        journal(rt, s, &id).iter().any(|j| matches!(j.entry, JournalEntry::AttemptStarted { .. }))
-    };
+    let started = |rt: &tokio::runtime::Runtime, s: &dyn RunStore| attempt_started(&journal(rt, s, &id), "s01");
     wait_until(&rt, store.as_ref(), Duration::from_secs(60), "the worker starts the run", started);
     let listed = common::weft("workers", &["runs", "list", "--db", &url, "--json"]).output().unwrap();
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();

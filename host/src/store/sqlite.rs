@@ -54,7 +54,7 @@ pub enum SyncMode {
 /// A [`RunStore`] in one SQLite file. Cloning it is cheap: the clones share
 /// the connection.
 ///
-/// Every call runs on tokio's blocking pool, never on an async worker.
+/// No call holds up the async runtime's other tasks (see `blocking`).
 /// Appends are committed in groups: an append queues itself, and whichever
 /// caller holds the connection next commits everything queued in one
 /// transaction (each append in its own savepoint, so that one refused
