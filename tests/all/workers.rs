@@ -140,6 +140,8 @@ fn attempt_started(journal: &[Journaled], step: &str) -> bool {
 /// `weft run` of a chain of counters that each sleep `sleep_ms`, on a SQLite
 /// file in `dir`, and once its step `step` has started: the process, the
 /// store and the run's id.
+// The process is returned to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
 fn weft_run_until(
     dir: &Path,
     rt: &tokio::runtime::Runtime,
@@ -151,7 +153,7 @@ fn weft_run_until(
     let wf = chain(dir, "term", &plugin("counter"), steps, "");
     let input = dir.join("input.json");
     std::fs::write(&input, format!(r#"{{"context": {{"count": 0, "sleep_ms": {sleep_ms}}}}}"#)).unwrap();
-    let run = common::weft_db("workers", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()])
+    let mut run = common::weft_db("workers", &db, &["run", wf.to_str().unwrap(), "--input", input.to_str().unwrap()])
         .args(["--output", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -159,7 +161,11 @@ fn weft_run_until(
         .unwrap();
     let start = Instant::now();
     loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run never started {step}");
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!("the run never started {step}");
+        }
         std::thread::sleep(Duration::from_millis(25));
         let Ok(store) = weft::store::SqliteStore::open_existing(&db) else { continue };
         let Some(r) = rt.block_on(store.list_runs(&RunFilter::default())).unwrap().pop() else { continue };
