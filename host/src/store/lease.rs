@@ -26,6 +26,11 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The lease a new run starts with: its creator's, epoch 1.
+    pub fn first(run: &super::NewRun) -> Self {
+        Self { run_id: run.run_id.clone(), owner: run.owner.clone(), epoch: 1, idle_claims: 0 }
+    }
+
     /// A lease that was never granted: every write with it is refused.
     pub fn unclaimed(run_id: &str, owner: &str) -> Self {
         Self { run_id: run_id.into(), owner: owner.into(), epoch: 0, idle_claims: 0 }

@@ -214,7 +214,7 @@ impl RunStore for MemoryStore {
         first: &'a [JournalEntry],
         blobs: &'a [ComponentBlob],
     ) -> StoreFuture<'a, Lease> {
-        let lease = Lease { run_id: run.run_id.clone(), owner: run.owner.clone(), epoch: 1, idle_claims: 0 };
+        let lease = Lease::first(run);
         let until = now_ms().saturating_add(run.lease_ms);
         ready(self.insert(run, ExecutionStatus::Running, until, 1, first, blobs).map(|()| lease))
     }

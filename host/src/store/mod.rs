@@ -21,6 +21,7 @@ mod postgres_schema;
 mod postgres_state;
 mod records;
 mod sqlite;
+mod sqlite_append;
 mod sqlite_kv;
 mod sqlite_memo;
 mod sqlite_schema;

@@ -21,7 +21,10 @@
 //!   store is used; a database from a newer Weft is refused.
 //!
 //! The key-value, memo, signal, breaker and dead-letter tables are in
-//! `postgres_state.rs`.
+//! `postgres_state.rs`, the schema in `postgres_schema.rs`. What is left
+//! here is one concept, `RunStore` on PostgreSQL: the connection (pool,
+//! migrations, LISTEN) and one method per store call, each its SQL; it is
+//! long because the trait is.
 
 use super::postgres_schema::MIGRATIONS;
 use super::{
@@ -385,7 +388,7 @@ impl RunStore for PostgresStore {
             let tx = c.transaction().await.map_err(pg)?;
             Self::insert_run(&tx, run, "running", &run.owner, Some(big(run.lease_ms)), 1, first, blobs).await?;
             tx.commit().await.map_err(pg)?;
-            Ok(Lease { run_id: run.run_id.clone(), owner: run.owner.clone(), epoch: 1, idle_claims: 0 })
+            Ok(Lease::first(run))
         })
     }
 

@@ -1,14 +1,21 @@
 //! The embedded default store: one SQLite file in WAL mode.
 //!
+//! This file holds the store's one concept, `RunStore` over SQLite: opening
+//! and migrating the file, then one method per store call, each a short
+//! transaction (the write path and its group commit are in
+//! `sqlite_append.rs`; key-value, memo and signal tables have files of their
+//! own). It is long because the trait is.
+//!
 //! The file is marked with an `application_id` so that Weft refuses a database
 //! that is not its own, and its `user_version` is the schema version: older
 //! files are migrated in order, newer ones are refused.
 
+use super::sqlite_append::QueuedAppend;
 use super::sqlite_schema::MIGRATIONS;
 use super::{
     BreakerRecord, BreakerState, ComponentBlob, DlqEntry, JournalEntry, Journaled, Lease, MemoEntry, MemoStats, NewRun,
-    RunFilter, RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in,
-    finished_in, now_ms, now_rfc3339, parse_status, paused_after,
+    RunFilter, RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, now_ms,
+    now_rfc3339, parse_status,
 };
 use crate::contract::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -65,29 +72,7 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: Arc<PathBuf>,
     /// Appends waiting for the next group commit.
-    queue: Arc<Mutex<Vec<QueuedAppend>>>,
-}
-
-/// Runs blocking `work` so that the runtime's other tasks go on meanwhile.
-/// On a multi-threaded runtime it runs in place: `block_in_place` first
-/// hands this worker's other tasks to another thread, so the call itself
-/// pays no hand-off (per step of a durable chain on this machine: +43 µs
-/// against running inline, where `spawn_blocking` costs +95 µs; see
-/// BENCHMARKS.md). On a current-thread runtime, or outside one, it runs on
-/// the blocking pool.
-pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(work)),
-        _ => tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string()),
-    }
-}
-
-/// An append waiting for its group's commit, and where its result goes.
-struct QueuedAppend {
-    lease: Lease,
-    entries: Vec<JournalEntry>,
-    done: std::sync::mpsc::SyncSender<Result<(), StoreError>>,
+    pub(super) queue: Arc<Mutex<Vec<QueuedAppend>>>,
 }
 
 impl SqliteStore {
@@ -230,82 +215,7 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `work` (when the future is first polled) without holding up
-    /// the async runtime's other tasks: see [`blocking`].
-    pub(super) fn off<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> StoreFuture<'static, T> {
-        let this = self.clone();
-        Box::pin(async move {
-            blocking(move || work(&this))
-                .await
-                .map_err(|e| StoreError::Backend(format!("a store call on the blocking pool failed: {e}")))?
-        })
-    }
-
-    /// Appends with the group commit: queue, then commit whatever is queued
-    /// once the connection is ours (our append may already be committed by
-    /// the caller before us).
-    fn append_grouped(&self, lease: Lease, entries: Vec<JournalEntry>) -> Result<(), StoreError> {
-        let (done, result) = std::sync::mpsc::sync_channel(1);
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).push(QueuedAppend { lease, entries, done });
-        {
-            let mut c = self.lock();
-            let group = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
-            if !group.is_empty() {
-                Self::commit_group(&mut c, group);
-            }
-        }
-        result.recv().unwrap_or_else(|_| Err(StoreError::Backend("the group commit ended without a result".into())))
-    }
-
-    /// Commits `group` in one transaction and tells each append how it went.
-    fn commit_group(c: &mut Connection, group: Vec<QueuedAppend>) {
-        let fail_all = |group: Vec<QueuedAppend>, e: &dyn std::fmt::Display| {
-            for q in group {
-                let _ = q.done.send(Err(StoreError::Backend(e.to_string())));
-            }
-        };
-        let mut tx = match c.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => return fail_all(group, &e),
-        };
-        if let [one] = group.as_slice() {
-            // Alone: no savepoint, a refusal rolls the transaction back.
-            let r = Self::append_in(&tx, &one.lease, &one.entries).and_then(|()| Ok(tx.commit()?));
-            let _ = one.done.send(r);
-            return;
-        }
-        let mut results = Vec::with_capacity(group.len());
-        for q in &group {
-            // An error that rolled the whole transaction back (disk full, I/O)
-            // fails the rest of the group: none of it is committed.
-            if tx.is_autocommit() {
-                return fail_all(group, &"the group's transaction was rolled back by an earlier error");
-            }
-            let r = (|| {
-                let sp = tx.savepoint()?;
-                Self::append_in(&sp, &q.lease, &q.entries)?;
-                sp.commit()?;
-                Ok(())
-            })();
-            results.push(r);
-        }
-        if tx.is_autocommit() {
-            return fail_all(group, &"the group's transaction was rolled back by an error");
-        }
-        match tx.commit() {
-            Ok(()) => {
-                for (q, r) in group.into_iter().zip(results) {
-                    let _ = q.done.send(r);
-                }
-            }
-            Err(e) => fail_all(group, &e),
-        }
-    }
-
-    fn insert_entries(tx: &Connection, run_id: &str, entries: &[JournalEntry]) -> Result<(), StoreError> {
+    pub(super) fn insert_entries(tx: &Connection, run_id: &str, entries: &[JournalEntry]) -> Result<(), StoreError> {
         let last: u64 =
             tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal WHERE run_id = ?1", [run_id], |r| r.get(0))?;
         let at = now_rfc3339();
@@ -377,51 +287,6 @@ impl SqliteStore {
         Ok(Lease { run_id: run_id.into(), owner: owner.into(), epoch, idle_claims })
     }
 
-    /// One append inside `tx` (the group's transaction, or a savepoint in it).
-    fn append_in(tx: &rusqlite::Connection, lease: &Lease, entries: &[JournalEntry]) -> Result<(), StoreError> {
-        let run_id = lease.run_id.as_str();
-        let current: Option<(u64, String, String)> = tx
-            .query_row("SELECT lease_epoch, workflow, status FROM runs WHERE run_id = ?1", [run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let Some((epoch, workflow, status)) = current else { return Err(StoreError::NotFound(run_id.into())) };
-        if status != "running" && status != "pending" {
-            return Err(StoreError::Finished(run_id.into()));
-        }
-        // A pending run is written to only once a worker has claimed it.
-        if epoch != lease.epoch || status == "pending" {
-            return Err(StoreError::LeaseLost(run_id.into()));
-        }
-        Self::insert_entries(tx, run_id, entries)?;
-        let now = now_rfc3339();
-        let progress = entries.iter().any(JournalEntry::is_progress);
-        match finished_in(entries) {
-            Some(out) => {
-                tx.execute(
-                    "UPDATE runs SET status = ?2, output = ?3, updated_at = ?4, lease_until_ms = 0, \
-                     idle_claims = 0 WHERE run_id = ?1",
-                    params![run_id, out.execution_status.as_str(), serde_json::to_string(out)?, now],
-                )?;
-            }
-            None => {
-                tx.execute(
-                    "UPDATE runs SET updated_at = ?2, paused = ?3, \
-                     idle_claims = CASE WHEN ?4 THEN 0 ELSE idle_claims END WHERE run_id = ?1",
-                    params![run_id, now, paused_after(entries), progress],
-                )?;
-            }
-        }
-        if let Some((step_id, error_type, message)) = dead_letter_in(entries) {
-            tx.execute(
-                "INSERT OR REPLACE INTO dlq (run_id, workflow, step_id, error_type, message, at, replayed_as) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
-                params![run_id, workflow, step_id, error_type, message, now],
-            )?;
-        }
-        Ok(())
-    }
-
     fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         Ok(RunRow {
             spec: r.get(0)?,
@@ -471,7 +336,7 @@ impl RunStore for SqliteStore {
             let lease_until = now_ms().saturating_add(run.lease_ms);
             Self::insert_run(&tx, run, "running", &run.owner, lease_until, 1, first, blobs)?;
             tx.commit()?;
-            Ok(Lease { run_id: run.run_id.clone(), owner: run.owner.clone(), epoch: 1, idle_claims: 0 })
+            Ok(Lease::first(run))
         })
     }
 

@@ -17,12 +17,7 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&SqliteStore) -> Result<T, KvError> + Send + 'static,
     ) -> KvFuture<'static, T> {
-        let this = self.clone();
-        Box::pin(async move {
-            super::sqlite::blocking(move || work(&this))
-                .await
-                .map_err(|e| KvError::Store(format!("a store call on the blocking pool failed: {e}")))?
-        })
+        self.off_as(work, KvError::Store)
     }
 }
 

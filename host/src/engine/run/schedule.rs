@@ -11,6 +11,12 @@
 //! of at most `batch_size` steps ends, every step of it final, before the
 //! next one starts, and a failure that stops the run does so at the end of
 //! its wave.
+//!
+//! Draining (`Engine::drain`) is one more way the loop ends: nothing new
+//! starts, what is in flight may finish until the run's
+//! `shutdown_timeout_ms`, and the run stops with [`Halt::Drained`], without
+//! an end status. The file is long because the loop is one piece: every
+//! reason to stop shares its state (what is ready, running, in the wave).
 
 use super::in_flight::{Abnormal, InFlight};
 use super::state::State;
