@@ -61,6 +61,8 @@ impl RunArgs {
         let Prepared { engine, wf, input, opts, policy } = self.prepare()?;
         let total = wf.nodes.len();
         let handle_wf = wf.clone();
+        // Before the run starts: a SIGTERM a moment after it must drain it, not kill the process.
+        super::shutdown::drain_on_sigterm(engine.clone(), "the run");
         let handle = engine.start(wf, &input, opts).await.map_err(start_error)?;
         if !self.quiet {
             noteln!(
@@ -73,7 +75,7 @@ impl RunArgs {
             }
         }
         let durable = !self.store.in_memory && !matches!(self.store.store.location()?, StoreLocation::Memory);
-        let watch = Watch { quiet: self.quiet, output: self.output, total, durable, engine: Some(engine) };
+        let watch = Watch { quiet: self.quiet, output: self.output, total, durable, engine: None };
         watch.run(handle).await
     }
 
@@ -183,8 +185,9 @@ pub struct Watch {
     pub total: usize,
     /// Whether the run is in a durable store (it can be resumed).
     pub durable: bool,
-    /// The engine driving the run, drained on SIGTERM (None: SIGTERM stops
-    /// the process at once).
+    /// The engine driving the run, drained on SIGTERM from when the watch
+    /// begins (None: the caller has set that up, or SIGTERM stops the
+    /// process at once).
     pub engine: Option<Engine>,
 }
 
