@@ -33,5 +33,6 @@ pub mod contract;
 pub mod engine;
 pub mod files;
 pub mod sandbox;
+pub mod service;
 pub mod store;
 pub mod workflow;

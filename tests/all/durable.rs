@@ -523,6 +523,9 @@ impl RunStore for FailingStore {
     fn blob_get<'a>(&'a self, digest: &'a str) -> weft::store::StoreFuture<'a, Option<Vec<u8>>> {
         self.inner.blob_get(digest)
     }
+    fn blob_put<'a>(&'a self, blob: &'a weft::store::ComponentBlob) -> weft::store::StoreFuture<'a, bool> {
+        self.inner.blob_put(blob)
+    }
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> weft::store::StoreFuture<'a, bool> {
         self.inner.request_cancel(run_id)
     }

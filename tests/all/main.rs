@@ -16,5 +16,6 @@ mod examples;
 mod languages;
 mod modes;
 mod sandbox;
+mod service;
 mod store;
 mod workers;

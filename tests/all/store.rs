@@ -259,6 +259,33 @@ async fn listing_filters_and_orders_newest_first(s: Arc<dyn RunStore>) {
     assert_eq!(s.info().await.unwrap().active_runs, 2);
 }
 
+async fn lists_are_scoped_by_tenant_and_paged_by_cursor(s: Arc<dyn RunStore>) {
+    for (id, tenant) in [("t1", "acme"), ("t2", "other"), ("t3", "acme"), ("t4", "acme"), ("t5", "")] {
+        let mut run = new_run(id, "wf", "me");
+        if !tenant.is_empty() {
+            run.input["metadata"] = json!({ "tenant": tenant });
+        }
+        s.submit_run(&run, &[]).await.unwrap();
+    }
+    let ids = |v: &[weft::store::RunSummary]| v.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>();
+    let acme = RunFilter { tenant: Some("acme".into()), limit: 2, ..Default::default() };
+    let page = s.list_runs(&acme).await.unwrap();
+    assert_eq!(ids(&page), ["t4", "t3"]);
+    let next = RunFilter { before: Some(page[1].seq), ..acme.clone() };
+    assert_eq!(ids(&s.list_runs(&next).await.unwrap()), ["t1"]);
+    let single = RunFilter { tenant: Some(String::new()), ..Default::default() };
+    assert_eq!(ids(&s.list_runs(&single).await.unwrap()), ["t5"], "'' is the single-tenant host's");
+    assert_eq!(s.list_runs(&RunFilter::default()).await.unwrap().len(), 5);
+}
+
+async fn components_are_stored_once_by_digest(s: Arc<dyn RunStore>) {
+    let bytes = std::sync::Arc::new(b"component bytes".to_vec());
+    let blob = weft::store::ComponentBlob { digest: weft::sandbox::digest(&bytes), bytes };
+    assert!(s.blob_put(&blob).await.unwrap(), "new");
+    assert!(!s.blob_put(&blob).await.unwrap(), "stored before");
+    assert_eq!(s.blob_get(&blob.digest).await.unwrap().as_deref(), Some(&b"component bytes"[..]));
+}
+
 async fn dead_letters_are_queued_with_the_finish_and_marked_when_replayed(s: Arc<dyn RunStore>) {
     let lease = s.create_run(&new_run("r1", "wf", "me"), &[], &[]).await.unwrap();
     assert!(s.dlq_list().await.unwrap().is_empty());
@@ -382,6 +409,8 @@ macro_rules! conformance {
             case!(finishing_sets_status_output_and_frees_the_lease);
             case!(cancel_requests_reach_the_owner_through_heartbeats);
             case!(listing_filters_and_orders_newest_first);
+            case!(lists_are_scoped_by_tenant_and_paged_by_cursor);
+            case!(components_are_stored_once_by_digest);
             case!(dead_letters_are_queued_with_the_finish_and_marked_when_replayed);
             case!(breakers_update_by_compare_and_swap);
             case!(appends_from_many_tasks_keep_every_entry);

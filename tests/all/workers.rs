@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft::engine::{Engine, RunInput, RunOptions, SandboxExecutor};
@@ -42,7 +42,7 @@ impl Worker {
     }
 
     fn signal(&self, signal: &str) {
-        send(self.child.id(), signal);
+        crate::common::send_signal(self.child.id(), signal);
     }
 
     /// SIGTERM once it handles SIGTERM, then its exit code once it has drained.
@@ -76,12 +76,6 @@ impl Drop for Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Sends `signal` (`TERM`, `STOP`, ...) to process `pid`.
-fn send(pid: u32, signal: &str) {
-    let sent = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
-    assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -375,7 +369,7 @@ fn sigterm_leaves_a_weft_run_resumable_after_its_step_in_flight_finishes() {
     let db = dir.path().join("runs.db");
     let rt = runtime();
     let (run, store, _) = weft_run_until(dir.path(), &rt, 3, 1500, "s02");
-    send(run.id(), "TERM");
+    crate::common::send_signal(run.id(), "TERM");
     let out = run.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "drained: {}", String::from_utf8_lossy(&out.stderr));
     let drained: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -423,9 +417,9 @@ fn a_second_sigterm_stops_a_draining_weft_run_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let (run, store, id) = weft_run_until(dir.path(), &rt, 2, 20_000, "s01");
-    send(run.id(), "TERM");
+    crate::common::send_signal(run.id(), "TERM");
     std::thread::sleep(Duration::from_millis(300));
-    send(run.id(), "TERM");
+    crate::common::send_signal(run.id(), "TERM");
     let out = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{stderr}");

@@ -10,6 +10,8 @@
 //!   `runs show` on a terminal);
 //! - `dlq`, `health`, `workflow` (`validate`, `graph`), `cache` (the memo
 //!   cache: `stats`, `clear`);
+//! - `serve`: the HTTP API with in-process workers; `tenant`: its tenants
+//!   and tokens;
 //! - `args`: options several commands share; `output`: stdout and stderr;
 //!   `exit`: every exit code.
 
@@ -24,8 +26,10 @@ mod plugin_author;
 mod progress;
 mod run;
 mod runs;
+mod serve;
 mod shutdown;
 mod table;
+mod tenant;
 mod worker;
 mod workflow;
 
@@ -90,6 +94,16 @@ pub enum Command {
     /// The memo cache of `memoize: true` compute steps, kept in the run store.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Serve the HTTP API (runs, workflows, components, events, metrics),
+    /// with workers in the same process.
+    ///
+    /// Every request names a tenant by its token (`weft tenant`). SIGTERM
+    /// drains: streams end, requests in flight finish, runs are left
+    /// resumable.
+    Serve(serve::ServeArgs),
+    /// The tenants of `weft serve`, and their API tokens.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
 }
 
 impl Command {
@@ -107,6 +121,8 @@ impl Command {
             Self::Validate(args) => args.execute(),
             Self::Graph(args) => args.execute(),
             Self::Cache(cmd) => cmd.execute().await,
+            Self::Serve(args) => args.execute().await,
+            Self::Tenant(cmd) => cmd.execute().await,
         }
     }
 }

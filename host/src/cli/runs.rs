@@ -124,9 +124,13 @@ impl RunsCommand {
             Self::List { status, workflow, limit, json, store } => {
                 let status = status.as_deref().map(parse_status).transpose()?;
                 let (rows, why_empty) = match store.open_if_created()? {
-                    Ok(store) => {
-                        (store.list_runs(&RunFilter { status, workflow, limit }).await.map_err(store_error)?, None)
-                    }
+                    Ok(store) => (
+                        store
+                            .list_runs(&RunFilter { status, workflow, limit, ..Default::default() })
+                            .await
+                            .map_err(store_error)?,
+                        None,
+                    ),
                     Err(why) => (Vec::new(), Some(why)),
                 };
                 if json {

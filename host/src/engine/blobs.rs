@@ -88,25 +88,64 @@ impl Engine {
             if !well_formed(&pin.digest) || map.contains_key(Path::new(&pin.path)) || Path::new(&pin.path).exists() {
                 continue;
             }
-            let file = dir.join(format!("{}.wasm", pin.digest.trim_start_matches("sha256:")));
-            // A kept file is used only if it still holds that digest.
-            let kept = std::fs::read(&file).is_ok_and(|bytes| crate::sandbox::digest(&bytes) == pin.digest);
-            if !kept {
-                let Some(bytes) = self.store.blob_get(&pin.digest).await? else { continue };
-                if crate::sandbox::digest(&bytes) != pin.digest {
-                    return Err(StoreError::Backend(format!(
-                        "the stored component {} does not match its digest; the store is damaged",
-                        pin.digest
-                    )));
-                }
-                write_atomically(dir, &file, &bytes).map_err(|e| {
-                    StoreError::Backend(format!("cannot keep the component {} in {}: {e}", pin.digest, dir.display()))
-                })?;
-            }
+            let Some(file) = self.kept_or_fetched(dir, &pin.digest).await? else { continue };
             map.insert(PathBuf::from(&pin.path), file);
         }
         Ok(map)
     }
+
+    /// The local file of the component `digest`: kept in the blob
+    /// directory, or fetched from the store into it. None when the store
+    /// does not hold it (or the engine keeps no blobs).
+    pub async fn component_file(&self, digest: &str) -> Result<Option<PathBuf>, StoreError> {
+        match self.blob_dir.as_deref() {
+            Some(dir) if well_formed(digest) => self.kept_or_fetched(dir, digest).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Keeps an uploaded component: in the store by its digest (for every
+    /// worker), and in the blob directory (for this process). Returns its
+    /// digest, its local file, and whether the store did not hold it yet.
+    pub async fn put_component(&self, bytes: Vec<u8>) -> Result<(String, PathBuf, bool), StoreError> {
+        let Some(dir) = self.blob_dir.as_deref() else {
+            return Err(StoreError::Backend("this engine keeps no components (it has no blob directory)".into()));
+        };
+        let digest = crate::sandbox::digest(&bytes);
+        let file = blob_file(dir, &digest);
+        write_atomically(dir, &file, &bytes).map_err(|e| {
+            StoreError::Backend(format!("cannot keep the component {digest} in {}: {e}", dir.display()))
+        })?;
+        let blob = ComponentBlob { digest: digest.clone(), bytes: Arc::new(bytes) };
+        let new = self.store.blob_put(&blob).await?;
+        self.blobs_stored(std::slice::from_ref(&blob));
+        Ok((digest, file, new))
+    }
+
+    /// The file in `dir` that holds `digest`, fetched from the store when it
+    /// is not kept there (or no longer holds that digest).
+    async fn kept_or_fetched(&self, dir: &Path, digest: &str) -> Result<Option<PathBuf>, StoreError> {
+        let file = blob_file(dir, digest);
+        // A kept file is used only if it still holds that digest.
+        if std::fs::read(&file).is_ok_and(|bytes| crate::sandbox::digest(&bytes) == digest) {
+            return Ok(Some(file));
+        }
+        let Some(bytes) = self.store.blob_get(digest).await? else { return Ok(None) };
+        if crate::sandbox::digest(&bytes) != digest {
+            return Err(StoreError::Backend(format!(
+                "the stored component {digest} does not match its digest; the store is damaged"
+            )));
+        }
+        write_atomically(dir, &file, &bytes).map_err(|e| {
+            StoreError::Backend(format!("cannot keep the component {digest} in {}: {e}", dir.display()))
+        })?;
+        Ok(Some(file))
+    }
+}
+
+/// The file in `dir` named by a well-formed `digest`.
+fn blob_file(dir: &Path, digest: &str) -> PathBuf {
+    dir.join(format!("{}.wasm", digest.trim_start_matches("sha256:")))
 }
 
 /// Writes `bytes` to `file` in `dir` by way of a temporary file, so that no

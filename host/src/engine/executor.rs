@@ -58,21 +58,29 @@ pub trait StepExecutor: Send + Sync + 'static {
 
 /// Lets workflow validation ask a [`StepExecutor`] about components, each
 /// read from where `remap` says its path's pinned version is (a component
-/// fetched from the store), or from its path.
-pub(super) struct CheckWith<'a>(
-    pub(super) &'a dyn StepExecutor,
-    pub(super) &'a std::collections::BTreeMap<std::path::PathBuf, std::path::PathBuf>,
-);
+/// fetched from the store), or from its path. A node that names its
+/// component by digest (a workflow submitted over the API) finds the path
+/// the run pinned for that digest.
+pub(super) struct CheckWith<'a> {
+    pub(super) executor: &'a dyn StepExecutor,
+    pub(super) remap: &'a BTreeMap<std::path::PathBuf, std::path::PathBuf>,
+    pub(super) pins: &'a BTreeMap<String, PinnedComponent>,
+}
 
 impl ComponentCheck for CheckWith<'_> {
     fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String> {
-        self.0.check_component(self.1.get(path).map_or(path, |p| p.as_path()), node_type)
+        self.executor.check_component(self.remap.get(path).map_or(path, |p| p.as_path()), node_type)
     }
 
     fn resolve(&self, name: &str, base: &Path) -> Result<std::path::PathBuf, String> {
+        if name.starts_with("sha256:")
+            && let Some(pin) = self.pins.values().find(|p| p.digest == name)
+        {
+            return Ok(std::path::PathBuf::from(&pin.path));
+        }
         crate::workflow::resolve_component(name, base).or_else(|missing| {
             let pinned = crate::workflow::lexical(&base.join(name));
-            if self.1.contains_key(&pinned) { Ok(pinned) } else { Err(missing) }
+            if self.remap.contains_key(&pinned) { Ok(pinned) } else { Err(missing) }
         })
     }
 }

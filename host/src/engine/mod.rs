@@ -48,6 +48,7 @@ mod heartbeat;
 mod input;
 mod input_steps;
 mod memo;
+mod observer;
 mod options;
 mod recovery;
 mod run;
@@ -77,6 +78,7 @@ pub use heartbeat::DEFAULT_LEASE_MS;
 pub const LEASE_LOST: &str = "lease_lost";
 pub use input::{RunConfig, RunInput};
 pub use input_steps::{InputStep, StepTuning, workflow_from_steps};
+pub use observer::{ObservedRun, RunObserver};
 pub use options::{ResumeOptions, RunOptions, StartError};
 pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;
@@ -110,6 +112,8 @@ pub struct Engine {
     /// Cancelled when the process shuts down: runs stop starting steps, let
     /// the ones in flight finish, and give their leases up.
     drain: tokio_util::sync::CancellationToken,
+    /// Hears every run, attempt and end (metrics, traces).
+    observer: Arc<dyn RunObserver>,
 }
 
 impl Engine {
@@ -125,7 +129,14 @@ impl Engine {
             blob_dir: blobs::default_blob_dir(),
             stored_blobs: Default::default(),
             drain: Default::default(),
+            observer: observer::unobserved(),
         }
+    }
+
+    /// The same engine telling `observer` about every run it drives.
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The same engine keeping components fetched from the store in `dir`
@@ -162,6 +173,12 @@ impl Engine {
     /// cancelled), so that another process can take it over at once.
     pub fn drain(&self) {
         self.drain.cancel();
+    }
+
+    /// Resolves once [`Engine::drain`] is called.
+    pub fn drained(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let token = self.drain.clone();
+        async move { token.cancelled().await }
     }
 
     /// Whether [`Engine::drain`] was called.
@@ -257,6 +274,7 @@ impl Engine {
                 jitter_seed: opts.jitter_seed,
                 config: opts.config.as_deref().cloned(),
                 keys_of: opts.keys_of.clone(),
+                request_digest: opts.request_digest.clone(),
             })
             .unwrap_or(Value::Null),
             components: pins,

@@ -24,6 +24,10 @@ pub struct RunOptions {
     /// The run whose effects this one's idempotency keys name (set for the
     /// run that compensates a completed child: it undoes the child's effects).
     pub keys_of: Option<String>,
+    /// A digest of the request that submitted the run, journaled with it:
+    /// the service answers the same request again with the same run, and
+    /// another request under the same id with a conflict.
+    pub request_digest: Option<String>,
 }
 
 /// The part of [`RunOptions`] journaled with a run (limits come from the
@@ -35,6 +39,8 @@ pub(super) struct StoredOptions {
     pub(super) jitter_seed: Option<u64>,
     pub(super) config: Option<ConfigLayer>,
     pub(super) keys_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) request_digest: Option<String>,
 }
 
 /// How to resume a run.

@@ -162,7 +162,7 @@ impl Engine {
         let spec = &record.run;
         let label = spec.workflow_path.clone().unwrap_or_else(|| format!("run {}", spec.run_id));
         let fetched = self.fetch_pinned(&spec.components).await?;
-        let checker = CheckWith(self.executor.as_ref(), &fetched);
+        let checker = CheckWith { executor: self.executor.as_ref(), remap: &fetched, pins: &spec.components };
         let pinned = spec.sub_definitions.clone();
         let mut wf = crate::workflow::load_str_pinned(
             &spec.definition,
@@ -216,6 +216,7 @@ impl Engine {
             config: stored.config.map(Arc::new),
             parent: spec.parent.clone(),
             keys_of: stored.keys_of,
+            request_digest: stored.request_digest,
         };
         let config = input.resolve(&wf, run_opts.environment, run_opts.config.as_deref()).map_err(StartError::Input)?;
         let parts = self.parts(&wf, &config, pins, held, lease);

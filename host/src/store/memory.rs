@@ -308,6 +308,8 @@ impl RunStore for MemoryStore {
                 })
             })
             .filter(|(r, _, _)| filter.workflow.as_ref().is_none_or(|w| *w == r.run.workflow))
+            .filter(|(r, _, _)| filter.tenant.as_deref().is_none_or(|t| t == r.run.tenant()))
+            .filter(|(_, _, n)| filter.before.is_none_or(|b| *n < b))
             .map(|(r, _, n)| {
                 let owner = (r.lease_until_ms > 0).then(|| r.run.owner.clone());
                 let s = RunSummary {
@@ -321,6 +323,7 @@ impl RunStore for MemoryStore {
                     created_at: r.created_at.clone(),
                     updated_at: r.updated_at.clone(),
                     owner,
+                    seq: *n,
                 };
                 (*n, s)
             })
@@ -404,6 +407,15 @@ impl RunStore for MemoryStore {
 
     fn blob_get<'a>(&'a self, digest: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         ready(Ok(self.lock().blobs.get(digest).map(|b| b.as_ref().clone())))
+    }
+
+    fn blob_put<'a>(&'a self, blob: &'a ComponentBlob) -> StoreFuture<'a, bool> {
+        let mut g = self.lock();
+        let new = !g.blobs.contains_key(&blob.digest);
+        if new {
+            g.blobs.insert(blob.digest.clone(), blob.bytes.clone());
+        }
+        ready(Ok(new))
     }
 
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool> {

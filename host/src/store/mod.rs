@@ -168,6 +168,9 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
     fn request_cancel<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, bool>;
     /// The component stored under `digest`, if any.
     fn blob_get<'a>(&'a self, digest: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
+    /// Stores a component by its digest (the caller has checked that the
+    /// bytes hash to it); true when the store did not hold it yet.
+    fn blob_put<'a>(&'a self, blob: &'a ComponentBlob) -> StoreFuture<'a, bool>;
     /// Waits until a worker may find something new to claim: a hint (a
     /// submission, a released lease), or at most `timeout`. Polling stays
     /// the authority; the hint only makes it sooner.

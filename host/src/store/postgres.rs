@@ -253,11 +253,11 @@ impl PostgresStore {
             .execute(
                 &format!(
                     "INSERT INTO runs (run_id, workflow, status, owner, lease_until_ms, lease_epoch, parent_run_id, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, \
-                     CASE WHEN $5::bigint IS NULL THEN 0 ELSE {NOW_MS} + $5::bigint END, $6, $7, $8, $8) \
+                     created_at, updated_at, tenant) VALUES ($1, $2, $3, $4, \
+                     CASE WHEN $5::bigint IS NULL THEN 0 ELSE {NOW_MS} + $5::bigint END, $6, $7, $8, $8, $9) \
                      ON CONFLICT (run_id) DO NOTHING"
                 ),
-                &[&run.run_id, &run.workflow, &status, &owner, &lease_ms, &epoch, &parent, &now],
+                &[&run.run_id, &run.workflow, &status, &owner, &lease_ms, &epoch, &parent, &now, &run.tenant()],
             )
             .await
             .map_err(pg)?;
@@ -519,12 +519,15 @@ impl RunStore for PostgresStore {
             let only_paused = filter.status == Some(ExecutionStatus::Paused);
             let status = if only_paused { Some("running") } else { filter.status.map(ExecutionStatus::as_str) };
             let limit = (filter.limit > 0).then_some(filter.limit as i64);
+            let before = filter.before.map(|b| b.min(i64::MAX as u64) as i64);
             let rows = c
                 .query(
-                    "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused FROM runs \
-                     WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow = $2) \
-                     AND (NOT $4 OR paused) ORDER BY created_seq DESC LIMIT $3",
-                    &[&status, &filter.workflow, &limit, &only_paused],
+                    "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused, \
+                     created_seq FROM runs WHERE ($1::text IS NULL OR status = $1) \
+                     AND ($2::text IS NULL OR workflow = $2) AND (NOT $4 OR paused) \
+                     AND ($5::text IS NULL OR tenant = $5) AND ($6::bigint IS NULL OR created_seq < $6) \
+                     ORDER BY created_seq DESC LIMIT $3",
+                    &[&status, &filter.workflow, &limit, &only_paused, &filter.tenant, &before],
                 )
                 .await
                 .map_err(pg)?;
@@ -544,6 +547,7 @@ impl RunStore for PostgresStore {
                         created_at: r.get(3),
                         updated_at: r.get(4),
                         owner: (lease > 0).then(|| r.get(5)),
+                        seq: r.get::<_, i64>(8).max(0) as u64,
                     })
                 })
                 .collect()
@@ -686,6 +690,20 @@ impl RunStore for PostgresStore {
             let c = self.client().await?;
             let row = c.query_opt("SELECT bytes FROM blobs WHERE digest = $1", &[&digest]).await.map_err(pg)?;
             Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn blob_put<'a>(&'a self, blob: &'a ComponentBlob) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let n = c
+                .execute(
+                    "INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+                    &[&blob.digest, &blob.bytes.as_slice()],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(n > 0)
         })
     }
 

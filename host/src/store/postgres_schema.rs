@@ -8,7 +8,8 @@
 //! (`fillfactor`) so that updates stay on the page; the journal is insert-only.
 
 /// Each migration takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &["
+pub(super) const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
@@ -89,4 +90,12 @@ CREATE TABLE blobs (
     digest TEXT PRIMARY KEY,
     bytes BYTEA NOT NULL
 );
-"];
+",
+    // 2: runs belong to a tenant (see the SQLite store's migration 8).
+    "
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+UPDATE runs r SET tenant = coalesce(s.spec::jsonb #>> '{input,metadata,tenant}', '') FROM run_specs s
+    WHERE s.run_id = r.run_id AND jsonb_typeof(s.spec::jsonb #> '{input,metadata,tenant}') = 'string';
+CREATE INDEX runs_by_tenant ON runs (tenant, created_seq);
+",
+];

@@ -63,6 +63,14 @@ pub struct NewRun {
     pub lease_ms: u64,
 }
 
+impl NewRun {
+    /// The tenant the run belongs to: its input's `metadata.tenant`, or ''
+    /// on a single-tenant host.
+    pub fn tenant(&self) -> &str {
+        self.input.get("metadata").and_then(|m| m.get("tenant")).and_then(Value::as_str).unwrap_or_default()
+    }
+}
+
 /// Where a child run comes from: the parent run and its `orchestrator` node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentRun {
@@ -139,6 +147,10 @@ pub struct RunSummary {
     pub updated_at: String,
     /// The current owner, if a lease is held.
     pub owner: Option<String>,
+    /// Its place in creation order (larger is newer): the keyset cursor of
+    /// [`RunFilter::before`].
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// Which runs to list.
@@ -148,6 +160,11 @@ pub struct RunFilter {
     pub status: Option<ExecutionStatus>,
     /// Only runs of this workflow (name).
     pub workflow: Option<String>,
+    /// Only runs of this tenant ('' is the single-tenant host's).
+    pub tenant: Option<String>,
+    /// Only runs older than the one with this [`RunSummary::seq`] (the next
+    /// page of a keyset listing).
+    pub before: Option<u64>,
     /// At most this many, newest first (0: all).
     pub limit: usize,
 }

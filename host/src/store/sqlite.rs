@@ -41,7 +41,7 @@ struct RunRow {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// `application_id` of a Weft database: "Weft" in ASCII.
 const APPLICATION_ID: i32 = 0x5765_6674;
@@ -73,6 +73,9 @@ pub struct SqliteStore {
     path: Arc<PathBuf>,
     /// Appends waiting for the next group commit.
     pub(super) queue: Arc<Mutex<Vec<QueuedAppend>>>,
+    /// Wakes this process's workers when it submits or releases a run
+    /// (other processes' workers find it by polling).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -141,7 +144,12 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (i + 1) as u32)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()), queue: Default::default() })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_path_buf()),
+            queue: Default::default(),
+            wake: Default::default(),
+        })
     }
 
     /// Refuses a file that is not a Weft database, or is one from a newer
@@ -251,8 +259,8 @@ impl SqliteStore {
         let parent = run.parent.as_ref().map(|p| p.run_id.as_str());
         tx.execute(
             "INSERT INTO runs (run_id, workflow, status, owner, lease_until_ms, created_at, updated_at, \
-             created_seq, lease_epoch, parent_run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
-            params![run.run_id, run.workflow, status, owner, lease_until_ms, now, seq, epoch, parent],
+             created_seq, lease_epoch, parent_run_id, tenant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)",
+            params![run.run_id, run.workflow, status, owner, lease_until_ms, now, seq, epoch, parent, run.tenant()],
         )?;
         tx.execute(
             "INSERT INTO run_specs (run_id, spec) VALUES (?1, ?2)",
@@ -350,6 +358,7 @@ impl RunStore for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             Self::insert_run(&tx, run, "pending", "", 0, 0, &[], blobs)?;
             tx.commit()?;
+            this.wake.notify_one();
             Ok(())
         })
     }
@@ -427,14 +436,17 @@ impl RunStore for SqliteStore {
             let status = filter.status.map(ExecutionStatus::as_str);
             let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
             let mut stmt = c.prepare(
-                "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused FROM runs \
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) AND (?4 = 0 OR paused = 1) \
-             ORDER BY created_seq DESC LIMIT ?3",
+                "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused, created_seq \
+                 FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
+                 AND (?4 = 0 OR paused = 1) AND (?5 IS NULL OR tenant = ?5) AND (?6 IS NULL OR created_seq < ?6) \
+                 ORDER BY created_seq DESC LIMIT ?3",
             )?;
             // `paused` is a running run that waits only on gates.
             let only_paused = filter.status == Some(ExecutionStatus::Paused);
             let status = if only_paused { Some("running") } else { status };
-            let rows = stmt.query_map(params![status, filter.workflow, limit, only_paused], |r| {
+            let before = filter.before.map(|b| b.min(i64::MAX as u64) as i64);
+            let params = params![status, filter.workflow, limit, only_paused, filter.tenant, before];
+            let rows = stmt.query_map(params, |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -444,11 +456,12 @@ impl RunStore for SqliteStore {
                     r.get::<_, String>(5)?,
                     r.get::<_, u64>(6)?,
                     r.get::<_, bool>(7)?,
+                    r.get::<_, u64>(8)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (run_id, workflow, status, created_at, updated_at, owner, lease, paused) = row?;
+                let (run_id, workflow, status, created_at, updated_at, owner, lease, paused, seq) = row?;
                 let status = parse_status(&status)?;
                 out.push(RunSummary {
                     run_id,
@@ -457,6 +470,7 @@ impl RunStore for SqliteStore {
                     created_at,
                     updated_at,
                     owner: (lease > 0).then_some(owner),
+                    seq,
                 });
             }
             Ok(out)
@@ -556,6 +570,14 @@ impl RunStore for SqliteStore {
                 "UPDATE runs SET lease_until_ms = 0 WHERE run_id = ?1 AND lease_epoch = ?2 AND status = 'running'",
                 params![lease.run_id, lease.epoch],
             )?;
+            this.wake.notify_one();
+            Ok(())
+        })
+    }
+
+    fn wait_for_work(&self, timeout: std::time::Duration) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(timeout, self.wake.notified()).await;
             Ok(())
         })
     }
@@ -566,6 +588,18 @@ impl RunStore for SqliteStore {
             let digest = digest.as_str();
             let c = this.lock();
             Ok(c.query_row("SELECT bytes FROM blobs WHERE digest = ?1", [digest], |r| r.get(0)).optional()?)
+        })
+    }
+
+    fn blob_put<'a>(&'a self, blob: &'a ComponentBlob) -> StoreFuture<'a, bool> {
+        let blob = blob.clone();
+        self.off(move |this| {
+            let c = this.lock();
+            let n = c.execute(
+                "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
+                params![blob.digest, blob.bytes.as_slice()],
+            )?;
+            Ok(n > 0)
         })
     }
 

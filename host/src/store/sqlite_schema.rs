@@ -124,4 +124,13 @@ CREATE TABLE blobs (
     bytes BLOB NOT NULL
 );
 ",
+    // 8: runs belong to a tenant (the service's; '' on a single-tenant
+    // host), taken from the input's `metadata.tenant`, so that lists and
+    // claims can be scoped and shared fairly.
+    "
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+UPDATE runs SET tenant = coalesce((SELECT CASE WHEN json_type(s.spec, '$.input.metadata.tenant') = 'text'
+    THEN json_extract(s.spec, '$.input.metadata.tenant') END FROM run_specs s WHERE s.run_id = runs.run_id), '');
+CREATE INDEX runs_by_tenant ON runs(tenant, created_seq);
+",
 ];

@@ -23,6 +23,12 @@ pub trait ComponentCheck {
     fn resolve(&self, name: &str, base: &Path) -> Result<PathBuf, String> {
         resolve_component(name, base)
     }
+
+    /// `Err(reason)` when this load may not read sub-workflow files (a
+    /// workflow that came over the network names no files of the host).
+    fn may_nest_files(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// `path` with `.` and `..` resolved lexically (for a file that may no longer exist).

@@ -2,6 +2,7 @@
 //! them, start the `weft` binary, read its JSON, build chains of steps, and
 //! set up a sandbox.
 
+pub mod http;
 pub mod postgres;
 
 use serde_json::Value;
@@ -240,6 +241,12 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` (`TERM`, `STOP`, ...) to process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
 }
 
 /// A child process that is killed (and reaped) when dropped, so that a test

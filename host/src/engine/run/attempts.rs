@@ -116,6 +116,8 @@ impl Run {
             memo_max_bytes: self.memo_max_bytes,
             own_first_start: false,
             stream: None,
+            observer: self.engine.observer.clone(),
+            tenant: self.ids.tenant.clone(),
         }
     }
 }
@@ -149,6 +151,10 @@ pub(super) struct StepTask {
     own_first_start: bool,
     /// A stream producer's fanout: its item positions restart with each attempt.
     pub(super) stream: Option<Arc<super::streaming::Fanout>>,
+    /// The engine's observer, told about every attempt's end.
+    observer: Arc<dyn crate::engine::RunObserver>,
+    /// The run's tenant, for the observer.
+    tenant: String,
 }
 
 impl StepTask {
@@ -225,6 +231,12 @@ impl StepTask {
                     break;
                 }
             };
+            let observed = crate::engine::ObservedRun {
+                run_id: &self.first_ctx.run_id,
+                workflow: &self.wf.name,
+                tenant: &self.tenant,
+            };
+            self.observer.attempt_finished(observed, &node.id, &report);
             let retry = report.failure().is_some_and(|f| {
                 attempt < self.max_attempts && f.is_retryable() && self.policy.retry_on.contains(&f.kind())
             });

@@ -62,6 +62,7 @@ impl Run {
             config: self.opts.config.clone(),
             parent: Some(ParentRun { run_id: self.ids.run_id.clone(), step_id: node.id.clone() }),
             keys_of: None,
+            request_digest: None,
         };
         let engine = self.engine.clone();
         let cancelled = self.cancel.is_cancelled();

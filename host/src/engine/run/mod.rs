@@ -351,7 +351,10 @@ impl Run {
             cancel: self.cancel.clone(),
         }
         .spawn();
+        let observer = self.engine.observer.clone();
+        observer.run_started(self.observed());
         let out = self.drive_inner().await;
+        observer.run_finished(self.observed(), &out, self.wf.nodes.len());
         heartbeat.abort();
         // Stopped before the lease is given up: a late renewal cannot take it back.
         let _ = heartbeat.await;
@@ -361,6 +364,11 @@ impl Run {
             tracing::warn!(run_id = %self.ids.run_id, error = %e, "the drained run's lease could not be given up");
         }
         out
+    }
+
+    /// The run, as an observer sees it.
+    pub(super) fn observed(&self) -> crate::engine::ObservedRun<'_> {
+        crate::engine::ObservedRun { run_id: &self.ids.run_id, workflow: &self.wf.name, tenant: &self.ids.tenant }
     }
 
     async fn drive_inner(&mut self) -> RunOutput {

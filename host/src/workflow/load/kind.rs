@@ -194,6 +194,10 @@ impl Walker {
         checker: Option<&dyn ComponentCheck>,
     ) -> Option<SubWorkflow> {
         let (written, pos) = self.required_string(e, "workflow", at, "an orchestrator node")?;
+        if let Some(Err(reason)) = checker.map(|c| c.may_nest_files()) {
+            self.problem(pos, reason);
+            return None;
+        }
         let joined = base.join(&written);
         let key = self.nesting.key_of(&written);
         let path = match std::fs::canonicalize(&joined) {

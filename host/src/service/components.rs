@@ -1,0 +1,219 @@
+//! Components over the API: `PUT /v1/components/sha256:<hex>` takes an
+//! upload whose bytes must hash to the digest in the path and be a
+//! component that fits a step world; it is kept once (in the store, for
+//! every worker) and made visible to the uploading tenant. Another
+//! tenant's upload of the same bytes is visible to that tenant only, and
+//! both answer alike, so an upload reveals nothing about other tenants.
+//!
+//! A workflow that came over the API names its components by digest
+//! (`component: sha256:<hex>`), and only among its tenant's uploads:
+//! [`TenantComponents`] is the loader's [`ComponentCheck`] that says so.
+
+use super::Service;
+use super::extract::{ApiBytes, ApiPath};
+use super::problem::{Problem, ProblemItem};
+use super::tenants::{Caller, Scope};
+use crate::engine::SandboxExecutor;
+use crate::workflow::{ComponentCheck, NodeType};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// The records of a tenant's components.
+pub(super) const COMPONENTS: &str = "components";
+/// The most components one tenant may have visible.
+const MAX_COMPONENTS: usize = 10_000;
+
+/// An uploaded component, as its tenant sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ComponentInfo {
+    /// Its `sha256:` digest.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// The step world it fits: `compute` or `effect`.
+    pub world: String,
+    /// When this tenant uploaded it (RFC 3339).
+    pub uploaded_at: String,
+}
+
+/// Whether `digest` is `sha256:` and 64 lowercase hex digits.
+pub(super) fn well_formed(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+fn bad_digest(digest: &str) -> Problem {
+    Problem::bad_request(format!(
+        "`{digest}` is not a component digest: write `sha256:` and the 64 lowercase hex digits of the file's SHA-256 \
+         (`sha256sum FILE`)"
+    ))
+}
+
+/// Uploads a component by digest.
+#[utoipa::path(put, path = "/v1/components/{digest}", tag = "components",
+    params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits")),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 201, description = "Uploaded: new for this tenant", body = ComponentInfo),
+        (status = 200, description = "This tenant had it already", body = ComponentInfo),
+        (status = 400, description = "Not a digest", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `components:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The bytes do not hash to the digest, or are no step component", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("token" = [])))]
+pub(super) async fn upload(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    ApiPath(digest): ApiPath<String>,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, Problem> {
+    caller.require(Scope::ComponentsWrite)?;
+    if !well_formed(&digest) {
+        return Err(bad_digest(&digest));
+    }
+    let actual = crate::sandbox::digest(&body);
+    if actual != digest {
+        return Err(Problem::invalid(
+            format!("the body hashes to {actual}, not to the digest in the path; upload the file the digest names"),
+            Vec::new(),
+        ));
+    }
+    let sandbox = service.sandbox.clone();
+    let bytes = body.to_vec();
+    let checked = bytes.clone();
+    let inspection = tokio::task::spawn_blocking(move || sandbox.inspect(&checked))
+        .await
+        .map_err(|_| Problem::unavailable("the component check stopped; try again"))?;
+    if inspection.world == "neither" {
+        let mut reasons: Vec<String> = inspection.error.into_iter().collect();
+        if reasons.is_empty() {
+            reasons.extend(inspection.compute.problems.iter().map(|p| format!("as a compute step: {p}")));
+            reasons.extend(inspection.effect.problems.iter().map(|p| format!("as an effect step: {p}")));
+        }
+        let items = reasons.into_iter().map(|message| ProblemItem { line: 0, column: 0, node_id: None, message });
+        return Err(Problem::invalid(
+            "the upload is not a component that fits a step world (build it with `weft plugin build`)",
+            items.collect(),
+        ));
+    }
+    let existing: Option<ComponentInfo> = service.own_record(&caller, COMPONENTS, &digest).await?;
+    if let Some(info) = existing {
+        return Ok((StatusCode::OK, Json(info)).into_response());
+    }
+    let size_bytes = bytes.len() as u64;
+    service.engine.put_component(bytes).await?;
+    let info = ComponentInfo {
+        digest: digest.clone(),
+        size_bytes,
+        world: inspection.world.to_string(),
+        uploaded_at: crate::store::now_rfc3339(),
+    };
+    service.put_own_record(&caller, COMPONENTS, &digest, &info).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// What the tenant uploaded under a digest.
+#[utoipa::path(get, path = "/v1/components/{digest}", tag = "components",
+    params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits")),
+    responses(
+        (status = 200, description = "The component", body = ComponentInfo),
+        (status = 400, description = "Not a digest", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This tenant has no such component", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("token" = [])))]
+pub(super) async fn show(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    ApiPath(digest): ApiPath<String>,
+) -> Result<Json<ComponentInfo>, Problem> {
+    caller.require(Scope::RunsRead)?;
+    if !well_formed(&digest) {
+        return Err(bad_digest(&digest));
+    }
+    let info: Option<ComponentInfo> = service.own_record(&caller, COMPONENTS, &digest).await?;
+    info.map(Json).ok_or_else(|| Problem::not_found("component"))
+}
+
+/// The loader's view of one tenant's components: a node names one by
+/// digest, among the tenant's uploads, and never a path of the host.
+pub(super) struct TenantComponents<'a> {
+    executor: &'a SandboxExecutor,
+    /// The tenant's digests.
+    visible: BTreeSet<String>,
+    /// Local files of the tenant's components, by digest.
+    files: HashMap<String, PathBuf>,
+    /// Digests a load asked for that are the tenant's but not kept here yet.
+    missing: RefCell<BTreeSet<String>>,
+}
+
+impl Service {
+    /// The caller's components, for loading a workflow.
+    pub(super) async fn tenant_components(&self, caller: &Caller) -> Result<TenantComponents<'_>, Problem> {
+        let visible = self.own_keys(caller, COMPONENTS, MAX_COMPONENTS).await?.into_iter().collect();
+        Ok(TenantComponents {
+            executor: &self.executor,
+            visible,
+            files: HashMap::new(),
+            missing: RefCell::new(BTreeSet::new()),
+        })
+    }
+
+    /// Keeps the components a load found missing here, so that loading
+    /// again finds them; false when there were none.
+    pub(super) async fn fetch_missing(&self, components: &mut TenantComponents<'_>) -> Result<bool, Problem> {
+        let missing = std::mem::take(&mut *components.missing.borrow_mut());
+        for digest in &missing {
+            if let Some(file) = self.engine.component_file(digest).await? {
+                components.files.insert(digest.clone(), file);
+            } else {
+                tracing::error!(%digest, "a tenant's component is missing from the store");
+            }
+        }
+        Ok(!missing.is_empty())
+    }
+}
+
+impl ComponentCheck for TenantComponents<'_> {
+    fn check(&self, path: &Path, node_type: NodeType) -> Result<Vec<String>, String> {
+        self.executor.check(path, node_type)
+    }
+
+    fn resolve(&self, name: &str, _base: &Path) -> Result<PathBuf, String> {
+        if !well_formed(name) {
+            return Err(format!(
+                "over the API a node names its component by digest: `component: sha256:<hex>`, of a component \
+                 uploaded with PUT /v1/components/sha256:<hex> (`{name}` is not one)"
+            ));
+        }
+        if !self.visible.contains(name) {
+            return Err(format!(
+                "no component of this tenant has the digest {name}; upload it first with PUT /v1/components/{name}"
+            ));
+        }
+        match self.files.get(name) {
+            Some(file) => Ok(file.clone()),
+            None => {
+                self.missing.borrow_mut().insert(name.to_string());
+                Err(format!("the component {name} is being fetched; try again"))
+            }
+        }
+    }
+
+    fn may_nest_files(&self) -> Result<(), String> {
+        Err("over the API a workflow cannot nest sub-workflow files (`workflow:` names a file of the host); run the \
+             sub-workflow's steps in this workflow instead"
+            .into())
+    }
+}

@@ -1,0 +1,240 @@
+//! The Prometheus metrics of `weft serve` and `weft worker`, on
+//! `prometheus-client` (no globals, typed label sets, real histograms).
+//!
+//! The ONEX orchestrator contract's five keep its names, types and labels:
+//! `workflow_duration_seconds` (histogram by `workflow_type` and
+//! `execution_status`), `workflow_step_count` (gauge: the steps of the
+//! workflow that ended last), `actions_emitted_total{action_type}`,
+//! `workflow_errors_total{error_type, workflow_type}` and
+//! `active_workflows`. The rest are `weft_*`, in seconds and bytes.
+//!
+//! Label values a workflow author chooses (`workflow_type`, `action_type`)
+//! are bounded: past [`MAX_LABEL_VALUES`] distinct values, the rest count
+//! as `other`. Tenants appear only on quota rejections, which an operator's
+//! own tenant list bounds.
+
+use crate::contract::{AttemptReport, RunOutput};
+use crate::engine::{ObservedRun, RunObserver};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
+/// The most distinct values a label an author chooses may take.
+pub const MAX_LABEL_VALUES: usize = 200;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    workflow_type: String,
+    execution_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error_type: String,
+    workflow_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    tenant: String,
+    quota: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    event: String,
+}
+
+/// Every metric of one process.
+pub struct Metrics {
+    registry: Registry,
+    workflow_duration: Family<RunLabels, Histogram>,
+    step_count: Gauge,
+    actions: Family<ActionLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    active: Gauge,
+    attempts: Family<OutcomeLabels, Counter>,
+    attempt_duration: Histogram,
+    fuel: Counter,
+    peak_memory: Histogram,
+    quota_rejections: Family<QuotaLabels, Counter>,
+    worker_events: Family<WorkerLabels, Counter>,
+    dlq_size: Gauge,
+    /// The label values authors chose so far, per label.
+    seen: Mutex<HashSet<(&'static str, String)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let workflow_duration = Family::<RunLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 20))
+        });
+        let step_count = Gauge::default();
+        let actions = Family::<ActionLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let active = Gauge::default();
+        let attempts = Family::<OutcomeLabels, Counter>::default();
+        let attempt_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
+        let fuel = Counter::default();
+        let peak_memory = Histogram::new(exponential_buckets(65536.0, 2.0, 16));
+        let quota_rejections = Family::<QuotaLabels, Counter>::default();
+        let worker_events = Family::<WorkerLabels, Counter>::default();
+        let dlq_size = Gauge::default();
+        registry.register("workflow_duration_seconds", "Time spent on workflow execution", workflow_duration.clone());
+        registry.register("workflow_step_count", "Number of steps in workflow", step_count.clone());
+        registry.register("actions_emitted", "Total actions emitted", actions.clone());
+        registry.register("workflow_errors", "Total workflow errors", errors.clone());
+        registry.register("active_workflows", "Number of currently active workflows", active.clone());
+        registry.register(
+            "weft_attempts",
+            "Step attempts by outcome (`succeeded`, or the failure kind)",
+            attempts.clone(),
+        );
+        registry.register("weft_attempt_duration_seconds", "Wall time of one attempt", attempt_duration.clone());
+        registry.register(
+            "weft_fuel_consumed",
+            "Fuel consumed by attempts (about one per wasm instruction)",
+            fuel.clone(),
+        );
+        registry.register("weft_attempt_peak_memory_bytes", "Peak linear memory of one attempt", peak_memory.clone());
+        registry.register(
+            "weft_quota_rejections",
+            "Requests refused with 429 because a tenant's quota was used up",
+            quota_rejections.clone(),
+        );
+        registry.register(
+            "weft_worker_events",
+            "What workers did with runs (`claimed`, `lease_lost`: a takeover, `refused`, `store_error`)",
+            worker_events.clone(),
+        );
+        registry.register("weft_dlq_size", "Runs in the dead-letter queue, not yet replayed", dlq_size.clone());
+        Self {
+            registry,
+            workflow_duration,
+            step_count,
+            actions,
+            errors,
+            active,
+            attempts,
+            attempt_duration,
+            fuel,
+            peak_memory,
+            quota_rejections,
+            worker_events,
+            dlq_size,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// `value` as a value of `label`, or `other` once the label has
+    /// [`MAX_LABEL_VALUES`] others.
+    fn bounded(&self, label: &'static str, value: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (label, value.to_string());
+        if seen.contains(&key) {
+            return value.to_string();
+        }
+        if seen.iter().filter(|(l, _)| *l == label).count() >= MAX_LABEL_VALUES {
+            return "other".into();
+        }
+        seen.insert(key);
+        value.to_string()
+    }
+
+    /// Counts a request refused because `tenant`'s `quota` is used up.
+    pub fn quota_rejected(&self, tenant: &str, quota: &str) {
+        self.quota_rejections.get_or_create(&QuotaLabels { tenant: tenant.into(), quota: quota.into() }).inc();
+    }
+
+    /// Counts a worker's event (`claimed`, `lease_lost`, `refused`, `store_error`).
+    pub fn worker_event(&self, event: &str) {
+        self.worker_events.get_or_create(&WorkerLabels { event: event.into() }).inc();
+    }
+
+    /// Sets the dead-letter queue's size.
+    pub fn set_dlq_size(&self, n: u64) {
+        self.dlq_size.set(n.min(i64::MAX as u64) as i64);
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "the metrics could not be encoded");
+        }
+        out
+    }
+}
+
+impl RunObserver for Metrics {
+    fn run_started(&self, _run: ObservedRun<'_>) {
+        self.active.inc();
+    }
+
+    fn attempt_finished(&self, _run: ObservedRun<'_>, _step_id: &str, report: &AttemptReport) {
+        let outcome = report.failure().map_or("succeeded", |f| f.kind().as_str());
+        self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        self.attempt_duration.observe(report.stats.wall_time_us as f64 / 1e6);
+        self.fuel.inc_by(report.stats.fuel_consumed);
+        if report.stats.peak_memory_bytes > 0 {
+            self.peak_memory.observe(report.stats.peak_memory_bytes as f64);
+        }
+    }
+
+    fn run_finished(&self, run: ObservedRun<'_>, output: &RunOutput, steps: usize) {
+        self.active.dec();
+        let workflow_type = self.bounded("workflow_type", run.workflow);
+        let labels = RunLabels {
+            workflow_type: workflow_type.clone(),
+            execution_status: output.execution_status.as_str().into(),
+        };
+        self.workflow_duration.get_or_create(&labels).observe(output.execution_time_ms as f64 / 1000.0);
+        self.step_count.set(steps.min(i64::MAX as usize) as i64);
+        for a in &output.actions_emitted {
+            let action_type = self.bounded("action_type", &a.action_type);
+            self.actions.get_or_create(&ActionLabels { action_type }).inc();
+        }
+        for e in &output.errors {
+            let error_type = self.bounded("error_type", &e.error_type);
+            self.errors.get_or_create(&ErrorLabels { error_type, workflow_type: workflow_type.clone() }).inc();
+        }
+    }
+}
+
+/// `GET /metrics`: the process's metrics (the operator's; no tenant token).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
+pub(super) async fn render(
+    axum::extract::State(service): axum::extract::State<std::sync::Arc<super::Service>>,
+) -> impl axum::response::IntoResponse {
+    if let Ok(dlq) = service.engine.store().dlq_list().await {
+        service.metrics.set_dlq_size(dlq.iter().filter(|d| d.replayed_as.is_none()).count() as u64);
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        service.metrics.encode(),
+    )
+}

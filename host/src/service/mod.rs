@@ -1,0 +1,178 @@
+//! `weft serve`: the HTTP API over the library, for operators who host other
+//! people's workflows and components.
+//!
+//! A tour:
+//! - [`Service`] holds what every handler shares: the [`Engine`] (its store,
+//!   policy and sandbox), the [`Tenants`], the [`Metrics`], and the limits;
+//!   [`Service::router`] wires the endpoints; [`serve`] runs them.
+//! - `auth.rs` turns a request's token into a [`Caller`] (tenant + scopes);
+//!   every handler takes one, and every lookup is scoped by its tenant in
+//!   `scoped.rs`, where another tenant's objects answer 404.
+//! - `runs.rs` submits (idempotently), lists, shows and controls runs;
+//!   `events.rs` streams a run's journal as server-sent events;
+//!   `workflows.rs` validates and registers workflows; `components.rs`
+//!   takes uploads by digest and resolves a workflow's components among the
+//!   tenant's; `quota.rs` enforces the tenants' quotas.
+//! - `problem.rs` is every error (RFC 9457); `openapi.rs` the OpenAPI
+//!   document generated from the handlers; `metrics.rs` the Prometheus
+//!   metrics; `health.rs` liveness and readiness.
+//!
+//! Workflow authors and API clients are untrusted: a workflow names its
+//! components by digest only (never a path of the host), reads no
+//! sub-workflow files, and runs under the operator's policy (which grants
+//! nothing unless `--policy` says so).
+
+mod auth;
+mod components;
+mod events;
+mod extract;
+mod health;
+mod metrics;
+mod openapi;
+mod problem;
+mod quota;
+mod runs;
+mod scoped;
+mod tenants;
+mod workflows;
+
+pub use metrics::Metrics;
+pub use openapi::openapi_json;
+pub use problem::{PROBLEM_JSON, Problem, ProblemItem};
+pub use tenants::{Caller, Quotas, Scope, Tenant, TenantError, Tenants, TokenRecord, valid_name};
+
+use crate::engine::{Engine, SandboxExecutor};
+use crate::sandbox::Sandbox;
+use axum::Router;
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    /// The largest JSON or YAML request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The largest component upload, in bytes.
+    pub max_component_bytes: usize,
+    /// How long a request (not a stream or a long poll) may take.
+    pub request_timeout: Duration,
+    /// The longest `?wait=` a client may ask for.
+    pub max_wait: Duration,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            max_component_bytes: 64 << 20,
+            request_timeout: Duration::from_secs(30),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct Service {
+    engine: Engine,
+    sandbox: Arc<Sandbox>,
+    executor: Arc<SandboxExecutor>,
+    tenants: Tenants,
+    metrics: Arc<Metrics>,
+    limits: ServiceLimits,
+    quotas: quota::Windows,
+    /// Cancelled once this process drives no run any more (shutdown):
+    /// event streams end after their last entries.
+    streams_end: tokio_util::sync::CancellationToken,
+}
+
+impl Service {
+    /// A service over `engine`, whose executor is `executor` (on `sandbox`);
+    /// the engine reports its runs to `metrics`.
+    pub fn new(
+        engine: Engine,
+        sandbox: Arc<Sandbox>,
+        executor: Arc<SandboxExecutor>,
+        metrics: Arc<Metrics>,
+        limits: ServiceLimits,
+    ) -> Arc<Self> {
+        let kv: Arc<dyn crate::contract::KeyValue> = engine.store().clone();
+        Arc::new(Self {
+            tenants: Tenants::new(kv),
+            engine,
+            sandbox,
+            executor,
+            metrics,
+            limits,
+            quotas: Default::default(),
+            streams_end: Default::default(),
+        })
+    }
+
+    /// Ends every event stream once it has sent what is journaled: call it
+    /// when this process drives no run any more (its workers have drained).
+    pub fn end_streams(&self) {
+        self.streams_end.cancel();
+    }
+
+    /// The engine the service submits to (and, with in-process workers, runs on).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Every endpoint.
+    pub fn router(self: &Arc<Self>) -> Router {
+        use axum::extract::DefaultBodyLimit;
+        let limit = self.limits.request_timeout;
+        let timeout = || axum::middleware::from_fn(move |req, next| extract::time_bound(limit, req, next));
+        // Requests that answer at once: bounded in time and body size.
+        let api = Router::new()
+            .route("/v1/runs", get(runs::list))
+            .route("/v1/runs/{id}", put(runs::put).get(runs::show))
+            .route("/v1/runs/{id}/journal", get(runs::journal))
+            .route("/v1/runs/{id}/logs", get(runs::logs))
+            .route("/v1/runs/{id}/cancel", post(runs::cancel))
+            .route("/v1/runs/{id}/steps/{step}/signal", post(runs::signal))
+            .route("/v1/dlq", get(runs::dlq))
+            .route("/v1/workflows", get(workflows::list))
+            .route("/v1/workflows:validate", post(workflows::validate))
+            .route("/v1/workflows/{name}", put(workflows::register).get(workflows::show))
+            .route("/v1/workflows/{name}/graph", get(workflows::graph))
+            .route("/v1/components/{digest}", get(components::show))
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", get(metrics::render))
+            .route("/openapi.json", get(openapi::document))
+            .route("/docs", get(openapi::docs_page))
+            .layer(DefaultBodyLimit::max(self.limits.max_body_bytes))
+            .layer(timeout());
+        // Uploads: a larger body, the same time bound.
+        let uploads = Router::new()
+            .route("/v1/components/{digest}", put(components::upload))
+            .layer(DefaultBodyLimit::max(self.limits.max_component_bytes))
+            .layer(timeout());
+        // Long polls and streams bound themselves.
+        let streams = Router::new()
+            .route("/v1/runs", post(runs::post))
+            .route("/v1/runs/{id}/events", get(events::stream))
+            .layer(DefaultBodyLimit::max(self.limits.max_body_bytes));
+        // A client that sends its body slowly is cut off.
+        let slow_body = tower_http::timeout::RequestBodyTimeoutLayer::new(self.limits.request_timeout);
+        api.merge(uploads)
+            .merge(streams)
+            .layer(slow_body)
+            .fallback(extract::no_route)
+            .method_not_allowed_fallback(extract::wrong_method)
+            .with_state(self.clone())
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves; requests in
+/// flight finish first.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, service.router()).with_graceful_shutdown(shutdown).await
+}

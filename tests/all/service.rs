@@ -1,0 +1,472 @@
+//! `weft serve` end to end: real components uploaded by digest, real
+//! workflows submitted over HTTP and run by the server's own workers on a
+//! real SQLite store; tenants made with the real `weft tenant`.
+
+use crate::common::http::{Served, component, tenant_cmd};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const CACHE: &str = "service";
+
+/// A fresh database with tenants `acme` and `other` (the latter with one
+/// submission a minute), and a full token for each.
+struct Setup {
+    _dir: tempfile::TempDir,
+    served: Served,
+    acme: String,
+    other: String,
+}
+
+fn setup(tag: &str) -> Setup {
+    let dir = tempfile::Builder::new().prefix(&format!("weft-service-{tag}-")).tempdir().unwrap();
+    let db = dir.path().join("weft.db");
+    tenant_cmd(CACHE, &db, &["create", "acme"]);
+    tenant_cmd(CACHE, &db, &["create", "other", "--submissions-per-minute", "1"]);
+    let acme = tenant_cmd(CACHE, &db, &["token", "create", "acme"]);
+    let other = tenant_cmd(CACHE, &db, &["token", "create", "other"]);
+    let served = Served::start(CACHE, &db, &[]);
+    Setup { _dir: dir, served, acme, other }
+}
+
+fn db_of(s: &Setup) -> std::path::PathBuf {
+    s._dir.path().join("weft.db")
+}
+
+/// Uploads the plugin `name` for the tenant of `token`; returns its digest.
+fn upload(served: &Served, token: &str, name: &str) -> String {
+    let (bytes, digest) = component(name);
+    let a = served.request("PUT", &format!("/v1/components/{digest}"), Some(token), Some(("application/wasm", &bytes)));
+    assert!(a.status == 201 || a.status == 200, "upload {name}: {}", a.text());
+    digest
+}
+
+/// Two echo steps, the second reading the first.
+fn two_steps(echo: &str) -> String {
+    format!(
+        "metadata: {{name: greet, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: hello, node_type: compute, component: \"{echo}\", input: {{who: \"context.who\"}}}}\n\
+         \x20   - {{node_id: again, node_type: compute, component: \"{echo}\", depends_on: [hello], input: {{was: \"steps.hello.who\"}}}}\n"
+    )
+}
+
+fn submission(definition: &str, who: &str) -> Value {
+    json!({ "definition": definition, "input": { "context": { "who": who } } })
+}
+
+#[test]
+fn submission_is_idempotent_and_a_run_can_be_listed_shown_and_watched() {
+    let s = setup("idempotent");
+    let echo = upload(&s.served, &s.acme, "echo");
+    let wf = two_steps(&echo);
+    let id = uuid::Uuid::new_v4().to_string();
+    let path = format!("/v1/runs/{id}?wait=30");
+
+    // PUT: 201 new, 200 the same body again, 409 another body.
+    let first = s.served.json("PUT", &path, &s.acme, &submission(&wf, "ada"));
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(first.header("location"), Some(format!("/v1/runs/{id}").as_str()));
+    let out = first.json();
+    assert_eq!(out["run_id"], id);
+    assert_eq!(out["status"], "completed", "?wait=30 holds the answer for the end: {out}");
+    assert_eq!(out["output"]["step_outputs"]["again"]["was"], "ada");
+    let again = s.served.json("PUT", &path, &s.acme, &submission(&wf, "ada"));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["created"], false);
+    s.served.json("PUT", &path, &s.acme, &submission(&wf, "bob")).problem(409, "conflict");
+
+    // POST with Idempotency-Key: 201, 200 for the same body, 422 for another.
+    let key = [("Idempotency-Key", "order-77")];
+    let body = submission(&wf, "cy").to_string();
+    let post = |b: &str| {
+        s.served.request_with("POST", "/v1/runs?wait=30", Some(&s.acme), &key, Some(("application/json", b.as_bytes())))
+    };
+    let made = post(&body);
+    assert_eq!(made.status, 201, "{}", made.text());
+    let keyed_id = made.json()["run_id"].as_str().unwrap().to_string();
+    let same = post(&body);
+    assert_eq!(same.status, 200, "{}", same.text());
+    assert_eq!(same.json()["run_id"], keyed_id.as_str());
+    post(&submission(&wf, "dee").to_string()).problem(422, "invalid");
+    // Without a key, every POST is a new run.
+    let fresh = s.served.json("POST", "/v1/runs?wait=30", &s.acme, &submission(&wf, "eve"));
+    assert_eq!(fresh.status, 201);
+    assert_ne!(fresh.json()["run_id"], keyed_id.as_str());
+
+    // The list: newest first, in keyset pages.
+    let page = s.served.get("/v1/runs?limit=2", &s.acme).json();
+    assert_eq!(page["runs"].as_array().unwrap().len(), 2, "{page}");
+    assert_eq!(page["runs"][0]["run_id"], fresh.json()["run_id"]);
+    let cursor = page["next_cursor"].as_str().expect("a next page").to_string();
+    let rest = s.served.get(&format!("/v1/runs?limit=2&cursor={cursor}"), &s.acme).json();
+    let ids: Vec<&str> = rest["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str()], "the last page holds the oldest run: {rest}");
+    assert!(rest.get("next_cursor").is_none(), "{rest}");
+    let completed = s.served.get("/v1/runs?status=completed&workflow=greet", &s.acme).json();
+    assert_eq!(completed["runs"].as_array().unwrap().len(), 3);
+
+    // The run: output contract, steps and attempts; the journal; the logs.
+    let run = s.served.get(&format!("/v1/runs/{id}"), &s.acme).json();
+    assert_eq!(run["status"], "completed");
+    let steps: Vec<&str> = run["steps"].as_array().unwrap().iter().map(|st| st["step_id"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["hello", "again"]);
+    assert_eq!(run["steps"][0]["state"], "completed");
+    assert!(run["steps"][0]["attempts"][0]["stats"]["fuel_consumed"].as_u64().unwrap() > 0, "{run}");
+    let journal = s.served.get(&format!("/v1/runs/{id}/journal"), &s.acme).json();
+    let kinds: Vec<&str> = journal.as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run_created"));
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    assert_eq!(s.served.get(&format!("/v1/runs/{id}/logs"), &s.acme).status, 200);
+
+    // Events: every journal entry, ids its sequence numbers; resumable.
+    let mut events = s.served.events(&format!("/v1/runs/{id}/events"), &s.acme, None);
+    assert!(events.status_line.contains("200"), "{}", events.status_line);
+    let all = events.until_end(Duration::from_secs(30));
+    let ids: Vec<u64> = all.iter().map(|e| e.id.unwrap()).collect();
+    assert_eq!(ids, (1..=journal.as_array().unwrap().len() as u64).collect::<Vec<_>>());
+    assert_eq!(all.last().unwrap().event, "run_finished");
+    assert!(all.iter().any(|e| e.event == "step_completed" && e.data["step_id"] == "again"));
+    let resumed = s
+        .served
+        .events(&format!("/v1/runs/{id}/events"), &s.acme, Some(ids[ids.len() - 3]))
+        .until_end(Duration::from_secs(30));
+    assert_eq!(resumed.iter().map(|e| e.id.unwrap()).collect::<Vec<_>>(), ids[ids.len() - 2..].to_vec());
+}
+
+#[test]
+fn a_live_run_streams_its_steps_and_cancel_stops_it() {
+    let s = setup("cancel");
+    let slow = upload(&s.served, &s.acme, "slow_effect");
+    let wf = format!(
+        "metadata: {{name: slow, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: nap, node_type: effect, component: \"{slow}\", input: {{sleep_ms: \"400\"}}}}\n\
+         \x20   - {{node_id: long_nap, node_type: effect, component: \"{slow}\", depends_on: [nap], input: {{sleep_ms: \"60000\"}}}}\n"
+    );
+    let made = s.served.json("POST", "/v1/runs", &s.acme, &json!({ "definition": wf }));
+    assert_eq!(made.status, 201, "{}", made.text());
+    let id = made.json()["run_id"].as_str().unwrap().to_string();
+    let mut events = s.served.events(&format!("/v1/runs/{id}/events"), &s.acme, None);
+    // Watch `nap` start and complete, and `long_nap` start.
+    let mut seen = Vec::new();
+    while let Some(e) = events.next_event() {
+        let step = e.data["step_id"].as_str().unwrap_or_default().to_string();
+        seen.push(format!("{} {step}", e.event));
+        if e.event == "attempt_started" && step == "long_nap" {
+            break;
+        }
+    }
+    let nap_started = seen.iter().position(|e| e == "attempt_started nap").expect("nap started");
+    let nap_done = seen.iter().position(|e| e == "step_completed nap").expect("nap completed");
+    assert!(nap_started < nap_done, "{seen:?}");
+    let cancel = s.served.request("POST", &format!("/v1/runs/{id}/cancel"), Some(&s.acme), None);
+    assert_eq!(cancel.status, 202, "{}", cancel.text());
+    assert_eq!(cancel.json()["requested"], true);
+    let rest = events.until_end(Duration::from_secs(30));
+    let end = rest.last().expect("the stream ends with the run");
+    assert_eq!(end.event, "run_finished");
+    assert_eq!(end.data["output"]["execution_status"], "cancelled", "{:?}", end.data);
+    // A cancel of a finished run changes nothing, and says so.
+    let late = s.served.request("POST", &format!("/v1/runs/{id}/cancel"), Some(&s.acme), None);
+    assert_eq!(late.status, 200);
+    assert_eq!(late.json()["requested"], false);
+}
+
+#[test]
+fn every_error_is_a_problem_with_the_status_that_fits() {
+    let s = setup("errors");
+    let echo = upload(&s.served, &s.acme, "echo");
+    let db = db_of(&s);
+    let reader = tenant_cmd(CACHE, &db, &["token", "create", "acme", "--scope", "runs:read"]);
+    let sv = &s.served;
+
+    // 401: no token, a malformed one, a forged one, a revoked one.
+    sv.request("GET", "/v1/runs", None, None).problem(401, "unauthorized");
+    assert_eq!(sv.request("GET", "/v1/runs", None, None).header("www-authenticate"), Some("Bearer realm=\"weft\""));
+    sv.get("/v1/runs", "not-a-token").problem(401, "unauthorized");
+    let mut forged = s.acme.clone();
+    forged.pop();
+    forged.push('x');
+    sv.get("/v1/runs", &forged).problem(401, "unauthorized");
+    let revoked = tenant_cmd(CACHE, &db, &["token", "create", "acme"]);
+    assert_eq!(sv.get("/v1/runs", &revoked).status, 200);
+    tenant_cmd(CACHE, &db, &["token", "revoke", &revoked]);
+    sv.get("/v1/runs", &revoked).problem(401, "unauthorized");
+    // 403: a read-only token may read, not submit.
+    assert_eq!(sv.get("/v1/runs", &reader).status, 200);
+    sv.json("POST", "/v1/runs", &reader, &submission(&two_steps(&echo), "x")).problem(403, "forbidden");
+    // 400: a bad id, bad JSON, bad filters.
+    sv.json("PUT", "/v1/runs/not-a-uuid", &s.acme, &submission(&two_steps(&echo), "x")).problem(400, "bad-request");
+    sv.request("POST", "/v1/runs", Some(&s.acme), Some(("application/json", b"{not json"))).problem(400, "bad-request");
+    sv.get("/v1/runs?limit=100000", &s.acme).problem(400, "bad-request");
+    sv.get("/v1/runs?status=sideways", &s.acme).problem(400, "bad-request");
+    sv.get("/v1/runs?cursor=abc", &s.acme).problem(400, "bad-request");
+    sv.get("/v1/components/sha256:xyz", &s.acme).problem(400, "bad-request");
+    // 404: nothing there, and no such path.
+    sv.get(&format!("/v1/runs/{}", uuid::Uuid::new_v4()), &s.acme).problem(404, "not-found");
+    sv.get("/v1/nothing-here", &s.acme).problem(404, "not-found");
+    sv.get("/v1/workflows/never-registered", &s.acme).problem(404, "not-found");
+    // 405.
+    sv.request("DELETE", "/v1/runs", Some(&s.acme), None).problem(405, "method-not-allowed");
+    // 413: past the body limit (4 MiB).
+    let big = vec![b' '; 5 << 20];
+    sv.request("POST", "/v1/runs", Some(&s.acme), Some(("application/json", &big))).problem(413, "too-large");
+    // 415: a JSON endpoint given something else.
+    sv.request("POST", "/v1/runs", Some(&s.acme), Some(("text/plain", b"{}"))).problem(415, "unsupported-media-type");
+    // 422: a workflow that does not validate lists every problem with its place.
+    let bad = format!(
+        "metadata: {{name: bad}}\nexecution_graph:\n  nodes:\n    - {{node_id: a, node_type: compute, component: \"{echo}\", depends_on: [ghost]}}\n"
+    );
+    let p = sv.json("POST", "/v1/runs", &s.acme, &json!({ "definition": bad })).problem(422, "invalid");
+    let first = &p["errors"][0];
+    assert_eq!(first["line"], 4, "{p}");
+    assert!(first["column"].as_u64().unwrap() > 0, "{p}");
+    assert!(first["message"].as_str().unwrap().contains("ghost"), "{p}");
+    // A component named by a host path is refused: only the tenant's digests.
+    let by_path = format!(
+        "metadata: {{name: p}}\nexecution_graph:\n  nodes:\n    - {{node_id: a, node_type: compute, component: \"{}\"}}\n",
+        crate::common::plugin("echo").display()
+    );
+    let p = sv.json("POST", "/v1/runs", &s.acme, &json!({ "definition": by_path })).problem(422, "invalid");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("by digest"), "{p}");
+    // An upload whose bytes are not the digest's, or no component.
+    let (bytes, _) = component("echo");
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    sv.request("PUT", &format!("/v1/components/{wrong}"), Some(&s.acme), Some(("application/wasm", &bytes)))
+        .problem(422, "invalid");
+    let junk = b"not wasm at all";
+    let junk_digest = weft::sandbox::digest(junk);
+    sv.request("PUT", &format!("/v1/components/{junk_digest}"), Some(&s.acme), Some(("application/wasm", junk)))
+        .problem(422, "invalid");
+    // 409: a signal to a gate of a finished run.
+    let done = sv.json("POST", "/v1/runs?wait=30", &s.acme, &submission(&two_steps(&echo), "x"));
+    let done_id = done.json()["run_id"].as_str().unwrap().to_string();
+    sv.json(
+        "POST",
+        &format!("/v1/runs/{done_id}/steps/hello/signal"),
+        &s.acme,
+        &json!({"signal_id": "s1", "data": {}}),
+    )
+    .problem(409, "conflict");
+    // 429 with Retry-After: `other` may submit once a minute.
+    let other_echo = upload(sv, &s.other, "echo");
+    let wf = two_steps(&other_echo);
+    assert_eq!(sv.json("POST", "/v1/runs", &s.other, &submission(&wf, "1")).status, 201);
+    let limited = sv.json("POST", "/v1/runs", &s.other, &submission(&wf, "2"));
+    limited.problem(429, "quota-exceeded");
+    let wait: u64 = limited.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&wait));
+}
+
+#[test]
+fn tenants_see_only_their_own_runs_workflows_and_components() {
+    let s = setup("isolation");
+    let sv = &s.served;
+    let echo = upload(sv, &s.acme, "echo");
+    let wf = two_steps(&echo);
+    let made = sv.json("POST", "/v1/runs?wait=30", &s.acme, &submission(&wf, "a"));
+    let id = made.json()["run_id"].as_str().unwrap().to_string();
+    let reg = sv.request("PUT", "/v1/workflows/greeting", Some(&s.acme), Some(("application/yaml", wf.as_bytes())));
+    assert_eq!(reg.status, 201, "{}", reg.text());
+    assert_eq!(sv.get("/v1/workflows/greeting/graph", &s.acme).json()["nodes"][1]["depends_on"], json!(["hello"]));
+    // A registered workflow runs by name.
+    let by_name = sv.json(
+        "POST",
+        "/v1/runs?wait=30",
+        &s.acme,
+        &json!({"workflow": "greeting", "input": {"context": {"who": "z"}}}),
+    );
+    assert_eq!(by_name.json()["status"], "completed", "{}", by_name.text());
+
+    // `other` gets 404 on every one of them, exactly as for what does not exist.
+    for path in [
+        format!("/v1/runs/{id}"),
+        format!("/v1/runs/{id}/journal"),
+        format!("/v1/runs/{id}/logs"),
+        format!("/v1/runs/{id}/events"),
+        "/v1/workflows/greeting".to_string(),
+        "/v1/workflows/greeting/graph".to_string(),
+        format!("/v1/components/{echo}"),
+    ] {
+        let a = sv.get(&path, &s.other);
+        let p = a.problem(404, "not-found");
+        let missing =
+            sv.get(&path.replace(&id, &uuid::Uuid::new_v4().to_string()).replace("greeting", "nothing"), &s.other);
+        if !path.contains("components") {
+            assert_eq!(missing.json()["detail"], p["detail"], "another tenant's {path} reads as missing");
+        }
+    }
+    sv.request("POST", &format!("/v1/runs/{id}/cancel"), Some(&s.other), None).problem(404, "not-found");
+    sv.json("POST", &format!("/v1/runs/{id}/steps/hello/signal"), &s.other, &json!({"signal_id": "x", "data": {}}))
+        .problem(404, "not-found");
+    assert_eq!(sv.get("/v1/runs", &s.other).json()["runs"], json!([]));
+    assert_eq!(sv.get("/v1/workflows", &s.other).json()["names"], json!([]));
+    assert_eq!(sv.get("/v1/workflows", &s.acme).json()["names"], json!(["greeting"]));
+    // `other` cannot name acme's component, nor run acme's workflow by name.
+    let p = sv.json("POST", "/v1/runs", &s.other, &submission(&wf, "b")).problem(422, "invalid");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("no component of this tenant"), "{p}");
+    sv.json("POST", "/v1/runs", &s.other, &json!({"workflow": "greeting"})).problem(404, "not-found");
+    // Its own upload of the same bytes answers as a first upload does.
+    let (bytes, digest) = component("echo");
+    let mine =
+        sv.request("PUT", &format!("/v1/components/{digest}"), Some(&s.other), Some(("application/wasm", &bytes)));
+    assert_eq!(mine.status, 201, "an upload reveals nothing about other tenants: {}", mine.text());
+    // The tenant comes from the token alone.
+    let spoof = json!({"definition": two_steps(&digest), "input": {"metadata": {"tenant": "acme"}}});
+    sv.json("POST", "/v1/runs", &s.other, &spoof).problem(422, "invalid");
+}
+
+#[test]
+fn metrics_name_the_contract_five_after_a_run() {
+    let s = setup("metrics");
+    let emitter = upload(&s.served, &s.acme, "emitter");
+    let echo = upload(&s.served, &s.acme, "echo");
+    let wf = format!(
+        "metadata: {{name: emits, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: src, node_type: compute, component: \"{emitter}\", input: {{count: \"2\", target: \"'sink'\", payload: \"{{'n': 1}}\"}}}}\n\
+         \x20   - {{node_id: sink, node_type: compute, component: \"{echo}\", depends_on: [src]}}\n"
+    );
+    let out = s.served.json("POST", "/v1/runs?wait=30", &s.acme, &json!({ "definition": wf }));
+    assert_eq!(out.json()["status"], "completed", "{}", out.text());
+    // A run that fails: its errors are counted by kind.
+    let burn = upload(&s.served, &s.acme, "cpu_burn");
+    let failing = format!(
+        "metadata: {{name: burns, version: 1.0.0}}
+execution_graph:
+  nodes:
+             - {{node_id: hot, node_type: compute, component: \"{burn}\", fuel: 100000, retry_count: 0}}
+"
+    );
+    let out = s.served.json("POST", "/v1/runs?wait=30", &s.acme, &json!({ "definition": failing }));
+    assert_eq!(out.json()["status"], "failed", "{}", out.text());
+    let m = s.served.request("GET", "/metrics", None, None);
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    let text = m.text();
+    for (name, kind) in [
+        ("workflow_duration_seconds", "histogram"),
+        ("workflow_step_count", "gauge"),
+        ("actions_emitted", "counter"),
+        ("workflow_errors", "counter"),
+        ("active_workflows", "gauge"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} {kind} in:\n{text}");
+    }
+    let line = |prefix: &str| -> f64 {
+        let l = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
+        l.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(line("workflow_duration_seconds_count{workflow_type=\"emits\",execution_status=\"completed\"}"), 1.0);
+    assert_eq!(line("actions_emitted_total{action_type=\"compute\"}"), 2.0);
+    assert_eq!(line("workflow_errors_total{error_type=\"out_of_fuel\",workflow_type=\"burns\"}"), 1.0);
+    assert_eq!(line("weft_attempts_total{outcome=\"out_of_fuel\"}"), 1.0);
+    // The steps of the workflow that ended last.
+    assert_eq!(line("workflow_step_count "), 1.0);
+    assert_eq!(line("active_workflows "), 0.0);
+    assert_eq!(line("weft_attempts_total{outcome=\"succeeded\"}"), 2.0);
+    assert!(line("weft_fuel_consumed_total ") > 0.0);
+}
+
+#[test]
+fn the_openapi_document_lists_every_endpoint_and_probes_answer() {
+    let s = setup("openapi");
+    let doc = s.served.request("GET", "/openapi.json", None, None).json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/journal",
+        "/v1/runs/{id}/logs",
+        "/v1/runs/{id}/events",
+        "/v1/runs/{id}/cancel",
+        "/v1/runs/{id}/steps/{step}/signal",
+        "/v1/dlq",
+        "/v1/workflows:validate",
+        "/v1/workflows/{name}",
+        "/v1/workflows/{name}/graph",
+        "/v1/components/{digest}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from /openapi.json");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer");
+    let docs = s.served.request("GET", "/docs", None, None);
+    assert!(docs.text().contains("/v1/runs/{id}/events"), "{}", docs.text());
+    assert_eq!(s.served.request("GET", "/healthz", None, None).json()["status"], "ok");
+    assert_eq!(s.served.request("GET", "/readyz", None, None).json()["store"], "sqlite");
+    // Validation answers every problem with line and column, as JSON.
+    let v =
+        s.served.request("POST", "/v1/workflows:validate", Some(&s.acme), Some(("application/yaml", b"metadata: [\n")));
+    let v = v.json();
+    assert_eq!(v["valid"], false);
+    assert!(v["problems"][0]["line"].as_u64().unwrap() >= 1, "{v}");
+}
+
+#[test]
+fn tenant_commands_list_and_refuse_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    tenant_cmd(CACHE, &db, &["create", "blue"]);
+    let listed = tenant_cmd(CACHE, &db, &["list"]);
+    assert!(listed.starts_with("blue\t"), "{listed}");
+    let token = tenant_cmd(CACHE, &db, &["token", "create", "blue", "--scope", "runs:read"]);
+    assert!(token.starts_with("weft_") && token.len() > 50, "{token}");
+    let id = token.split('_').nth(1).unwrap();
+    let tokens = tenant_cmd(CACHE, &db, &["token", "list"]);
+    assert!(tokens.contains(id) && tokens.contains("runs:read") && !tokens.contains(&token), "{tokens}");
+    for (args, needle) in [
+        (vec!["create", "Blue!"], "not a tenant name"),
+        (vec!["create", "blue"], "exists already"),
+        (vec!["token", "create", "nobody"], "no tenant is named"),
+        (vec!["token", "revoke", "ffff"], "no token has the id"),
+        (vec!["token", "create", "blue", "--scope", "everything"], "not a scope"),
+    ] {
+        let mut all = vec!["tenant"];
+        all.extend(args.iter());
+        let out = crate::common::weft_db(CACHE, &db, &all).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn sigterm_drains_the_server_and_the_next_one_finishes_the_run() {
+    let s = setup("drain");
+    let slow = upload(&s.served, &s.acme, "slow_effect");
+    let wf = format!(
+        "metadata: {{name: drained, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: first, node_type: effect, component: \"{slow}\", input: {{sleep_ms: \"1500\"}}}}\n\
+         \x20   - {{node_id: second, node_type: effect, component: \"{slow}\", depends_on: [first], input: {{sleep_ms: \"10\"}}}}\n"
+    );
+    let made = s.served.json("POST", "/v1/runs", &s.acme, &json!({ "definition": wf }));
+    let id = made.json()["run_id"].as_str().unwrap().to_string();
+    let mut events = s.served.events(&format!("/v1/runs/{id}/events"), &s.acme, None);
+    while let Some(e) = events.next_event() {
+        if e.event == "attempt_started" {
+            break;
+        }
+    }
+    let db = db_of(&s);
+    let Setup { served, acme, _dir, .. } = s;
+    let (code, stderr) = served.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("weft serve: drained"), "{stderr}");
+    // The stream ended with the server; the step in flight finished first.
+    let rest = events.until_end(Duration::from_secs(5));
+    assert!(rest.iter().any(|e| e.event == "step_completed" && e.data["step_id"] == "first"), "{rest:?}");
+    assert!(!rest.iter().any(|e| e.event == "step_scheduled" && e.data["step_id"] == "second"), "{rest:?}");
+    // Another server takes the run up and finishes it.
+    let next = Served::start(CACHE, &db, &[]);
+    let start = std::time::Instant::now();
+    loop {
+        let run = next.get(&format!("/v1/runs/{id}"), &acme).json();
+        if run["status"] == "completed" {
+            assert_eq!(run["output"]["step_outputs"]["first"]["slept_ms"], 1500);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the run was not finished: {run}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
