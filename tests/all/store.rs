@@ -278,6 +278,22 @@ async fn lists_are_scoped_by_tenant_and_paged_by_cursor(s: Arc<dyn RunStore>) {
     assert_eq!(s.list_runs(&RunFilter::default()).await.unwrap().len(), 5);
 }
 
+async fn claims_are_fair_across_tenants(s: Arc<dyn RunStore>) {
+    // `busy` queued ten runs before `quiet` queued one: a claim of two takes one of each.
+    for i in 0..10 {
+        let mut run = new_run(&format!("busy-{i}"), "wf", "me");
+        run.input["metadata"] = json!({ "tenant": "busy" });
+        s.submit_run(&run, &[]).await.unwrap();
+    }
+    let mut run = new_run("quiet-0", "wf", "me");
+    run.input["metadata"] = json!({ "tenant": "quiet" });
+    s.submit_run(&run, &[]).await.unwrap();
+    let claimed: Vec<String> = s.claim_next("w", 10_000, 2).await.unwrap().into_iter().map(|l| l.run_id).collect();
+    assert_eq!(claimed, ["busy-0", "quiet-0"]);
+    let next: Vec<String> = s.claim_next("w", 10_000, 2).await.unwrap().into_iter().map(|l| l.run_id).collect();
+    assert_eq!(next, ["busy-1", "busy-2"], "then the queue in order");
+}
+
 async fn components_are_stored_once_by_digest(s: Arc<dyn RunStore>) {
     let bytes = std::sync::Arc::new(b"component bytes".to_vec());
     let blob = weft::store::ComponentBlob { digest: weft::sandbox::digest(&bytes), bytes };
@@ -411,6 +427,7 @@ macro_rules! conformance {
             case!(listing_filters_and_orders_newest_first);
             case!(lists_are_scoped_by_tenant_and_paged_by_cursor);
             case!(components_are_stored_once_by_digest);
+            case!(claims_are_fair_across_tenants);
             case!(dead_letters_are_queued_with_the_finish_and_marked_when_replayed);
             case!(breakers_update_by_compare_and_swap);
             case!(appends_from_many_tasks_keep_every_entry);

@@ -366,18 +366,29 @@ impl RunStore for MemoryStore {
         let mut g = self.lock();
         let now = now_ms();
         let live = |s: ExecutionStatus| matches!(s, ExecutionStatus::Running | ExecutionStatus::Pending);
-        let mut runnable: Vec<(u64, String)> = g
+        let mut runnable: Vec<(u64, String, String)> = g
             .runs
             .values()
             .filter(|(r, _, _)| live(r.status) && r.lease_until_ms <= now)
             .filter(|(r, _, _)| {
                 r.run.parent.as_ref().is_none_or(|p| g.runs.get(&p.run_id).is_none_or(|(p, _, _)| !live(p.status)))
             })
-            .map(|(r, _, n)| (*n, r.run.run_id.clone()))
+            .map(|(r, _, n)| (*n, r.run.tenant().to_string(), r.run.run_id.clone()))
             .collect();
         runnable.sort();
-        runnable.truncate(limit);
-        ready(Ok(runnable.into_iter().map(|(_, id)| g.take_lease(&id, owner, lease_ms, true)).collect()))
+        // Fair across tenants: each tenant's oldest first, then each one's second, ...
+        let mut taken: std::collections::HashMap<String, usize> = Default::default();
+        let mut ranked: Vec<(usize, u64, String)> = runnable
+            .into_iter()
+            .map(|(n, tenant, id)| {
+                let k = taken.entry(tenant).or_default();
+                *k += 1;
+                (*k, n, id)
+            })
+            .collect();
+        ranked.sort();
+        ranked.truncate(limit);
+        ready(Ok(ranked.into_iter().map(|(_, _, id)| g.take_lease(&id, owner, lease_ms, true)).collect()))
     }
 
     fn heartbeat<'a>(&'a self, lease: &'a Lease, lease_ms: u64) -> StoreFuture<'a, bool> {

@@ -599,11 +599,16 @@ impl RunStore for PostgresStore {
     fn claim_next<'a>(&'a self, owner: &'a str, lease_ms: u64, limit: usize) -> StoreFuture<'a, Vec<Lease>> {
         Box::pin(async move {
             let c = self.client().await?;
+            // Fair across tenants: each tenant's oldest first, then each one's
+            // second, ...; what others are claiming now is skipped.
             let picked = format!(
-                "SELECT r.run_id FROM runs r WHERE r.status IN ('pending', 'running') \
+                "SELECT r.run_id FROM runs r JOIN (SELECT q.run_id, q.created_seq, \
+                 ROW_NUMBER() OVER (PARTITION BY q.tenant ORDER BY q.created_seq) AS k FROM runs q \
+                 WHERE q.status IN ('pending', 'running') AND q.lease_until_ms <= {NOW_MS}) f ON f.run_id = r.run_id \
+                 WHERE f.k <= $3 AND r.status IN ('pending', 'running') \
                  AND r.lease_until_ms <= {NOW_MS} AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
                  WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) \
-                 ORDER BY r.created_seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED"
+                 ORDER BY f.k, f.created_seq LIMIT $3 FOR UPDATE OF r SKIP LOCKED"
             );
             let mut rows = c
                 .query(&Self::take_lease_sql(&picked, true), &[&owner, &big(lease_ms), &(limit as i64)])

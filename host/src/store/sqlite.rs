@@ -521,10 +521,13 @@ impl RunStore for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ids: Vec<String> = tx
                 .prepare_cached(
-                    "SELECT r.run_id FROM runs r WHERE r.status IN ('pending', 'running') \
-                 AND r.lease_until_ms <= ?1 AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
-                 WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running'))) \
-                 ORDER BY r.created_seq LIMIT ?2",
+                    // Fair across tenants: each tenant's oldest first, then each one's second, ...
+                    "SELECT run_id FROM (SELECT r.run_id, r.created_seq, \
+                     ROW_NUMBER() OVER (PARTITION BY r.tenant ORDER BY r.created_seq) AS k \
+                     FROM runs r WHERE r.status IN ('pending', 'running') \
+                     AND r.lease_until_ms <= ?1 AND (r.parent_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
+                     WHERE p.run_id = r.parent_run_id AND p.status IN ('pending', 'running')))) \
+                     WHERE k <= ?2 ORDER BY k, created_seq LIMIT ?2",
                 )?
                 .query_map(params![now_ms(), limit as i64], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
