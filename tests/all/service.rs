@@ -470,3 +470,89 @@ fn sigterm_drains_the_server_and_the_next_one_finishes_the_run() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Chromium's path: $WEFT_CHROMIUM, or `chromium` on PATH; the test fails
+/// with the command that installs it when there is none.
+fn chromium() -> String {
+    if let Ok(p) = std::env::var("WEFT_CHROMIUM") {
+        return p;
+    }
+    for name in ["chromium", "chromium-browser"] {
+        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate.display().to_string();
+            }
+        }
+    }
+    panic!(
+        "the web UI test needs Chromium and found none on PATH: install it with `apt-get install chromium` \
+         (scripts/install-toolchains does), or set WEFT_CHROMIUM to a Chromium binary"
+    );
+}
+
+/// `tests/ui`, with playwright-core installed (npm) on first use.
+fn ui_tests() -> std::path::PathBuf {
+    let dir = crate::common::root().join("tests/ui");
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm is needed for the web UI test (it installs playwright-core)");
+        assert!(out.status.success(), "npm install in tests/ui failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dir
+}
+
+#[test]
+fn the_web_ui_shows_a_run_live_and_cancels_one_in_headless_chromium() {
+    let browser = chromium();
+    let ui = ui_tests();
+    let s = setup("ui");
+    let sv = &s.served;
+    let echo = upload(sv, &s.acme, "echo");
+    let slow = upload(sv, &s.acme, "slow_effect");
+    let steps = format!(
+        "metadata: {{name: three-steps, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: first, node_type: compute, component: \"{echo}\", input: {{who: \"context.who\"}}}}\n\
+         \x20   - {{node_id: middle, node_type: effect, component: \"{slow}\", depends_on: [first], input: {{sleep_ms: \"1500\"}}}}\n\
+         \x20   - {{node_id: last, node_type: compute, component: \"{echo}\", depends_on: [middle], input: {{done: \"steps.middle.slept_ms\"}}}}\n"
+    );
+    let slow_wf = format!(
+        "metadata: {{name: slow, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: nap, node_type: effect, component: \"{slow}\", input: {{sleep_ms: \"60000\"}}}}\n"
+    );
+    for (name, wf) in [("steps", &steps), ("slow", &slow_wf)] {
+        let a = sv.request(
+            "PUT",
+            &format!("/v1/workflows/{name}"),
+            Some(&s.acme),
+            Some(("application/yaml", wf.as_bytes())),
+        );
+        assert_eq!(a.status, 201, "{}", a.text());
+    }
+    // Another tenant's run, which acme must not see.
+    let other_echo = upload(sv, &s.other, "echo");
+    let other = sv.json("POST", "/v1/runs", &s.other, &submission(&two_steps(&other_echo), "o"));
+    let other_run = other.json()["run_id"].as_str().unwrap().to_string();
+    let shots = crate::common::root().join("target/ui-screenshots");
+    let out = std::process::Command::new("node")
+        .arg(ui.join("ui.mjs"))
+        .env("WEFT_URL", format!("http://{}", sv.addr))
+        .env("WEFT_TOKEN", &s.acme)
+        .env("WEFT_OTHER_RUN", &other_run)
+        .env("WEFT_SHOTS", &shots)
+        .env("WEFT_CHROMIUM", &browser)
+        .output()
+        .expect("node is needed for the web UI test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the UI test failed:\n{stdout}\n{}\nweft serve said:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sv.stderr.lock().unwrap()
+    );
+    assert!(stdout.contains("ui: all passed"), "{stdout}");
+    assert!(shots.join("run-completed.png").is_file() && shots.join("run-cancelled.png").is_file());
+}

@@ -13,6 +13,8 @@
 //!   `workflows.rs` validates and registers workflows; `components.rs`
 //!   takes uploads by digest and resolves a workflow's components among the
 //!   tenant's; `quota.rs` enforces the tenants' quotas.
+//! - `ui/` is the web UI: server-rendered pages, the DAG as SVG, and one
+//!   script that follows a run's events.
 //! - `problem.rs` is every error (RFC 9457); `openapi.rs` the OpenAPI
 //!   document generated from the handlers; `metrics.rs` the Prometheus
 //!   metrics; `health.rs` liveness and readiness.
@@ -34,6 +36,7 @@ mod quota;
 mod runs;
 mod scoped;
 mod tenants;
+mod ui;
 mod workflows;
 
 pub use metrics::Metrics;
@@ -132,6 +135,7 @@ impl Service {
             .route("/v1/runs/{id}/journal", get(runs::journal))
             .route("/v1/runs/{id}/logs", get(runs::logs))
             .route("/v1/runs/{id}/cancel", post(runs::cancel))
+            .route("/v1/runs/{id}/resume", post(runs::resume))
             .route("/v1/runs/{id}/steps/{step}/signal", post(runs::signal))
             .route("/v1/dlq", get(runs::dlq))
             .route("/v1/workflows", get(workflows::list))
@@ -160,6 +164,7 @@ impl Service {
         let slow_body = tower_http::timeout::RequestBodyTimeoutLayer::new(self.limits.request_timeout);
         api.merge(uploads)
             .merge(streams)
+            .merge(ui::routes().layer(DefaultBodyLimit::max(64 << 10)).layer(timeout()))
             .layer(slow_body)
             .fallback(extract::no_route)
             .method_not_allowed_fallback(extract::wrong_method)

@@ -51,6 +51,7 @@ impl Modify for TokenScheme {
         super::runs::logs,
         super::events::stream,
         super::runs::cancel,
+        super::runs::resume,
         super::runs::signal,
         super::runs::dlq,
         super::workflows::validate,

@@ -594,6 +594,39 @@ pub(super) async fn cancel(
     Ok((code, Json(CancelAnswer { run_id: id, requested, status })).into_response())
 }
 
+/// Lets a worker take a run up again now: a drained run, or one whose
+/// worker is gone (workers find such runs by themselves; this says whether
+/// one will).
+#[utoipa::path(post, path = "/v1/runs/{id}/resume", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "A worker will take it up", body = CancelAnswer),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It has finished, or a worker drives it now", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("token" = [])))]
+pub(super) async fn resume(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Problem> {
+    caller.require(Scope::RunsWrite)?;
+    let record = service.own_run(&caller, &id).await?;
+    if !matches!(record.status, ExecutionStatus::Running | ExecutionStatus::Pending) {
+        return Err(Problem::conflict(format!(
+            "run {id} has finished ({}); a failed run in the dead-letter queue can be replayed as a new run",
+            record.status.as_str()
+        )));
+    }
+    if record.lease_live {
+        return Err(Problem::conflict(format!("a worker drives run {id} now; there is nothing to resume")));
+    }
+    let status = record.status.as_str().to_string();
+    Ok((StatusCode::ACCEPTED, Json(CancelAnswer { run_id: id, requested: true, status })).into_response())
+}
+
 /// Delivers an approval gate's decision.
 #[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/signal", tag = "runs",
     params(("id" = String, Path, description = "The run's id"), ("step" = String, Path, description = "The gate's step id")),
