@@ -556,3 +556,46 @@ fn the_web_ui_shows_a_run_live_and_cancels_one_in_headless_chromium() {
     assert!(stdout.contains("ui: all passed"), "{stdout}");
     assert!(shots.join("run-completed.png").is_file() && shots.join("run-cancelled.png").is_file());
 }
+
+#[test]
+fn the_onex_pipeline_runs_over_http_as_the_readme_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("weft.db");
+    let tenants = dir.path().join("tenants");
+    std::fs::create_dir_all(tenants.join("acme/out")).unwrap();
+    let example = crate::common::root().join("examples/onex-pipeline");
+    std::fs::create_dir_all(tenants.join("acme/data")).unwrap();
+    for f in std::fs::read_dir(example.join("data")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, tenants.join("acme/data").join(f.file_name().unwrap())).unwrap();
+    }
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, format!("[dirs]\nroots = [{{ path = \"{}\", rw = true }}]\n", tenants.display())).unwrap();
+    tenant_cmd(CACHE, &db, &["create", "acme"]);
+    let token = tenant_cmd(CACHE, &db, &["token", "create", "acme"]);
+    crate::common::plugin("ledger");
+    let served =
+        Served::start(CACHE, &db, &["--tenant-root", tenants.to_str().unwrap(), "--policy", policy.to_str().unwrap()]);
+    let out = std::process::Command::new("bash")
+        .arg(example.join("submit-over-http.sh"))
+        .args([format!("http://{}", served.addr), token.clone()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["status"], "completed", "{answer}");
+    assert_eq!(answer["output"]["completed_steps"].as_array().unwrap().len(), 5, "{answer}");
+    let id = answer["run_id"].as_str().unwrap();
+    assert!(
+        tenants.join(format!("acme/out/{id}_persist_results.json")).is_file(),
+        "persisted in the tenant's own out/"
+    );
+    // A directory outside the policy is refused before anything runs.
+    let (_, file_records) = component("file_records");
+    let escape = format!(
+        "metadata: {{name: escape}}\nexecution_graph:\n  nodes:\n    - node_id: a\n      node_type: effect\n      \
+         component: \"{file_records}\"\n      capabilities: {{dirs: [{{host: \"/etc\", guest: \"/etc\", mode: ro}}]}}\n"
+    );
+    let p = served.json("POST", "/v1/runs", &token, &json!({ "definition": escape })).problem(422, "invalid");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("policy"), "{p}");
+}

@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// granted nothing: workflow authors are untrusted here.
     #[arg(long, value_name = "FILE", env = "WEFT_POLICY")]
     policy: Option<PathBuf>,
+    /// A directory with one directory per tenant: relative `host:`
+    /// directories of a tenant's workflows resolve in `DIR/<tenant>` (the
+    /// policy must still allow them). Without it they resolve nowhere.
+    #[arg(long, value_name = "DIR")]
+    tenant_root: Option<PathBuf>,
     /// No line on stderr per run.
     #[arg(long, short)]
     quiet: bool,
@@ -67,7 +72,15 @@ impl ServeArgs {
             .await
             .map_err(|e| usage(format!("cannot listen on {}: {e}; pass another --listen address", self.listen)))?;
         let addr = listener.local_addr()?;
-        let service = Service::new(engine.clone(), sandbox, executor, metrics.clone(), ServiceLimits::default());
+        let tenant_root = match &self.tenant_root {
+            Some(dir) => Some(
+                std::fs::canonicalize(dir)
+                    .map_err(|e| usage(format!("--tenant-root {}: {e}; give an existing directory", dir.display())))?,
+            ),
+            None => None,
+        };
+        let limits = ServiceLimits { tenant_root, ..ServiceLimits::default() };
+        let service = Service::new(engine.clone(), sandbox, executor, metrics.clone(), limits);
         super::shutdown::drain_on_sigterm(engine.clone(), "the server");
         let interrupt = engine.clone();
         tokio::spawn(async move {

@@ -62,6 +62,10 @@ pub struct ServiceLimits {
     pub request_timeout: Duration,
     /// The longest `?wait=` a client may ask for.
     pub max_wait: Duration,
+    /// The directory under which each tenant has its own (`<root>/<tenant>`):
+    /// relative `host:` directories of its workflows' capabilities resolve
+    /// there (the policy still caps them). None: they resolve nowhere.
+    pub tenant_root: Option<std::path::PathBuf>,
 }
 
 impl Default for ServiceLimits {
@@ -71,6 +75,7 @@ impl Default for ServiceLimits {
             max_component_bytes: 64 << 20,
             request_timeout: Duration::from_secs(30),
             max_wait: Duration::from_secs(60),
+            tenant_root: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -130,10 +130,11 @@ impl Service {
             Ok(c) => c,
             Err(p) => return Err(one_problem(p.detail)),
         };
-        let mut loaded = self.load_with(text, &components);
+        let base = self.tenant_dir(caller);
+        let mut loaded = self.load_with(text, &base, &components);
         if loaded.is_err() {
             match self.fetch_missing(&mut components).await {
-                Ok(true) => loaded = self.load_with(text, &components),
+                Ok(true) => loaded = self.load_with(text, &base, &components),
                 Ok(false) => {}
                 Err(p) => return Err(one_problem(p.detail)),
             }
@@ -156,9 +157,29 @@ impl Service {
         Ok(wf)
     }
 
-    fn load_with(&self, text: &str, components: &TenantComponents<'_>) -> Result<Workflow, ValidationError> {
-        // No base directory: components are named by digest, and files are not nested.
-        load_str(text, Path::new("/nonexistent"), "workflow", Some(components))
+    fn load_with(
+        &self,
+        text: &str,
+        base: &Path,
+        components: &TenantComponents<'_>,
+    ) -> Result<Workflow, ValidationError> {
+        load_str(text, base, "workflow", Some(components))
+    }
+
+    /// The directory the caller's relative `host:` directories resolve in:
+    /// `<tenant root>/<tenant>` (made when missing), or nowhere. Components
+    /// are named by digest and files are not nested, whatever it is.
+    fn tenant_dir(&self, caller: &Caller) -> PathBuf {
+        match &self.limits.tenant_root {
+            Some(root) => {
+                let dir = root.join(&caller.tenant);
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "a tenant's directory could not be made");
+                }
+                dir
+            }
+            None => PathBuf::from("/nonexistent"),
+        }
     }
 
     /// The caller's workflow registered as `name`; 404 when there is none.
