@@ -599,3 +599,52 @@ fn the_onex_pipeline_runs_over_http_as_the_readme_shows() {
     let p = served.json("POST", "/v1/runs", &token, &json!({ "definition": escape })).problem(422, "invalid");
     assert!(p["errors"][0]["message"].as_str().unwrap().contains("policy"), "{p}");
 }
+
+/// The schemathesis command: $WEFT_SCHEMATHESIS, or `schemathesis` on
+/// PATH; the test fails with the command that installs it when there is none.
+fn schemathesis() -> String {
+    if let Ok(p) = std::env::var("WEFT_SCHEMATHESIS") {
+        return p;
+    }
+    let found = std::process::Command::new("schemathesis").arg("--version").output();
+    if found.is_ok_and(|o| o.status.success()) {
+        return "schemathesis".into();
+    }
+    panic!(
+        "the API fuzz test needs schemathesis: install it with `python3 -m pip install schemathesis==4.32.5` \
+         (scripts/install-toolchains does), or set WEFT_SCHEMATHESIS to its command"
+    );
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
+    let st = schemathesis();
+    let s = setup("fuzz");
+    let echo = upload(&s.served, &s.acme, "echo");
+    let wf = two_steps(&echo);
+    let reg =
+        s.served.request("PUT", "/v1/workflows/greeting", Some(&s.acme), Some(("application/yaml", wf.as_bytes())));
+    assert_eq!(reg.status, 201);
+    let done = s.served.json("POST", "/v1/runs?wait=30", &s.acme, &submission(&wf, "fuzz"));
+    assert_eq!(done.status, 201);
+    // Bounded: a fixed seed and 25 examples an operation, plus the stateful phase.
+    let out = std::process::Command::new(st)
+        .args(["run", &format!("http://{}/openapi.json", s.served.addr)])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,\
+             response_schema_conformance",
+        ])
+        .args(["--header", &format!("Authorization: Bearer {}", s.acme)])
+        .args(["--max-examples", "25", "--seed", "20261202", "--no-color"])
+        .output()
+        .expect("run schemathesis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found answers off the schema or server errors:\n{text}\n{}\nweft serve said:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.served.stderr.lock().unwrap()
+    );
+    assert!(text.contains("passed"), "{text}");
+}

@@ -60,8 +60,8 @@ fn bad_digest(digest: &str) -> Problem {
 
 /// Uploads a component by digest.
 #[utoipa::path(put, path = "/v1/components/{digest}", tag = "components",
-    params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits")),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits", pattern = "^sha256:[0-9a-f]{64}$")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's bytes (any content type, `application/wasm` too)"),
     responses(
         (status = 201, description = "Uploaded: new for this tenant", body = ComponentInfo),
         (status = 200, description = "This tenant had it already", body = ComponentInfo),
@@ -125,7 +125,7 @@ pub(super) async fn upload(
 
 /// What the tenant uploaded under a digest.
 #[utoipa::path(get, path = "/v1/components/{digest}", tag = "components",
-    params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits")),
+    params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits", pattern = "^sha256:[0-9a-f]{64}$")),
     responses(
         (status = 200, description = "The component", body = ComponentInfo),
         (status = 400, description = "Not a digest", body = Problem, content_type = "application/problem+json"),

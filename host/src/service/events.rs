@@ -42,10 +42,10 @@ struct Cursor {
 
 /// A run's journal as server-sent events.
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
-    params(("id" = String, Path, description = "The run's id"), EventsQuery,
+    params(("id" = uuid::Uuid, Path, description = "The run's id"), EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number")),
     responses(
-        (status = 200, description = "`text/event-stream`: one event per journal entry (id: its sequence number, event: its kind, data: the entry)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: one event per journal entry (id: its sequence number, event: its kind, data: the entry)", content_type = "text/event-stream", body = Object),
         (status = 400, description = "A bad `Last-Event-ID`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),

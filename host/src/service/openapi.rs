@@ -98,7 +98,52 @@ struct ApiDoc;
 
 /// The OpenAPI document as JSON.
 pub fn openapi_json() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    add_common_problems(&mut doc);
+    doc
+}
+
+/// Documents, on every operation, the problems any request may answer:
+/// 400 (a bad parameter), 401 (where a token is needed), 404 (where the
+/// path names something), 413 and 415 (where there is a body), 503 (the
+/// store failed, or the request took too long).
+fn add_common_problems(doc: &mut Value) {
+    let problem = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": { super::problem::PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } } }
+        })
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        let names_something = path.contains('{');
+        for (_, op) in item.as_object_mut().into_iter().flatten() {
+            let secured = op.get("security").is_some();
+            let has_body = op.get("requestBody").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            let mut add = |code: &str, description: &str| {
+                responses.entry(code.to_string()).or_insert_with(|| problem(description));
+            };
+            if secured || has_body || names_something {
+                add("400", "A parameter or the body is malformed");
+            }
+            if secured {
+                add("401", "No valid token");
+                add("403", "The token lacks the scope this needs");
+            }
+            if names_something {
+                add("404", "Nothing of this tenant has this name");
+            }
+            if has_body {
+                add("413", "The body is too large");
+                add("415", "The body has the wrong media type");
+            }
+            if secured || has_body {
+                add("429", "A quota is used up (see `Retry-After`)");
+            }
+            add("503", "The store failed, or the request took too long (see `Retry-After`)");
+        }
+    }
 }
 
 /// `GET /openapi.json`.

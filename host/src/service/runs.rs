@@ -80,13 +80,16 @@ pub struct WaitQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Only runs with this status (`pending`, `running`, `paused`, `completed`, `failed`, `cancelled`, ...).
+    /// Only runs with this status.
+    #[param(pattern = "^(pending|running|paused|completed|failed|cancelled|timeout)$")]
     pub status: Option<String>,
     /// Only runs of this workflow (its name).
     pub workflow: Option<String>,
-    /// At most this many (1 to 500; default 50).
+    /// At most this many (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
@@ -137,6 +140,7 @@ pub struct RunLogLine {
 #[serde(deny_unknown_fields)]
 pub struct SignalBody {
     /// The signal's id: sending the same id again changes nothing.
+    #[schema(min_length = 1, max_length = 255)]
     pub signal_id: String,
     /// The decision, which becomes the gate's output (e.g. `{"approved": true}`).
     #[schema(value_type = Object)]
@@ -366,7 +370,7 @@ fn accepted(created: bool, run: RunAccepted) -> Response {
 
 /// Submits a run under a chosen id (idempotent).
 #[utoipa::path(put, path = "/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "The run's id: a UUID"), WaitQuery),
+    params(("id" = uuid::Uuid, Path, description = "The run's id: a UUID"), WaitQuery),
     request_body = SubmitRun,
     responses(
         (status = 201, description = "A new run", body = RunAccepted),
@@ -396,7 +400,7 @@ pub(super) async fn put(
 
 /// Submits a run; `Idempotency-Key` makes a retry safe.
 #[utoipa::path(post, path = "/v1/runs", tag = "runs",
-    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "The same key and body again answer with the same run")),
+    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "The same key and body again answer with the same run", pattern = "^[!-~]([ -~]{0,253}[!-~])?$")),
     request_body = SubmitRun,
     responses(
         (status = 201, description = "A new run", body = RunAccepted),
@@ -405,6 +409,7 @@ pub(super) async fn put(
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No workflow of this tenant is registered under `workflow`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The workflow or input is not valid, or the key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "A quota is used up", body = Problem, content_type = "application/problem+json"),
     ),
@@ -491,7 +496,7 @@ pub(super) async fn list(
 
 /// A run: its output contract, and per step its state and attempts.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run", body = Object),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -515,7 +520,7 @@ pub(super) async fn show(
 
 /// A run's journal, in order.
 #[utoipa::path(get, path = "/v1/runs/{id}/journal", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Its entries, each with `seq`, `at` and `kind`", body = Vec<Object>),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -535,7 +540,7 @@ pub(super) async fn journal(
 
 /// What a run's attempts logged, in journal order.
 #[utoipa::path(get, path = "/v1/runs/{id}/logs", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Its log lines", body = Vec<RunLogLine>),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -572,7 +577,7 @@ pub(super) async fn logs(
 
 /// Asks a run to cancel (compensating if its strategy says so).
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Cancel requested", body = CancelAnswer),
         (status = 200, description = "The run had already ended", body = CancelAnswer),
@@ -598,7 +603,7 @@ pub(super) async fn cancel(
 /// worker is gone (workers find such runs by themselves; this says whether
 /// one will).
 #[utoipa::path(post, path = "/v1/runs/{id}/resume", tag = "runs",
-    params(("id" = String, Path, description = "The run's id")),
+    params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 202, description = "A worker will take it up", body = CancelAnswer),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -629,7 +634,7 @@ pub(super) async fn resume(
 
 /// Delivers an approval gate's decision.
 #[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/signal", tag = "runs",
-    params(("id" = String, Path, description = "The run's id"), ("step" = String, Path, description = "The gate's step id")),
+    params(("id" = uuid::Uuid, Path, description = "The run's id"), ("step" = String, Path, description = "The gate's step id", min_length = 1)),
     request_body = SignalBody,
     responses(
         (status = 200, description = "Delivered (or delivered before, with this id)", body = SignalAnswer),

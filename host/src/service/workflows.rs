@@ -105,6 +105,9 @@ pub(super) fn problem_items(err: &ValidationError) -> Vec<ProblemItem> {
 
 /// The YAML of a workflow body: the body itself, or its JSON `definition`.
 fn definition_of(headers: &HeaderMap, body: &[u8]) -> Result<String, Problem> {
+    if body.is_empty() {
+        return Err(Problem::bad_request("the body is empty: send the workflow's YAML"));
+    }
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -229,7 +232,7 @@ pub(super) async fn validate(
 
 /// Registers a workflow under a name (validated first).
 #[utoipa::path(put, path = "/v1/workflows/{name}", tag = "workflows",
-    params(("name" = String, Path, description = "1 to 128 letters, digits, `-`, `_` or `.`")),
+    params(("name" = String, Path, description = "1 to 128 letters, digits, `-`, `_` or `.`", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     request_body(content = String, content_type = "application/yaml", description = "The workflow's YAML, or JSON `{\"definition\": …}`"),
     responses(
         (status = 201, description = "Registered", body = RegisteredWorkflow),
@@ -273,7 +276,7 @@ pub(super) async fn register(
 
 /// A registered workflow.
 #[utoipa::path(get, path = "/v1/workflows/{name}", tag = "workflows",
-    params(("name" = String, Path, description = "The name it is registered under")),
+    params(("name" = String, Path, description = "The name it is registered under", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     responses(
         (status = 200, description = "The workflow", body = RegisteredWorkflow),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -303,7 +306,7 @@ pub(super) async fn list(State(service): State<Arc<Service>>, caller: Caller) ->
 
 /// A registered workflow's graph.
 #[utoipa::path(get, path = "/v1/workflows/{name}/graph", tag = "workflows",
-    params(("name" = String, Path, description = "The name it is registered under")),
+    params(("name" = String, Path, description = "The name it is registered under", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     responses(
         (status = 200, description = "Its nodes and dependencies", body = WorkflowGraph),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
