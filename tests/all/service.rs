@@ -206,6 +206,20 @@ fn every_error_is_a_problem_with_the_status_that_fits() {
     sv.get("/v1/workflows/never-registered", &s.acme).problem(404, "not-found");
     // 405.
     sv.request("DELETE", "/v1/runs", Some(&s.acme), None).problem(405, "method-not-allowed");
+    // 403: the web UI's cookie alone does not make a change (CSRF); with the UI's header it does.
+    let cookie = format!("weft_session={}", s.acme);
+    let id = uuid::Uuid::new_v4();
+    let forged = sv.request_with("POST", &format!("/v1/runs/{id}/cancel"), None, &[("Cookie", &cookie)], None);
+    forged.problem(403, "forbidden");
+    let from_ui = sv.request_with(
+        "POST",
+        &format!("/v1/runs/{id}/cancel"),
+        None,
+        &[("Cookie", &cookie), ("X-Weft-UI", "1")],
+        None,
+    );
+    from_ui.problem(404, "not-found");
+    assert_eq!(sv.request_with("GET", "/v1/runs", None, &[("Cookie", &cookie)], None).status, 200);
     // 413: past the body limit (4 MiB).
     let big = vec![b' '; 5 << 20];
     sv.request("POST", "/v1/runs", Some(&s.acme), Some(("application/json", &big))).problem(413, "too-large");
@@ -597,7 +611,17 @@ fn the_onex_pipeline_runs_over_http_as_the_readme_shows() {
          component: \"{file_records}\"\n      capabilities: {{dirs: [{{host: \"/etc\", guest: \"/etc\", mode: ro}}]}}\n"
     );
     let p = served.json("POST", "/v1/runs", &token, &json!({ "definition": escape })).problem(422, "invalid");
-    assert!(p["errors"][0]["message"].as_str().unwrap().contains("policy"), "{p}");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("inside your own"), "{p}");
+    // So is another tenant's directory, by `..` or by a symlink out of this one.
+    std::fs::create_dir_all(tenants.join("bob/secrets")).unwrap();
+    std::os::unix::fs::symlink(tenants.join("bob"), tenants.join("acme/link")).unwrap();
+    for (host, says) in [("../bob", "inside your own"), ("link/secrets", "leads outside")] {
+        let wf = escape.replace("\"/etc\"", &format!("\"{host}\""));
+        let p = served.json("POST", "/v1/workflows:validate", &token, &json!({ "definition": wf }));
+        let v = p.json();
+        assert_eq!(v["valid"], false, "{host}: {v}");
+        assert!(v["problems"][0]["message"].as_str().unwrap().contains(says), "{host}: {v}");
+    }
 }
 
 /// The schemathesis command: $WEFT_SCHEMATHESIS, or `schemathesis` on
@@ -647,4 +671,51 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         s.served.stderr.lock().unwrap()
     );
     assert!(text.contains("passed"), "{text}");
+}
+
+#[test]
+fn a_tenants_ceiling_caps_what_a_node_asks_for_and_dead_letters_replay() {
+    let s = setup("ceiling");
+    let db = db_of(&s);
+    tenant_cmd(CACHE, &db, &["create", "capped", "--max-step-fuel", "200000"]);
+    let capped = tenant_cmd(CACHE, &db, &["token", "create", "capped"]);
+    let burn = upload(&s.served, &capped, "cpu_burn");
+    // The node asks for ten billion units and a short loop; the tenant's ceiling wins.
+    let wf = format!(
+        "metadata: {{name: greedy, version: 1.0.0}}\ncoordination_rules: {{dead_letter_queue_enabled: true}}\n\
+         execution_graph:\n  nodes:\n\
+         \x20   - {{node_id: hot, node_type: compute, component: \"{burn}\", fuel: 10000000000, retry_count: 0, input: {{iterations: \"1000000\"}}}}\n"
+    );
+    let out = s.served.json("POST", "/v1/runs?wait=30", &capped, &json!({ "definition": wf }));
+    let out = out.json();
+    assert_eq!(out["status"], "failed", "{out}");
+    assert_eq!(out["output"]["errors"][0]["error_type"], "out_of_fuel", "{out}");
+    let id = out["run_id"].as_str().unwrap().to_string();
+    // Without the ceiling, the same node completes.
+    let burn_acme = upload(&s.served, &s.acme, "cpu_burn");
+    let free =
+        s.served.json("POST", "/v1/runs?wait=30", &s.acme, &json!({ "definition": wf.replace(&burn, &burn_acme) }));
+    assert_eq!(free.json()["status"], "completed", "{}", free.text());
+
+    // The failed run is in the tenant's dead-letter queue, and only there.
+    let dlq = s.served.get("/v1/dlq", &capped).json();
+    assert_eq!(dlq[0]["run_id"], id.as_str(), "{dlq}");
+    assert_eq!(s.served.get("/v1/dlq", &s.acme).json(), json!([]));
+    s.served.request("POST", &format!("/v1/dlq/{id}/replay"), Some(&s.acme), None).problem(404, "not-found");
+    let replay = s.served.request("POST", &format!("/v1/dlq/{id}/replay"), Some(&capped), None);
+    assert_eq!(replay.status, 201, "{}", replay.text());
+    let new_id = replay.json()["run_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, id);
+    s.served.request("POST", &format!("/v1/dlq/{id}/replay"), Some(&capped), None).problem(409, "conflict");
+    // The replay runs under the same ceiling, and fails the same way.
+    let start = std::time::Instant::now();
+    loop {
+        let run = s.served.get(&format!("/v1/runs/{new_id}"), &capped).json();
+        if run["status"] != "running" && run["status"] != "pending" {
+            assert_eq!(run["output"]["errors"][0]["error_type"], "out_of_fuel", "{run}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{run}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -44,6 +44,15 @@ pub struct CreateArgs {
     /// Submissions per minute.
     #[arg(long, default_value_t = Quotas::default().submissions_per_minute)]
     submissions_per_minute: u32,
+    /// The most fuel one attempt of its runs may be granted (default: the host's).
+    #[arg(long)]
+    max_step_fuel: Option<u64>,
+    /// The most linear memory one attempt may be granted, in MiB.
+    #[arg(long)]
+    max_step_memory_mb: Option<u64>,
+    /// The longest one attempt may run, in milliseconds.
+    #[arg(long)]
+    max_step_timeout_ms: Option<u64>,
     #[command(flatten)]
     store: DriveStoreArgs,
 }
@@ -118,6 +127,9 @@ impl TenantCommand {
                 let quotas = Quotas {
                     max_concurrent_runs: a.max_concurrent_runs,
                     submissions_per_minute: a.submissions_per_minute,
+                    max_step_fuel: a.max_step_fuel,
+                    max_step_memory_mb: a.max_step_memory_mb,
+                    max_step_timeout_ms: a.max_step_timeout_ms,
                 };
                 let t = tenants(&a.store)?.create(&a.name, quotas).await.map_err(tenant_error)?;
                 outln!("{}", t.name);

@@ -79,7 +79,7 @@ pub const LEASE_LOST: &str = "lease_lost";
 pub use input::{RunConfig, RunInput};
 pub use input_steps::{InputStep, StepTuning, workflow_from_steps};
 pub use observer::{ObservedRun, RunObserver};
-pub use options::{ResumeOptions, RunOptions, StartError};
+pub use options::{Ceiling, ResumeOptions, RunOptions, StartError};
 pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;
 pub use settings::Settings;
@@ -275,6 +275,7 @@ impl Engine {
                 config: opts.config.as_deref().cloned(),
                 keys_of: opts.keys_of.clone(),
                 request_digest: opts.request_digest.clone(),
+                ceiling: opts.ceiling,
             })
             .unwrap_or(Value::Null),
             components: pins,

@@ -28,6 +28,36 @@ pub struct RunOptions {
     /// the service answers the same request again with the same run, and
     /// another request under the same id with a conflict.
     pub request_digest: Option<String>,
+    /// Per-attempt ceilings (a tenant's quota): each attempt gets the
+    /// smaller of what its node asks for and these.
+    pub ceiling: Option<Ceiling>,
+}
+
+/// The most one attempt may be granted, whatever its node asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ceiling {
+    /// Fuel per attempt.
+    pub fuel: Option<u64>,
+    /// Linear memory per attempt, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Wall time per attempt, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl Ceiling {
+    /// `limits`, lowered to this ceiling.
+    pub fn apply(&self, mut limits: Limits) -> Limits {
+        if let Some(f) = self.fuel {
+            limits.fuel = limits.fuel.min(f);
+        }
+        if let Some(m) = self.memory_bytes {
+            limits.memory_bytes = limits.memory_bytes.min(m);
+        }
+        if let Some(t) = self.timeout_ms {
+            limits.timeout = limits.timeout.min(std::time::Duration::from_millis(t));
+        }
+        limits
+    }
 }
 
 /// The part of [`RunOptions`] journaled with a run (limits come from the
@@ -41,6 +71,8 @@ pub(super) struct StoredOptions {
     pub(super) keys_of: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) request_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ceiling: Option<Ceiling>,
 }
 
 /// How to resume a run.

@@ -217,6 +217,7 @@ impl Engine {
             parent: spec.parent.clone(),
             keys_of: stored.keys_of,
             request_digest: stored.request_digest,
+            ceiling: stored.ceiling,
         };
         let config = input.resolve(&wf, run_opts.environment, run_opts.config.as_deref()).map_err(StartError::Input)?;
         let parts = self.parts(&wf, &config, pins, held, lease);

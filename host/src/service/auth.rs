@@ -13,17 +13,28 @@ use std::sync::Arc;
 
 /// The cookie the web UI keeps its token in.
 pub const SESSION_COOKIE: &str = "weft_session";
+/// The header the web UI's script sends with every request: a request that
+/// changes something and is authenticated by the cookie alone must carry
+/// it, which a page of another site cannot make a browser do (CSRF).
+pub const UI_HEADER: &str = "x-weft-ui";
 
 impl FromRequestParts<Arc<Service>> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self, Self::Rejection> {
-        let Some(token) = presented_token(parts) else {
+        let Some((token, by_cookie)) = presented_token(parts) else {
             return Err(Problem::unauthorized(
                 "send a tenant token as `Authorization: Bearer weft_…` (an operator makes one with `weft tenant \
                  token create TENANT`)",
             ));
         };
+        let safe = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+        if by_cookie && !safe && !parts.headers.contains_key(UI_HEADER) {
+            return Err(Problem::forbidden(
+                "a request authenticated by the web UI's cookie must come from the web UI; API clients send \
+                 `Authorization: Bearer weft_…`",
+            ));
+        }
         match service.tenants.authenticate(token).await {
             Ok(Some(caller)) => Ok(caller),
             Ok(None) => Err(Problem::unauthorized(
@@ -37,12 +48,12 @@ impl FromRequestParts<Arc<Service>> for Caller {
     }
 }
 
-/// The token a request presents, from its `Authorization` header or its
-/// session cookie.
-fn presented_token(parts: &Parts) -> Option<&str> {
+/// The token a request presents, from its `Authorization` header or
+/// (true) its session cookie.
+fn presented_token(parts: &Parts) -> Option<(&str, bool)> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        return scheme.eq_ignore_ascii_case("bearer").then(|| (token.trim(), false));
     }
     parts
         .headers
@@ -51,7 +62,7 @@ fn presented_token(parts: &Parts) -> Option<&str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(name, value)| (name == SESSION_COOKIE).then_some(value))
+        .find_map(|(name, value)| (name == SESSION_COOKIE).then_some((value, true)))
 }
 
 impl Caller {

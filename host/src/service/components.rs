@@ -14,7 +14,7 @@ use super::extract::{ApiBytes, ApiPath};
 use super::problem::{Problem, ProblemItem};
 use super::tenants::{Caller, Scope};
 use crate::engine::SandboxExecutor;
-use crate::workflow::{ComponentCheck, NodeType};
+use crate::workflow::{ComponentCheck, HostDirs, NodeType};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -82,16 +82,24 @@ pub(super) async fn upload(
     if !well_formed(&digest) {
         return Err(bad_digest(&digest));
     }
-    let actual = crate::sandbox::digest(&body);
+    // Hashing up to 64 MiB is kept off the runtime's threads.
+    let hashed = body.clone();
+    let actual = tokio::task::spawn_blocking(move || crate::sandbox::digest(&hashed))
+        .await
+        .map_err(|_| Problem::unavailable("the upload could not be hashed; try again"))?;
     if actual != digest {
         return Err(Problem::invalid(
             format!("the body hashes to {actual}, not to the digest in the path; upload the file the digest names"),
             Vec::new(),
         ));
     }
+    // The same upload again answers at once, without checking it again.
+    let existing: Option<ComponentInfo> = service.own_record(&caller, COMPONENTS, &digest).await?;
+    if let Some(info) = existing {
+        return Ok((StatusCode::OK, Json(info)).into_response());
+    }
     let sandbox = service.sandbox.clone();
-    let bytes = body.to_vec();
-    let checked = bytes.clone();
+    let checked = body.clone();
     let inspection = tokio::task::spawn_blocking(move || sandbox.inspect(&checked))
         .await
         .map_err(|_| Problem::unavailable("the component check stopped; try again"))?;
@@ -107,10 +115,7 @@ pub(super) async fn upload(
             items.collect(),
         ));
     }
-    let existing: Option<ComponentInfo> = service.own_record(&caller, COMPONENTS, &digest).await?;
-    if let Some(info) = existing {
-        return Ok((StatusCode::OK, Json(info)).into_response());
-    }
+    let bytes = body.to_vec();
     let size_bytes = bytes.len() as u64;
     service.engine.put_component(bytes).await?;
     let info = ComponentInfo {
@@ -156,10 +161,12 @@ pub(super) struct TenantComponents<'a> {
     files: HashMap<String, PathBuf>,
     /// Digests a load asked for that are the tenant's but not kept here yet.
     missing: RefCell<BTreeSet<String>>,
+    /// The tenant's own directory, the only place `dirs` may take from.
+    dir: Option<PathBuf>,
 }
 
 impl Service {
-    /// The caller's components, for loading a workflow.
+    /// The caller's components (and directory), for loading a workflow.
     pub(super) async fn tenant_components(&self, caller: &Caller) -> Result<TenantComponents<'_>, Problem> {
         let visible = self.own_keys(caller, COMPONENTS, MAX_COMPONENTS).await?.into_iter().collect();
         Ok(TenantComponents {
@@ -167,6 +174,7 @@ impl Service {
             visible,
             files: HashMap::new(),
             missing: RefCell::new(BTreeSet::new()),
+            dir: self.tenant_dir(caller),
         })
     }
 
@@ -182,6 +190,15 @@ impl Service {
             }
         }
         Ok(!missing.is_empty())
+    }
+}
+
+impl TenantComponents<'_> {
+    /// What relative paths of a load resolve against: the tenant's own
+    /// directory, or one that does not exist (components are named by
+    /// digest and files are not nested, whatever it is).
+    pub(super) fn base(&self) -> &Path {
+        self.dir.as_deref().unwrap_or(Path::new("/nonexistent"))
     }
 }
 
@@ -208,6 +225,13 @@ impl ComponentCheck for TenantComponents<'_> {
                 self.missing.borrow_mut().insert(name.to_string());
                 Err(format!("the component {name} is being fetched; try again"))
             }
+        }
+    }
+
+    fn host_dirs(&self) -> HostDirs<'_> {
+        match &self.dir {
+            Some(dir) => HostDirs::Within(dir),
+            None => HostDirs::Nowhere,
         }
     }
 

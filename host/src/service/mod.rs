@@ -92,6 +92,8 @@ pub struct Service {
     /// Cancelled once this process drives no run any more (shutdown):
     /// event streams end after their last entries.
     streams_end: tokio_util::sync::CancellationToken,
+    /// The service's secret, read once (see [`Tenants::service_secret`]).
+    secret: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl Service {
@@ -114,6 +116,7 @@ impl Service {
             limits,
             quotas: Default::default(),
             streams_end: Default::default(),
+            secret: Default::default(),
         })
     }
 
@@ -136,13 +139,14 @@ impl Service {
         // Requests that answer at once: bounded in time and body size.
         let api = Router::new()
             .route("/v1/runs", get(runs::list))
-            .route("/v1/runs/{id}", put(runs::put).get(runs::show))
+            .route("/v1/runs/{id}", get(runs::show))
             .route("/v1/runs/{id}/journal", get(runs::journal))
             .route("/v1/runs/{id}/logs", get(runs::logs))
             .route("/v1/runs/{id}/cancel", post(runs::cancel))
             .route("/v1/runs/{id}/resume", post(runs::resume))
             .route("/v1/runs/{id}/steps/{step}/signal", post(runs::signal))
             .route("/v1/dlq", get(runs::dlq))
+            .route("/v1/dlq/{id}/replay", post(runs::dlq_replay))
             .route("/v1/workflows", get(workflows::list))
             .route("/v1/workflows:validate", post(workflows::validate))
             .route("/v1/workflows/{name}", put(workflows::register).get(workflows::show))
@@ -163,6 +167,7 @@ impl Service {
         // Long polls and streams bound themselves.
         let streams = Router::new()
             .route("/v1/runs", post(runs::post))
+            .route("/v1/runs/{id}", put(runs::put))
             .route("/v1/runs/{id}/events", get(events::stream))
             .layer(DefaultBodyLimit::max(self.limits.max_body_bytes));
         // A client that sends its body slowly is cut off.

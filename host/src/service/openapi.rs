@@ -54,6 +54,7 @@ impl Modify for TokenScheme {
         super::runs::resume,
         super::runs::signal,
         super::runs::dlq,
+        super::runs::dlq_replay,
         super::workflows::validate,
         super::workflows::list,
         super::workflows::register,

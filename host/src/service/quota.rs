@@ -34,8 +34,9 @@ impl Windows {
 }
 
 impl Service {
-    /// `Err(429)` when a new run of the caller's would break a quota of its tenant.
-    pub(super) async fn admit_run(&self, caller: &Caller) -> Result<(), Problem> {
+    /// `Err(429)` when a new run of the caller's would break a quota of its
+    /// tenant; else the tenant's quotas (its per-attempt ceilings too).
+    pub(super) async fn admit_run(&self, caller: &Caller) -> Result<super::tenants::Quotas, Problem> {
         let Some(tenant) = self.tenants.get(&caller.tenant).await.map_err(|e| {
             tracing::error!(error = %e, "a tenant record could not be read");
             Problem::unavailable("the tenant's record could not be read; try again shortly")
@@ -75,7 +76,7 @@ impl Service {
                 wait,
             ));
         }
-        Ok(())
+        Ok(tenant.quotas)
     }
 }
 

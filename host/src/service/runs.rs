@@ -191,11 +191,15 @@ fn request_digest(body: &SubmitRun) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(canonical)))
 }
 
-/// The id `Idempotency-Key` names for a tenant (the same key of two
-/// tenants names two runs).
-fn id_of_key(tenant: &str, key: &str) -> Uuid {
+/// The id `Idempotency-Key` names for a tenant: the same key of two
+/// tenants names two runs, and without the service's secret no tenant can
+/// compute another's.
+fn id_of_key(secret: &[u8], tenant: &str, key: &str) -> Uuid {
     const NAMESPACE: Uuid = Uuid::from_u128(0x5f0e_2a61_7c1d_4e3b_9a8f_0b6c_d2e4_f901);
-    Uuid::new_v5(&NAMESPACE, format!("{}:{tenant}/{key}", tenant.len()).as_bytes())
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(format!("{}:{tenant}/{key}", tenant.len()).as_bytes());
+    Uuid::new_v5(&NAMESPACE, &h.finalize())
 }
 
 /// How a request that names an existing run is answered.
@@ -254,8 +258,13 @@ impl Service {
             Problem::invalid("the workflow does not validate; fix each problem listed", problem_items(&e))
         })?;
         // Only a submission that would make a run counts against the quotas.
-        self.admit_run(caller).await?;
-        let opts = RunOptions { environment, request_digest: Some(digest.clone()), ..RunOptions::default() };
+        let quotas = self.admit_run(caller).await?;
+        let opts = RunOptions {
+            environment,
+            request_digest: Some(digest.clone()),
+            ceiling: quotas.ceiling(),
+            ..RunOptions::default()
+        };
         match self.engine.submit(Arc::new(wf), &input, opts).await {
             Ok(run_id) => {
                 let run = RunAccepted { run_id, status: "pending".into(), created: true, output: None };
@@ -430,7 +439,13 @@ pub(super) async fn post(
         },
     };
     let id = match &key {
-        Some(k) => id_of_key(&caller.tenant, k),
+        Some(k) => {
+            let secret = service.secret.get_or_try_init(|| service.tenants.service_secret()).await.map_err(|e| {
+                tracing::error!(error = %e, "the service's secret could not be read");
+                Problem::unavailable("the service's records could not be read; try again shortly")
+            })?;
+            id_of_key(secret, &caller.tenant, k)
+        }
         None => Uuid::new_v4(),
     };
     match service.submit(&caller, id, body, q.wait).await {
@@ -688,4 +703,39 @@ pub(super) async fn dlq(State(service): State<Arc<Service>>, caller: Caller) -> 
         }
     }
     Ok(Json(out))
+}
+
+/// Replays a run of the dead-letter queue as a new run: the steps that
+/// completed keep their outputs, the failed ones run again.
+#[utoipa::path(post, path = "/v1/dlq/{id}/replay", tag = "runs",
+    params(("id" = uuid::Uuid, Path, description = "The failed run's id")),
+    responses(
+        (status = 201, description = "The new run", body = RunAccepted),
+        (status = 404, description = "This tenant has no such run in the queue", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It was replayed already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "It cannot be replayed here (its workflow or components changed)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("token" = [])))]
+pub(super) async fn dlq_replay(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Problem> {
+    caller.require(Scope::RunsWrite)?;
+    service.own_run(&caller, &id).await?;
+    let listed = service.engine.store().dlq_list().await?;
+    let Some(entry) = listed.into_iter().find(|d| d.run_id == id) else {
+        return Err(Problem::not_found("run in the dead-letter queue"));
+    };
+    if let Some(new) = entry.replayed_as {
+        return Err(Problem::conflict(format!("run {id} was replayed already, as run {new}")));
+    }
+    service.admit_run(&caller).await?;
+    let mut handle = service.engine.replay(&id, Default::default()).await.map_err(start_problem)?;
+    let run = RunAccepted { run_id: handle.run_id.clone(), status: "running".into(), created: true, output: None };
+    // The replay goes on in this process (nobody reads its events); its
+    // handle is not waited for.
+    handle.events.close();
+    drop(handle);
+    Ok(accepted(true, run))
 }

@@ -22,6 +22,8 @@ use utoipa::ToSchema;
 const TENANTS: &str = "weft.service/tenants";
 /// Where token records are kept (key: the token's id).
 const TOKENS: &str = "weft.service/tokens";
+/// Where the service's own secret is kept.
+const SECRETS: &str = "weft.service/secrets";
 /// The most tenants or tokens a listing reads.
 const MAX_LISTED: usize = 100_000;
 
@@ -75,11 +77,35 @@ pub struct Quotas {
     pub max_concurrent_runs: u32,
     /// Submissions per minute.
     pub submissions_per_minute: u32,
+    /// The most fuel one attempt may be granted (None: the host's default).
+    pub max_step_fuel: Option<u64>,
+    /// The most linear memory one attempt may be granted, in MiB.
+    pub max_step_memory_mb: Option<u64>,
+    /// The longest one attempt may run, in milliseconds.
+    pub max_step_timeout_ms: Option<u64>,
 }
 
 impl Default for Quotas {
     fn default() -> Self {
-        Self { max_concurrent_runs: 100, submissions_per_minute: 600 }
+        Self {
+            max_concurrent_runs: 100,
+            submissions_per_minute: 600,
+            max_step_fuel: None,
+            max_step_memory_mb: None,
+            max_step_timeout_ms: None,
+        }
+    }
+}
+
+impl Quotas {
+    /// The per-attempt ceiling these quotas set, if any.
+    pub fn ceiling(&self) -> Option<crate::engine::Ceiling> {
+        let c = crate::engine::Ceiling {
+            fuel: self.max_step_fuel,
+            memory_bytes: self.max_step_memory_mb.map(|m| m.saturating_mul(1 << 20)),
+            timeout_ms: self.max_step_timeout_ms,
+        };
+        (c != crate::engine::Ceiling::default()).then_some(c)
     }
 }
 
@@ -243,6 +269,19 @@ impl Tenants {
             self.put(TOKENS, id, &record).await?;
         }
         Ok(record)
+    }
+
+    /// The service's secret (32 random bytes, made on first use and kept
+    /// in the store, so that every server process shares it): what makes
+    /// ids derived from clients' keys unguessable to other tenants.
+    pub async fn service_secret(&self) -> Result<Vec<u8>, TenantError> {
+        if let Some(s) = self.kv.kv_get(SECRETS, "derivation").await? {
+            return Ok(s);
+        }
+        let fresh: [u8; 32] = rand::rng().random();
+        self.kv.kv_set(SECRETS, "derivation", &fresh, u64::MAX).await?;
+        // Two processes may have raced: the stored one is the one.
+        Ok(self.kv.kv_get(SECRETS, "derivation").await?.unwrap_or_else(|| fresh.to_vec()))
     }
 
     /// The caller a token stands for; None when it is malformed, unknown,

@@ -133,7 +133,7 @@ impl Service {
             Ok(c) => c,
             Err(p) => return Err(one_problem(p.detail)),
         };
-        let base = self.tenant_dir(caller);
+        let base = components.base().to_path_buf();
         let mut loaded = self.load_with(text, &base, &components);
         if loaded.is_err() {
             match self.fetch_missing(&mut components).await {
@@ -170,19 +170,13 @@ impl Service {
     }
 
     /// The directory the caller's relative `host:` directories resolve in:
-    /// `<tenant root>/<tenant>` (made when missing), or nowhere. Components
-    /// are named by digest and files are not nested, whatever it is.
-    fn tenant_dir(&self, caller: &Caller) -> PathBuf {
-        match &self.limits.tenant_root {
-            Some(root) => {
-                let dir = root.join(&caller.tenant);
-                if let Err(e) = std::fs::create_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "a tenant's directory could not be made");
-                }
-                dir
-            }
-            None => PathBuf::from("/nonexistent"),
+    /// `<tenant root>/<tenant>` (made when missing), or none.
+    pub(super) fn tenant_dir(&self, caller: &Caller) -> Option<PathBuf> {
+        let dir = self.limits.tenant_root.as_ref()?.join(&caller.tenant);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "a tenant's directory could not be made");
         }
+        Some(dir)
     }
 
     /// The caller's workflow registered as `name`; 404 when there is none.
@@ -218,6 +212,10 @@ pub(super) async fn validate(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<Validation>, Problem> {
+    // Validation compiles components: only a token that may submit or register may ask.
+    if !caller.may(Scope::WorkflowsWrite) {
+        caller.require(Scope::RunsWrite)?;
+    }
     let text = definition_of(&headers, &body)?;
     Ok(Json(match service.load_workflow(&caller, &text).await {
         Ok(wf) => Validation {

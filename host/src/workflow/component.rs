@@ -29,6 +29,26 @@ pub trait ComponentCheck {
     fn may_nest_files(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Where a node's `dirs` capability may take host directories from:
+    /// `Unrestricted` on the operator's own host, `Within(dir)` for a
+    /// workflow that came over the network (relative paths inside its
+    /// tenant's directory only), `Nowhere` when it may take none.
+    fn host_dirs(&self) -> HostDirs<'_> {
+        HostDirs::Unrestricted
+    }
+}
+
+/// Where a load may take the host directories of `dirs` capabilities from
+/// (see [`ComponentCheck::host_dirs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostDirs<'a> {
+    /// Anywhere (the operator's policy still caps them).
+    Unrestricted,
+    /// Relative paths, inside this directory (also once symlinks are resolved).
+    Within(&'a Path),
+    /// Nowhere.
+    Nowhere,
 }
 
 /// `path` with `.` and `..` resolved lexically (for a file that may no longer exist).

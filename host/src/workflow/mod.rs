@@ -20,7 +20,7 @@ mod render;
 mod suggest;
 pub mod yaml;
 
-pub use component::{ComponentCheck, PLUGIN_PATH_ENV, lexical, resolve_component};
+pub use component::{ComponentCheck, HostDirs, PLUGIN_PATH_ENV, lexical, resolve_component};
 pub use load::{MAX_EXPANDED, MAX_NESTED_BYTES, load_file, load_str, load_str_pinned};
 pub use model::*;
 pub use problem::{Problem, ValidationError};

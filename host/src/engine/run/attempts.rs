@@ -29,7 +29,8 @@ impl Run {
     }
 
     /// The limits of one attempt of `node`: the run's defaults, overridden
-    /// by the node's `timeout_ms`, `fuel` and `memory_mb`.
+    /// by the node's `timeout_ms`, `fuel` and `memory_mb`, under the run's
+    /// ceiling (a tenant's quota).
     pub(super) fn limits(&self, node: &NodeSpec) -> Limits {
         let mut l = self.opts.limits.clone();
         let tuned =
@@ -42,7 +43,10 @@ impl Run {
         if let Some(m) = node.memory_mb {
             l.memory_bytes = m << 20;
         }
-        l
+        match &self.opts.ceiling {
+            Some(c) => c.apply(l),
+            None => l,
+        }
     }
 
     /// The identity attempt `attempt` of `node` is called with.

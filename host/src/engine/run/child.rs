@@ -63,6 +63,7 @@ impl Run {
             parent: Some(ParentRun { run_id: self.ids.run_id.clone(), step_id: node.id.clone() }),
             keys_of: None,
             request_digest: None,
+            ceiling: self.opts.ceiling,
         };
         let engine = self.engine.clone();
         let cancelled = self.cancel.is_cancelled();

@@ -1,6 +1,7 @@
 //! A node's `capabilities:` section: parsed into [`Capabilities`], with
 //! every malformed entry reported where it is.
 
+use super::super::component::{ComponentCheck, HostDirs};
 use super::super::yaml::{Located, Node};
 use super::walker::{Walker, describe};
 use crate::capability::{Capabilities, DirGrant, DirMode, DirSource, HttpRule, MAX_HTTP_RULES, NAMES, UrlPattern};
@@ -11,7 +12,12 @@ const DIR_KEYS: &[&str] = &["host", "guest", "mode"];
 
 impl Walker {
     /// The node's declared capabilities; `base` resolves relative host directories.
-    pub(super) fn capabilities(&mut self, v: &Located, base: &Path) -> Capabilities {
+    pub(super) fn capabilities(
+        &mut self,
+        v: &Located,
+        base: &Path,
+        checker: Option<&dyn ComponentCheck>,
+    ) -> Capabilities {
         let mut caps = Capabilities::default();
         let Some(entries) = self.map(v, "capabilities") else {
             return caps;
@@ -34,7 +40,7 @@ impl Walker {
         }
         if let Some(list) = Self::get(entries, "dirs").and_then(|d| self.list(d, "capabilities.dirs")) {
             for item in list {
-                if let Some(dir) = self.dir_grant(item, base) {
+                if let Some(dir) = self.dir_grant(item, base, checker) {
                     if caps.dirs.iter().any(|d| d.guest == dir.guest) {
                         self.problem(item.pos, format!("guest path `{}` is declared twice", dir.guest));
                     }
@@ -96,7 +102,7 @@ impl Walker {
         }
     }
 
-    fn dir_grant(&mut self, item: &Located, base: &Path) -> Option<DirGrant> {
+    fn dir_grant(&mut self, item: &Located, base: &Path, checker: Option<&dyn ComponentCheck>) -> Option<DirGrant> {
         let e = self.map(item, "each `capabilities.dirs` entry")?;
         self.check_keys(e, DIR_KEYS, "a `dirs` entry");
         let host = self.required_string(e, "host", item.pos, "a `dirs` entry");
@@ -116,11 +122,39 @@ impl Walker {
             self.problem(guest_pos, msg);
         }
         let (host, host_pos) = host?;
+        let within = match checker.map_or(HostDirs::Unrestricted, |c| c.host_dirs()) {
+            _ if host == "scratch" => None,
+            HostDirs::Unrestricted => None,
+            HostDirs::Nowhere => {
+                self.problem(
+                    host_pos,
+                    "this host gives workflows no host directories (only `scratch`, a fresh directory per run)",
+                );
+                return None;
+            }
+            HostDirs::Within(root) => {
+                let p = Path::new(&host);
+                if p.is_absolute() || p.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                    self.problem(
+                        host_pos,
+                        format!(
+                            "host directory `{host}`: name a directory inside your own, as a relative path without                              `..` (or `scratch`)"
+                        ),
+                    );
+                    return None;
+                }
+                Some(root)
+            }
+        };
         let source = if host == "scratch" {
             DirSource::Scratch
         } else {
             let path = if Path::new(&host).is_absolute() { host.clone().into() } else { base.join(&host) };
             match std::fs::canonicalize(&path) {
+                Ok(p) if within.is_some_and(|root| !p.starts_with(root)) => {
+                    self.problem(host_pos, format!("host directory `{host}` leads outside your own directory"));
+                    return None;
+                }
                 Ok(p) if p.is_dir() => DirSource::Path(p),
                 Ok(p) => {
                     self.problem(host_pos, format!("host directory `{host}` ({}) is not a directory", p.display()));

@@ -218,7 +218,7 @@ impl Walker {
         let capabilities = match Self::get(e, "capabilities") {
             None => Capabilities::default(),
             Some(v) => {
-                let caps = self.capabilities(v, base);
+                let caps = self.capabilities(v, base, checker);
                 if let Some(t) = node_type
                     && !t.is_effect()
                     && (!caps.is_empty() || !matches!(v.value, Node::Null))

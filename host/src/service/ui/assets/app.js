@@ -4,7 +4,9 @@
 "use strict";
 
 const api = async (method, path, body) => {
-  const init = { method, headers: {} };
+  // The header marks a request as the UI's own (the server refuses a
+  // cookie-authenticated change without it: another site cannot send it).
+  const init = { method, headers: { "X-Weft-UI": "1" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
