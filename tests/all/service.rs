@@ -719,3 +719,44 @@ fn a_tenants_ceiling_caps_what_a_node_asks_for_and_dead_letters_replay() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_worker_serves_its_own_metrics() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let wf = crate::common::chain(dir.path(), "metered", &crate::common::plugin("echo"), 3, "");
+    let mut worker =
+        crate::common::weft_db(CACHE, &db, &["worker", "--metrics-listen", "127.0.0.1:0", "--poll-ms", "50"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.split("http://").nth(1).and_then(|r| r.strip_suffix("/metrics")).unwrap().to_string();
+    std::thread::spawn(move || for _ in lines {});
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    // Gauges show from the start; a family with labels shows once it has a sample.
+    assert!(scrape().contains("# TYPE active_workflows gauge"));
+    let out = crate::common::weft_db(CACHE, &db, &["submit", wf.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let start = std::time::Instant::now();
+    loop {
+        let text = scrape();
+        if text.contains("workflow_duration_seconds_count{workflow_type=\"metered\",execution_status=\"completed\"} 1")
+        {
+            assert!(text.contains("weft_worker_events_total{event=\"claimed\"} 1"), "{text}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the worker's metrics never showed the run:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

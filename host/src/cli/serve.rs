@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use weft::capability::Policy;
-use weft::engine::{Engine, SandboxExecutor, WorkerEvent, WorkerOptions};
+use weft::engine::{Engine, SandboxExecutor, WorkerOptions};
 use weft::service::{Metrics, Service, ServiceLimits};
 
 /// `weft serve`
@@ -105,7 +105,7 @@ impl ServeArgs {
         // Streams end once the workers have drained, after their runs' last entries.
         let workers = tokio::spawn(async move {
             if drives {
-                worker_engine.work(opts, move |event| report(&metrics, quiet, event)).await;
+                worker_engine.work(opts, move |event| super::worker::report(&metrics, quiet, event)).await;
             } else {
                 worker_engine.drained().await;
             }
@@ -115,34 +115,5 @@ impl ServeArgs {
         let _ = workers.await;
         noteln!("weft serve: drained");
         Ok(exit::code(exit::OK))
-    }
-}
-
-/// Counts a worker's event, and says it on stderr unless `quiet`.
-fn report(metrics: &Metrics, quiet: bool, event: WorkerEvent) {
-    match event {
-        WorkerEvent::Claimed { run_id, epoch } => {
-            metrics.worker_event("claimed");
-            if !quiet {
-                noteln!("claimed run {run_id} (epoch {epoch})");
-            }
-        }
-        WorkerEvent::Ended { run_id, status } => {
-            if !quiet {
-                noteln!("run {run_id}: {}", status.as_str());
-            }
-        }
-        WorkerEvent::LeaseLost { run_id } => {
-            metrics.worker_event("lease_lost");
-            noteln!("run {run_id}: another worker took it over; its late writes were refused, stopped here");
-        }
-        WorkerEvent::Refused { run_id, reason } => {
-            metrics.worker_event("refused");
-            noteln!("run {run_id} cannot run here: {reason}");
-        }
-        WorkerEvent::StoreError(e) => {
-            metrics.worker_event("store_error");
-            noteln!("the store failed ({e}); trying again");
-        }
     }
 }

@@ -4,10 +4,14 @@
 use super::args::DriveArgs;
 use super::exit;
 use super::output::noteln;
+use super::usage;
 use clap::Args;
+use std::future::IntoFuture;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use weft::engine::{WorkerEvent, WorkerOptions};
+use weft::service::{Metrics, metrics_router};
 
 /// `weft worker`
 #[derive(Args)]
@@ -23,6 +27,9 @@ pub struct WorkerArgs {
     /// one stops answering.
     #[arg(long, default_value_t = weft::engine::DEFAULT_LEASE_MS, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     lease_ms: u64,
+    /// Serve the worker's Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     run: DriveArgs,
 }
@@ -30,10 +37,20 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// Runs the worker until it has drained.
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
-        let engine = self.run.engine()?.with_lease_ms(self.lease_ms);
+        let metrics = Arc::new(Metrics::new());
+        let engine = self.run.engine()?.with_lease_ms(self.lease_ms).with_observer(metrics.clone());
         let at = self.run.store.location()?;
         super::shutdown::drain_on_sigterm(engine.clone(), "the worker");
         let quiet = self.run.quiet;
+        if let Some(listen) = &self.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| usage(format!("--metrics-listen {listen}: {e}; pass another address")))?;
+            let addr = listener.local_addr()?;
+            let router = metrics_router(metrics.clone(), engine.store().clone());
+            tokio::spawn(axum::serve(listener, router).with_graceful_shutdown(engine.drained()).into_future());
+            noteln!("worker metrics at http://{addr}/metrics");
+        }
         if !quiet {
             noteln!("worker {} on {at}: up to {} runs at once; SIGTERM drains it", engine.owner(), self.concurrency);
         }
@@ -42,21 +59,40 @@ impl WorkerArgs {
             poll_every: Duration::from_millis(self.poll_ms),
             resume: self.run.options(),
         };
-        engine
-            .work(opts, move |event| match event {
-                WorkerEvent::Claimed { run_id, epoch } if !quiet => noteln!("claimed run {run_id} (epoch {epoch})"),
-                WorkerEvent::Ended { run_id, status } if !quiet => noteln!("run {run_id}: {}", status.as_str()),
-                WorkerEvent::LeaseLost { run_id } => {
-                    noteln!("run {run_id}: another worker took it over; its late writes were refused, stopped here")
-                }
-                WorkerEvent::Refused { run_id, reason } => noteln!("run {run_id} cannot run here: {reason}"),
-                WorkerEvent::StoreError(e) => noteln!("the store failed ({e}); trying again"),
-                _ => {}
-            })
-            .await;
+        engine.work(opts, move |event| report(&metrics, quiet, event)).await;
         if !quiet {
             noteln!("worker {} drained", engine.owner());
         }
         Ok(exit::code(exit::OK))
+    }
+}
+
+/// Counts a worker's event, and says it on stderr (what went wrong always,
+/// the rest unless `quiet`).
+pub fn report(metrics: &Metrics, quiet: bool, event: WorkerEvent) {
+    match event {
+        WorkerEvent::Claimed { run_id, epoch } => {
+            metrics.worker_event("claimed");
+            if !quiet {
+                noteln!("claimed run {run_id} (epoch {epoch})");
+            }
+        }
+        WorkerEvent::Ended { run_id, status } => {
+            if !quiet {
+                noteln!("run {run_id}: {}", status.as_str());
+            }
+        }
+        WorkerEvent::LeaseLost { run_id } => {
+            metrics.worker_event("lease_lost");
+            noteln!("run {run_id}: another worker took it over; its late writes were refused, stopped here");
+        }
+        WorkerEvent::Refused { run_id, reason } => {
+            metrics.worker_event("refused");
+            noteln!("run {run_id} cannot run here: {reason}");
+        }
+        WorkerEvent::StoreError(e) => {
+            metrics.worker_event("store_error");
+            noteln!("the store failed ({e}); trying again");
+        }
     }
 }

@@ -15,6 +15,7 @@
 
 use crate::contract::{AttemptReport, RunOutput};
 use crate::engine::{ObservedRun, RunObserver};
+use crate::store::RunStore;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The most distinct values a label an author chooses may take.
 pub const MAX_LABEL_VALUES: usize = 200;
@@ -228,13 +229,32 @@ impl RunObserver for Metrics {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 pub(super) async fn render(
-    axum::extract::State(service): axum::extract::State<std::sync::Arc<super::Service>>,
-) -> impl axum::response::IntoResponse {
-    if let Ok(dlq) = service.engine.store().dlq_list().await {
-        service.metrics.set_dlq_size(dlq.iter().filter(|d| d.replayed_as.is_none()).count() as u64);
+    axum::extract::State(service): axum::extract::State<Arc<super::Service>>,
+) -> axum::response::Response {
+    page(&service.metrics, service.engine.store().as_ref()).await
+}
+
+/// The metrics page: the DLQ's size is read from `store` now.
+async fn page(metrics: &Metrics, store: &dyn RunStore) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Ok(dlq) = store.dlq_list().await {
+        metrics.set_dlq_size(dlq.iter().filter(|d| d.replayed_as.is_none()).count() as u64);
     }
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        service.metrics.encode(),
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+/// A router with `/metrics` only, for a process that serves no API (`weft
+/// worker --metrics-listen`).
+pub fn metrics_router(metrics: Arc<Metrics>, store: Arc<dyn RunStore>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (metrics, store) = (metrics.clone(), store.clone());
+            async move { page(&metrics, store.as_ref()).await }
+        }),
     )
 }

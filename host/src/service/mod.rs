@@ -39,7 +39,7 @@ mod tenants;
 mod ui;
 mod workflows;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, metrics_router};
 pub use openapi::openapi_json;
 pub use problem::{PROBLEM_JSON, Problem, ProblemItem};
 pub use tenants::{Caller, Quotas, Scope, Tenant, TenantError, Tenants, TokenRecord, valid_name};

@@ -97,5 +97,7 @@ ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
 UPDATE runs r SET tenant = coalesce(s.spec::jsonb #>> '{input,metadata,tenant}', '') FROM run_specs s
     WHERE s.run_id = r.run_id AND jsonb_typeof(s.spec::jsonb #> '{input,metadata,tenant}') = 'string';
 CREATE INDEX runs_by_tenant ON runs (tenant, created_seq);
+CREATE INDEX runs_by_tenant_status ON runs (tenant, status, created_seq);
+CREATE INDEX runs_by_tenant_workflow ON runs (tenant, workflow, created_seq);
 ",
 ];

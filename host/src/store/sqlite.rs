@@ -435,17 +435,43 @@ impl RunStore for SqliteStore {
             let c = this.lock();
             let status = filter.status.map(ExecutionStatus::as_str);
             let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
-            let mut stmt = c.prepare(
-                "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused, created_seq \
-                 FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2) \
-                 AND (?4 = 0 OR paused = 1) AND (?5 IS NULL OR tenant = ?5) AND (?6 IS NULL OR created_seq < ?6) \
-                 ORDER BY created_seq DESC LIMIT ?3",
-            )?;
             // `paused` is a running run that waits only on gates.
             let only_paused = filter.status == Some(ExecutionStatus::Paused);
             let status = if only_paused { Some("running") } else { status };
             let before = filter.before.map(|b| b.min(i64::MAX as u64) as i64);
-            let params = params![status, filter.workflow, limit, only_paused, filter.tenant, before];
+            // Only the filters given are in the statement, so that SQLite
+            // picks the index that fits them (a `?1 IS NULL OR ...` form
+            // makes it scan every run).
+            let mut conditions = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            let mut bind = |condition: &str, value: rusqlite::types::Value| {
+                values.push(value);
+                conditions.push(condition.replace('?', &format!("?{}", values.len())));
+            };
+            if let Some(t) = &filter.tenant {
+                bind("tenant = ?", t.clone().into());
+            }
+            if let Some(st) = status {
+                bind("status = ?", st.to_string().into());
+            }
+            if let Some(w) = &filter.workflow {
+                bind("workflow = ?", w.clone().into());
+            }
+            if let Some(b) = before {
+                bind("created_seq < ?", b.into());
+            }
+            if only_paused {
+                conditions.push("paused = 1".into());
+            }
+            let filters =
+                if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+            values.push(limit.into());
+            let mut stmt = c.prepare(&format!(
+                "SELECT run_id, workflow, status, created_at, updated_at, owner, lease_until_ms, paused, created_seq \
+                 FROM runs {filters} ORDER BY created_seq DESC LIMIT ?{}",
+                values.len()
+            ))?;
+            let params = rusqlite::params_from_iter(values);
             let rows = stmt.query_map(params, |r| {
                 Ok((
                     r.get::<_, String>(0)?,

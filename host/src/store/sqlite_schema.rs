@@ -132,5 +132,7 @@ ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
 UPDATE runs SET tenant = coalesce((SELECT CASE WHEN json_type(s.spec, '$.input.metadata.tenant') = 'text'
     THEN json_extract(s.spec, '$.input.metadata.tenant') END FROM run_specs s WHERE s.run_id = runs.run_id), '');
 CREATE INDEX runs_by_tenant ON runs(tenant, created_seq);
+CREATE INDEX runs_by_tenant_status ON runs(tenant, status, created_seq);
+CREATE INDEX runs_by_tenant_workflow ON runs(tenant, workflow, created_seq);
 ",
 ];
