@@ -4,6 +4,7 @@
 
 use crate::common::http::{Served, component, tenant_cmd};
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const CACHE: &str = "service";
@@ -18,13 +19,18 @@ struct Setup {
 }
 
 fn setup(tag: &str) -> Setup {
+    setup_with(tag, &[])
+}
+
+/// [`setup`], the server started with `args` too.
+fn setup_with(tag: &str, args: &[&str]) -> Setup {
     let dir = tempfile::Builder::new().prefix(&format!("weft-service-{tag}-")).tempdir().unwrap();
     let db = dir.path().join("weft.db");
     tenant_cmd(CACHE, &db, &["create", "acme"]);
     tenant_cmd(CACHE, &db, &["create", "other", "--submissions-per-minute", "1"]);
     let acme = tenant_cmd(CACHE, &db, &["token", "create", "acme"]);
     let other = tenant_cmd(CACHE, &db, &["token", "create", "other"]);
-    let served = Served::start(CACHE, &db, &[]);
+    let served = Served::start(CACHE, &db, args);
     Setup { _dir: dir, served, acme, other }
 }
 
@@ -446,8 +452,10 @@ fn tenant_commands_list_and_refuse_what_is_wrong() {
 }
 
 #[test]
-fn sigterm_drains_the_server_and_the_next_one_finishes_the_run() {
-    let s = setup("drain");
+fn sigterm_drains_the_server_and_the_next_one_finishes_the_run_in_the_same_trace() {
+    let (port, got) = collector();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let s = setup_with("drain", &["--otlp-endpoint", &endpoint]);
     let slow = upload(&s.served, &s.acme, "slow_effect");
     let wf = format!(
         "metadata: {{name: drained, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
@@ -472,7 +480,7 @@ fn sigterm_drains_the_server_and_the_next_one_finishes_the_run() {
     assert!(rest.iter().any(|e| e.event == "step_completed" && e.data["step_id"] == "first"), "{rest:?}");
     assert!(!rest.iter().any(|e| e.event == "step_scheduled" && e.data["step_id"] == "second"), "{rest:?}");
     // Another server takes the run up and finishes it.
-    let next = Served::start(CACHE, &db, &[]);
+    let next = Served::start(CACHE, &db, &["--otlp-endpoint", &endpoint]);
     let start = std::time::Instant::now();
     loop {
         let run = next.get(&format!("/v1/runs/{id}"), &acme).json();
@@ -483,6 +491,20 @@ fn sigterm_drains_the_server_and_the_next_one_finishes_the_run() {
         assert!(start.elapsed() < Duration::from_secs(30), "the run was not finished: {run}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Both processes' spans of the run are in one trace (kept with the run).
+    let (code, next_stderr) = next.terminate();
+    assert_eq!(code, Some(0), "{next_stderr}");
+    let spans = spans_of(&got, &next_stderr);
+    let runs: Vec<&OtlpSpan> =
+        spans.iter().filter(|sp| sp.name == "run" && text(attr(sp, "weft.run_id")) == id).collect();
+    assert_eq!(runs.len(), 2, "a run span from each server");
+    assert_eq!(runs[0].trace_id, runs[1].trace_id);
+    let step_ids: Vec<String> = spans
+        .iter()
+        .filter(|sp| sp.name == "attempt" && sp.trace_id == runs[0].trace_id)
+        .map(|sp| text(attr(sp, "weft.step_id")))
+        .collect();
+    assert!(step_ids.contains(&"first".to_string()) && step_ids.contains(&"second".to_string()), "{step_ids:?}");
 }
 
 /// Chromium's path: $WEFT_CHROMIUM, or `chromium` on PATH; the test fails
@@ -759,4 +781,153 @@ fn a_worker_serves_its_own_metrics() {
     }
     let _ = worker.kill();
     let _ = worker.wait();
+}
+
+#[test]
+fn metrics_can_move_to_an_operators_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("weft.db");
+    let served = Served::start(CACHE, &db, &["--metrics-listen", "127.0.0.1:0"]);
+    let said = served.stderr.lock().unwrap().clone();
+    let metrics = said.split("metrics at http://").nth(1).and_then(|r| r.split("/metrics").next()).unwrap().to_string();
+    served.request("GET", "/metrics", None, None).problem(404, "not-found");
+    let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200") && text.contains("# TYPE active_workflows gauge"), "{text}");
+}
+
+/// The path and body of every request a collector got.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A fake OTLP/HTTP collector on 127.0.0.1: the path and body of every
+/// request it gets, each answered 200.
+fn collector() -> (u16, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Received = Arc::default();
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    sink.lock().unwrap().push((path, body));
+                    conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+type OtlpSpan = opentelemetry_proto::tonic::trace::v1::Span;
+type Any = opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+/// Every span the collector got, decoded from the OTLP protobuf bodies.
+fn spans_of(got: &Mutex<Vec<(String, Vec<u8>)>>, stderr: &str) -> Vec<OtlpSpan> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let got = got.lock().unwrap();
+    assert!(!got.is_empty(), "the collector got nothing; weft serve said:\n{stderr}");
+    let mut spans = Vec::new();
+    for (path, body) in got.iter() {
+        assert_eq!(path, "/v1/traces");
+        let req = ExportTraceServiceRequest::decode(&body[..]).expect("an OTLP protobuf export");
+        for rs in req.resource_spans {
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans);
+            }
+        }
+    }
+    spans
+}
+
+/// The attribute `key` of `span`.
+fn attr(span: &OtlpSpan, key: &str) -> Option<Any> {
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
+}
+
+/// A string attribute's text.
+fn text(v: Option<Any>) -> String {
+    match v {
+        Some(Any::StringValue(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn traces_reach_an_otlp_collector_as_run_step_attempt_under_the_callers_traceparent() {
+    let (port, got) = collector();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let s = setup_with("traces", &["--otlp-endpoint", &endpoint]);
+    let echo = upload(&s.served, &s.acme, "echo");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace}-{parent}-01");
+    let body = submission(&two_steps(&echo), "traced").to_string();
+    let made = s.served.request_with(
+        "POST",
+        "/v1/runs?wait=30",
+        Some(&s.acme),
+        &[("traceparent", &traceparent)],
+        Some(("application/json", body.as_bytes())),
+    );
+    assert_eq!(made.json()["status"], "completed", "{}", made.text());
+    let id = made.json()["run_id"].as_str().unwrap().to_string();
+    let Setup { served, _dir, .. } = s;
+    let (code, stderr) = served.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let spans = spans_of(&got, &stderr);
+    let run = spans
+        .iter()
+        .find(|sp| sp.name == "run" && text(attr(sp, "weft.run_id")) == id)
+        .unwrap_or_else(|| panic!("no run span for {id} among {} spans", spans.len()));
+    assert_eq!(hex::encode(&run.trace_id), trace, "the run continues the caller's trace");
+    assert_eq!(hex::encode(&run.parent_span_id), parent, "the caller's span is the run's parent");
+    assert_eq!(text(attr(run, "weft.execution_status")), "completed");
+    let steps: Vec<_> = spans.iter().filter(|sp| sp.name == "step" && sp.parent_span_id == run.span_id).collect();
+    assert_eq!(steps.len(), 2, "a step span for hello and again");
+    for step in steps {
+        let step_id = text(attr(step, "weft.step_id"));
+        let attempts: Vec<_> =
+            spans.iter().filter(|sp| sp.name == "attempt" && sp.parent_span_id == step.span_id).collect();
+        assert_eq!(attempts.len(), 1, "{step_id}");
+        let a = attempts[0];
+        assert_eq!(text(attr(a, "weft.step_id")), step_id);
+        assert_eq!(attr(a, "weft.attempt"), Some(Any::IntValue(1)));
+        assert_eq!(text(attr(a, "weft.outcome")), "succeeded");
+        assert!(matches!(attr(a, "weft.fuel_consumed"), Some(Any::IntValue(n)) if n > 0));
+        assert!(matches!(attr(a, "weft.peak_memory_bytes"), Some(Any::IntValue(n)) if n > 0));
+        assert!(a.start_time_unix_nano <= a.end_time_unix_nano && a.trace_id == run.trace_id);
+    }
 }

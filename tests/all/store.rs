@@ -294,6 +294,18 @@ async fn claims_are_fair_across_tenants(s: Arc<dyn RunStore>) {
     assert_eq!(next, ["busy-1", "busy-2"], "then the queue in order");
 }
 
+async fn a_follower_reads_only_the_entries_after_its_last(s: Arc<dyn RunStore>) {
+    let lease = s.create_run(&new_run("f1", "wf", "me"), &[], &[]).await.unwrap();
+    s.append(&lease, vec![JournalEntry::AttemptStarted { step_id: "a".into(), attempt: 1 }]).await.unwrap();
+    s.append(&lease, vec![JournalEntry::AttemptStarted { step_id: "b".into(), attempt: 1 }]).await.unwrap();
+    let all = s.journal("f1").await.unwrap();
+    assert_eq!(all.len(), 3);
+    let after: Vec<u64> = s.journal_after("f1", 1).await.unwrap().iter().map(|j| j.seq).collect();
+    assert_eq!(after, [2, 3]);
+    assert!(s.journal_after("f1", 3).await.unwrap().is_empty());
+    assert!(matches!(s.journal_after("nope", 0).await, Err(weft::store::StoreError::NotFound(_))));
+}
+
 async fn components_are_stored_once_by_digest(s: Arc<dyn RunStore>) {
     let bytes = std::sync::Arc::new(b"component bytes".to_vec());
     let blob = weft::store::ComponentBlob { digest: weft::sandbox::digest(&bytes), bytes };
@@ -428,6 +440,7 @@ macro_rules! conformance {
             case!(lists_are_scoped_by_tenant_and_paged_by_cursor);
             case!(components_are_stored_once_by_digest);
             case!(claims_are_fair_across_tenants);
+            case!(a_follower_reads_only_the_entries_after_its_last);
             case!(dead_letters_are_queued_with_the_finish_and_marked_when_replayed);
             case!(breakers_update_by_compare_and_swap);
             case!(appends_from_many_tasks_keep_every_entry);

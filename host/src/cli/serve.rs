@@ -42,6 +42,13 @@ pub struct ServeArgs {
     /// policy must still allow them). Without it they resolve nowhere.
     #[arg(long, value_name = "DIR")]
     tenant_root: Option<PathBuf>,
+    /// Serve `/metrics` on this address only, not with the API: its labels
+    /// name every tenant's workflows (and tenants, on quota rejections), so
+    /// a host shared by tenants keeps it on an operator's address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    #[command(flatten)]
+    traces: super::worker::TraceArgs,
     /// No line on stderr per run.
     #[arg(long, short)]
     quiet: bool,
@@ -63,10 +70,11 @@ impl ServeArgs {
         let sandbox = Arc::new(self.host.sandbox_sized(64)?);
         let executor = Arc::new(SandboxExecutor::new(sandbox.clone()));
         let metrics = Arc::new(Metrics::new());
+        let (observer, traces) = self.traces.observer(metrics.clone())?;
         let engine = Engine::new(executor.clone())
             .with_store(store)
             .with_policy(Arc::new(policy))
-            .with_observer(metrics.clone())
+            .with_observer(observer)
             .with_lease_ms(self.lease_ms);
         let listener = tokio::net::TcpListener::bind(&self.listen)
             .await
@@ -79,7 +87,18 @@ impl ServeArgs {
             ),
             None => None,
         };
-        let limits = ServiceLimits { tenant_root, ..ServiceLimits::default() };
+        let limits =
+            ServiceLimits { tenant_root, metrics_with_api: self.metrics_listen.is_none(), ..ServiceLimits::default() };
+        if let Some(listen) = &self.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| usage(format!("--metrics-listen {listen}: {e}; pass another address")))?;
+            noteln!("weft serve: metrics at http://{}/metrics", listener.local_addr()?);
+            let router = weft::service::metrics_router(metrics.clone(), engine.store().clone());
+            tokio::spawn(std::future::IntoFuture::into_future(
+                axum::serve(listener, router).with_graceful_shutdown(engine.drained()),
+            ));
+        }
         let service = Service::new(engine.clone(), sandbox, executor, metrics.clone(), limits);
         super::shutdown::drain_on_sigterm(engine.clone(), "the server");
         let interrupt = engine.clone();
@@ -113,6 +132,7 @@ impl ServeArgs {
         });
         weft::service::serve(service, listener, engine.drained()).await?;
         let _ = workers.await;
+        super::worker::flush(traces).await;
         noteln!("weft serve: drained");
         Ok(exit::code(exit::OK))
     }

@@ -10,8 +10,8 @@ use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use weft::engine::{WorkerEvent, WorkerOptions};
-use weft::service::{Metrics, metrics_router};
+use weft::engine::{Observers, RunObserver, WorkerEvent, WorkerOptions};
+use weft::service::{Metrics, Traces, metrics_router};
 
 /// `weft worker`
 #[derive(Args)]
@@ -31,6 +31,8 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
     #[command(flatten)]
+    traces: TraceArgs,
+    #[command(flatten)]
     run: DriveArgs,
 }
 
@@ -38,7 +40,8 @@ impl WorkerArgs {
     /// Runs the worker until it has drained.
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         let metrics = Arc::new(Metrics::new());
-        let engine = self.run.engine()?.with_lease_ms(self.lease_ms).with_observer(metrics.clone());
+        let (observer, traces) = self.traces.observer(metrics.clone())?;
+        let engine = self.run.engine()?.with_lease_ms(self.lease_ms).with_observer(observer);
         let at = self.run.store.location()?;
         super::shutdown::drain_on_sigterm(engine.clone(), "the worker");
         let quiet = self.run.quiet;
@@ -60,10 +63,40 @@ impl WorkerArgs {
             resume: self.run.options(),
         };
         engine.work(opts, move |event| report(&metrics, quiet, event)).await;
+        flush(traces).await;
         if !quiet {
             noteln!("worker {} drained", engine.owner());
         }
         Ok(exit::code(exit::OK))
+    }
+}
+
+/// An engine's observer, and its traces when they are exported.
+pub type Observed = (Arc<dyn RunObserver>, Option<Arc<Traces>>);
+
+/// Where traces go: nowhere unless `--otlp-endpoint` is given.
+#[derive(Args)]
+pub struct TraceArgs {
+    /// Export OpenTelemetry traces (a span per run, step and attempt) to
+    /// this OTLP/HTTP collector, e.g. http://127.0.0.1:4318. Off without it.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+}
+
+impl TraceArgs {
+    /// The engine's observer: the metrics, and the traces when asked for
+    /// (returned too, to be flushed at the end).
+    pub fn observer(&self, metrics: Arc<Metrics>) -> anyhow::Result<Observed> {
+        let Some(url) = &self.otlp_endpoint else { return Ok((metrics, None)) };
+        let traces = Arc::new(Traces::otlp(url, "weft").map_err(usage)?);
+        Ok((Arc::new(Observers(vec![metrics, traces.clone()])), Some(traces)))
+    }
+}
+
+/// Sends the spans not sent yet (off the runtime: it blocks).
+pub async fn flush(traces: Option<Arc<Traces>>) {
+    if let Some(t) = traces {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
 }
 

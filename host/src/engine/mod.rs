@@ -78,7 +78,7 @@ pub use heartbeat::DEFAULT_LEASE_MS;
 pub const LEASE_LOST: &str = "lease_lost";
 pub use input::{RunConfig, RunInput};
 pub use input_steps::{InputStep, StepTuning, workflow_from_steps};
-pub use observer::{ObservedRun, RunObserver};
+pub use observer::{ObservedRun, Observers, RunObserver, new_traceparent};
 pub use options::{Ceiling, ResumeOptions, RunOptions, StartError};
 pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;
@@ -221,6 +221,8 @@ impl Engine {
     /// Validates the input, loads the components, records the run in the
     /// store and starts it on the current tokio runtime.
     pub async fn start(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<RunHandle, StartError> {
+        let mut opts = opts;
+        opts.traceparent.get_or_insert_with(new_traceparent);
         let (new, config, held) = self.new_run(&wf, input, &opts)?;
         let run_pins = Run::pins_by_node(&wf, &new.components);
         let blobs = self.blobs_for(&new.components);
@@ -235,6 +237,8 @@ impl Engine {
     /// and stores the run, its spec and its components for a worker to
     /// claim (`weft worker`). Returns the run's id.
     pub async fn submit(&self, wf: Arc<Workflow>, input: &RunInput, opts: RunOptions) -> Result<String, StartError> {
+        let mut opts = opts;
+        opts.traceparent.get_or_insert_with(new_traceparent);
         let (new, _, _) = self.new_run(&wf, input, &opts)?;
         let blobs = self.blobs_for(&new.components);
         self.store.submit_run(&new, &blobs).await?;
@@ -276,6 +280,7 @@ impl Engine {
                 keys_of: opts.keys_of.clone(),
                 request_digest: opts.request_digest.clone(),
                 ceiling: opts.ceiling,
+                traceparent: opts.traceparent.clone(),
             })
             .unwrap_or(Value::Null),
             components: pins,

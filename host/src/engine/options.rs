@@ -31,6 +31,9 @@ pub struct RunOptions {
     /// Per-attempt ceilings (a tenant's quota): each attempt gets the
     /// smaller of what its node asks for and these.
     pub ceiling: Option<Ceiling>,
+    /// The run's W3C trace context (`traceparent`): the parent of its
+    /// spans in every process that drives it. A fresh one when None.
+    pub traceparent: Option<String>,
 }
 
 /// The most one attempt may be granted, whatever its node asks for.
@@ -73,6 +76,8 @@ pub(super) struct StoredOptions {
     pub(super) request_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) ceiling: Option<Ceiling>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) traceparent: Option<String>,
 }
 
 /// How to resume a run.

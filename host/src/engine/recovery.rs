@@ -218,6 +218,7 @@ impl Engine {
             keys_of: stored.keys_of,
             request_digest: stored.request_digest,
             ceiling: stored.ceiling,
+            traceparent: stored.traceparent,
         };
         let config = input.resolve(&wf, run_opts.environment, run_opts.config.as_deref()).map_err(StartError::Input)?;
         let parts = self.parts(&wf, &config, pins, held, lease);

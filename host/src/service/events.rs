@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa::IntoParams;
 
-/// How often a live run's journal is read for new entries.
+/// How often a live run's journal is read for new entries (only the
+/// entries after the last one sent are read).
 const POLL: Duration = Duration::from_millis(100);
 
 /// Where to start.
@@ -84,15 +85,14 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
         // A server shutting down ends its streams (after what its drained
         // runs journaled); clients reconnect elsewhere.
         let ending = c.service.streams_end.is_cancelled();
-        let journal = match c.service.engine.store().journal(&c.run_id).await {
+        let journal = match c.service.engine.store().journal_after(&c.run_id, c.after).await {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(run_id = %c.run_id, error = %e, "a run's events stopped: its journal could not be read");
                 return None;
             }
         };
-        let after = c.after;
-        for j in journal.iter().filter(|j| j.seq > after) {
+        for j in &journal {
             c.after = j.seq;
             c.finished |= matches!(j.entry, crate::store::JournalEntry::RunFinished { .. });
             let data = serde_json::to_string(j).unwrap_or_else(|_| "{}".into());

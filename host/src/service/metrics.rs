@@ -195,7 +195,7 @@ impl RunObserver for Metrics {
         self.active.inc();
     }
 
-    fn attempt_finished(&self, _run: ObservedRun<'_>, _step_id: &str, report: &AttemptReport) {
+    fn attempt_finished(&self, _run: ObservedRun<'_>, _step_id: &str, _attempt: u32, report: &AttemptReport) {
         let outcome = report.failure().map_or("succeeded", |f| f.kind().as_str());
         self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
         self.attempt_duration.observe(report.stats.wall_time_us as f64 / 1e6);

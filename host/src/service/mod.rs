@@ -8,7 +8,9 @@
 //! - `auth.rs` turns a request's token into a [`Caller`] (tenant + scopes);
 //!   every handler takes one, and every lookup is scoped by its tenant in
 //!   `scoped.rs`, where another tenant's objects answer 404.
-//! - `runs.rs` submits (idempotently), lists, shows and controls runs;
+//! - `runs.rs` submits runs (idempotently); `run_views.rs` lists and shows
+//!   them, `run_control.rs` cancels, resumes and signals them, `dlq.rs`
+//!   lists and replays dead letters;
 //!   `events.rs` streams a run's journal as server-sent events;
 //!   `workflows.rs` validates and registers workflows; `components.rs`
 //!   takes uploads by digest and resolves a workflow's components among the
@@ -17,7 +19,8 @@
 //!   script that follows a run's events.
 //! - `problem.rs` is every error (RFC 9457); `openapi.rs` the OpenAPI
 //!   document generated from the handlers; `metrics.rs` the Prometheus
-//!   metrics; `health.rs` liveness and readiness.
+//!   metrics; `traces.rs` the OpenTelemetry spans (OTLP); `health.rs`
+//!   liveness and readiness.
 //!
 //! Workflow authors and API clients are untrusted: a workflow names its
 //! components by digest only (never a path of the host), reads no
@@ -26,6 +29,7 @@
 
 mod auth;
 mod components;
+mod dlq;
 mod events;
 mod extract;
 mod health;
@@ -33,9 +37,12 @@ mod metrics;
 mod openapi;
 mod problem;
 mod quota;
+mod run_control;
+mod run_views;
 mod runs;
 mod scoped;
 mod tenants;
+mod traces;
 mod ui;
 mod workflows;
 
@@ -43,6 +50,7 @@ pub use metrics::{Metrics, metrics_router};
 pub use openapi::openapi_json;
 pub use problem::{PROBLEM_JSON, Problem, ProblemItem};
 pub use tenants::{Caller, Quotas, Scope, Tenant, TenantError, Tenants, TokenRecord, valid_name};
+pub use traces::{Traces, parent_context, valid_traceparent};
 
 use crate::engine::{Engine, SandboxExecutor};
 use crate::sandbox::Sandbox;
@@ -66,6 +74,10 @@ pub struct ServiceLimits {
     /// relative `host:` directories of its workflows' capabilities resolve
     /// there (the policy still caps them). None: they resolve nowhere.
     pub tenant_root: Option<std::path::PathBuf>,
+    /// Whether `/metrics` is served with the API. Its labels name tenants
+    /// and workflows of every tenant: a multi-tenant host serves it on an
+    /// operator's listener instead ([`metrics_router`]).
+    pub metrics_with_api: bool,
 }
 
 impl Default for ServiceLimits {
@@ -76,6 +88,7 @@ impl Default for ServiceLimits {
             request_timeout: Duration::from_secs(30),
             max_wait: Duration::from_secs(60),
             tenant_root: None,
+            metrics_with_api: true,
         }
     }
 }
@@ -138,15 +151,15 @@ impl Service {
         let timeout = || axum::middleware::from_fn(move |req, next| extract::time_bound(limit, req, next));
         // Requests that answer at once: bounded in time and body size.
         let api = Router::new()
-            .route("/v1/runs", get(runs::list))
-            .route("/v1/runs/{id}", get(runs::show))
-            .route("/v1/runs/{id}/journal", get(runs::journal))
-            .route("/v1/runs/{id}/logs", get(runs::logs))
-            .route("/v1/runs/{id}/cancel", post(runs::cancel))
-            .route("/v1/runs/{id}/resume", post(runs::resume))
-            .route("/v1/runs/{id}/steps/{step}/signal", post(runs::signal))
-            .route("/v1/dlq", get(runs::dlq))
-            .route("/v1/dlq/{id}/replay", post(runs::dlq_replay))
+            .route("/v1/runs", get(run_views::list))
+            .route("/v1/runs/{id}", get(run_views::show))
+            .route("/v1/runs/{id}/journal", get(run_views::journal))
+            .route("/v1/runs/{id}/logs", get(run_views::logs))
+            .route("/v1/runs/{id}/cancel", post(run_control::cancel))
+            .route("/v1/runs/{id}/resume", post(run_control::resume))
+            .route("/v1/runs/{id}/steps/{step}/signal", post(run_control::signal))
+            .route("/v1/dlq", get(dlq::list))
+            .route("/v1/dlq/{id}/replay", post(dlq::replay))
             .route("/v1/workflows", get(workflows::list))
             .route("/v1/workflows:validate", post(workflows::validate))
             .route("/v1/workflows/{name}", put(workflows::register).get(workflows::show))
@@ -154,11 +167,11 @@ impl Service {
             .route("/v1/components/{digest}", get(components::show))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .route("/metrics", get(metrics::render))
             .route("/openapi.json", get(openapi::document))
             .route("/docs", get(openapi::docs_page))
             .layer(DefaultBodyLimit::max(self.limits.max_body_bytes))
             .layer(timeout());
+        let api = if self.limits.metrics_with_api { api.route("/metrics", get(metrics::render)) } else { api };
         // Uploads: a larger body, the same time bound.
         let uploads = Router::new()
             .route("/v1/components/{digest}", put(components::upload))

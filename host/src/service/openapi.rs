@@ -3,11 +3,12 @@
 //! it on the server (no script, no CDN).
 
 use super::components::ComponentInfo;
+use super::dlq::DlqLine;
 use super::health::Health;
 use super::problem::{Problem, ProblemItem};
-use super::runs::{
-    CancelAnswer, DlqLine, RunAccepted, RunLine, RunLogLine, RunPage, SignalAnswer, SignalBody, SubmitRun,
-};
+use super::run_control::{CancelAnswer, SignalAnswer, SignalBody};
+use super::run_views::{RunLine, RunLogLine, RunPage};
+use super::runs::{RunAccepted, SubmitRun};
 use super::workflows::{GraphNode, RegisteredWorkflow, Validation, WorkflowBody, WorkflowGraph, WorkflowList};
 use axum::Json;
 use axum::response::Html;
@@ -45,16 +46,16 @@ impl Modify for TokenScheme {
     paths(
         super::runs::put,
         super::runs::post,
-        super::runs::list,
-        super::runs::show,
-        super::runs::journal,
-        super::runs::logs,
+        super::run_views::list,
+        super::run_views::show,
+        super::run_views::journal,
+        super::run_views::logs,
         super::events::stream,
-        super::runs::cancel,
-        super::runs::resume,
-        super::runs::signal,
-        super::runs::dlq,
-        super::runs::dlq_replay,
+        super::run_control::cancel,
+        super::run_control::resume,
+        super::run_control::signal,
+        super::dlq::list,
+        super::dlq::replay,
         super::workflows::validate,
         super::workflows::list,
         super::workflows::register,

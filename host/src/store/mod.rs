@@ -134,6 +134,15 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
     fn append<'a>(&'a self, lease: &'a Lease, entries: Vec<JournalEntry>) -> StoreFuture<'a, ()>;
     /// The run's journal, in order.
     fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>>;
+    /// The run's journal entries after sequence number `after`, in order
+    /// (a follower's next read).
+    fn journal_after<'a>(&'a self, run_id: &'a str, after: u64) -> StoreFuture<'a, Vec<Journaled>> {
+        Box::pin(async move {
+            let mut all = self.journal(run_id).await?;
+            all.retain(|j| j.seq > after);
+            Ok(all)
+        })
+    }
     /// The run.
     fn get_run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunRecord>;
     /// Runs, newest first.

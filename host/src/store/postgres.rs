@@ -458,13 +458,20 @@ impl RunStore for PostgresStore {
     }
 
     fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>> {
+        self.journal_after(run_id, 0)
+    }
+
+    fn journal_after<'a>(&'a self, run_id: &'a str, after: u64) -> StoreFuture<'a, Vec<Journaled>> {
         Box::pin(async move {
             let c = self.client().await?;
             if c.query_opt("SELECT 1 FROM runs WHERE run_id = $1", &[&run_id]).await.map_err(pg)?.is_none() {
                 return Err(StoreError::NotFound(run_id.into()));
             }
             let rows = c
-                .query("SELECT seq, at, data FROM journal WHERE run_id = $1 ORDER BY seq", &[&run_id])
+                .query(
+                    "SELECT seq, at, data FROM journal WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                    &[&run_id, &big(after)],
+                )
                 .await
                 .map_err(pg)?;
             rows.iter()

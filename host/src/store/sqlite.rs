@@ -369,7 +369,12 @@ impl RunStore for SqliteStore {
     }
 
     fn journal<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Journaled>> {
+        self.journal_after(run_id, 0)
+    }
+
+    fn journal_after<'a>(&'a self, run_id: &'a str, after: u64) -> StoreFuture<'a, Vec<Journaled>> {
         let run_id = run_id.to_owned();
+        let after = after.min(i64::MAX as u64) as i64;
         self.off(move |this| {
             let run_id = run_id.as_str();
             let c = this.lock();
@@ -378,9 +383,11 @@ impl RunStore for SqliteStore {
             if !exists {
                 return Err(StoreError::NotFound(run_id.into()));
             }
-            let mut stmt = c.prepare_cached("SELECT seq, at, data FROM journal WHERE run_id = ?1 ORDER BY seq")?;
-            let rows = stmt
-                .query_map([run_id], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+            let mut stmt =
+                c.prepare_cached("SELECT seq, at, data FROM journal WHERE run_id = ?1 AND seq > ?2 ORDER BY seq")?;
+            let rows = stmt.query_map(params![run_id, after], |r| {
+                Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?;
             let mut out = Vec::new();
             for row in rows {
                 let (seq, at, data) = row?;

@@ -28,15 +28,19 @@ impl Served {
         let mut child = cmd.spawn().expect("spawn weft serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let mut reader = BufReader::new(stderr);
-        let mut first = String::new();
-        reader.read_line(&mut first).expect("read weft serve's first line");
-        let addr = first
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("weft serve did not start: {first:?}"))
-            .to_string();
-        let collected = Arc::new(Mutex::new(first));
+        // The lines before the one that says where it listens (the metrics' address, ...).
+        let mut said = String::new();
+        let addr = loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).expect("read weft serve's stderr") == 0 {
+                panic!("weft serve did not start:\n{said}");
+            }
+            said.push_str(&line);
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap_or_default().to_string();
+            }
+        };
+        let collected = Arc::new(Mutex::new(said));
         let sink = collected.clone();
         std::thread::spawn(move || {
             for line in reader.lines().map_while(Result::ok) {

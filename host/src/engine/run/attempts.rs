@@ -122,6 +122,7 @@ impl Run {
             stream: None,
             observer: self.engine.observer.clone(),
             tenant: self.ids.tenant.clone(),
+            traceparent: self.opts.traceparent.clone(),
         }
     }
 }
@@ -159,6 +160,8 @@ pub(super) struct StepTask {
     observer: Arc<dyn crate::engine::RunObserver>,
     /// The run's tenant, for the observer.
     tenant: String,
+    /// The run's trace context, for the observer.
+    traceparent: Option<String>,
 }
 
 impl StepTask {
@@ -239,8 +242,9 @@ impl StepTask {
                 run_id: &self.first_ctx.run_id,
                 workflow: &self.wf.name,
                 tenant: &self.tenant,
+                traceparent: self.traceparent.as_deref(),
             };
-            self.observer.attempt_finished(observed, &node.id, &report);
+            self.observer.attempt_finished(observed, &node.id, attempt, &report);
             let retry = report.failure().is_some_and(|f| {
                 attempt < self.max_attempts && f.is_retryable() && self.policy.retry_on.contains(&f.kind())
             });

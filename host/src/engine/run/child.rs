@@ -64,6 +64,7 @@ impl Run {
             keys_of: None,
             request_digest: None,
             ceiling: self.opts.ceiling,
+            traceparent: self.opts.traceparent.clone(),
         };
         let engine = self.engine.clone();
         let cancelled = self.cancel.is_cancelled();

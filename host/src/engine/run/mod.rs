@@ -368,7 +368,12 @@ impl Run {
 
     /// The run, as an observer sees it.
     pub(super) fn observed(&self) -> crate::engine::ObservedRun<'_> {
-        crate::engine::ObservedRun { run_id: &self.ids.run_id, workflow: &self.wf.name, tenant: &self.ids.tenant }
+        crate::engine::ObservedRun {
+            run_id: &self.ids.run_id,
+            workflow: &self.wf.name,
+            tenant: &self.ids.tenant,
+            traceparent: self.opts.traceparent.as_deref(),
+        }
     }
 
     async fn drive_inner(&mut self) -> RunOutput {

@@ -140,7 +140,8 @@ async fn login(State(service): State<Arc<Service>>, Form(form): Form<LoginForm>)
     let token = form.token.trim();
     match service.tenants.authenticate(token).await {
         Ok(Some(_)) => {
-            let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+            // Twelve hours; the token itself stays valid until it is revoked.
+            let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200");
             let mut r = Redirect::to("/ui/runs").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
