@@ -90,14 +90,8 @@ impl ServeArgs {
         let limits =
             ServiceLimits { tenant_root, metrics_with_api: self.metrics_listen.is_none(), ..ServiceLimits::default() };
         if let Some(listen) = &self.metrics_listen {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| usage(format!("--metrics-listen {listen}: {e}; pass another address")))?;
-            noteln!("weft serve: metrics at http://{}/metrics", listener.local_addr()?);
-            let router = weft::service::metrics_router(metrics.clone(), engine.store().clone());
-            tokio::spawn(std::future::IntoFuture::into_future(
-                axum::serve(listener, router).with_graceful_shutdown(engine.drained()),
-            ));
+            let addr = super::worker::serve_metrics(listen, &metrics, &engine).await?;
+            noteln!("weft serve: metrics at http://{addr}/metrics");
         }
         let service = Service::new(engine.clone(), sandbox, executor, metrics.clone(), limits);
         super::shutdown::drain_on_sigterm(engine.clone(), "the server");

@@ -46,12 +46,7 @@ impl WorkerArgs {
         super::shutdown::drain_on_sigterm(engine.clone(), "the worker");
         let quiet = self.run.quiet;
         if let Some(listen) = &self.metrics_listen {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| usage(format!("--metrics-listen {listen}: {e}; pass another address")))?;
-            let addr = listener.local_addr()?;
-            let router = metrics_router(metrics.clone(), engine.store().clone());
-            tokio::spawn(axum::serve(listener, router).with_graceful_shutdown(engine.drained()).into_future());
+            let addr = serve_metrics(listen, &metrics, &engine).await?;
             noteln!("worker metrics at http://{addr}/metrics");
         }
         if !quiet {
@@ -69,6 +64,22 @@ impl WorkerArgs {
         }
         Ok(exit::code(exit::OK))
     }
+}
+
+/// Serves `metrics` at `http://LISTEN/metrics` until `engine` drains;
+/// returns the address it listens on.
+pub async fn serve_metrics(
+    listen: &str,
+    metrics: &Arc<Metrics>,
+    engine: &weft::engine::Engine,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| usage(format!("--metrics-listen {listen}: {e}; pass another address")))?;
+    let addr = listener.local_addr()?;
+    let router = metrics_router(metrics.clone(), engine.store().clone());
+    tokio::spawn(axum::serve(listener, router).with_graceful_shutdown(engine.drained()).into_future());
+    Ok(addr)
 }
 
 /// An engine's observer, and its traces when they are exported.

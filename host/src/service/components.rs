@@ -66,7 +66,6 @@ fn bad_digest(digest: &str) -> Problem {
         (status = 201, description = "Uploaded: new for this tenant", body = ComponentInfo),
         (status = 200, description = "This tenant had it already", body = ComponentInfo),
         (status = 400, description = "Not a digest", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks `components:write`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The bytes do not hash to the digest, or are no step component", body = Problem, content_type = "application/problem+json"),
@@ -134,7 +133,6 @@ pub(super) async fn upload(
     responses(
         (status = 200, description = "The component", body = ComponentInfo),
         (status = 400, description = "Not a digest", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such component", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]

@@ -37,7 +37,6 @@ pub struct DlqLine {
 #[utoipa::path(get, path = "/v1/dlq", tag = "runs",
     responses(
         (status = 200, description = "The queue", body = Vec<DlqLine>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]
 pub(super) async fn list(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<Vec<DlqLine>>, Problem> {

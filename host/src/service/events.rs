@@ -48,7 +48,6 @@ struct Cursor {
     responses(
         (status = 200, description = "`text/event-stream`: one event per journal entry (id: its sequence number, event: its kind, data: the entry)", content_type = "text/event-stream", body = Object),
         (status = 400, description = "A bad `Last-Event-ID`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]

@@ -52,7 +52,6 @@ pub struct CancelAnswer {
     responses(
         (status = 202, description = "Cancel requested", body = CancelAnswer),
         (status = 200, description = "The run had already ended", body = CancelAnswer),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
     ),
@@ -77,7 +76,6 @@ pub(super) async fn cancel(
     params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 202, description = "A worker will take it up", body = CancelAnswer),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It has finished, or a worker drives it now", body = Problem, content_type = "application/problem+json"),
@@ -109,7 +107,6 @@ pub(super) async fn resume(
     request_body = SignalBody,
     responses(
         (status = 200, description = "Delivered (or delivered before, with this id)", body = SignalAnswer),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks `runs:write`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The gate has another decision, or the run has ended", body = Problem, content_type = "application/problem+json"),

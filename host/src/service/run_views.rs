@@ -79,7 +79,6 @@ pub struct RunLogLine {
     responses(
         (status = 200, description = "A page of runs", body = RunPage),
         (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]
 pub(super) async fn list(
@@ -130,7 +129,6 @@ pub(super) async fn list(
     params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run", body = Object),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]
@@ -154,7 +152,6 @@ pub(super) async fn show(
     params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Its entries, each with `seq`, `at` and `kind`", body = Vec<Object>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]
@@ -174,7 +171,6 @@ pub(super) async fn journal(
     params(("id" = uuid::Uuid, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Its log lines", body = Vec<RunLogLine>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such run", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]

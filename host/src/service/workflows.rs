@@ -203,7 +203,6 @@ fn one_problem(message: String) -> ValidationError {
     responses(
         (status = 200, description = "What validation found", body = Validation),
         (status = 400, description = "The body is not text", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]
 pub(super) async fn validate(
@@ -236,7 +235,6 @@ pub(super) async fn validate(
         (status = 201, description = "Registered", body = RegisteredWorkflow),
         (status = 200, description = "Registered again (replaced)", body = RegisteredWorkflow),
         (status = 400, description = "A bad name or body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks `workflows:write`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The workflow does not validate", body = Problem, content_type = "application/problem+json"),
     ),
@@ -277,7 +275,6 @@ pub(super) async fn register(
     params(("name" = String, Path, description = "The name it is registered under", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     responses(
         (status = 200, description = "The workflow", body = RegisteredWorkflow),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such workflow", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]
@@ -294,7 +291,6 @@ pub(super) async fn show(
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
     responses(
         (status = 200, description = "Their names", body = WorkflowList),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = [])))]
 pub(super) async fn list(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<WorkflowList>, Problem> {
@@ -307,7 +303,6 @@ pub(super) async fn list(State(service): State<Arc<Service>>, caller: Caller) ->
     params(("name" = String, Path, description = "The name it is registered under", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     responses(
         (status = 200, description = "Its nodes and dependencies", body = WorkflowGraph),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This tenant has no such workflow", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "It no longer validates", body = Problem, content_type = "application/problem+json"),
     ),
