@@ -583,6 +583,26 @@ impl RunStore for FailingStore {
     ) -> weft::store::StoreFuture<'a, Option<weft::store::Signal>> {
         self.inner.signal_get(run_id, step_id)
     }
+    fn usage_add<'a>(
+        &'a self,
+        tenant: &'a str,
+        counter: &'a str,
+        delta: i64,
+        limit: u64,
+    ) -> weft::store::StoreFuture<'a, weft::store::UsageAdd> {
+        self.inner.usage_add(tenant, counter, delta, limit)
+    }
+    fn usage_get<'a>(&'a self, tenant: &'a str, counter: &'a str) -> weft::store::StoreFuture<'a, u64> {
+        self.inner.usage_get(tenant, counter)
+    }
+    fn usage_prune<'a>(
+        &'a self,
+        tenant: &'a str,
+        prefix: &'a str,
+        before: &'a str,
+    ) -> weft::store::StoreFuture<'a, u64> {
+        self.inner.usage_prune(tenant, prefix, before)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -441,6 +441,9 @@ fn tenant_commands_list_and_refuse_what_is_wrong() {
         (vec!["token", "create", "nobody"], "no tenant is named"),
         (vec!["token", "revoke", "ffff"], "no token has the id"),
         (vec!["token", "create", "blue", "--scope", "everything"], "not a scope"),
+        (vec!["create", "green", "--max-stored-bytes", "5 parsecs"], "not a unit here"),
+        (vec!["create", "green", "--max-fuel-per-hour", "lots"], "neither a whole number nor `none`"),
+        (vec!["quotas", "nobody", "--max-concurrent-runs", "3"], "no tenant is named"),
     ] {
         let mut all = vec!["tenant"];
         all.extend(args.iter());
@@ -930,4 +933,147 @@ fn traces_reach_an_otlp_collector_as_run_step_attempt_under_the_callers_tracepar
         assert!(matches!(attr(a, "weft.peak_memory_bytes"), Some(Any::IntValue(n)) if n > 0));
         assert!(a.start_time_unix_nano <= a.end_time_unix_nano && a.trace_id == run.trace_id);
     }
+}
+
+#[test]
+fn stored_bytes_are_a_quota_and_deleting_gives_them_back() {
+    let s = setup("stored");
+    let db = db_of(&s);
+    let (bytes, _) = component("echo");
+    let wf = two_steps(&component("echo").1);
+    // Room for the component and one copy of the workflow, not two.
+    let room = bytes.len() + wf.len() + wf.len() / 2;
+    tenant_cmd(CACHE, &db, &["create", "small", "--max-stored-bytes", &room.to_string()]);
+    let small = tenant_cmd(CACHE, &db, &["token", "create", "small"]);
+    let sv = &s.served;
+    let echo = upload(sv, &small, "echo");
+    assert_eq!(sv.get("/v1/usage", &small).json()["stored_bytes"], bytes.len(), "the upload is charged");
+    upload(sv, &small, "echo");
+    assert_eq!(sv.get("/v1/usage", &small).json()["stored_bytes"], bytes.len(), "the same upload again is not");
+    let put = |name: &str| {
+        sv.request("PUT", &format!("/v1/workflows/{name}"), Some(&small), Some(("application/yaml", wf.as_bytes())))
+    };
+    assert_eq!(put("first").status, 201);
+    assert_eq!(put("first").status, 200, "registering the same name again replaces it");
+    assert_eq!(sv.get("/v1/usage", &small).json()["stored_bytes"], bytes.len() + wf.len());
+    let refused = put("second");
+    let p = refused.problem(429, "quota-exceeded");
+    assert!(refused.header("retry-after").is_some());
+    assert!(p["detail"].as_str().unwrap().contains("max_stored_bytes"), "{p}");
+    assert_eq!(sv.get("/v1/workflows", &small).json()["names"], json!(["first"]), "nothing was stored");
+    // Deleting gives the space back.
+    assert_eq!(sv.request("DELETE", "/v1/workflows/first", Some(&small), None).status, 204);
+    sv.request("DELETE", "/v1/workflows/first", Some(&small), None).problem(404, "not-found");
+    assert_eq!(put("second").status, 201);
+    sv.request("DELETE", &format!("/v1/components/{echo}"), Some(&s.acme), None).problem(404, "not-found");
+    assert_eq!(sv.request("DELETE", &format!("/v1/components/{echo}"), Some(&small), None).status, 204);
+    assert_eq!(sv.get("/v1/usage", &small).json()["stored_bytes"], wf.len());
+    sv.get(&format!("/v1/components/{echo}"), &small).problem(404, "not-found");
+    // A deleted component can no longer be named by a new workflow.
+    let p = sv.json("POST", "/v1/runs", &small, &submission(&wf, "x")).problem(422, "invalid");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("no component of this tenant"), "{p}");
+    // The operator lifts the quota: the next upload is taken.
+    tenant_cmd(CACHE, &db, &["quotas", "small", "--max-stored-bytes", "none"]);
+    let listed = tenant_cmd(CACHE, &db, &["list"]);
+    assert!(listed.lines().any(|l| l.starts_with("small\t") && l.contains("max_stored_bytes none")), "{listed}");
+    upload(sv, &small, "emitter");
+    assert_eq!(sv.get("/v1/usage", &small).json()["quotas"]["max_stored_bytes"], Value::Null);
+}
+
+#[test]
+fn fuel_per_hour_is_counted_by_the_workers_and_a_tenant_sees_only_its_own_metrics() {
+    let s = setup("fuel");
+    let db = db_of(&s);
+    tenant_cmd(CACHE, &db, &["create", "frugal", "--max-fuel-per-hour", "1000"]);
+    let frugal = tenant_cmd(CACHE, &db, &["token", "create", "frugal"]);
+    let sv = &s.served;
+    let echo = upload(sv, &frugal, "echo");
+    let first = sv.json("POST", "/v1/runs?wait=30", &frugal, &submission(&two_steps(&echo), "a"));
+    assert_eq!(first.json()["status"], "completed", "{}", first.text());
+    let spent = first.json()["output"]["metrics"]["total_fuel_consumed"].as_f64().unwrap() as u64;
+    // The workers write the fuel within about a second.
+    let start = std::time::Instant::now();
+    let used = loop {
+        let u = sv.get("/v1/usage", &frugal).json();
+        let used = u["fuel_this_hour"].as_u64().unwrap();
+        if used > 0 {
+            break used;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the fuel was never counted: {u}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(used > 1000, "two echo steps spend more than 1000 fuel: {used}");
+    assert_eq!(used, spent, "the count is the run's own fuel");
+    let refused = sv.json("POST", "/v1/runs", &frugal, &submission(&two_steps(&echo), "b"));
+    let p = refused.problem(429, "quota-exceeded");
+    assert!(p["detail"].as_str().unwrap().contains("max_fuel_per_hour"), "{p}");
+    let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&wait), "until the next hour: {wait}");
+    // acme has no such quota, and its own count.
+    let acme_echo = upload(sv, &s.acme, "echo");
+    let other = sv.json("POST", "/v1/runs?wait=30", &s.acme, &submission(&two_steps(&acme_echo), "c"));
+    assert_eq!(other.json()["status"], "completed");
+
+    // Each tenant's metrics show its own runs and usage, and nobody else's.
+    let mine = sv.get("/v1/metrics", &frugal);
+    assert_eq!(mine.status, 200);
+    assert!(mine.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    let text = mine.text();
+    let value = |text: &str, prefix: &str| -> f64 {
+        let l = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
+        l.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        value(&text, "workflow_duration_seconds_count{workflow_type=\"greet\",execution_status=\"completed\"}"),
+        1.0
+    );
+    assert_eq!(value(&text, "weft_attempts_total{outcome=\"succeeded\"}"), 2.0);
+    assert_eq!(value(&text, "weft_tenant_fuel_this_hour "), used as f64);
+    assert_eq!(value(&text, "weft_tenant_quota_max_fuel_per_hour "), 1000.0);
+    assert_eq!(value(&text, "weft_quota_rejections_total{tenant=\"frugal\",quota=\"fuel_per_hour\"}"), 1.0);
+    assert!(!text.contains("acme"), "no other tenant's name:\n{text}");
+    let theirs = sv.get("/v1/metrics", &s.acme).text();
+    assert_eq!(
+        value(&theirs, "workflow_duration_seconds_count{workflow_type=\"greet\",execution_status=\"completed\"}"),
+        1.0
+    );
+    assert!(!theirs.contains("frugal"), "{theirs}");
+    assert_eq!(value(&theirs, "weft_tenant_quota_max_fuel_per_hour "), 0.0, "0: no limit");
+    sv.request("GET", "/v1/metrics", None, None).problem(401, "unauthorized");
+    // The operator's page counts both.
+    let all = sv.request("GET", "/metrics", None, None).text();
+    assert_eq!(
+        value(&all, "workflow_duration_seconds_count{workflow_type=\"greet\",execution_status=\"completed\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn a_tenant_can_have_an_operator_policy_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("acme.toml"),
+        "[env]\nallow = [\"PATH\"]\n[kv]\nallow = true\n[http]\nallow = [{ url = \"http://127.0.0.1:9/*\" }]\n",
+    )
+    .unwrap();
+    let s = setup_with("tenant-policy", &["--tenant-policies", policies.to_str().unwrap()]);
+    let sv = &s.served;
+    let wf_for = |probe: &str| {
+        format!(
+            "metadata: {{name: reads-env, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+             \x20   - {{node_id: look, node_type: effect, component: \"{probe}\", capabilities: {{env: [PATH], kv: true, http: [{{url: \"http://127.0.0.1:9/*\"}}]}}, input: {{ops: \"[{{'op': 'env', 'name': 'PATH'}}]\"}}}}\n"
+        )
+    };
+    // acme's own policy lets its node read PATH.
+    let probe = upload(sv, &s.acme, "probe");
+    let out = sv.json("POST", "/v1/runs?wait=30", &s.acme, &json!({ "definition": wf_for(&probe) }));
+    let out = out.json();
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["output"]["step_outputs"]["look"]["results"][0]["ok"], std::env::var("PATH").unwrap(), "{out}");
+    // Every other tenant is under the default: nothing.
+    let theirs = upload(sv, &s.other, "probe");
+    let p = sv.json("POST", "/v1/runs", &s.other, &json!({ "definition": wf_for(&theirs) })).problem(422, "invalid");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("the operator's policy refuses this"), "{p}");
 }

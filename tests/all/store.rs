@@ -413,6 +413,34 @@ async fn the_memo_cache_keeps_entries_counts_hits_and_evicts_the_least_recently_
     assert_eq!(s.memo_stats().await.unwrap().entries, 0);
 }
 
+async fn usage_counters_add_atomically_within_a_limit(s: Arc<dyn RunStore>) {
+    use weft::store::UsageAdd;
+    assert_eq!(s.usage_get("acme", "stored_bytes").await.unwrap(), 0);
+    assert_eq!(s.usage_add("acme", "stored_bytes", 60, 100).await.unwrap(), UsageAdd::Added(60));
+    assert_eq!(s.usage_add("acme", "stored_bytes", 50, 100).await.unwrap(), UsageAdd::Over(60), "past the limit");
+    assert_eq!(s.usage_add("acme", "stored_bytes", 40, 100).await.unwrap(), UsageAdd::Added(100), "up to it");
+    assert_eq!(s.usage_add("acme", "stored_bytes", -500, 100).await.unwrap(), UsageAdd::Added(0), "down to 0");
+    assert_eq!(s.usage_get("other", "stored_bytes").await.unwrap(), 0, "per tenant");
+    // Many tasks adding at once lose nothing.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            for _ in 0..25 {
+                s.usage_add("acme", "fuel/100", 3, u64::MAX).await.unwrap();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    assert_eq!(s.usage_get("acme", "fuel/100").await.unwrap(), 8 * 25 * 3);
+    s.usage_add("acme", "fuel/101", 1, u64::MAX).await.unwrap();
+    s.usage_add("other", "fuel/100", 1, u64::MAX).await.unwrap();
+    assert_eq!(s.usage_prune("acme", "fuel/", "fuel/101").await.unwrap(), 1, "only the older hour");
+    assert_eq!(s.usage_get("acme", "fuel/100").await.unwrap(), 0);
+    assert_eq!(s.usage_get("acme", "fuel/101").await.unwrap(), 1);
+    assert_eq!(s.usage_get("other", "fuel/100").await.unwrap(), 1, "another tenant's are kept");
+}
+
 macro_rules! conformance {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -446,6 +474,7 @@ macro_rules! conformance {
             case!(appends_from_many_tasks_keep_every_entry);
             case!(key_value_state_is_scoped_quota_checked_and_freed_on_delete);
             case!(the_memo_cache_keeps_entries_counts_hits_and_evicts_the_least_recently_used);
+            case!(usage_counters_add_atomically_within_a_limit);
         }
     };
 }

@@ -65,6 +65,44 @@ impl PolicyArgs {
     }
 }
 
+/// Operator policies of their own for some tenants.
+#[derive(Args, Clone)]
+pub struct TenantPolicyArgs {
+    /// A directory of policies per tenant: `DIR/<tenant>.toml` is that
+    /// tenant's operator policy, in place of --policy, for its runs (on
+    /// `weft serve`, and on every `weft worker`: give them the same).
+    #[arg(long, value_name = "DIR")]
+    pub tenant_policies: Option<PathBuf>,
+}
+
+impl TenantPolicyArgs {
+    /// `engine` with each tenant's policy of the directory.
+    pub fn apply(&self, mut engine: Engine) -> anyhow::Result<Engine> {
+        let Some(dir) = &self.tenant_policies else { return Ok(engine) };
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            usage(format!("--tenant-policies {}: {e}; give a directory of TENANT.toml files", dir.display()))
+        })?;
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for path in files {
+            if path.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let tenant = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            if !weft::service::valid_name(&tenant) {
+                return Err(usage(format!(
+                    "--tenant-policies: {} is not named after a tenant: name it TENANT.toml, with the tenant's \
+                     name (lowercase letters, digits and `-`)",
+                    path.display()
+                )));
+            }
+            let policy = Policy::load(&path).map_err(usage)?;
+            engine = engine.with_tenant_policy(&tenant, Arc::new(policy));
+        }
+        Ok(engine)
+    }
+}
+
 /// What each node of `wf` is granted, one line per grant, for people.
 pub fn grant_lines(wf: &Workflow, policy: &Policy) -> Vec<String> {
     let mut lines = Vec::new();

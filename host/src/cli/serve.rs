@@ -37,6 +37,8 @@ pub struct ServeArgs {
     /// granted nothing: workflow authors are untrusted here.
     #[arg(long, value_name = "FILE", env = "WEFT_POLICY")]
     policy: Option<PathBuf>,
+    #[command(flatten)]
+    tenant_policies: super::args::TenantPolicyArgs,
     /// A directory with one directory per tenant: relative `host:`
     /// directories of a tenant's workflows resolve in `DIR/<tenant>` (the
     /// policy must still allow them). Without it they resolve nowhere.
@@ -70,12 +72,11 @@ impl ServeArgs {
         let sandbox = Arc::new(self.host.sandbox_sized(64)?);
         let executor = Arc::new(SandboxExecutor::new(sandbox.clone()));
         let metrics = Arc::new(Metrics::new());
-        let (observer, traces) = self.traces.observer(metrics.clone())?;
-        let engine = Engine::new(executor.clone())
-            .with_store(store)
-            .with_policy(Arc::new(policy))
-            .with_observer(observer)
-            .with_lease_ms(self.lease_ms);
+        let engine =
+            Engine::new(executor.clone()).with_store(store).with_policy(Arc::new(policy)).with_lease_ms(self.lease_ms);
+        let engine = self.tenant_policies.apply(engine)?;
+        let observed = self.traces.observer(metrics.clone(), &engine)?;
+        let engine = engine.with_observer(observed.observer.clone());
         let listener = tokio::net::TcpListener::bind(&self.listen)
             .await
             .map_err(|e| usage(format!("cannot listen on {}: {e}; pass another --listen address", self.listen)))?;
@@ -126,7 +127,7 @@ impl ServeArgs {
         });
         weft::service::serve(service, listener, engine.drained()).await?;
         let _ = workers.await;
-        super::worker::flush(traces).await;
+        observed.flush().await;
         noteln!("weft serve: drained");
         Ok(exit::code(exit::OK))
     }

@@ -17,6 +17,8 @@ pub enum TenantCommand {
     Create(CreateArgs),
     /// List the tenants.
     List(ListArgs),
+    /// Change a tenant's quotas.
+    Quotas(QuotasArgs),
     /// Make, list and revoke a tenant's API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -38,23 +40,116 @@ pub enum TokenCommand {
 pub struct CreateArgs {
     /// The tenant's name: lowercase letters, digits and `-`.
     name: String,
-    /// Runs pending or running at once.
-    #[arg(long, default_value_t = Quotas::default().max_concurrent_runs)]
-    max_concurrent_runs: u32,
-    /// Submissions per minute.
-    #[arg(long, default_value_t = Quotas::default().submissions_per_minute)]
-    submissions_per_minute: u32,
-    /// The most fuel one attempt of its runs may be granted (default: the host's).
-    #[arg(long)]
-    max_step_fuel: Option<u64>,
-    /// The most linear memory one attempt may be granted, in MiB.
-    #[arg(long)]
-    max_step_memory_mb: Option<u64>,
-    /// The longest one attempt may run, in milliseconds.
-    #[arg(long)]
-    max_step_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    quotas: QuotaArgs,
     #[command(flatten)]
     store: DriveStoreArgs,
+}
+
+/// `weft tenant quotas`
+#[derive(Args)]
+pub struct QuotasArgs {
+    /// The tenant whose quotas change (only the ones given; `none` lifts a limit).
+    name: String,
+    #[command(flatten)]
+    quotas: QuotaArgs,
+    #[command(flatten)]
+    store: DriveStoreArgs,
+}
+
+/// A tenant's quotas, as flags; each one given replaces that quota.
+#[derive(Args)]
+pub struct QuotaArgs {
+    /// Runs pending or running at once (default 100).
+    #[arg(long)]
+    max_concurrent_runs: Option<u32>,
+    /// Submissions per minute (default 600).
+    #[arg(long)]
+    submissions_per_minute: Option<u32>,
+    /// The most fuel one attempt of its runs may be granted, or `none` (default: the host's).
+    #[arg(long, value_parser = limit)]
+    max_step_fuel: Option<Limit>,
+    /// The most linear memory one attempt may be granted, in MiB, or `none`.
+    #[arg(long, value_parser = limit)]
+    max_step_memory_mb: Option<Limit>,
+    /// The longest one attempt may run, in milliseconds, or `none`.
+    #[arg(long, value_parser = limit)]
+    max_step_timeout_ms: Option<Limit>,
+    /// The most fuel its attempts may consume in one clock hour, or `none` (default none).
+    #[arg(long, value_parser = limit)]
+    max_fuel_per_hour: Option<Limit>,
+    /// The most bytes of components and workflows it may keep, as a
+    /// number with an optional KiB, MiB or GiB, or `none` (default 1GiB).
+    #[arg(long, value_parser = size_limit)]
+    max_stored_bytes: Option<Limit>,
+}
+
+/// A limit given on the command line: a number, or `none` for no limit.
+#[derive(Clone, Copy)]
+struct Limit(Option<u64>);
+
+fn limit(s: &str) -> Result<Limit, String> {
+    if s == "none" {
+        return Ok(Limit(None));
+    }
+    s.parse().map(|n| Limit(Some(n))).map_err(|_| format!("`{s}` is neither a whole number nor `none`"))
+}
+
+fn size_limit(s: &str) -> Result<Limit, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let scale: u64 = match unit.trim() {
+        "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ if t == "none" => return Ok(Limit(None)),
+        other => {
+            return Err(format!("`{other}` is not a unit here: write bytes, KiB, MiB or GiB (`512MiB`), or `none`"));
+        }
+    };
+    let n: u64 =
+        digits.parse().map_err(|_| format!("`{s}` is not a size: write a whole number and a unit, like `512MiB`"))?;
+    n.checked_mul(scale).map(|b| Limit(Some(b))).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+impl QuotaArgs {
+    /// `base` with every quota given here replaced.
+    fn apply(&self, mut q: Quotas) -> Quotas {
+        let set = |slot: &mut Option<u64>, given: Option<Limit>| {
+            if let Some(Limit(v)) = given {
+                *slot = v;
+            }
+        };
+        if let Some(n) = self.max_concurrent_runs {
+            q.max_concurrent_runs = n;
+        }
+        if let Some(n) = self.submissions_per_minute {
+            q.submissions_per_minute = n;
+        }
+        set(&mut q.max_step_fuel, self.max_step_fuel);
+        set(&mut q.max_step_memory_mb, self.max_step_memory_mb);
+        set(&mut q.max_step_timeout_ms, self.max_step_timeout_ms);
+        set(&mut q.max_fuel_per_hour, self.max_fuel_per_hour);
+        set(&mut q.max_stored_bytes, self.max_stored_bytes);
+        q
+    }
+}
+
+/// One line of quotas, as `weft tenant list` and `quotas` print them.
+fn quota_line(q: &Quotas) -> String {
+    let shown = |v: Option<u64>| v.map_or("none".to_string(), |n| n.to_string());
+    format!(
+        "max_concurrent_runs {}\tsubmissions_per_minute {}\tmax_step_fuel {}\tmax_step_memory_mb {}\t\
+         max_step_timeout_ms {}\tmax_fuel_per_hour {}\tmax_stored_bytes {}",
+        q.max_concurrent_runs,
+        q.submissions_per_minute,
+        shown(q.max_step_fuel),
+        shown(q.max_step_memory_mb),
+        shown(q.max_step_timeout_ms),
+        shown(q.max_fuel_per_hour),
+        shown(q.max_stored_bytes),
+    )
 }
 
 /// `weft tenant list`
@@ -124,13 +219,7 @@ impl TenantCommand {
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         match self {
             Self::Create(a) => {
-                let quotas = Quotas {
-                    max_concurrent_runs: a.max_concurrent_runs,
-                    submissions_per_minute: a.submissions_per_minute,
-                    max_step_fuel: a.max_step_fuel,
-                    max_step_memory_mb: a.max_step_memory_mb,
-                    max_step_timeout_ms: a.max_step_timeout_ms,
-                };
+                let quotas = a.quotas.apply(Quotas::default());
                 let t = tenants(&a.store)?.create(&a.name, quotas).await.map_err(tenant_error)?;
                 outln!("{}", t.name);
                 noteln!("tenant `{}` created; make it a token with `weft tenant token create {}`", t.name, t.name);
@@ -141,18 +230,21 @@ impl TenantCommand {
                     print_json(&all, "pretty")?;
                 } else {
                     for t in &all {
-                        outln!(
-                            "{}\tcreated {}\tmax_concurrent_runs {}\tsubmissions_per_minute {}",
-                            t.name,
-                            t.created_at,
-                            t.quotas.max_concurrent_runs,
-                            t.quotas.submissions_per_minute
-                        );
+                        outln!("{}\tcreated {}\t{}", t.name, t.created_at, quota_line(&t.quotas));
                     }
                     if all.is_empty() {
                         noteln!("no tenants yet; `weft tenant create NAME` makes one");
                     }
                 }
+            }
+            Self::Quotas(a) => {
+                let tenants = tenants(&a.store)?;
+                let Some(t) = tenants.get(&a.name).await.map_err(tenant_error)? else {
+                    return Err(tenant_error(TenantError::NoTenant(a.name)));
+                };
+                let t = tenants.set_quotas(&t.name, a.quotas.apply(t.quotas.clone())).await.map_err(tenant_error)?;
+                outln!("{}\t{}", t.name, quota_line(&t.quotas));
+                noteln!("the new quotas apply to `{}`'s next requests, on every server", t.name);
             }
             Self::Token(TokenCommand::Create(a)) => {
                 let scopes = if a.scopes.is_empty() {

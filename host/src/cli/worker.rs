@@ -1,7 +1,7 @@
 //! `weft worker`: claims runnable runs from a shared store and drives them
 //! (`Engine::work`), one line on stderr per run claimed and ended.
 
-use super::args::DriveArgs;
+use super::args::{DriveArgs, TenantPolicyArgs};
 use super::exit;
 use super::output::noteln;
 use super::usage;
@@ -10,8 +10,8 @@ use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use weft::engine::{Observers, RunObserver, WorkerEvent, WorkerOptions};
-use weft::service::{Metrics, Traces, metrics_router};
+use weft::engine::{Engine, Observers, RunObserver, WorkerEvent, WorkerOptions};
+use weft::service::{FuelMeter, Metrics, Traces, metrics_router};
 
 /// `weft worker`
 #[derive(Args)]
@@ -33,6 +33,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     traces: TraceArgs,
     #[command(flatten)]
+    tenant_policies: TenantPolicyArgs,
+    #[command(flatten)]
     run: DriveArgs,
 }
 
@@ -40,8 +42,9 @@ impl WorkerArgs {
     /// Runs the worker until it has drained.
     pub async fn execute(self) -> anyhow::Result<ExitCode> {
         let metrics = Arc::new(Metrics::new());
-        let (observer, traces) = self.traces.observer(metrics.clone())?;
-        let engine = self.run.engine()?.with_lease_ms(self.lease_ms).with_observer(observer);
+        let engine = self.tenant_policies.apply(self.run.engine()?.with_lease_ms(self.lease_ms))?;
+        let observed = self.traces.observer(metrics.clone(), &engine)?;
+        let engine = engine.with_observer(observed.observer.clone());
         let at = self.run.store.location()?;
         super::shutdown::drain_on_sigterm(engine.clone(), "the worker");
         let quiet = self.run.quiet;
@@ -58,7 +61,7 @@ impl WorkerArgs {
             resume: self.run.options(),
         };
         engine.work(opts, move |event| report(&metrics, quiet, event)).await;
-        flush(traces).await;
+        observed.flush().await;
         if !quiet {
             noteln!("worker {} drained", engine.owner());
         }
@@ -71,7 +74,7 @@ impl WorkerArgs {
 pub async fn serve_metrics(
     listen: &str,
     metrics: &Arc<Metrics>,
-    engine: &weft::engine::Engine,
+    engine: &Engine,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -82,8 +85,25 @@ pub async fn serve_metrics(
     Ok(addr)
 }
 
-/// An engine's observer, and its traces when they are exported.
-pub type Observed = (Arc<dyn RunObserver>, Option<Arc<Traces>>);
+/// What watches an engine's runs: its observer (the metrics, the tenants'
+/// fuel meter, and the traces when they are exported).
+pub struct Observed {
+    /// The engine's observer.
+    pub observer: Arc<dyn RunObserver>,
+    traces: Option<Arc<Traces>>,
+    fuel: Arc<FuelMeter>,
+}
+
+impl Observed {
+    /// Writes the fuel counted since the last write, and sends the spans not
+    /// sent yet (off the runtime: it blocks). Call it once the runs ended.
+    pub async fn flush(self) {
+        self.fuel.flush().await;
+        if let Some(t) = self.traces {
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        }
+    }
+}
 
 /// Where traces go: nowhere unless `--otlp-endpoint` is given.
 #[derive(Args)]
@@ -95,19 +115,20 @@ pub struct TraceArgs {
 }
 
 impl TraceArgs {
-    /// The engine's observer: the metrics, and the traces when asked for
-    /// (returned too, to be flushed at the end).
-    pub fn observer(&self, metrics: Arc<Metrics>) -> anyhow::Result<Observed> {
-        let Some(url) = &self.otlp_endpoint else { return Ok((metrics, None)) };
-        let traces = Arc::new(Traces::otlp(url, "weft").map_err(usage)?);
-        Ok((Arc::new(Observers(vec![metrics, traces.clone()])), Some(traces)))
-    }
-}
-
-/// Sends the spans not sent yet (off the runtime: it blocks).
-pub async fn flush(traces: Option<Arc<Traces>>) {
-    if let Some(t) = traces {
-        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    /// The observer of `engine`'s runs: `metrics`, a fuel meter on its store
+    /// (written once a second until it drains), and the traces when asked for.
+    pub fn observer(&self, metrics: Arc<Metrics>, engine: &Engine) -> anyhow::Result<Observed> {
+        let fuel = FuelMeter::new(engine.store().clone());
+        fuel.spawn(engine.drained());
+        let mut all: Vec<Arc<dyn RunObserver>> = vec![metrics, fuel.clone()];
+        let traces = match &self.otlp_endpoint {
+            Some(url) => Some(Arc::new(Traces::otlp(url, "weft").map_err(usage)?)),
+            None => None,
+        };
+        if let Some(t) = &traces {
+            all.push(t.clone());
+        }
+        Ok(Observed { observer: Arc::new(Observers(all)), traces, fuel })
     }
 }
 

@@ -95,6 +95,11 @@ use run::{Parts, Run};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// The tenant of a run (its `metadata.tenant`; '' on a single-tenant host).
+fn tenant_of(config: &RunConfig) -> &str {
+    config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default()
+}
+
 /// The orchestrator. Cloning it is cheap: the clones share the executor,
 /// the store and the policy.
 #[derive(Clone)]
@@ -104,6 +109,8 @@ pub struct Engine {
     owner: String,
     lease_ms: u64,
     policy: Arc<Policy>,
+    /// Tenants whose runs are under a policy of their own instead.
+    tenant_policies: Arc<std::collections::HashMap<String, Arc<Policy>>>,
     scratch_root: std::path::PathBuf,
     /// Where components fetched from the store are kept (None: not fetched).
     blob_dir: Option<std::path::PathBuf>,
@@ -125,6 +132,7 @@ impl Engine {
             owner: process_owner(),
             lease_ms: DEFAULT_LEASE_MS,
             policy: Arc::new(Policy::operator()),
+            tenant_policies: Default::default(),
             scratch_root: default_scratch_root(),
             blob_dir: blobs::default_blob_dir(),
             stored_blobs: Default::default(),
@@ -202,9 +210,23 @@ impl Engine {
         self
     }
 
-    /// The operator policy runs are checked against.
+    /// The same engine with the runs of `tenant` under `policy` instead of
+    /// the one of [`Engine::with_policy`] (the operator policy can differ
+    /// per tenant). The tenant is the run's `metadata.tenant`.
+    pub fn with_tenant_policy(mut self, tenant: &str, policy: Arc<Policy>) -> Self {
+        Arc::make_mut(&mut self.tenant_policies).insert(tenant.to_string(), policy);
+        self
+    }
+
+    /// The operator policy runs are checked against (a tenant's own, if it
+    /// has one, takes its place: [`Engine::policy_for`]).
     pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
+    }
+
+    /// The policy the runs of `tenant` are checked against.
+    pub fn policy_for(&self, tenant: &str) -> &Arc<Policy> {
+        self.tenant_policies.get(tenant).unwrap_or(&self.policy)
     }
 
     /// The same engine journaling to `store` (runs become resumable from it).
@@ -256,7 +278,7 @@ impl Engine {
     ) -> Result<(NewRun, RunConfig, Held), StartError> {
         let wf = wf.as_ref();
         let config = input.resolve(wf, opts.environment, opts.config.as_deref()).map_err(StartError::Input)?;
-        self.check_capabilities(wf)?;
+        self.check_capabilities(wf, tenant_of(&config))?;
         self.executor.prepare(wf).map_err(StartError::Components)?;
         let pins = self.executor.pins(wf);
         let held = self.executor.hold(wf);
@@ -303,11 +325,12 @@ impl Engine {
     /// What a run of this engine shares with it, and the component digests
     /// its nodes are pinned to.
     fn parts(&self, wf: &Workflow, config: &RunConfig, pins: Vec<Option<String>>, held: Held, lease: Lease) -> Parts {
-        let tenant = config.metadata.get("tenant").and_then(Value::as_str).unwrap_or_default();
+        let tenant = tenant_of(config);
+        let policy = self.policy_for(tenant);
         let run_id = config.workflow_id.to_string();
         let kv: Arc<dyn crate::contract::KeyValue> = self.store.clone();
         Parts {
-            grants: RunGrants::new(wf, &self.policy, kv, &self.scratch_root, &run_id, tenant),
+            grants: RunGrants::new(wf, policy, kv, &self.scratch_root, &run_id, tenant),
             executor: self.executor.clone(),
             store: self.store.clone(),
             lease: Arc::new(lease),
@@ -315,16 +338,17 @@ impl Engine {
             drain: self.drain.clone(),
             pins,
             held,
-            expr_budget: self.policy.expressions,
-            fan_out_limits: self.policy.fan_out,
-            memo_max_bytes: self.policy.memo_max_bytes,
+            expr_budget: policy.expressions,
+            fan_out_limits: policy.fan_out,
+            memo_max_bytes: policy.memo_max_bytes,
             engine: self.clone(),
         }
     }
 
-    /// `Err` lists every node whose capabilities the policy does not allow.
-    fn check_capabilities(&self, wf: &Workflow) -> Result<(), StartError> {
-        let problems = check_capabilities(wf, &self.policy);
+    /// `Err` lists every node whose capabilities the policy of `tenant`
+    /// does not allow.
+    fn check_capabilities(&self, wf: &Workflow, tenant: &str) -> Result<(), StartError> {
+        let problems = check_capabilities(wf, self.policy_for(tenant));
         if problems.is_empty() { Ok(()) } else { Err(StartError::Capabilities(problems)) }
     }
 

@@ -179,7 +179,7 @@ impl Engine {
             }
         }
         let wf = Arc::new(wf);
-        self.check_capabilities(&wf)?;
+        self.check_capabilities(&wf, record.run.tenant())?;
         self.executor.prepare(&wf).map_err(StartError::Components)?;
         let now = self.executor.pins(&wf);
         let held = self.executor.hold(&wf);

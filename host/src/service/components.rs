@@ -116,15 +116,52 @@ pub(super) async fn upload(
     }
     let bytes = body.to_vec();
     let size_bytes = bytes.len() as u64;
-    service.engine.put_component(bytes).await?;
+    let charged = size_bytes as i64;
+    service.charge_stored(&caller, charged, "the component").await?;
     let info = ComponentInfo {
         digest: digest.clone(),
         size_bytes,
         world: inspection.world.to_string(),
         uploaded_at: crate::store::now_rfc3339(),
     };
-    service.put_own_record(&caller, COMPONENTS, &digest, &info).await?;
+    let stored = async {
+        service.engine.put_component(bytes).await?;
+        service.put_own_record(&caller, COMPONENTS, &digest, &info).await
+    };
+    if let Err(p) = stored.await {
+        service.charge_stored(&caller, -charged, "the component").await?;
+        return Err(p);
+    }
     Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// Deletes the tenant's upload under a digest: its workflows may no longer
+/// name it, and its bytes no longer count against `max_stored_bytes`. Runs
+/// already submitted keep it (their workers fetch it by digest).
+#[utoipa::path(delete, path = "/v1/components/{digest}", tag = "components",
+    params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits", pattern = "^sha256:[0-9a-f]{64}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not a digest", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `components:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This tenant has no such component", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("token" = [])))]
+pub(super) async fn delete(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    ApiPath(digest): ApiPath<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Scope::ComponentsWrite)?;
+    if !well_formed(&digest) {
+        return Err(bad_digest(&digest));
+    }
+    let info: Option<ComponentInfo> = service.own_record(&caller, COMPONENTS, &digest).await?;
+    let Some(info) = info else { return Err(Problem::not_found("component")) };
+    if service.delete_own_record(&caller, COMPONENTS, &digest).await? {
+        service.charge_stored(&caller, -(info.size_bytes as i64), "the component").await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// What the tenant uploaded under a digest.

@@ -12,6 +12,10 @@
 //! are bounded: past [`MAX_LABEL_VALUES`] distinct values, the rest count
 //! as `other`. Tenants appear only on quota rejections, which an operator's
 //! own tenant list bounds.
+//!
+//! A tenant sees its own metrics only, at `GET /v1/metrics` with its token:
+//! the same run metrics kept for its runs alone, its quota rejections, and
+//! its usage and quotas as `weft_tenant_*` gauges (`tenant_view.rs`).
 
 use crate::contract::{AttemptReport, RunOutput};
 use crate::engine::{ObservedRun, RunObserver};
@@ -22,7 +26,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The most distinct values a label an author chooses may take.
@@ -61,9 +65,11 @@ struct WorkerLabels {
     event: String,
 }
 
-/// Every metric of one process.
-pub struct Metrics {
-    registry: Registry,
+/// The metrics of runs: the contract's five and the attempts'. A process
+/// keeps one set for all runs, and one per tenant (the tenant's own view,
+/// `GET /v1/metrics`).
+#[derive(Clone)]
+struct RunFamilies {
     workflow_duration: Family<RunLabels, Histogram>,
     step_count: Gauge,
     actions: Family<ActionLabels, Counter>,
@@ -73,81 +79,40 @@ pub struct Metrics {
     attempt_duration: Histogram,
     fuel: Counter,
     peak_memory: Histogram,
-    quota_rejections: Family<QuotaLabels, Counter>,
-    worker_events: Family<WorkerLabels, Counter>,
-    dlq_size: Gauge,
     /// The label values authors chose so far, per label.
-    seen: Mutex<HashSet<(&'static str, String)>>,
+    seen: Arc<Mutex<HashSet<(&'static str, String)>>>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
-    /// A fresh set of metrics, registered.
-    pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let workflow_duration = Family::<RunLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 20))
-        });
-        let step_count = Gauge::default();
-        let actions = Family::<ActionLabels, Counter>::default();
-        let errors = Family::<ErrorLabels, Counter>::default();
-        let active = Gauge::default();
-        let attempts = Family::<OutcomeLabels, Counter>::default();
-        let attempt_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
-        let fuel = Counter::default();
-        let peak_memory = Histogram::new(exponential_buckets(65536.0, 2.0, 16));
-        let quota_rejections = Family::<QuotaLabels, Counter>::default();
-        let worker_events = Family::<WorkerLabels, Counter>::default();
-        let dlq_size = Gauge::default();
-        registry.register("workflow_duration_seconds", "Time spent on workflow execution", workflow_duration.clone());
-        registry.register("workflow_step_count", "Number of steps in workflow", step_count.clone());
-        registry.register("actions_emitted", "Total actions emitted", actions.clone());
-        registry.register("workflow_errors", "Total workflow errors", errors.clone());
-        registry.register("active_workflows", "Number of currently active workflows", active.clone());
-        registry.register(
-            "weft_attempts",
-            "Step attempts by outcome (`succeeded`, or the failure kind)",
-            attempts.clone(),
-        );
-        registry.register("weft_attempt_duration_seconds", "Wall time of one attempt", attempt_duration.clone());
-        registry.register(
-            "weft_fuel_consumed",
-            "Fuel consumed by attempts (about one per wasm instruction)",
-            fuel.clone(),
-        );
-        registry.register("weft_attempt_peak_memory_bytes", "Peak linear memory of one attempt", peak_memory.clone());
-        registry.register(
-            "weft_quota_rejections",
-            "Requests refused with 429 because a tenant's quota was used up",
-            quota_rejections.clone(),
-        );
-        registry.register(
-            "weft_worker_events",
-            "What workers did with runs (`claimed`, `lease_lost`: a takeover, `refused`, `store_error`)",
-            worker_events.clone(),
-        );
-        registry.register("weft_dlq_size", "Runs in the dead-letter queue, not yet replayed", dlq_size.clone());
+impl RunFamilies {
+    fn new() -> Self {
         Self {
-            registry,
-            workflow_duration,
-            step_count,
-            actions,
-            errors,
-            active,
-            attempts,
-            attempt_duration,
-            fuel,
-            peak_memory,
-            quota_rejections,
-            worker_events,
-            dlq_size,
-            seen: Mutex::new(HashSet::new()),
+            workflow_duration: Family::<RunLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 20))
+            }),
+            step_count: Gauge::default(),
+            actions: Family::default(),
+            errors: Family::default(),
+            active: Gauge::default(),
+            attempts: Family::default(),
+            attempt_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 20)),
+            fuel: Counter::default(),
+            peak_memory: Histogram::new(exponential_buckets(65536.0, 2.0, 16)),
+            seen: Default::default(),
         }
+    }
+
+    /// Registers every family in `registry` (they stay shared with `self`).
+    fn register(&self, registry: &mut Registry) {
+        let s = self.clone();
+        registry.register("workflow_duration_seconds", "Time spent on workflow execution", s.workflow_duration);
+        registry.register("workflow_step_count", "Number of steps in workflow", s.step_count);
+        registry.register("actions_emitted", "Total actions emitted", s.actions);
+        registry.register("workflow_errors", "Total workflow errors", s.errors);
+        registry.register("active_workflows", "Number of currently active workflows", s.active);
+        registry.register("weft_attempts", "Step attempts by outcome (`succeeded`, or the failure kind)", s.attempts);
+        registry.register("weft_attempt_duration_seconds", "Wall time of one attempt", s.attempt_duration);
+        registry.register("weft_fuel_consumed", "Fuel consumed by attempts (about one per wasm instruction)", s.fuel);
+        registry.register("weft_attempt_peak_memory_bytes", "Peak linear memory of one attempt", s.peak_memory);
     }
 
     /// `value` as a value of `label`, or `other` once the label has
@@ -163,6 +128,89 @@ impl Metrics {
         }
         seen.insert(key);
         value.to_string()
+    }
+
+    fn run_started(&self) {
+        self.active.inc();
+    }
+
+    fn attempt_finished(&self, report: &AttemptReport) {
+        let outcome = report.failure().map_or("succeeded", |f| f.kind().as_str());
+        self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        self.attempt_duration.observe(report.stats.wall_time_us as f64 / 1e6);
+        self.fuel.inc_by(report.stats.fuel_consumed);
+        if report.stats.peak_memory_bytes > 0 {
+            self.peak_memory.observe(report.stats.peak_memory_bytes as f64);
+        }
+    }
+
+    fn run_finished(&self, workflow: &str, output: &RunOutput, steps: usize) {
+        self.active.dec();
+        let workflow_type = self.bounded("workflow_type", workflow);
+        let labels = RunLabels {
+            workflow_type: workflow_type.clone(),
+            execution_status: output.execution_status.as_str().into(),
+        };
+        self.workflow_duration.get_or_create(&labels).observe(output.execution_time_ms as f64 / 1000.0);
+        self.step_count.set(steps.min(i64::MAX as usize) as i64);
+        for a in &output.actions_emitted {
+            let action_type = self.bounded("action_type", &a.action_type);
+            self.actions.get_or_create(&ActionLabels { action_type }).inc();
+        }
+        for e in &output.errors {
+            let error_type = self.bounded("error_type", &e.error_type);
+            self.errors.get_or_create(&ErrorLabels { error_type, workflow_type: workflow_type.clone() }).inc();
+        }
+    }
+}
+
+/// Every metric of one process.
+pub struct Metrics {
+    registry: Registry,
+    runs: RunFamilies,
+    quota_rejections: Family<QuotaLabels, Counter>,
+    worker_events: Family<WorkerLabels, Counter>,
+    dlq_size: Gauge,
+    /// Each tenant's own run metrics (its runs driven by this process).
+    tenants: Mutex<HashMap<String, RunFamilies>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let runs = RunFamilies::new();
+        runs.register(&mut registry);
+        let quota_rejections = Family::<QuotaLabels, Counter>::default();
+        let worker_events = Family::<WorkerLabels, Counter>::default();
+        let dlq_size = Gauge::default();
+        registry.register(
+            "weft_quota_rejections",
+            "Requests refused with 429 because a tenant's quota was used up",
+            quota_rejections.clone(),
+        );
+        registry.register(
+            "weft_worker_events",
+            "What workers did with runs (`claimed`, `lease_lost`: a takeover, `refused`, `store_error`)",
+            worker_events.clone(),
+        );
+        registry.register("weft_dlq_size", "Runs in the dead-letter queue, not yet replayed", dlq_size.clone());
+        Self { registry, runs, quota_rejections, worker_events, dlq_size, tenants: Default::default() }
+    }
+
+    /// The run metrics of `tenant` (None on a single-tenant host's runs).
+    fn tenant(&self, tenant: &str) -> Option<RunFamilies> {
+        if tenant.is_empty() {
+            return None;
+        }
+        let mut all = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(all.entry(tenant.to_string()).or_insert_with(RunFamilies::new).clone())
     }
 
     /// Counts a request refused because `tenant`'s `quota` is used up.
@@ -182,45 +230,62 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!(error = %e, "the metrics could not be encoded");
+        encode(&self.registry)
+    }
+
+    /// `tenant`'s own view in the OpenMetrics text format: the run metrics
+    /// of its runs driven by this process, its quota rejections, and
+    /// `gauges` (its usage and quotas, read from the store by the caller).
+    pub(super) fn encode_tenant(&self, tenant: &str, gauges: &[(&'static str, &'static str, u64)]) -> String {
+        let mut registry = Registry::default();
+        if let Some(runs) = self.tenant(tenant) {
+            runs.register(&mut registry);
         }
-        out
+        let rejections = Family::<QuotaLabels, Counter>::default();
+        for quota in QUOTAS {
+            let labels = QuotaLabels { tenant: tenant.into(), quota: quota.into() };
+            rejections.get_or_create(&labels).inc_by(self.quota_rejections.get_or_create(&labels).get());
+        }
+        registry.register("weft_quota_rejections", "Requests refused with 429 because a quota was used up", rejections);
+        for (name, help, value) in gauges {
+            let gauge = Gauge::<i64>::default();
+            gauge.set((*value).min(i64::MAX as u64) as i64);
+            registry.register(*name, *help, gauge);
+        }
+        encode(&registry)
     }
 }
 
+/// The quotas whose rejections are counted.
+const QUOTAS: [&str; 4] = ["concurrent_runs", "submissions_per_minute", "fuel_per_hour", "stored_bytes"];
+
+fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        tracing::error!(error = %e, "the metrics could not be encoded");
+    }
+    out
+}
+
 impl RunObserver for Metrics {
-    fn run_started(&self, _run: ObservedRun<'_>) {
-        self.active.inc();
+    fn run_started(&self, run: ObservedRun<'_>) {
+        self.runs.run_started();
+        if let Some(t) = self.tenant(run.tenant) {
+            t.run_started();
+        }
     }
 
-    fn attempt_finished(&self, _run: ObservedRun<'_>, _step_id: &str, _attempt: u32, report: &AttemptReport) {
-        let outcome = report.failure().map_or("succeeded", |f| f.kind().as_str());
-        self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
-        self.attempt_duration.observe(report.stats.wall_time_us as f64 / 1e6);
-        self.fuel.inc_by(report.stats.fuel_consumed);
-        if report.stats.peak_memory_bytes > 0 {
-            self.peak_memory.observe(report.stats.peak_memory_bytes as f64);
+    fn attempt_finished(&self, run: ObservedRun<'_>, _step_id: &str, _attempt: u32, report: &AttemptReport) {
+        self.runs.attempt_finished(report);
+        if let Some(t) = self.tenant(run.tenant) {
+            t.attempt_finished(report);
         }
     }
 
     fn run_finished(&self, run: ObservedRun<'_>, output: &RunOutput, steps: usize) {
-        self.active.dec();
-        let workflow_type = self.bounded("workflow_type", run.workflow);
-        let labels = RunLabels {
-            workflow_type: workflow_type.clone(),
-            execution_status: output.execution_status.as_str().into(),
-        };
-        self.workflow_duration.get_or_create(&labels).observe(output.execution_time_ms as f64 / 1000.0);
-        self.step_count.set(steps.min(i64::MAX as usize) as i64);
-        for a in &output.actions_emitted {
-            let action_type = self.bounded("action_type", &a.action_type);
-            self.actions.get_or_create(&ActionLabels { action_type }).inc();
-        }
-        for e in &output.errors {
-            let error_type = self.bounded("error_type", &e.error_type);
-            self.errors.get_or_create(&ErrorLabels { error_type, workflow_type: workflow_type.clone() }).inc();
+        self.runs.run_finished(run.workflow, output, steps);
+        if let Some(t) = self.tenant(run.tenant) {
+            t.run_finished(run.workflow, output, steps);
         }
     }
 }

@@ -14,7 +14,9 @@
 //!   `events.rs` streams a run's journal as server-sent events;
 //!   `workflows.rs` validates and registers workflows; `components.rs`
 //!   takes uploads by digest and resolves a workflow's components among the
-//!   tenant's; `quota.rs` enforces the tenants' quotas.
+//!   tenant's; `quota.rs` enforces the tenants' quotas, on the usage that
+//!   `usage.rs` counts in the store; `tenant_view.rs` shows a tenant its own
+//!   usage and metrics.
 //! - `ui/` is the web UI: server-rendered pages, the DAG as SVG, and one
 //!   script that follows a run's events.
 //! - `problem.rs` is every error (RFC 9457); `openapi.rs` the OpenAPI
@@ -41,9 +43,11 @@ mod run_control;
 mod run_views;
 mod runs;
 mod scoped;
+mod tenant_view;
 mod tenants;
 mod traces;
 mod ui;
+mod usage;
 mod workflows;
 
 pub use metrics::{Metrics, metrics_router};
@@ -51,6 +55,7 @@ pub use openapi::openapi_json;
 pub use problem::{PROBLEM_JSON, Problem, ProblemItem};
 pub use tenants::{Caller, Quotas, Scope, Tenant, TenantError, Tenants, TokenRecord, valid_name};
 pub use traces::{Traces, parent_context, valid_traceparent};
+pub use usage::FuelMeter;
 
 use crate::engine::{Engine, SandboxExecutor};
 use crate::sandbox::Sandbox;
@@ -162,9 +167,11 @@ impl Service {
             .route("/v1/dlq/{id}/replay", post(dlq::replay))
             .route("/v1/workflows", get(workflows::list))
             .route("/v1/workflows:validate", post(workflows::validate))
-            .route("/v1/workflows/{name}", put(workflows::register).get(workflows::show))
+            .route("/v1/workflows/{name}", put(workflows::register).get(workflows::show).delete(workflows::delete))
             .route("/v1/workflows/{name}/graph", get(workflows::graph))
-            .route("/v1/components/{digest}", get(components::show))
+            .route("/v1/components/{digest}", get(components::show).delete(components::delete))
+            .route("/v1/usage", get(tenant_view::show))
+            .route("/v1/metrics", get(tenant_view::metrics))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/openapi.json", get(openapi::document))

@@ -1,11 +1,14 @@
-//! The tenants' quotas on submission: runs pending or running at once
-//! (counted in the store, so every server process agrees), and
-//! submissions per minute (counted by this process, in one-minute
-//! windows). Going over answers 429 with `Retry-After`.
+//! The tenants' quotas. On submission: runs pending or running at once
+//! (counted in the store, so every server process agrees), submissions per
+//! minute (counted by this process, in one-minute windows), and fuel per
+//! clock hour (counted by every worker, in the store: `usage.rs`). On
+//! upload and registration: the bytes of components and workflows the
+//! tenant keeps. Going over answers 429 with `Retry-After`.
 
 use super::Service;
 use super::problem::Problem;
-use super::tenants::Caller;
+use super::tenants::{Caller, Quotas};
+use super::usage;
 use crate::contract::ExecutionStatus;
 use crate::store::RunFilter;
 use std::collections::HashMap;
@@ -37,25 +40,9 @@ impl Service {
     /// `Err(429)` when a new run of the caller's would break a quota of its
     /// tenant; else the tenant's quotas (its per-attempt ceilings too).
     pub(super) async fn admit_run(&self, caller: &Caller) -> Result<super::tenants::Quotas, Problem> {
-        let Some(tenant) = self.tenants.get(&caller.tenant).await.map_err(|e| {
-            tracing::error!(error = %e, "a tenant record could not be read");
-            Problem::unavailable("the tenant's record could not be read; try again shortly")
-        })?
-        else {
-            return Err(Problem::unauthorized("the token's tenant is gone; ask the operator"));
-        };
-        let q = &tenant.quotas;
+        let q = &self.quotas_of(caller).await?;
         let limit = q.max_concurrent_runs as usize;
-        let mut active = 0;
-        for status in [ExecutionStatus::Running, ExecutionStatus::Pending] {
-            let filter = RunFilter {
-                status: Some(status),
-                tenant: Some(caller.tenant.clone()),
-                limit: limit + 1,
-                ..Default::default()
-            };
-            active += self.engine.store().list_runs(&filter).await?.len();
-        }
+        let active = self.active_runs(&caller.tenant, limit).await?;
         if active >= limit {
             self.metrics.quota_rejected(&caller.tenant, "concurrent_runs");
             return Err(Problem::quota(
@@ -65,6 +52,20 @@ impl Service {
                 ),
                 5,
             ));
+        }
+        if let Some(max) = q.max_fuel_per_hour {
+            let used = usage::fuel_this_hour(self.engine.store().as_ref(), &caller.tenant).await?;
+            if used >= max {
+                self.metrics.quota_rejected(&caller.tenant, "fuel_per_hour");
+                let wait = usage::seconds_to_next_hour(crate::store::now_ms());
+                return Err(Problem::quota(
+                    format!(
+                        "the tenant's attempts consumed {used} fuel this hour, its quota `max_fuel_per_hour` is {max}; \
+                         try again in {wait} s, when the next hour starts, or ask the operator to raise it"
+                    ),
+                    wait,
+                ));
+            }
         }
         if let Err(wait) = self.quotas.admit(&caller.tenant, q.submissions_per_minute, crate::store::now_ms()) {
             self.metrics.quota_rejected(&caller.tenant, "submissions_per_minute");
@@ -76,7 +77,53 @@ impl Service {
                 wait,
             ));
         }
-        Ok(tenant.quotas)
+        Ok(q.clone())
+    }
+
+    /// How many runs of `tenant` are pending or running, counted up to `limit + 1`.
+    pub(super) async fn active_runs(&self, tenant: &str, limit: usize) -> Result<usize, Problem> {
+        let mut active = 0;
+        for status in [ExecutionStatus::Running, ExecutionStatus::Pending] {
+            let filter =
+                RunFilter { status: Some(status), tenant: Some(tenant.into()), limit: limit + 1, ..Default::default() };
+            active += self.engine.store().list_runs(&filter).await?.len();
+        }
+        Ok(active)
+    }
+
+    /// The quotas of the caller's tenant.
+    pub(super) async fn quotas_of(&self, caller: &Caller) -> Result<Quotas, Problem> {
+        match self.tenants.get(&caller.tenant).await {
+            Ok(Some(tenant)) => Ok(tenant.quotas),
+            Ok(None) => Err(Problem::unauthorized("the token's tenant is gone; ask the operator")),
+            Err(e) => {
+                tracing::error!(error = %e, "a tenant record could not be read");
+                Err(Problem::unavailable("the tenant's record could not be read; try again shortly"))
+            }
+        }
+    }
+
+    /// Charges `bytes` (of `what`) to what the caller's tenant keeps;
+    /// `Err(429)` when that would pass its `max_stored_bytes`. A negative
+    /// `bytes` gives space back.
+    pub(super) async fn charge_stored(&self, caller: &Caller, bytes: i64, what: &str) -> Result<(), Problem> {
+        let limit = if bytes > 0 { self.quotas_of(caller).await?.max_stored_bytes } else { None };
+        match usage::charge_stored(self.engine.store().as_ref(), &caller.tenant, bytes, limit).await? {
+            Ok(_) => Ok(()),
+            Err(used) => {
+                self.metrics.quota_rejected(&caller.tenant, "stored_bytes");
+                Err(Problem::quota(
+                    format!(
+                        "{what} of {bytes} bytes would take the tenant past its quota `max_stored_bytes` of {} bytes \
+                         ({used} are used); delete components or workflows it no longer needs \
+                         (DELETE /v1/components/{{digest}}, DELETE /v1/workflows/{{name}}), or ask the operator to \
+                         raise it",
+                        limit.unwrap_or(u64::MAX)
+                    ),
+                    60,
+                ))
+            }
+        }
     }
 }
 

@@ -55,6 +55,12 @@ impl Service {
         Ok(self.engine.store().kv_set(&scope, key, &bytes, u64::MAX).await?)
     }
 
+    /// Deletes the caller's record `key` of `kind`; whether it existed.
+    pub(super) async fn delete_own_record(&self, caller: &Caller, kind: &str, key: &str) -> Result<bool, Problem> {
+        let scope = tenant_scope(kind, &caller.tenant);
+        Ok(self.engine.store().kv_delete(&scope, key).await?)
+    }
+
     /// The keys of the caller's records of `kind`, in byte order, at most `limit`.
     pub(super) async fn own_keys(&self, caller: &Caller, kind: &str, limit: usize) -> Result<Vec<String>, Problem> {
         let scope = tenant_scope(kind, &caller.tenant);

@@ -83,6 +83,13 @@ pub struct Quotas {
     pub max_step_memory_mb: Option<u64>,
     /// The longest one attempt may run, in milliseconds.
     pub max_step_timeout_ms: Option<u64>,
+    /// The most fuel the tenant's attempts may consume in one clock hour,
+    /// counted by every worker (None: no limit). Once it is used up, new
+    /// runs are refused until the next hour.
+    pub max_fuel_per_hour: Option<u64>,
+    /// The most bytes of components and workflows the tenant may keep
+    /// (None: no limit).
+    pub max_stored_bytes: Option<u64>,
 }
 
 impl Default for Quotas {
@@ -93,9 +100,14 @@ impl Default for Quotas {
             max_step_fuel: None,
             max_step_memory_mb: None,
             max_step_timeout_ms: None,
+            max_fuel_per_hour: None,
+            max_stored_bytes: Some(DEFAULT_MAX_STORED_BYTES),
         }
     }
 }
+
+/// A new tenant's `max_stored_bytes`: 1 GiB.
+pub const DEFAULT_MAX_STORED_BYTES: u64 = 1 << 30;
 
 impl Quotas {
     /// The per-attempt ceiling these quotas set, if any.
@@ -201,6 +213,16 @@ impl Tenants {
             return Err(TenantError::Exists(name.into()));
         }
         let tenant = Tenant { name: name.into(), created_at: crate::store::now_rfc3339(), quotas };
+        self.put(TENANTS, name, &tenant).await?;
+        Ok(tenant)
+    }
+
+    /// Replaces the quotas of the tenant `name`; returns the tenant.
+    pub async fn set_quotas(&self, name: &str, quotas: Quotas) -> Result<Tenant, TenantError> {
+        let Some(mut tenant) = self.get(name).await? else {
+            return Err(TenantError::NoTenant(name.into()));
+        };
+        tenant.quotas = quotas;
         self.put(TENANTS, name, &tenant).await?;
         Ok(tenant)
     }

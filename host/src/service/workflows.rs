@@ -143,7 +143,7 @@ impl Service {
             }
         }
         let wf = loaded?;
-        let refused = crate::engine::check_capabilities(&wf, self.engine.policy());
+        let refused = crate::engine::check_capabilities(&wf, self.engine.policy_for(&caller.tenant));
         if !refused.is_empty() {
             return Err(ValidationError {
                 problems: refused
@@ -265,9 +265,36 @@ pub(super) async fn register(
         nodes: wf.nodes.len(),
         registered_at: crate::store::now_rfc3339(),
     };
-    service.put_own_record(&caller, WORKFLOWS, &name, &record).await?;
+    let grows = record.definition.len() as i64 - existed.as_ref().map_or(0, |w| w.definition.len() as i64);
+    service.charge_stored(&caller, grows, "the workflow").await?;
+    if let Err(p) = service.put_own_record(&caller, WORKFLOWS, &name, &record).await {
+        service.charge_stored(&caller, -grows, "the workflow").await?;
+        return Err(p);
+    }
     let status = if existed.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(record)).into_response())
+}
+
+/// Deletes a registered workflow (runs of it keep their own copy).
+#[utoipa::path(delete, path = "/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "The name it is registered under", pattern = "^[A-Za-z0-9._-]{1,128}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "The token lacks `workflows:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This tenant has no such workflow", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("token" = [])))]
+pub(super) async fn delete(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Scope::WorkflowsWrite)?;
+    let wf = service.registered(&caller, &name).await?;
+    if service.delete_own_record(&caller, WORKFLOWS, &name).await? {
+        service.charge_stored(&caller, -(wf.definition.len() as i64), "the workflow").await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A registered workflow.

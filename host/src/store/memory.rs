@@ -2,7 +2,7 @@
 
 use super::{
     BreakerRecord, ComponentBlob, DlqEntry, JournalEntry, Journaled, Lease, MemoEntry, MemoStats, NewRun, RunFilter,
-    RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, dead_letter_in,
+    RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, UsageAdd, dead_letter_in,
     finished_in, now_ms, now_rfc3339, ready,
 };
 use crate::contract::{ExecutionStatus, KeyValue, KvError, KvFuture, kv_row_cost, quota_message};
@@ -30,6 +30,8 @@ struct Inner {
     idle_claims: HashMap<String, u32>,
     /// Components by digest.
     blobs: HashMap<String, std::sync::Arc<Vec<u8>>>,
+    /// The tenants' usage counters, by (tenant, counter).
+    usage: BTreeMap<(String, String), u64>,
 }
 
 /// One memo entry held in memory.
@@ -537,5 +539,29 @@ impl RunStore for MemoryStore {
 
     fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>> {
         ready(Ok(self.lock().signals.get(&(run_id.to_string(), step_id.to_string())).cloned()))
+    }
+
+    fn usage_add<'a>(&'a self, tenant: &'a str, counter: &'a str, delta: i64, limit: u64) -> StoreFuture<'a, UsageAdd> {
+        let mut g = self.lock();
+        let slot = g.usage.entry((tenant.to_string(), counter.to_string())).or_insert(0);
+        let added = match super::usage_after(*slot, delta, limit) {
+            Some(after) => {
+                *slot = after;
+                UsageAdd::Added(after)
+            }
+            None => UsageAdd::Over(*slot),
+        };
+        ready(Ok(added))
+    }
+
+    fn usage_get<'a>(&'a self, tenant: &'a str, counter: &'a str) -> StoreFuture<'a, u64> {
+        ready(Ok(self.lock().usage.get(&(tenant.to_string(), counter.to_string())).copied().unwrap_or(0)))
+    }
+
+    fn usage_prune<'a>(&'a self, tenant: &'a str, prefix: &'a str, before: &'a str) -> StoreFuture<'a, u64> {
+        let mut g = self.lock();
+        let before_len = g.usage.len();
+        g.usage.retain(|(t, c), _| !(t == tenant && c.starts_with(prefix) && c.as_str() < before));
+        ready(Ok((before_len - g.usage.len()) as u64))
     }
 }

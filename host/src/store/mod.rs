@@ -26,6 +26,7 @@ mod sqlite_kv;
 mod sqlite_memo;
 mod sqlite_schema;
 mod sqlite_signal;
+mod sqlite_usage;
 mod view;
 
 pub use crate::contract::{now_ms, now_rfc3339};
@@ -37,7 +38,7 @@ pub use open::{POSTGRES_POOL_SIZE, STORE_ENV, StoreLocation, open_for_reading, o
 pub use postgres::{PG_SCHEMA_VERSION, PostgresStore};
 pub use records::{
     BreakerRecord, BreakerState, ComponentBlob, DlqEntry, NewRun, ParentRun, PinnedComponent, RunFilter, RunRecord,
-    RunSummary, Signal, SignalPut, StoreInfo,
+    RunSummary, Signal, SignalPut, StoreInfo, UsageAdd,
 };
 pub use sqlite::{SCHEMA_VERSION, SqliteStore, SyncMode};
 pub use view::{RunView, StepView};
@@ -214,6 +215,28 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
     fn signal_put<'a>(&'a self, run_id: &'a str, step_id: &'a str, signal: &'a Signal) -> StoreFuture<'a, SignalPut>;
     /// The signal delivered to the gate `step_id` of `run_id`, if any.
     fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>>;
+    /// Adds `delta` to the usage counter `counter` of `tenant` (what the
+    /// service's quotas count: fuel per hour, stored bytes), in one atomic
+    /// step, so that every process adds to one total. A positive `delta`
+    /// that would take the total past `limit` adds nothing and answers
+    /// [`UsageAdd::Over`]; a negative one always applies, down to 0.
+    fn usage_add<'a>(&'a self, tenant: &'a str, counter: &'a str, delta: i64, limit: u64) -> StoreFuture<'a, UsageAdd>;
+    /// The usage counter `counter` of `tenant` (0 when it was never added to).
+    fn usage_get<'a>(&'a self, tenant: &'a str, counter: &'a str) -> StoreFuture<'a, u64>;
+    /// Drops the counters of `tenant` whose names start with `prefix` and
+    /// sort before `before` (old hours' fuel); returns how many.
+    fn usage_prune<'a>(&'a self, tenant: &'a str, prefix: &'a str, before: &'a str) -> StoreFuture<'a, u64>;
+}
+
+/// The total after adding `delta` to `now`, or None when a positive
+/// `delta` would pass `limit` (a negative one stops at 0).
+fn usage_after(now: u64, delta: i64, limit: u64) -> Option<u64> {
+    if delta >= 0 {
+        let after = now.saturating_add(delta as u64);
+        (after <= limit).then_some(after)
+    } else {
+        Some(now.saturating_sub(delta.unsigned_abs()))
+    }
 }
 
 /// Whether a run is paused after `entries` are appended: the batch ends

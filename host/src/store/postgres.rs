@@ -776,6 +776,24 @@ impl RunStore for PostgresStore {
     fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<super::Signal>> {
         self.signal_get_now(run_id, step_id)
     }
+
+    fn usage_add<'a>(
+        &'a self,
+        tenant: &'a str,
+        counter: &'a str,
+        delta: i64,
+        limit: u64,
+    ) -> StoreFuture<'a, super::UsageAdd> {
+        self.usage_add_now(tenant, counter, delta, limit)
+    }
+
+    fn usage_get<'a>(&'a self, tenant: &'a str, counter: &'a str) -> StoreFuture<'a, u64> {
+        self.usage_get_now(tenant, counter)
+    }
+
+    fn usage_prune<'a>(&'a self, tenant: &'a str, prefix: &'a str, before: &'a str) -> StoreFuture<'a, u64> {
+        self.usage_prune_now(tenant, prefix, before)
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {

@@ -100,4 +100,13 @@ CREATE INDEX runs_by_tenant ON runs (tenant, created_seq);
 CREATE INDEX runs_by_tenant_status ON runs (tenant, status, created_seq);
 CREATE INDEX runs_by_tenant_workflow ON runs (tenant, workflow, created_seq);
 ",
+    // 3: the tenants' usage counters (see the SQLite store's migration 9).
+    "
+CREATE TABLE usage (
+    tenant TEXT COLLATE \"C\" NOT NULL,
+    counter TEXT COLLATE \"C\" NOT NULL,
+    amount BIGINT NOT NULL,
+    PRIMARY KEY (tenant, counter)
+);
+",
 ];

@@ -1,10 +1,13 @@
 //! The PostgreSQL store's state beside the runs: effect steps' key-value
 //! state (quota-charged per scope), the memo cache (least recently used
 //! evicted first, by a sequence), approval gates' signals, circuit breakers
-//! (compare-and-swap on a version) and the dead-letter queue.
+//! (compare-and-swap on a version), the dead-letter queue and the tenants'
+//! usage counters (row-locked, so every process adds to one total).
 
 use super::postgres::{PostgresStore, big, pg, unsigned};
-use super::{BreakerRecord, BreakerState, DlqEntry, MemoEntry, MemoStats, Signal, SignalPut, StoreError, StoreFuture};
+use super::{
+    BreakerRecord, BreakerState, DlqEntry, MemoEntry, MemoStats, Signal, SignalPut, StoreError, StoreFuture, UsageAdd,
+};
 use crate::contract::{KeyValue, KvError, KvFuture, kv_row_cost, quota_message};
 
 /// A store error as the key-value interface reports it.
@@ -333,6 +336,73 @@ impl PostgresStore {
                 .map_err(pg)?;
             row.map(|r| Ok(Signal { signal_id: r.get(0), data: serde_json::from_str(r.get(1))?, at: r.get(2) }))
                 .transpose()
+        })
+    }
+
+    pub(super) fn usage_add_now<'a>(
+        &'a self,
+        tenant: &'a str,
+        counter: &'a str,
+        delta: i64,
+        limit: u64,
+    ) -> StoreFuture<'a, UsageAdd> {
+        Box::pin(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute(
+                "INSERT INTO usage (tenant, counter, amount) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+                &[&tenant, &counter],
+            )
+            .await
+            .map_err(pg)?;
+            let now: i64 = tx
+                .query_one(
+                    "SELECT amount FROM usage WHERE tenant = $1 AND counter = $2 FOR UPDATE",
+                    &[&tenant, &counter],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            let now = unsigned(now);
+            let Some(after) = super::usage_after(now, delta, limit) else {
+                return Ok(UsageAdd::Over(now));
+            };
+            tx.execute(
+                "UPDATE usage SET amount = $3 WHERE tenant = $1 AND counter = $2",
+                &[&tenant, &counter, &big(after)],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(UsageAdd::Added(after))
+        })
+    }
+
+    pub(super) fn usage_get_now<'a>(&'a self, tenant: &'a str, counter: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let row = c
+                .query_opt("SELECT amount FROM usage WHERE tenant = $1 AND counter = $2", &[&tenant, &counter])
+                .await
+                .map_err(pg)?;
+            Ok(row.map_or(0, |r| unsigned(r.get(0))))
+        })
+    }
+
+    pub(super) fn usage_prune_now<'a>(
+        &'a self,
+        tenant: &'a str,
+        prefix: &'a str,
+        before: &'a str,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            c.execute(
+                "DELETE FROM usage WHERE tenant = $1 AND counter >= $2 AND counter < $3 AND starts_with(counter, $2)",
+                &[&tenant, &prefix, &before],
+            )
+            .await
+            .map_err(pg)
         })
     }
 }

@@ -132,6 +132,15 @@ pub enum SignalPut {
     Conflict(String),
 }
 
+/// What [`RunStore::usage_add`](super::RunStore::usage_add) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageAdd {
+    /// Added: the counter's total after.
+    Added(u64),
+    /// Not added, since the total would pass the limit: the total as it is.
+    Over(u64),
+}
+
 /// A line of `weft runs list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {

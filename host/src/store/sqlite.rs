@@ -14,8 +14,8 @@ use super::sqlite_append::QueuedAppend;
 use super::sqlite_schema::MIGRATIONS;
 use super::{
     BreakerRecord, BreakerState, ComponentBlob, DlqEntry, JournalEntry, Journaled, Lease, MemoEntry, MemoStats, NewRun,
-    RunFilter, RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, now_ms,
-    now_rfc3339, parse_status,
+    RunFilter, RunRecord, RunStore, RunSummary, Signal, SignalPut, StoreError, StoreFuture, StoreInfo, UsageAdd,
+    now_ms, now_rfc3339, parse_status,
 };
 use crate::contract::ExecutionStatus;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -41,7 +41,7 @@ struct RunRow {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// `application_id` of a Weft database: "Weft" in ASCII.
 const APPLICATION_ID: i32 = 0x5765_6674;
@@ -763,6 +763,21 @@ impl RunStore for SqliteStore {
     fn signal_get<'a>(&'a self, run_id: &'a str, step_id: &'a str) -> StoreFuture<'a, Option<Signal>> {
         let (run_id, step_id) = (run_id.to_owned(), step_id.to_owned());
         self.off(move |s| s.signal_get_now(&run_id, &step_id))
+    }
+
+    fn usage_add<'a>(&'a self, tenant: &'a str, counter: &'a str, delta: i64, limit: u64) -> StoreFuture<'a, UsageAdd> {
+        let (tenant, counter) = (tenant.to_owned(), counter.to_owned());
+        self.off(move |s| s.usage_add_now(&tenant, &counter, delta, limit))
+    }
+
+    fn usage_get<'a>(&'a self, tenant: &'a str, counter: &'a str) -> StoreFuture<'a, u64> {
+        let (tenant, counter) = (tenant.to_owned(), counter.to_owned());
+        self.off(move |s| s.usage_get_now(&tenant, &counter))
+    }
+
+    fn usage_prune<'a>(&'a self, tenant: &'a str, prefix: &'a str, before: &'a str) -> StoreFuture<'a, u64> {
+        let (tenant, prefix, before) = (tenant.to_owned(), prefix.to_owned(), before.to_owned());
+        self.off(move |s| s.usage_prune_now(&tenant, &prefix, &before))
     }
 }
 

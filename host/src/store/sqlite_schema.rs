@@ -135,4 +135,14 @@ CREATE INDEX runs_by_tenant ON runs(tenant, created_seq);
 CREATE INDEX runs_by_tenant_status ON runs(tenant, status, created_seq);
 CREATE INDEX runs_by_tenant_workflow ON runs(tenant, workflow, created_seq);
 ",
+    // 9: the tenants' usage counters (fuel per hour, stored bytes), which
+    // every process adds to atomically.
+    "
+CREATE TABLE usage (
+    tenant TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    PRIMARY KEY (tenant, counter)
+) WITHOUT ROWID;
+",
 ];
