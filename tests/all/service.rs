@@ -350,6 +350,7 @@ fn metrics_name_the_contract_five_after_a_run() {
     let burn = upload(&s.served, &s.acme, "cpu_burn");
     let failing = format!(
         "metadata: {{name: burns, version: 1.0.0}}
+coordination_rules: {{circuit_breaker_enabled: true, circuit_breaker_failure_threshold: 1}}
 execution_graph:
   nodes:
              - {{node_id: hot, node_type: compute, component: \"{burn}\", fuel: 100000, retry_count: 0}}
@@ -383,6 +384,12 @@ execution_graph:
     assert_eq!(line("active_workflows "), 0.0);
     assert_eq!(line("weft_attempts_total{outcome=\"succeeded\"}"), 2.0);
     assert!(line("weft_fuel_consumed_total ") > 0.0);
+    // Steps from scheduling to end, commits, instantiations, breakers.
+    assert_eq!(line("weft_step_duration_seconds_count{outcome=\"completed\"}"), 2.0);
+    assert_eq!(line("weft_step_duration_seconds_count{outcome=\"failed\"}"), 1.0);
+    assert!(line("weft_store_commit_seconds_count ") >= 6.0, "{text}");
+    assert_eq!(line("weft_sandbox_instantiate_seconds_count "), 3.0, "every attempt instantiates once");
+    assert_eq!(line(&format!("weft_breaker_state{{component=\"{burn}\"}}")), 2.0, "one failure opened it");
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub struct AttemptStats {
     pub wall_time_us: u64,
     /// The largest total linear memory the instance held, in bytes.
     pub peak_memory_bytes: u64,
+    /// How long instantiating the component took, in microseconds (part
+    /// of `wall_time_us`; 0 when it never got that far).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub instantiate_us: u64,
     /// How many times a capability refused the step something (each one is
     /// a `capability_denied` line in its log).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -70,6 +74,10 @@ pub struct AttemptStats {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 

@@ -61,14 +61,15 @@ pub async fn gate(store: &dyn RunStore, component: &str, policy: BreakerPolicy) 
     Err(StoreError::Backend(format!("the circuit breaker of {component} is contended; try again")))
 }
 
-/// Tells the breaker of `component` how an attempt that passed its gate ended.
+/// Tells the breaker of `component` how an attempt that passed its gate
+/// ended; returns its new state when that changed it.
 pub async fn report(
     store: &dyn RunStore,
     component: &str,
     policy: BreakerPolicy,
     ok: bool,
     probe: bool,
-) -> Result<(), StoreError> {
+) -> Result<Option<BreakerState>, StoreError> {
     for _ in 0..CAS_TRIES {
         let current = store.breaker_load(component).await?;
         let version = current.as_ref().map_or(0, |c| c.version);
@@ -76,11 +77,11 @@ pub async fn report(
         let now = now_ms();
         let next = match (ok, current.state) {
             // Nothing to change: avoids a write per successful attempt.
-            (true, BreakerState::Closed) if current.failures == 0 => return Ok(()),
+            (true, BreakerState::Closed) if current.failures == 0 => return Ok(None),
             (true, BreakerState::Closed) => BreakerRecord { failures: 0, ..current.clone() },
             (true, BreakerState::HalfOpen) if probe => closed(),
             // A late success from before the breaker opened changes nothing.
-            (true, _) => return Ok(()),
+            (true, _) => return Ok(None),
             (false, BreakerState::Closed) => {
                 let failures = current.failures.saturating_add(1);
                 if failures >= policy.failure_threshold {
@@ -92,10 +93,10 @@ pub async fn report(
             (false, BreakerState::HalfOpen) if probe => {
                 BreakerRecord { state: BreakerState::Open, failures: current.failures, since_ms: now, version }
             }
-            (false, _) => return Ok(()),
+            (false, _) => return Ok(None),
         };
         if store.breaker_cas(component, version, &next).await? {
-            return Ok(());
+            return Ok((next.state != current.state).then_some(next.state));
         }
     }
     Err(StoreError::Backend(format!("the circuit breaker of {component} is contended; try again")))

@@ -78,7 +78,7 @@ pub use heartbeat::DEFAULT_LEASE_MS;
 pub const LEASE_LOST: &str = "lease_lost";
 pub use input::{RunConfig, RunInput};
 pub use input_steps::{InputStep, StepTuning, workflow_from_steps};
-pub use observer::{ObservedRun, Observers, RunObserver, new_traceparent};
+pub use observer::{ObservedRun, Observers, RunObserver, StepMark, new_traceparent};
 pub use options::{Ceiling, ResumeOptions, RunOptions, StartError};
 pub use recovery::ResumedRuns;
 pub use sandbox_executor::SandboxExecutor;

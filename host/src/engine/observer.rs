@@ -1,10 +1,14 @@
 //! What an engine tells whoever watches all of its runs at once (metrics,
 //! traces): a [`RunObserver`] hears every run that starts or resumes here,
-//! every attempt that ends, and every run that ends. The calls are made
-//! inline on the run's task, so an observer only counts and returns.
+//! every attempt that ends, every batch of journal entries committed (and
+//! how long the commit took), every change of a circuit breaker, and every
+//! run that ends. The calls are made inline on the run's task, so an
+//! observer only counts and returns.
 
 use crate::contract::{AttemptReport, RunOutput};
+use crate::store::{BreakerState, JournalEntry};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The run an observation belongs to.
 #[derive(Debug, Clone, Copy)]
@@ -20,12 +24,45 @@ pub struct ObservedRun<'a> {
     pub traceparent: Option<&'a str>,
 }
 
+/// A step's transition, as journaled: scheduled, or ended (`completed`,
+/// `failed` or `skipped`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepMark {
+    /// The step.
+    pub step_id: String,
+    /// None: scheduled; else how it ended.
+    pub ended: Option<&'static str>,
+}
+
+impl StepMark {
+    /// The step transitions among `entries`.
+    pub fn of(entries: &[JournalEntry]) -> Vec<StepMark> {
+        let mark = |step_id: &str, ended| StepMark { step_id: step_id.to_string(), ended };
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                JournalEntry::StepScheduled { step_id, .. } => Some(mark(step_id, None)),
+                JournalEntry::StepCompleted { step_id, .. } => Some(mark(step_id, Some("completed"))),
+                JournalEntry::StepFailed { step_id, .. } => Some(mark(step_id, Some("failed"))),
+                JournalEntry::StepSkipped { step_id, .. } => Some(mark(step_id, Some("skipped"))),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Hears the runs of an engine. Every method has a default that ignores it.
 pub trait RunObserver: Send + Sync + 'static {
     /// A run starts (or resumes) in this process.
     fn run_started(&self, _run: ObservedRun<'_>) {}
     /// Attempt `attempt` of `step_id` ended with `report`.
     fn attempt_finished(&self, _run: ObservedRun<'_>, _step_id: &str, _attempt: u32, _report: &AttemptReport) {}
+    /// A batch of the run's journal entries was committed, in `commit`;
+    /// `steps` are the step transitions among them.
+    fn journaled(&self, _run: ObservedRun<'_>, _steps: &[StepMark], _commit: Duration) {}
+    /// The circuit breaker of `component` (its digest where it is pinned)
+    /// is now in `state`.
+    fn breaker_changed(&self, _component: &str, _state: BreakerState) {}
     /// A run this process drove ended here (finished, drained, or cut off).
     fn run_finished(&self, _run: ObservedRun<'_>, _output: &RunOutput, _steps: usize) {}
 }
@@ -40,6 +77,14 @@ impl RunObserver for Observers {
 
     fn attempt_finished(&self, run: ObservedRun<'_>, step_id: &str, attempt: u32, report: &AttemptReport) {
         self.0.iter().for_each(|o| o.attempt_finished(run, step_id, attempt, report));
+    }
+
+    fn journaled(&self, run: ObservedRun<'_>, steps: &[StepMark], commit: Duration) {
+        self.0.iter().for_each(|o| o.journaled(run, steps, commit));
+    }
+
+    fn breaker_changed(&self, component: &str, state: BreakerState) {
+        self.0.iter().for_each(|o| o.breaker_changed(component, state));
     }
 
     fn run_finished(&self, run: ObservedRun<'_>, output: &RunOutput, steps: usize) {

@@ -266,6 +266,7 @@ impl StepExecutor for ScriptedExecutor {
                 fuel_consumed: 1,
                 wall_time_us: u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
                 peak_memory_bytes: 0,
+                instantiate_us: 0,
                 capability_denials: 0,
             };
             let outcome = if reply.wait > limits.timeout {

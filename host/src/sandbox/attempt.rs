@@ -107,15 +107,18 @@ impl Sandbox {
             }
         });
         let ticking = self.ticker.enter();
+        let mut instantiated = None;
         let call_future = async {
             match &component.pre {
                 Pre::Compute(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
+                    instantiated = Some(start.elapsed());
                     let r = instance.weft_step_compute().call_run(&mut store, &ctx, &input).await?;
                     Ok::<_, wasmtime::Error>(RawCall::Run(r))
                 }
                 Pre::Effect(pre) => {
                     let instance = pre.instantiate_async(&mut store).await?;
+                    instantiated = Some(start.elapsed());
                     let effect = instance.weft_step_effect();
                     match &compensate_output {
                         None => Ok(RawCall::Run(effect.call_run(&mut store, &ctx, &input).await?)),
@@ -184,6 +187,7 @@ impl Sandbox {
             fuel_consumed,
             wall_time_us: u64::try_from(wall.as_micros()).unwrap_or(u64::MAX),
             peak_memory_bytes: data.limiter.peak,
+            instantiate_us: instantiated.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)),
             capability_denials,
         };
         let state = store.into_data();

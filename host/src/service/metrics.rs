@@ -6,7 +6,10 @@
 //! `execution_status`), `workflow_step_count` (gauge: the steps of the
 //! workflow that ended last), `actions_emitted_total{action_type}`,
 //! `workflow_errors_total{error_type, workflow_type}` and
-//! `active_workflows`. The rest are `weft_*`, in seconds and bytes.
+//! `active_workflows`. The rest are `weft_*`, in seconds and bytes: the
+//! attempts (by outcome, duration, fuel, peak memory, instantiation), the
+//! steps (from scheduling to end), the store's commits, the circuit
+//! breakers, the workers' events, the DLQ and the quota rejections.
 //!
 //! Label values a workflow author chooses (`workflow_type`, `action_type`)
 //! are bounded: past [`MAX_LABEL_VALUES`] distinct values, the rest count
@@ -18,8 +21,8 @@
 //! its usage and quotas as `weft_tenant_*` gauges (`tenant_view.rs`).
 
 use crate::contract::{AttemptReport, RunOutput};
-use crate::engine::{ObservedRun, RunObserver};
-use crate::store::RunStore;
+use crate::engine::{ObservedRun, RunObserver, StepMark};
+use crate::store::{BreakerState, RunStore};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,6 +31,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The most distinct values a label an author chooses may take.
 pub const MAX_LABEL_VALUES: usize = 200;
@@ -63,6 +67,11 @@ struct QuotaLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabels {
     event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    component: String,
 }
 
 /// The metrics of runs: the contract's five and the attempts'. A process
@@ -171,6 +180,12 @@ pub struct Metrics {
     quota_rejections: Family<QuotaLabels, Counter>,
     worker_events: Family<WorkerLabels, Counter>,
     dlq_size: Gauge,
+    step_duration: Family<OutcomeLabels, Histogram>,
+    commit: Histogram,
+    instantiate: Histogram,
+    breakers: Family<BreakerLabels, Gauge>,
+    /// When each step in flight here was scheduled, by (run, step).
+    step_starts: Mutex<HashMap<(String, String), Instant>>,
     /// Each tenant's own run metrics (its runs driven by this process).
     tenants: Mutex<HashMap<String, RunFamilies>>,
 }
@@ -201,7 +216,41 @@ impl Metrics {
             worker_events.clone(),
         );
         registry.register("weft_dlq_size", "Runs in the dead-letter queue, not yet replayed", dlq_size.clone());
-        Self { registry, runs, quota_rejections, worker_events, dlq_size, tenants: Default::default() }
+        let step_duration = Family::<OutcomeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 22))
+        });
+        registry.register(
+            "weft_step_duration_seconds",
+            "From a step's scheduling to its end, retries and backoff included, by outcome",
+            step_duration.clone(),
+        );
+        let commit = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
+        registry.register("weft_store_commit_seconds", "Time to commit one batch of journal entries", commit.clone());
+        let instantiate = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
+        registry.register(
+            "weft_sandbox_instantiate_seconds",
+            "Time to instantiate a component for one attempt",
+            instantiate.clone(),
+        );
+        let breakers = Family::<BreakerLabels, Gauge>::default();
+        registry.register(
+            "weft_breaker_state",
+            "Each component's circuit breaker seen here: 0 closed, 1 half-open, 2 open",
+            breakers.clone(),
+        );
+        Self {
+            registry,
+            runs,
+            quota_rejections,
+            worker_events,
+            dlq_size,
+            step_duration,
+            commit,
+            instantiate,
+            breakers,
+            step_starts: Default::default(),
+            tenants: Default::default(),
+        }
     }
 
     /// The run metrics of `tenant` (None on a single-tenant host's runs).
@@ -277,12 +326,48 @@ impl RunObserver for Metrics {
 
     fn attempt_finished(&self, run: ObservedRun<'_>, _step_id: &str, _attempt: u32, report: &AttemptReport) {
         self.runs.attempt_finished(report);
+        if report.stats.instantiate_us > 0 {
+            self.instantiate.observe(report.stats.instantiate_us as f64 / 1e6);
+        }
         if let Some(t) = self.tenant(run.tenant) {
             t.attempt_finished(report);
         }
     }
 
+    fn journaled(&self, run: ObservedRun<'_>, steps: &[StepMark], commit: Duration) {
+        self.commit.observe(commit.as_secs_f64());
+        if steps.is_empty() {
+            return;
+        }
+        let mut starts = self.step_starts.lock().unwrap_or_else(PoisonError::into_inner);
+        for mark in steps {
+            let key = (run.run_id.to_string(), mark.step_id.clone());
+            match mark.ended {
+                None => {
+                    starts.insert(key, Instant::now());
+                }
+                Some(outcome) => {
+                    if let Some(since) = starts.remove(&key) {
+                        let labels = OutcomeLabels { outcome: outcome.into() };
+                        self.step_duration.get_or_create(&labels).observe(since.elapsed().as_secs_f64());
+                    }
+                }
+            }
+        }
+    }
+
+    fn breaker_changed(&self, component: &str, state: BreakerState) {
+        let component = self.runs.bounded("component", component);
+        let value = match state {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        };
+        self.breakers.get_or_create(&BreakerLabels { component }).set(value);
+    }
+
     fn run_finished(&self, run: ObservedRun<'_>, output: &RunOutput, steps: usize) {
+        self.step_starts.lock().unwrap_or_else(PoisonError::into_inner).retain(|(r, _), _| r != run.run_id);
         self.runs.run_finished(run.workflow, output, steps);
         if let Some(t) = self.tenant(run.tenant) {
             t.run_finished(run.workflow, output, steps);

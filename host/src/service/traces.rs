@@ -2,7 +2,8 @@
 //! `--otlp-endpoint` is given: [`Traces`] is an engine observer that makes
 //! a span per run driven here, a span per step under it, and a span per
 //! attempt under that, with the run id, step id, attempt, outcome (or
-//! failure kind), fuel, peak memory and wall time as attributes.
+//! failure kind), fuel, peak memory and wall time as attributes. A step's
+//! span ends when its end is journaled (or, at the latest, with its run's).
 //!
 //! A run's spans are children of its `traceparent`, which is kept with the
 //! run (a submission's W3C `traceparent` header, or a fresh one), so every
@@ -11,7 +12,7 @@
 //! [`Traces::shutdown`] (it blocks) to send the rest before the process ends.
 
 use crate::contract::{AttemptReport, RunOutput};
-use crate::engine::{ObservedRun, RunObserver};
+use crate::engine::{ObservedRun, RunObserver, StepMark};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer, TracerProvider,
 };
@@ -152,6 +153,20 @@ impl RunObserver for Traces {
             ])
             .start_with_context(&self.tracer, step_cx);
         opentelemetry::trace::Span::end_with_timestamp(&mut span, end);
+    }
+
+    fn journaled(&self, run: ObservedRun<'_>, steps: &[StepMark], _commit: Duration) {
+        let mut open = self.open();
+        let Some(r) = open.get_mut(run.run_id) else { return };
+        for mark in steps {
+            if let Some(outcome) = mark.ended
+                && let Some((step_cx, _)) = r.steps.remove(&mark.step_id)
+            {
+                let span = step_cx.span();
+                span.set_attribute(KeyValue::new("weft.step_outcome", outcome));
+                span.end();
+            }
+        }
     }
 
     fn run_finished(&self, run: ObservedRun<'_>, output: &RunOutput, _steps: usize) {

@@ -238,13 +238,7 @@ impl StepTask {
                     break;
                 }
             };
-            let observed = crate::engine::ObservedRun {
-                run_id: &self.first_ctx.run_id,
-                workflow: &self.wf.name,
-                tenant: &self.tenant,
-                traceparent: self.traceparent.as_deref(),
-            };
-            self.observer.attempt_finished(observed, &node.id, attempt, &report);
+            self.observer.attempt_finished(self.observed(), &node.id, attempt, &report);
             let retry = report.failure().is_some_and(|f| {
                 attempt < self.max_attempts && f.is_retryable() && self.policy.retry_on.contains(&f.kind())
             });
@@ -301,9 +295,23 @@ impl StepTask {
         }
     }
 
+    /// The run, as the observer sees it.
+    fn observed(&self) -> crate::engine::ObservedRun<'_> {
+        crate::engine::ObservedRun {
+            run_id: &self.first_ctx.run_id,
+            workflow: &self.wf.name,
+            tenant: &self.tenant,
+            traceparent: self.traceparent.as_deref(),
+        }
+    }
+
     /// Appends one entry to the run's journal.
     pub(super) async fn journal(&self, entry: JournalEntry) -> Result<(), String> {
-        self.store.append(&self.lease, vec![entry]).await.map_err(|e| e.to_string())
+        let steps = crate::engine::StepMark::of(std::slice::from_ref(&entry));
+        let start = std::time::Instant::now();
+        self.store.append(&self.lease, vec![entry]).await.map_err(|e| e.to_string())?;
+        self.observer.journaled(self.observed(), &steps, start.elapsed());
+        Ok(())
     }
 
     /// One attempt, behind the component's circuit breaker when the workflow
@@ -319,10 +327,17 @@ impl StepTask {
                 Ok(AttemptReport::failed_early(StepFailure::CircuitOpen { component, retry_after_ms }))
             }
             Gate::Pass { probe } => {
+                // Observers name the component by its digest where it is pinned, not by a path of this host.
+                let named = pinned.unwrap_or(&component);
+                if probe {
+                    self.observer.breaker_changed(named, crate::store::BreakerState::HalfOpen);
+                }
                 let report = self.executor.execute(node, pinned, call, self.limits.clone(), self.granted.clone()).await;
                 let ok = report.failure().is_none();
-                if let Err(e) = breaker::report(self.store.as_ref(), &component, policy, ok, probe).await {
-                    tracing::warn!(component, error = %e, "the circuit breaker could not be updated");
+                match breaker::report(self.store.as_ref(), &component, policy, ok, probe).await {
+                    Ok(Some(state)) => self.observer.breaker_changed(named, state),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(component, error = %e, "the circuit breaker could not be updated"),
                 }
                 Ok(report)
             }

@@ -289,7 +289,11 @@ impl Run {
             return Ok(());
         }
         let entries = std::mem::take(&mut self.pending);
-        self.store.append(&self.lease, entries).await.map_err(|e| e.to_string())
+        let steps = crate::engine::StepMark::of(&entries);
+        let start = std::time::Instant::now();
+        self.store.append(&self.lease, entries).await.map_err(|e| e.to_string())?;
+        self.engine.observer.journaled(self.observed(), &steps, start.elapsed());
+        Ok(())
     }
 
     /// Gives up on a run claimed too often without progress: it stops now
