@@ -592,6 +592,12 @@ impl RunStore for FailingStore {
     ) -> weft::store::StoreFuture<'a, weft::store::UsageAdd> {
         self.inner.usage_add(tenant, counter, delta, limit)
     }
+    fn dlq_list_of<'a>(&'a self, tenant: &'a str) -> weft::store::StoreFuture<'a, Vec<weft::store::DlqEntry>> {
+        self.inner.dlq_list_of(tenant)
+    }
+    fn dlq_waiting(&self) -> weft::store::StoreFuture<'_, u64> {
+        self.inner.dlq_waiting()
+    }
     fn usage_get<'a>(&'a self, tenant: &'a str, counter: &'a str) -> weft::store::StoreFuture<'a, u64> {
         self.inner.usage_get(tenant, counter)
     }

@@ -331,8 +331,22 @@ async fn dead_letters_are_queued_with_the_finish_and_marked_when_replayed(s: Arc
     assert_eq!((q[0].run_id.as_str(), q[0].step_id.as_str(), q[0].error_type.as_str()), ("r1", "b", "trap"));
     assert_eq!(q[0].workflow, "wf");
     assert_eq!(q[0].replayed_as, None);
+    assert_eq!(s.dlq_waiting().await.unwrap(), 1);
+    // A tenant's own queue holds its runs only.
+    let mut theirs = new_run("r3", "wf", "me");
+    theirs.input = json!({"workflow_id": "r3", "metadata": {"tenant": "acme"}});
+    let lease = s.create_run(&theirs, &[], &[]).await.unwrap();
+    let dead = JournalEntry::DeadLettered { step_id: "c".into(), error_type: "trap".into(), message: "x".into() };
+    let end = JournalEntry::RunFinished { output: std::sync::Arc::new(output(ExecutionStatus::Failed)) };
+    s.append(&lease, vec![dead, end]).await.unwrap();
+    let ids = |q: Vec<weft::store::DlqEntry>| q.into_iter().map(|d| d.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.dlq_list_of("acme").await.unwrap()), ["r3"]);
+    assert_eq!(ids(s.dlq_list_of("").await.unwrap()), ["r1"]);
+    assert_eq!(ids(s.dlq_list_of("other").await.unwrap()), Vec::<String>::new());
+    assert_eq!(s.dlq_list().await.unwrap().len(), 2);
     s.dlq_mark_replayed("r1", "r2").await.unwrap();
-    assert_eq!(s.dlq_list().await.unwrap()[0].replayed_as.as_deref(), Some("r2"));
+    assert_eq!(s.dlq_list_of("").await.unwrap()[0].replayed_as.as_deref(), Some("r2"));
+    assert_eq!(s.dlq_waiting().await.unwrap(), 1, "a replayed letter no longer waits");
     assert!(matches!(s.dlq_mark_replayed("zz", "r2").await, Err(StoreError::NotFound(_))));
 }
 

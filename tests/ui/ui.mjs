@@ -51,6 +51,7 @@ try {
   await page.click("button[type=submit]");
   await page.waitForURL("**/ui/runs");
   await page.waitForSelector("span.tenant >> text=acme");
+  await page.waitForSelector("#usage >> text=Fuel this hour");
   step("signed in as acme");
 
   // Start a run of the registered `steps` workflow; its `middle` step sleeps.

@@ -114,7 +114,7 @@ fn size_limit(s: &str) -> Result<Limit, String> {
 }
 
 impl QuotaArgs {
-    /// `base` with every quota given here replaced.
+    /// `q` with every quota given here replaced.
     fn apply(&self, mut q: Quotas) -> Quotas {
         let set = |slot: &mut Option<u64>, given: Option<Limit>| {
             if let Some(Limit(v)) = given {

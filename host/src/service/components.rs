@@ -12,6 +12,7 @@
 use super::Service;
 use super::extract::{ApiBytes, ApiPath};
 use super::problem::{Problem, ProblemItem};
+use super::stored::DELETED_COMPONENTS;
 use super::tenants::{Caller, Scope};
 use crate::engine::SandboxExecutor;
 use crate::workflow::{ComponentCheck, HostDirs, NodeType};
@@ -116,28 +117,37 @@ pub(super) async fn upload(
     }
     let bytes = body.to_vec();
     let size_bytes = bytes.len() as u64;
-    let charged = size_bytes as i64;
-    service.charge_stored(&caller, charged, "the component").await?;
     let info = ComponentInfo {
         digest: digest.clone(),
         size_bytes,
         world: inspection.world.to_string(),
         uploaded_at: crate::store::now_rfc3339(),
     };
+    let _turn = service.write_turn(&caller).await;
+    let existing: Option<ComponentInfo> = service.own_record(&caller, COMPONENTS, &digest).await?;
+    if let Some(info) = existing {
+        return Ok((StatusCode::OK, Json(info)).into_response());
+    }
+    // A component deleted before is still charged: no second charge.
+    let tombstone: Option<ComponentInfo> = service.own_record(&caller, DELETED_COMPONENTS, &digest).await?;
+    let charged = if tombstone.is_some() { 0 } else { size_bytes };
+    service.charge_stored(&caller, charged, size_bytes, "the component").await?;
     let stored = async {
         service.engine.put_component(bytes).await?;
-        service.put_own_record(&caller, COMPONENTS, &digest, &info).await
+        service.put_own_record(&caller, COMPONENTS, &digest, &info).await?;
+        service.delete_own_record(&caller, DELETED_COMPONENTS, &digest).await
     };
     if let Err(p) = stored.await {
-        service.charge_stored(&caller, -charged, "the component").await?;
+        service.give_back_stored(&caller, charged).await?;
         return Err(p);
     }
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
-/// Deletes the tenant's upload under a digest: its workflows may no longer
-/// name it, and its bytes no longer count against `max_stored_bytes`. Runs
-/// already submitted keep it (their workers fetch it by digest).
+/// Deletes the tenant's upload under a digest: its new workflows may no
+/// longer name it. Runs already submitted keep it (their workers fetch it
+/// by digest), so its bytes stay charged to `max_stored_bytes`; uploading it
+/// again is free.
 #[utoipa::path(delete, path = "/v1/components/{digest}", tag = "components",
     params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits", pattern = "^sha256:[0-9a-f]{64}$")),
     responses(
@@ -156,11 +166,11 @@ pub(super) async fn delete(
     if !well_formed(&digest) {
         return Err(bad_digest(&digest));
     }
+    let _turn = service.write_turn(&caller).await;
     let info: Option<ComponentInfo> = service.own_record(&caller, COMPONENTS, &digest).await?;
     let Some(info) = info else { return Err(Problem::not_found("component")) };
-    if service.delete_own_record(&caller, COMPONENTS, &digest).await? {
-        service.charge_stored(&caller, -(info.size_bytes as i64), "the component").await?;
-    }
+    service.put_own_record(&caller, DELETED_COMPONENTS, &digest, &info).await?;
+    service.delete_own_record(&caller, COMPONENTS, &digest).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -42,18 +42,16 @@ pub struct DlqLine {
 pub(super) async fn list(State(service): State<Arc<Service>>, caller: Caller) -> Result<Json<Vec<DlqLine>>, Problem> {
     caller.require(Scope::RunsRead)?;
     let mut out = Vec::new();
-    for d in service.engine.store().dlq_list().await? {
-        if service.own_run(&caller, &d.run_id).await.is_ok() {
-            out.push(DlqLine {
-                run_id: d.run_id,
-                workflow: d.workflow,
-                step_id: d.step_id,
-                error_type: d.error_type,
-                message: d.message,
-                at: d.at,
-                replayed_as: d.replayed_as,
-            });
-        }
+    for d in service.engine.store().dlq_list_of(&caller.tenant).await? {
+        out.push(DlqLine {
+            run_id: d.run_id,
+            workflow: d.workflow,
+            step_id: d.step_id,
+            error_type: d.error_type,
+            message: d.message,
+            at: d.at,
+            replayed_as: d.replayed_as,
+        });
     }
     Ok(Json(out))
 }
@@ -76,7 +74,7 @@ pub(super) async fn replay(
 ) -> Result<Response, Problem> {
     caller.require(Scope::RunsWrite)?;
     service.own_run(&caller, &id).await?;
-    let listed = service.engine.store().dlq_list().await?;
+    let listed = service.engine.store().dlq_list_of(&caller.tenant).await?;
     let Some(entry) = listed.into_iter().find(|d| d.run_id == id) else {
         return Err(Problem::not_found("run in the dead-letter queue"));
     };

@@ -387,8 +387,8 @@ pub(super) async fn render(
 /// The metrics page: the DLQ's size is read from `store` now.
 async fn page(metrics: &Metrics, store: &dyn RunStore) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Ok(dlq) = store.dlq_list().await {
-        metrics.set_dlq_size(dlq.iter().filter(|d| d.replayed_as.is_none()).count() as u64);
+    if let Ok(waiting) = store.dlq_waiting().await {
+        metrics.set_dlq_size(waiting);
     }
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -15,7 +15,7 @@
 //!   `workflows.rs` validates and registers workflows; `components.rs`
 //!   takes uploads by digest and resolves a workflow's components among the
 //!   tenant's; `quota.rs` enforces the tenants' quotas, on the usage that
-//!   `usage.rs` counts in the store; `tenant_view.rs` shows a tenant its own
+//!   `usage.rs` counts in the store, and `stored.rs` charges what they keep; `tenant_view.rs` shows a tenant its own
 //!   usage and metrics.
 //! - `ui/` is the web UI: server-rendered pages, the DAG as SVG, and one
 //!   script that follows a run's events.
@@ -43,6 +43,7 @@ mod run_control;
 mod run_views;
 mod runs;
 mod scoped;
+mod stored;
 mod tenant_view;
 mod tenants;
 mod traces;
@@ -112,6 +113,8 @@ pub struct Service {
     streams_end: tokio_util::sync::CancellationToken,
     /// The service's secret, read once (see [`Tenants::service_secret`]).
     secret: tokio::sync::OnceCell<Vec<u8>>,
+    /// Per tenant, the turn to change what it keeps (`stored.rs`).
+    write_turns: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Service {
@@ -135,6 +138,7 @@ impl Service {
             quotas: Default::default(),
             streams_end: Default::default(),
             secret: Default::default(),
+            write_turns: Default::default(),
         })
     }
 

@@ -1,9 +1,9 @@
 //! The tenants' quotas. On submission: runs pending or running at once
 //! (counted in the store, so every server process agrees), submissions per
 //! minute (counted by this process, in one-minute windows), and fuel per
-//! clock hour (counted by every worker, in the store: `usage.rs`). On
-//! upload and registration: the bytes of components and workflows the
-//! tenant keeps. Going over answers 429 with `Retry-After`.
+//! clock hour (counted by every worker, in the store: `usage.rs`). The
+//! bytes a tenant keeps are charged where they are stored (`stored.rs`).
+//! Going over answers 429 with `Retry-After`.
 
 use super::Service;
 use super::problem::Problem;
@@ -88,7 +88,7 @@ impl Service {
                 RunFilter { status: Some(status), tenant: Some(tenant.into()), limit: limit + 1, ..Default::default() };
             active += self.engine.store().list_runs(&filter).await?.len();
         }
-        Ok(active)
+        Ok(active.min(limit + 1))
     }
 
     /// The quotas of the caller's tenant.
@@ -99,29 +99,6 @@ impl Service {
             Err(e) => {
                 tracing::error!(error = %e, "a tenant record could not be read");
                 Err(Problem::unavailable("the tenant's record could not be read; try again shortly"))
-            }
-        }
-    }
-
-    /// Charges `bytes` (of `what`) to what the caller's tenant keeps;
-    /// `Err(429)` when that would pass its `max_stored_bytes`. A negative
-    /// `bytes` gives space back.
-    pub(super) async fn charge_stored(&self, caller: &Caller, bytes: i64, what: &str) -> Result<(), Problem> {
-        let limit = if bytes > 0 { self.quotas_of(caller).await?.max_stored_bytes } else { None };
-        match usage::charge_stored(self.engine.store().as_ref(), &caller.tenant, bytes, limit).await? {
-            Ok(_) => Ok(()),
-            Err(used) => {
-                self.metrics.quota_rejected(&caller.tenant, "stored_bytes");
-                Err(Problem::quota(
-                    format!(
-                        "{what} of {bytes} bytes would take the tenant past its quota `max_stored_bytes` of {} bytes \
-                         ({used} are used); delete components or workflows it no longer needs \
-                         (DELETE /v1/components/{{digest}}, DELETE /v1/workflows/{{name}}), or ask the operator to \
-                         raise it",
-                        limit.unwrap_or(u64::MAX)
-                    ),
-                    60,
-                ))
             }
         }
     }

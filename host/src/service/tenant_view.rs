@@ -27,20 +27,38 @@ pub struct TenantUsage {
     /// The fuel its attempts consumed this clock hour, on every worker (up
     /// to a second behind).
     pub fuel_this_hour: u64,
-    /// The bytes of components and workflows it keeps.
+    /// The bytes of components and workflows it keeps (a deleted component
+    /// stays charged: the store keeps it for the runs that pinned it).
     pub stored_bytes: u64,
+}
+
+impl TenantUsage {
+    /// One line for people: each usage beside its quota.
+    pub(super) fn summary(&self) -> String {
+        let of = |used: u64, limit: Option<u64>| match limit {
+            Some(l) => format!("{used} of {l}"),
+            None => format!("{used} (no limit)"),
+        };
+        let q = &self.quotas;
+        format!(
+            "Runs pending or running: {}. Fuel this hour: {}. Bytes stored: {}.",
+            of(self.active_runs, Some(q.max_concurrent_runs.into())),
+            of(self.fuel_this_hour, q.max_fuel_per_hour),
+            of(self.stored_bytes, q.max_stored_bytes)
+        )
+    }
 }
 
 impl Service {
     /// The caller's tenant's usage, read from the store now.
-    async fn usage_of(&self, caller: &Caller) -> Result<TenantUsage, Problem> {
+    pub(super) async fn usage_of(&self, caller: &Caller) -> Result<TenantUsage, Problem> {
         let quotas = self.quotas_of(caller).await?;
         let store = self.engine.store();
         let active_runs = self.active_runs(&caller.tenant, quotas.max_concurrent_runs as usize).await? as u64;
         Ok(TenantUsage {
             tenant: caller.tenant.clone(),
             fuel_this_hour: usage::fuel_this_hour(store.as_ref(), &caller.tenant).await?,
-            stored_bytes: store.usage_get(&caller.tenant, usage::STORED_BYTES).await?,
+            stored_bytes: self.stored_bytes(caller).await?,
             active_runs,
             quotas,
         })
@@ -67,8 +85,7 @@ pub(super) async fn metrics(State(service): State<Arc<Service>>, caller: Caller)
     caller.require(Scope::RunsRead)?;
     let u = service.usage_of(&caller).await?;
     let q = &u.quotas;
-    let unlimited = |v: Option<u64>| v.unwrap_or(0);
-    let gauges = [
+    let mut gauges = vec![
         ("weft_tenant_active_runs", "Runs of the tenant pending or running", u.active_runs),
         ("weft_tenant_fuel_this_hour", "Fuel the tenant's attempts consumed this clock hour", u.fuel_this_hour),
         ("weft_tenant_stored_bytes", "Bytes of components and workflows the tenant keeps", u.stored_bytes),
@@ -78,13 +95,14 @@ pub(super) async fn metrics(State(service): State<Arc<Service>>, caller: Caller)
             q.max_concurrent_runs.into(),
         ),
         ("weft_tenant_quota_submissions_per_minute", "Quota: submissions per minute", q.submissions_per_minute.into()),
-        (
-            "weft_tenant_quota_max_fuel_per_hour",
-            "Quota: fuel per clock hour (0: no limit)",
-            unlimited(q.max_fuel_per_hour),
-        ),
-        ("weft_tenant_quota_max_stored_bytes", "Quota: bytes kept (0: no limit)", unlimited(q.max_stored_bytes)),
     ];
+    // A quota without a limit has no gauge.
+    if let Some(max) = q.max_fuel_per_hour {
+        gauges.push(("weft_tenant_quota_max_fuel_per_hour", "Quota: fuel per clock hour", max));
+    }
+    if let Some(max) = q.max_stored_bytes {
+        gauges.push(("weft_tenant_quota_max_stored_bytes", "Quota: bytes kept", max));
+    }
     let text = service.metrics.encode_tenant(&caller.tenant, &gauges);
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }

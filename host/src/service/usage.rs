@@ -45,18 +45,21 @@ pub struct FuelMeter {
     pending: Mutex<HashMap<(String, u64), u64>>,
     /// The hour each tenant's older counters were last dropped in.
     pruned: Mutex<HashMap<String, u64>>,
+    /// Held by a flush, so that the last one waits for one in flight.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl FuelMeter {
     /// A meter writing to `store`.
     pub fn new(store: Arc<dyn RunStore>) -> Arc<Self> {
-        Arc::new(Self { store, pending: Default::default(), pruned: Default::default() })
+        Arc::new(Self { store, pending: Default::default(), pruned: Default::default(), flushing: Default::default() })
     }
 
     /// Writes what was counted since the last flush (what fails to be
     /// written is kept for the next one), and drops counters older than the
     /// previous hour.
     pub async fn flush(&self) {
+        let _turn = self.flushing.lock().await;
         let batch: Vec<((String, u64), u64)> =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner)).into_iter().collect();
         for ((tenant, hour), fuel) in batch {
@@ -70,12 +73,12 @@ impl FuelMeter {
         }
     }
 
-    /// Drops `tenant`'s fuel counters from before the hour ahead of `hour`,
-    /// once per hour.
+    /// Drops `tenant`'s fuel counters older than two hours before `hour`,
+    /// once per hour (the margin covers clocks of workers that run ahead).
     async fn prune(&self, tenant: &str, hour: u64) {
         let done = self.pruned.lock().unwrap_or_else(PoisonError::into_inner).insert(tenant.to_string(), hour);
         if done != Some(hour)
-            && let Err(e) = self.store.usage_prune(tenant, FUEL, &fuel_counter(hour.saturating_sub(1))).await
+            && let Err(e) = self.store.usage_prune(tenant, FUEL, &fuel_counter(hour.saturating_sub(2))).await
         {
             tracing::warn!(tenant, error = %e, "old fuel counters could not be dropped");
         }

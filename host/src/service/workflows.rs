@@ -257,6 +257,7 @@ pub(super) async fn register(
         .load_workflow(&caller, &text)
         .await
         .map_err(|e| Problem::invalid("the workflow does not validate; fix each problem listed", problem_items(&e)))?;
+    let _turn = service.write_turn(&caller).await;
     let existed: Option<RegisteredWorkflow> = service.own_record(&caller, WORKFLOWS, &name).await?;
     let record = RegisteredWorkflow {
         name: name.clone(),
@@ -265,12 +266,14 @@ pub(super) async fn register(
         nodes: wf.nodes.len(),
         registered_at: crate::store::now_rfc3339(),
     };
-    let grows = record.definition.len() as i64 - existed.as_ref().map_or(0, |w| w.definition.len() as i64);
-    service.charge_stored(&caller, grows, "the workflow").await?;
+    let (size, before) = (record.definition.len() as u64, existed.as_ref().map_or(0, |w| w.definition.len() as u64));
+    service.charge_stored(&caller, size.saturating_sub(before), size, "the workflow").await?;
     if let Err(p) = service.put_own_record(&caller, WORKFLOWS, &name, &record).await {
-        service.charge_stored(&caller, -grows, "the workflow").await?;
+        service.give_back_stored(&caller, size.saturating_sub(before)).await?;
         return Err(p);
     }
+    // A smaller replacement gives the difference back.
+    service.give_back_stored(&caller, before.saturating_sub(size)).await?;
     let status = if existed.is_some() { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(record)).into_response())
 }
@@ -290,9 +293,10 @@ pub(super) async fn delete(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, Problem> {
     caller.require(Scope::WorkflowsWrite)?;
+    let _turn = service.write_turn(&caller).await;
     let wf = service.registered(&caller, &name).await?;
     if service.delete_own_record(&caller, WORKFLOWS, &name).await? {
-        service.charge_stored(&caller, -(wf.definition.len() as i64), "the workflow").await?;
+        service.give_back_stored(&caller, wf.definition.len() as u64).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -447,6 +447,16 @@ impl RunStore for MemoryStore {
         ready(Ok(self.lock().dlq.clone()))
     }
 
+    fn dlq_list_of<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<DlqEntry>> {
+        let g = self.lock();
+        let of_tenant = |d: &&DlqEntry| g.runs.get(&d.run_id).is_some_and(|(r, _, _)| r.run.tenant() == tenant);
+        ready(Ok(g.dlq.iter().filter(of_tenant).cloned().collect()))
+    }
+
+    fn dlq_waiting(&self) -> StoreFuture<'_, u64> {
+        ready(Ok(self.lock().dlq.iter().filter(|d| d.replayed_as.is_none()).count() as u64))
+    }
+
     fn dlq_mark_replayed<'a>(&'a self, run_id: &'a str, new_run_id: &'a str) -> StoreFuture<'a, ()> {
         let mut g = self.lock();
         match g.dlq.iter_mut().find(|d| d.run_id == run_id) {

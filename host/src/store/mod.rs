@@ -192,6 +192,10 @@ pub trait RunStore: KeyValue + Send + Sync + 'static {
     }
     /// The dead-letter queue, oldest first.
     fn dlq_list(&self) -> StoreFuture<'_, Vec<DlqEntry>>;
+    /// The dead-letter queue of `tenant`'s runs, oldest first.
+    fn dlq_list_of<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<DlqEntry>>;
+    /// How many dead letters are not replayed yet.
+    fn dlq_waiting(&self) -> StoreFuture<'_, u64>;
     /// Records that `run_id` was replayed as `new_run_id`.
     fn dlq_mark_replayed<'a>(&'a self, run_id: &'a str, new_run_id: &'a str) -> StoreFuture<'a, ()>;
     /// A component's breaker, if it has one.

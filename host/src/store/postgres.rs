@@ -728,7 +728,15 @@ impl RunStore for PostgresStore {
     }
 
     fn dlq_list(&self) -> StoreFuture<'_, Vec<super::DlqEntry>> {
-        self.dlq_list_now()
+        self.dlq_list_now(None)
+    }
+
+    fn dlq_list_of<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<super::DlqEntry>> {
+        self.dlq_list_now(Some(tenant))
+    }
+
+    fn dlq_waiting(&self) -> StoreFuture<'_, u64> {
+        self.dlq_waiting_now()
     }
 
     fn dlq_mark_replayed<'a>(&'a self, run_id: &'a str, new_run_id: &'a str) -> StoreFuture<'a, ()> {

@@ -112,14 +112,15 @@ impl KeyValue for PostgresStore {
 }
 
 impl PostgresStore {
-    pub(super) fn dlq_list_now(&self) -> StoreFuture<'_, Vec<DlqEntry>> {
+    pub(super) fn dlq_list_now<'a>(&'a self, tenant: Option<&'a str>) -> StoreFuture<'a, Vec<DlqEntry>> {
         Box::pin(async move {
             let c = self.client().await?;
             let rows = c
                 .query(
-                    "SELECT run_id, workflow, step_id, error_type, message, at, replayed_as FROM dlq \
-                     ORDER BY at, run_id",
-                    &[],
+                    "SELECT d.run_id, d.workflow, d.step_id, d.error_type, d.message, d.at, d.replayed_as FROM dlq d \
+                     WHERE $1::text IS NULL OR EXISTS (SELECT 1 FROM runs r WHERE r.run_id = d.run_id AND r.tenant = $1) \
+                     ORDER BY d.at, d.run_id",
+                    &[&tenant],
                 )
                 .await
                 .map_err(pg)?;
@@ -135,6 +136,15 @@ impl PostgresStore {
                     replayed_as: r.get(6),
                 })
                 .collect())
+        })
+    }
+
+    pub(super) fn dlq_waiting_now(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let n: i64 =
+                c.query_one("SELECT count(*) FROM dlq WHERE replayed_as IS NULL", &[]).await.map_err(pg)?.get(0);
+            Ok(unsigned(n))
         })
     }
 

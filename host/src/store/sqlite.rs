@@ -79,6 +79,28 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The dead-letter queue, of one tenant's runs or of all, oldest first.
+    fn dlq_query(&self, tenant: Option<&str>) -> Result<Vec<DlqEntry>, StoreError> {
+        let c = self.lock();
+        let mut stmt = c.prepare_cached(
+            "SELECT d.run_id, d.workflow, d.step_id, d.error_type, d.message, d.at, d.replayed_as FROM dlq d \
+             WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM runs r WHERE r.run_id = d.run_id AND r.tenant = ?1) \
+             ORDER BY d.at, d.run_id",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            Ok(DlqEntry {
+                run_id: r.get(0)?,
+                workflow: r.get(1)?,
+                step_id: r.get(2)?,
+                error_type: r.get(3)?,
+                message: r.get(4)?,
+                at: r.get(5)?,
+                replayed_as: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Opens (creating if absent) the database at `path`, migrating it to the
     /// current schema. Refuses files that are not Weft databases or that come
     /// from a newer Weft.
@@ -659,23 +681,19 @@ impl RunStore for SqliteStore {
     }
 
     fn dlq_list(&self) -> StoreFuture<'_, Vec<DlqEntry>> {
+        self.off(move |this| this.dlq_query(None))
+    }
+
+    fn dlq_list_of<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Vec<DlqEntry>> {
+        let tenant = tenant.to_owned();
+        self.off(move |this| this.dlq_query(Some(&tenant)))
+    }
+
+    fn dlq_waiting(&self) -> StoreFuture<'_, u64> {
         self.off(move |this| {
-            let c = this.lock();
-            let mut stmt = c.prepare(
-                "SELECT run_id, workflow, step_id, error_type, message, at, replayed_as FROM dlq ORDER BY at, run_id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(DlqEntry {
-                    run_id: r.get(0)?,
-                    workflow: r.get(1)?,
-                    step_id: r.get(2)?,
-                    error_type: r.get(3)?,
-                    message: r.get(4)?,
-                    at: r.get(5)?,
-                    replayed_as: r.get(6)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let n: i64 =
+                this.lock().query_row("SELECT count(*) FROM dlq WHERE replayed_as IS NULL", [], |r| r.get(0))?;
+            Ok(n.max(0) as u64)
         })
     }
 

@@ -95,11 +95,15 @@ pub fn layout(steps: &[(String, String, Vec<String>)]) -> Layout {
         }
     }
     let mut edges: Vec<(usize, usize)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // Each box's parent boxes, for the ordering below.
+    let mut parent_boxes: Vec<Vec<usize>> = vec![Vec::new(); boxes.len()];
     for (i, ps) in parents.iter().enumerate() {
         for &p in ps {
             let e = (box_of[p], box_of[i]);
-            if !edges.contains(&e) {
+            if seen.insert(e) {
                 edges.push(e);
+                parent_boxes[e.1].push(e.0);
             }
         }
     }
@@ -117,8 +121,8 @@ pub fn layout(steps: &[(String, String, Vec<String>)]) -> Layout {
     for _ in 0..4 {
         for row in order.iter_mut().skip(1) {
             let centre = |b: usize| {
-                let ps: Vec<f64> = edges.iter().filter(|e| e.1 == b).map(|e| pos[e.0]).collect();
-                if ps.is_empty() { pos[b] } else { ps.iter().sum::<f64>() / ps.len() as f64 }
+                let ps = &parent_boxes[b];
+                if ps.is_empty() { pos[b] } else { ps.iter().map(|&p| pos[p]).sum::<f64>() / ps.len() as f64 }
             };
             let mut keyed: Vec<(f64, usize)> = row.iter().map(|&b| (centre(b), b)).collect();
             keyed.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -164,12 +164,14 @@ async fn logout() -> Response {
 
 async fn runs_page(State(service): State<Arc<Service>>, Viewer(caller): Viewer) -> Response {
     let workflows = service.own_keys(&caller, super::workflows::WORKFLOWS, 1000).await.unwrap_or_default();
+    let usage = service.usage_of(&caller).await.ok();
     page(
         "Runs",
         Some(&caller),
         ("runs", ""),
         html! {
             h1 { "Runs" }
+            @if let Some(u) = &usage { p class="usage" id="usage" { (u.summary()) } }
             section class="start" {
                 h2 { "Start a run" }
                 @if workflows.is_empty() {
