@@ -87,7 +87,9 @@ async fn serve(workers: usize) -> Served {
         .with_blob_dir(dir.path().join("blobs"))
         .with_scratch_root(dir.path().join("scratch"));
     let limits = ServiceLimits { tenant_root: Some(tenants_dir), ..ServiceLimits::default() };
-    let service = Service::new(engine.clone(), sandbox, executor, metrics, limits);
+    let service = Service::new(engine, sandbox, executor, metrics, limits);
+    // The service's engine wakes the requests that wait on its runs.
+    let engine = service.engine().clone();
     let kv: Arc<dyn weft::contract::KeyValue> = store.clone();
     let tenants = Tenants::new(kv);
     let quotas = Quotas { max_concurrent_runs: 1_000_000, submissions_per_minute: 1_000_000, ..Quotas::default() };

@@ -94,7 +94,9 @@ impl ServeArgs {
             let addr = super::worker::serve_metrics(listen, &metrics, &engine).await?;
             noteln!("weft serve: metrics at http://{addr}/metrics");
         }
-        let service = Service::new(engine.clone(), sandbox, executor, metrics.clone(), limits);
+        let service = Service::new(engine, sandbox, executor, metrics.clone(), limits);
+        // The service's engine: it also wakes the requests that wait on a run.
+        let engine = service.engine().clone();
         super::shutdown::drain_on_sigterm(engine.clone(), "the server");
         let interrupt = engine.clone();
         tokio::spawn(async move {

@@ -147,6 +147,11 @@ impl Engine {
         self
     }
 
+    /// Who hears this engine's runs.
+    pub fn observer(&self) -> &Arc<dyn RunObserver> {
+        &self.observer
+    }
+
     /// The same engine keeping components fetched from the store in `dir`
     /// (default: [`default_blob_dir`]).
     pub fn with_blob_dir(mut self, dir: std::path::PathBuf) -> Self {

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa::IntoParams;
 
-/// How often a live run's journal is read for new entries (only the
-/// entries after the last one sent are read).
+/// How often a live run's journal is read for new entries when no write
+/// of this process wakes the stream (a run driven elsewhere); only the
+/// entries after the last one sent are read.
 const POLL: Duration = Duration::from_millis(100);
 
 /// Where to start.
@@ -39,6 +40,8 @@ struct Cursor {
     after: u64,
     queued: VecDeque<Event>,
     finished: bool,
+    /// Notified when this process journals for the run.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// A run's journal as server-sent events.
@@ -67,7 +70,8 @@ pub(super) async fn stream(
         })?),
     };
     let after = last.or(q.after).unwrap_or(0);
-    let cursor = Cursor { service, run_id: id, after, queued: VecDeque::new(), finished: false };
+    let wake = service.wakers.watch(&id);
+    let cursor = Cursor { service, run_id: id, after, queued: VecDeque::new(), finished: false, wake };
     Ok(Sse::new(stream::unfold(cursor, next_event)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -84,6 +88,11 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
         // A server shutting down ends its streams (after what its drained
         // runs journaled); clients reconnect elsewhere.
         let ending = c.service.streams_end.is_cancelled();
+        // Armed before the read, so that a write right after it still wakes us.
+        let wake = c.wake.clone();
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let journal = match c.service.engine.store().journal_after(&c.run_id, c.after).await {
             Ok(j) => j,
             Err(e) => {
@@ -102,6 +111,7 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
                 return None;
             }
             tokio::select! {
+                _ = woken => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = c.service.streams_end.cancelled() => {}
             }

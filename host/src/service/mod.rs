@@ -11,7 +11,8 @@
 //! - `runs.rs` submits runs (idempotently); `run_views.rs` lists and shows
 //!   them, `run_control.rs` cancels, resumes and signals them, `dlq.rs`
 //!   lists and replays dead letters;
-//!   `events.rs` streams a run's journal as server-sent events;
+//!   `events.rs` streams a run's journal as server-sent events (woken by
+//!   `wakers.rs` when this process writes it);
 //!   `workflows.rs` validates and registers workflows; `components.rs`
 //!   takes uploads by digest and resolves a workflow's components among the
 //!   tenant's; `quota.rs` enforces the tenants' quotas, on the usage that
@@ -49,6 +50,7 @@ mod tenants;
 mod traces;
 mod ui;
 mod usage;
+mod wakers;
 mod workflows;
 
 pub use metrics::{Metrics, metrics_router};
@@ -113,13 +115,17 @@ pub struct Service {
     streams_end: tokio_util::sync::CancellationToken,
     /// The service's secret, read once (see [`Tenants::service_secret`]).
     secret: tokio::sync::OnceCell<Vec<u8>>,
+    /// Wakes the requests that wait on a run this process journals for.
+    wakers: Arc<wakers::RunWakers>,
     /// Per tenant, the turn to change what it keeps (`stored.rs`).
     write_turns: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Service {
     /// A service over `engine`, whose executor is `executor` (on `sandbox`);
-    /// the engine reports its runs to `metrics`.
+    /// the engine reports its runs to `metrics`. The service's engine
+    /// ([`Service::engine`]) also wakes the requests that wait on a run:
+    /// drive runs in this process with that one.
     pub fn new(
         engine: Engine,
         sandbox: Arc<Sandbox>,
@@ -128,6 +134,9 @@ impl Service {
         limits: ServiceLimits,
     ) -> Arc<Self> {
         let kv: Arc<dyn crate::contract::KeyValue> = engine.store().clone();
+        let wakers = Arc::new(wakers::RunWakers::default());
+        let heard = crate::engine::Observers(vec![engine.observer().clone(), wakers.clone()]);
+        let engine = engine.with_observer(Arc::new(heard));
         Arc::new(Self {
             tenants: Tenants::new(kv),
             engine,
@@ -138,6 +147,7 @@ impl Service {
             quotas: Default::default(),
             streams_end: Default::default(),
             secret: Default::default(),
+            wakers,
             write_turns: Default::default(),
         })
     }
@@ -148,7 +158,8 @@ impl Service {
         self.streams_end.cancel();
     }
 
-    /// The engine the service submits to (and, with in-process workers, runs on).
+    /// The engine the service submits to; in-process workers run on it (so
+    /// that waiting requests are woken).
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -225,8 +225,13 @@ impl Service {
             return Ok(run);
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs).min(self.limits.max_wait);
+        // Woken when this process ends the run; a run driven elsewhere is polled.
+        let wake = self.wakers.watch(&run.run_id);
         let mut pause = Duration::from_millis(5);
         loop {
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let record = self.own_run(caller, &run.run_id).await?;
             if let Some(out) = &record.output {
                 return Ok(RunAccepted {
@@ -238,7 +243,10 @@ impl Service {
             if tokio::time::Instant::now() + pause > deadline || self.engine.is_draining() {
                 return Ok(RunAccepted { status: record.status.as_str().into(), ..run });
             }
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
             pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
