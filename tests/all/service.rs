@@ -213,7 +213,21 @@ fn every_error_is_a_problem_with_the_status_that_fits() {
     // 405.
     sv.request("DELETE", "/v1/runs", Some(&s.acme), None).problem(405, "method-not-allowed");
     // 403: the web UI's cookie alone does not make a change (CSRF); with the UI's header it does.
-    let cookie = format!("weft_session={}", s.acme);
+    let form = format!("token={}", s.acme);
+    let signed_in = sv.request("POST", "/ui/login", None, Some(("application/x-www-form-urlencoded", form.as_bytes())));
+    let set = signed_in.header("set-cookie").expect("a session cookie").to_string();
+    assert!(!set.contains(&s.acme) && set.contains("HttpOnly"), "the cookie holds a session, not the token: {set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    // A sign-in posted by another site's page is refused.
+    let elsewhere = sv.request_with(
+        "POST",
+        "/ui/login",
+        None,
+        &[("Origin", "https://evil.example")],
+        Some(("application/x-www-form-urlencoded", form.as_bytes())),
+    );
+    assert_eq!(elsewhere.status, 403);
+    assert!(elsewhere.header("set-cookie").is_none());
     let id = uuid::Uuid::new_v4();
     let forged = sv.request_with("POST", &format!("/v1/runs/{id}/cancel"), None, &[("Cookie", &cookie)], None);
     forged.problem(403, "forbidden");
@@ -226,6 +240,9 @@ fn every_error_is_a_problem_with_the_status_that_fits() {
     );
     from_ui.problem(404, "not-found");
     assert_eq!(sv.request_with("GET", "/v1/runs", None, &[("Cookie", &cookie)], None).status, 200);
+    // Signing out ends the session: the same cookie no longer answers.
+    sv.request_with("POST", "/ui/logout", None, &[("Cookie", &cookie), ("X-Weft-UI", "1")], None);
+    sv.request_with("GET", "/v1/runs", None, &[("Cookie", &cookie)], None).problem(401, "unauthorized");
     // 413: past the body limit (4 MiB).
     let big = vec![b' '; 5 << 20];
     sv.request("POST", "/v1/runs", Some(&s.acme), Some(("application/json", &big))).problem(413, "too-large");
@@ -1094,4 +1111,27 @@ fn a_tenant_can_have_an_operator_policy_of_its_own() {
     let theirs = upload(sv, &s.other, "probe");
     let p = sv.json("POST", "/v1/runs", &s.other, &json!({ "definition": wf_for(&theirs) })).problem(422, "invalid");
     assert!(p["errors"][0]["message"].as_str().unwrap().contains("the operator's policy refuses this"), "{p}");
+}
+
+#[test]
+fn concurrent_submissions_cannot_pass_the_last_free_slot_together() {
+    let s = setup("concurrent");
+    tenant_cmd(CACHE, &db_of(&s), &["create", "pair", "--max-concurrent-runs", "2"]);
+    let pair = tenant_cmd(CACHE, &db_of(&s), &["token", "create", "pair"]);
+    let slow = upload(&s.served, &pair, "slow_effect");
+    let wf = format!(
+        "metadata: {{name: slow, version: 1.0.0}}\nexecution_graph:\n  nodes:\n\
+         \x20   - {{node_id: nap, node_type: effect, component: \"{slow}\", input: {{sleep_ms: \"5000\"}}}}\n"
+    );
+    let body = json!({ "definition": wf });
+    // Eight submissions at once, for two slots.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let sent: Vec<_> =
+            (0..8).map(|_| scope.spawn(|| s.served.json("POST", "/v1/runs", &pair, &body).status)).collect();
+        sent.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let made = statuses.iter().filter(|&&st| st == 201).count();
+    let refused = statuses.iter().filter(|&&st| st == 429).count();
+    assert_eq!((made, refused), (2, 6), "exactly the quota's two are taken: {statuses:?}");
+    assert_eq!(s.served.get("/v1/usage", &pair).json()["active_runs"], 2);
 }

@@ -1,5 +1,5 @@
-//! Who is calling: the token of `Authorization: Bearer weft_…` (or of the
-//! web UI's `weft_session` cookie) becomes a [`Caller`]. A request without
+//! Who is calling: the token of `Authorization: Bearer weft_…`, or the web
+//! UI's session (`weft_session` cookie, `sessions.rs`), becomes a [`Caller`]. A request without
 //! a valid token answers 401; a token without the scope an endpoint needs
 //! answers 403. Nothing else in a request can name a tenant.
 
@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use std::sync::Arc;
 
-/// The cookie the web UI keeps its token in.
+/// The cookie the web UI keeps its session in.
 pub const SESSION_COOKIE: &str = "weft_session";
 /// The header the web UI's script sends with every request: a request that
 /// changes something and is authenticated by the cookie alone must carry
@@ -35,8 +35,13 @@ impl FromRequestParts<Arc<Service>> for Caller {
                  `Authorization: Bearer weft_…`",
             ));
         }
-        match service.tenants.authenticate(token).await {
+        let found =
+            if by_cookie { service.tenants.session(token).await } else { service.tenants.authenticate(token).await };
+        match found {
             Ok(Some(caller)) => Ok(caller),
+            Ok(None) if by_cookie => Err(Problem::unauthorized(
+                "the web UI's session has ended (signed out, expired, or its token was revoked); sign in again",
+            )),
             Ok(None) => Err(Problem::unauthorized(
                 "the token is not valid (unknown, revoked, or its tenant is gone); ask the operator for a new one",
             )),
@@ -48,21 +53,25 @@ impl FromRequestParts<Arc<Service>> for Caller {
     }
 }
 
-/// The token a request presents, from its `Authorization` header or
+/// The token a request presents, from its `Authorization` header, or
 /// (true) its session cookie.
 fn presented_token(parts: &Parts) -> Option<(&str, bool)> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| (token.trim(), false));
     }
-    parts
-        .headers
+    session_cookie(&parts.headers).map(|c| (c, true))
+}
+
+/// The web UI's session cookie among `headers`, if any.
+pub(super) fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(name, value)| (name == SESSION_COOKIE).then_some((value, true)))
+        .find_map(|(name, value)| (name == SESSION_COOKIE).then_some(value))
 }
 
 impl Caller {

@@ -5,7 +5,8 @@
 //! - [`Service`] holds what every handler shares: the [`Engine`] (its store,
 //!   policy and sandbox), the [`Tenants`], the [`Metrics`], and the limits;
 //!   [`Service::router`] wires the endpoints; [`serve`] runs them.
-//! - `auth.rs` turns a request's token into a [`Caller`] (tenant + scopes);
+//! - `auth.rs` turns a request's token (or the web UI's session, from
+//!   `sessions.rs`) into a [`Caller`] (tenant + scopes);
 //!   every handler takes one, and every lookup is scoped by its tenant in
 //!   `scoped.rs`, where another tenant's objects answer 404.
 //! - `runs.rs` submits runs (idempotently); `run_views.rs` lists and shows
@@ -16,8 +17,9 @@
 //!   `workflows.rs` validates and registers workflows; `components.rs`
 //!   takes uploads by digest and resolves a workflow's components among the
 //!   tenant's; `quota.rs` enforces the tenants' quotas, on the usage that
-//!   `usage.rs` counts in the store, and `stored.rs` charges what they keep; `tenant_view.rs` shows a tenant its own
-//!   usage and metrics.
+//!   `usage.rs` counts in the store; `stored.rs` charges what they keep;
+//!   `turns.rs` makes one tenant's checks and writes take turns;
+//!   `tenant_view.rs` shows a tenant its own usage and metrics.
 //! - `ui/` is the web UI: server-rendered pages, the DAG as SVG, and one
 //!   script that follows a run's events.
 //! - `problem.rs` is every error (RFC 9457); `openapi.rs` the OpenAPI
@@ -44,10 +46,12 @@ mod run_control;
 mod run_views;
 mod runs;
 mod scoped;
+mod sessions;
 mod stored;
 mod tenant_view;
 mod tenants;
 mod traces;
+mod turns;
 mod ui;
 mod usage;
 mod wakers;
@@ -118,7 +122,9 @@ pub struct Service {
     /// Wakes the requests that wait on a run this process journals for.
     wakers: Arc<wakers::RunWakers>,
     /// Per tenant, the turn to change what it keeps (`stored.rs`).
-    write_turns: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    write_turns: turns::Turns,
+    /// Per tenant, the turn to count its runs and submit one (`runs.rs`).
+    submit_turns: turns::Turns,
 }
 
 impl Service {
@@ -149,6 +155,7 @@ impl Service {
             secret: Default::default(),
             wakers,
             write_turns: Default::default(),
+            submit_turns: Default::default(),
         })
     }
 

@@ -149,6 +149,9 @@ impl Service {
             Problem::invalid("the workflow does not validate; fix each problem listed", problem_items(&e))
         })?;
         // Only a submission that would make a run counts against the quotas.
+        // The count and the submission take turns in this process, so that
+        // concurrent submissions cannot all pass one last free slot.
+        let turn = self.submit_turns.take(&caller.tenant).await;
         let quotas = self.admit_run(caller).await?;
         let opts = RunOptions {
             environment,
@@ -157,7 +160,9 @@ impl Service {
             traceparent,
             ..RunOptions::default()
         };
-        match self.engine.submit(Arc::new(wf), &input, opts).await {
+        let submitted = self.engine.submit(Arc::new(wf), &input, opts).await;
+        drop(turn);
+        match submitted {
             Ok(run_id) => {
                 let run = RunAccepted { run_id, status: "pending".into(), created: true, output: None };
                 Ok((true, self.waited(caller, run, wait).await?))

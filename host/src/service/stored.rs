@@ -23,7 +23,6 @@ use super::tenants::Caller;
 use super::usage::{self, STORED_BYTES};
 use super::workflows::{RegisteredWorkflow, WORKFLOWS};
 use crate::store::UsageAdd;
-use std::sync::{Arc, PoisonError};
 
 /// The tombstones of a tenant's deleted components (still charged).
 pub(super) const DELETED_COMPONENTS: &str = "components-deleted";
@@ -35,11 +34,7 @@ const MAX_COUNTED: usize = 100_000;
 impl Service {
     /// Waits for the caller's tenant's turn to change what it keeps.
     pub(super) async fn write_turn(&self, caller: &Caller) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut turns = self.write_turns.lock().unwrap_or_else(PoisonError::into_inner);
-            turns.entry(caller.tenant.clone()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(()))).clone()
-        };
-        lock.lock_owned().await
+        self.write_turns.take(&caller.tenant).await
     }
 
     /// The bytes the caller's tenant keeps (its records are counted first,

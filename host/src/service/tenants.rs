@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 /// Where tenant records are kept (key: the tenant's name).
 const TENANTS: &str = "weft.service/tenants";
 /// Where token records are kept (key: the token's id).
-const TOKENS: &str = "weft.service/tokens";
+pub(super) const TOKENS: &str = "weft.service/tokens";
 /// Where the service's own secret is kept.
 const SECRETS: &str = "weft.service/secrets";
 /// The most tenants or tokens a listing reads.
@@ -195,7 +195,7 @@ pub enum TenantError {
 /// The tenants and tokens of a store.
 #[derive(Clone)]
 pub struct Tenants {
-    kv: Arc<dyn KeyValue>,
+    pub(super) kv: Arc<dyn KeyValue>,
 }
 
 impl Tenants {
@@ -313,20 +313,35 @@ impl Tenants {
         let Some(record) = self.read::<TokenRecord>(TOKENS, id).await? else { return Ok(None) };
         let presented = hex::encode(Sha256::digest(token.as_bytes()));
         let same: bool = presented.as_bytes().ct_eq(record.sha256.as_bytes()).into();
-        if !same || record.revoked_at.is_some() || self.get(&record.tenant).await?.is_none() {
+        if !same {
+            return Ok(None);
+        }
+        self.caller_of(record).await
+    }
+
+    /// The caller of a token's record; None when it is revoked or its
+    /// tenant is gone.
+    pub(super) async fn caller_of(&self, record: TokenRecord) -> Result<Option<Caller>, TenantError> {
+        if record.revoked_at.is_some() || self.get(&record.tenant).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(Caller { tenant: record.tenant, token_id: record.id, scopes: record.scopes }))
     }
 
-    async fn read<T: serde::de::DeserializeOwned>(&self, scope: &str, key: &str) -> Result<Option<T>, TenantError> {
+    /// The record `key` of `scope`, if any.
+    pub(super) async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<T>, TenantError> {
         match self.kv.kv_get(scope, key).await? {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| TenantError::Damaged(e.to_string())),
             None => Ok(None),
         }
     }
 
-    async fn put<T: Serialize>(&self, scope: &str, key: &str, value: &T) -> Result<(), TenantError> {
+    /// Stores `value` as the record `key` of `scope`.
+    pub(super) async fn put<T: Serialize>(&self, scope: &str, key: &str, value: &T) -> Result<(), TenantError> {
         let bytes = serde_json::to_vec(value).map_err(|e| TenantError::Damaged(e.to_string()))?;
         Ok(self.kv.kv_set(scope, key, &bytes, u64::MAX).await?)
     }

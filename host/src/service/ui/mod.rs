@@ -3,10 +3,13 @@
 //! and served under `Content-Security-Policy: default-src 'self'` (no CDN,
 //! no inline script).
 //!
-//! - `/ui/login` exchanges a tenant token for an HttpOnly, SameSite=Strict
-//!   session cookie (an EventSource cannot send an `Authorization` header);
-//!   the API reads the cookie as it reads the header, so the pages' script
-//!   calls the same `/v1` endpoints as any client, as that tenant.
+//! - `/ui/login` exchanges a tenant token for a session (`sessions.rs`: 12
+//!   hours at most, ended by signing out or by revoking the token), kept in
+//!   an HttpOnly, SameSite=Strict cookie (an EventSource cannot send an
+//!   `Authorization` header). The API reads the session as it reads a
+//!   token, so the pages' script calls the same `/v1` endpoints as any
+//!   client, as that tenant. A sign-in posted from another site's page is
+//!   refused (its `Origin` names another host).
 //! - `/ui/runs`: the tenant's runs, refreshed live, with a form that starts
 //!   a run of a registered workflow.
 //! - `/ui/runs/{id}`: the DAG (`dag.rs`), each step's state updated from
@@ -19,12 +22,13 @@ mod dag;
 
 use super::Service;
 use super::auth::SESSION_COOKIE;
+use super::sessions::SESSION_SECONDS;
 use super::tenants::Caller;
 use crate::workflow::{ComponentCheck, NodeType, load_str};
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Path as UrlPath, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
@@ -136,12 +140,33 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(service): State<Arc<Service>>, Form(form): Form<LoginForm>) -> Response {
-    let token = form.token.trim();
-    match service.tenants.authenticate(token).await {
-        Ok(Some(_)) => {
-            // Twelve hours; the token itself stays valid until it is revoked.
-            let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200");
+/// Whether a form post comes from this server's own pages: its `Origin`
+/// (which browsers send on a POST) names the host it was sent to. A page
+/// of another site could otherwise sign a browser in as its own tenant.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
+/// The session cookie's attributes: `Secure` when the page was served
+/// over HTTPS (by a proxy in front, which says so).
+fn cookie_attributes(headers: &HeaderMap, max_age: u64) -> String {
+    let https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p == "https");
+    let secure = if https { "; Secure" } else { "" };
+    format!("HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}")
+}
+
+async fn login(State(service): State<Arc<Service>>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    if !same_origin(&headers) {
+        let mut r = login_form(Some("Sign in from this server's own page."));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
+    match service.tenants.start_session(form.token.trim()).await {
+        Ok(Some(session)) => {
+            let cookie = format!("{SESSION_COOKIE}={session}; {}", cookie_attributes(&headers, SESSION_SECONDS));
             let mut r = Redirect::to("/ui/runs").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -153,9 +178,14 @@ async fn login(State(service): State<Arc<Service>>, Form(form): Form<LoginForm>)
     }
 }
 
-async fn logout() -> Response {
+async fn logout(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    if let Some(session) = super::auth::session_cookie(&headers)
+        && let Err(e) = service.tenants.end_session(session).await
+    {
+        tracing::warn!(error = %e, "a UI session could not be ended in the store");
+    }
     let mut r = Redirect::to("/ui/login").into_response();
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let cookie = format!("{SESSION_COOKIE}=; {}", cookie_attributes(&headers, 0));
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
