@@ -105,7 +105,9 @@ fn size_limit(s: &str) -> Result<Limit, String> {
         "GiB" => 1 << 30,
         _ if t == "none" => return Ok(Limit(None)),
         other => {
-            return Err(format!("`{other}` is not a unit here: write bytes, KiB, MiB or GiB (`512MiB`), or `none`"));
+            return Err(format!(
+                "`{other}` is not a unit here: write a whole number of bytes, KiB, MiB or GiB (`512MiB`, not `1.5GiB`), or `none`"
+            ));
         }
     };
     let n: u64 =
